@@ -1,0 +1,13 @@
+"""Command line: ``elastic-theory SUBCOMMAND``. Each subcommand lives in its own module here."""
+
+from __future__ import annotations
+
+from .app import app
+from . import demo_cmd, tree_cmd  # noqa: F401  (registration by import)
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``elastic-theory`` script."""
+    app()

@@ -1,0 +1,48 @@
+"""The typer application that every ``elastic-theory`` subcommand registers on."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="elastic-theory",
+    help="Check, measure and rerun the elasticity result of 'Language Models Resist Alignment' (Ji et al., ACL 2025).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable)
+
+BAD_INPUT_EXIT_CODE = 2
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``message`` to stderr and return the exit (code 2, as for bad command-line input) to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(BAD_INPUT_EXIT_CODE)
+
+
+def bad_input_exits_2(fn: F) -> F:
+    """Decorator for commands: a ``ValueError`` from the library becomes a one-line error and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper
+
+
+def console():
+    """A rich console on stdout (imported lazily: commands that print JSON only never pay for it)."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=120)
