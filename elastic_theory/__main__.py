@@ -1,0 +1,5 @@
+"""``python -m elastic_theory`` is the ``elastic-theory`` command."""
+
+from .cli import main
+
+main()
