@@ -296,8 +296,9 @@ class TokenTree:
         a child. With ``candidates``, only those tokens (and ``eos_token``) are expanded and the
         distribution is renormalized over them: the tree is the model *conditioned on* staying in
         the candidate set. Nodes whose prefix probability is <= ``min_prob`` are not expanded
-        (their mass stays as a cut leaf, so leaf masses still sum to 1). Nodes at ``depth`` carry
-        their continuation mass as a cut leaf. Node weights are prefix probabilities:
+        (their mass stays as a cut leaf, so leaf masses still sum to 1). Nodes at ``depth`` are
+        queried once more for their EOS probability (when ``eos_token`` is given) and carry the
+        rest, their continuation mass, as a cut leaf: the tree is the model pruned to ``depth``. Node weights are prefix probabilities:
         :math:`w(x_{1:t}) = \prod_s p(x_s \mid x_{<s})`.
         """
         V = check_vocab_size(vocab_size)
@@ -312,7 +313,9 @@ class TokenTree:
         child_tokens = cand[cand != eos_token] if eos_token is not None else cand
         parent, token, weight_l, eos_l, prefixes = [-1], [-1], [1.0], [0.0], [()]
         frontier = [0]
-        for level in range(d):
+        # Levels 0..d-1 expand children; level d is queried only for the EOS probability.
+        last_level = d if eos_token is not None else d - 1
+        for level in range(last_level + 1):
             next_frontier = []
             for b in range(0, len(frontier), batch_size):
                 ids = frontier[b : b + batch_size]
@@ -338,7 +341,7 @@ class TokenTree:
                 for r, u in enumerate(ids):
                     wu = weight_l[u]
                     eos_l[u] = wu * p_eos[r] / z[r]
-                    if level + 1 > d:
+                    if level == d:
                         continue
                     child_w = wu * keep[r] / z[r]
                     for t, cw in zip(child_tokens, child_w):
@@ -348,7 +351,7 @@ class TokenTree:
                             weight_l.append(float(cw))
                             eos_l.append(0.0)
                             prefixes.append(prefixes[u] + (int(t),))
-                            if cw > min_prob and level + 1 < d:
+                            if cw > min_prob:
                                 next_frontier.append(len(parent) - 1)
                     if len(parent) > max_nodes:
                         raise ValueError(
