@@ -13,7 +13,7 @@ __all__ = ["BYTE_VOCAB_SIZE", "stdlib_sentences"]
 BYTE_VOCAB_SIZE = 256
 
 
-def stdlib_sentences(n: int = 2000, min_chars: int = 8, max_chars: int = 64) -> list[list[int]]:
+def stdlib_sentences(n: int = 1000, min_chars: int = 8, max_chars: int = 100) -> list[list[int]]:
     """The first ``n`` sentences of ``pydoc_data.topics`` (Python's own help text, shipped with CPython).
 
     Each sentence is whitespace-normalized, kept if it has ``min_chars`` to ``max_chars``
