@@ -267,7 +267,8 @@ class TokenTree:
         del rows, cols, new
         weight = np.bincount(idmat[valid], weights=np.broadcast_to(w[:, None], valid.shape)[valid], minlength=n_nodes)
         weight[0] = w.sum()
-        last = np.where(lens > 0, idmat[np.arange(n), np.maximum(lens - 1, 0)], 0)
+        # Each row's deepest node; the root for an empty response (and for an all-empty dataset, width 0).
+        last = np.where(lens > 0, idmat[np.arange(n), np.maximum(lens - 1, 0)], 0) if width else np.zeros(n, np.int64)
         eos = np.bincount(last, weights=w * end, minlength=n_nodes)
         cut = np.bincount(last, weights=w * ~end, minlength=n_nodes)
         return cls(parent, token, weight, eos, cut, V, n_seq, depth=depth)
