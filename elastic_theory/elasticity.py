@@ -1,0 +1,415 @@
+r"""The elasticity theorem (Ji et al. 2025, Thm. 4.2) as a perturbation model with exact derivatives.
+
+Setting (THEORY §2). Pre-training set :math:`D_p`, alignment set :math:`D_a`, perturbation set
+:math:`D_t` with :math:`|D_t| = l\,|D_a|`. A model of unrestricted capacity trained to optimum
+on :math:`D_p \cup D_a \cup D_t` is the size-weighted mixture (the joint-training lemma,
+:func:`elastic_theory.tree.mixture`)
+
+.. math:: p_l = \frac{N P + l |D_a| P_t}{N + l |D_a|}, \qquad N = |D_p| + |D_a|,
+          \quad P = \frac{|D_p| P_p + |D_a| P_a}{N}.
+
+**General formula (§2.1, exact, any supports).** For a dataset distribution :math:`P_i` whose
+support :math:`p_l` covers,
+
+.. math:: \frac{d}{dl} CE(P_i, p_l) = \frac{|D_a|}{N + l|D_a|}
+          \Bigl(1 - E_{x \sim P_i}\Bigl[\frac{P_t(x)}{p_l(x)}\Bigr]\Bigr) \quad\text{nats per response},
+
+since :math:`\frac{d}{dl}\ln p_l(x) = \frac{|D_a|}{N + l|D_a|}(P_t(x)/p_l(x) - 1)`.
+:class:`PerturbationModel` evaluates it for real :class:`~elastic_theory.tree.TokenTree` s and
+converts to bits (divide by :math:`\ln 2`) and to bits per token (divide by :math:`E_{P_i}|x|`).
+
+**Disjoint components (§2.2).** :math:`P_p = w_1 P_1 + w_2 P_2 + w_3 P_3`, :math:`P_a = P_2`,
+:math:`P_t = P_3`, pairwise disjoint supports, :math:`k = |D_p|/|D_a|`. Then, per response,
+
+.. math:: \frac{d\gamma_a}{dl} = \frac{1}{(1+k+l)\ln 2}, \qquad
+          \frac{d\gamma_p}{dl} = \frac{1}{\ln 2}\Bigl(\frac{1}{1+k+l} - \frac{w_3}{k w_3 + l}\Bigr),
+
+.. math:: R(k, l, w_3) = \frac{d\gamma_a/dl}{-d\gamma_p/dl} = \frac{w_3 k + l}{w_3 - (1-w_3) l}.
+
+The sign claim :math:`d\gamma_p/dl < 0 < d\gamma_a/dl` holds iff :math:`l < l^* = w_3/(1-w_3)`;
+on :math:`0 \le l \le \lambda < l^*`, :math:`1 \le R/k \le (1 + \lambda/(w_3 k))/(1 - (1-w_3)\lambda/w_3)`.
+Rates are per response unless a name says ``per_token``; a per-token :math:`R` is the
+per-response one times :math:`E_{P_p}|x| / E_{P_a}|x|`. No derivative depends on the
+normalizing offset of :func:`elastic_theory.rates.normalized_gamma` (it is model-free).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from .rates import gamma
+from .tree import TokenTree, _model_leaf_probs, _zero_support, kl_divergence, mixture
+
+__all__ = [
+    "LN2",
+    "ClosedForm",
+    "DatasetRates",
+    "HookeInvariant",
+    "InverseAlignment",
+    "PerturbationModel",
+    "SignClaimWarning",
+    "check_k",
+    "check_l",
+    "check_w3",
+    "closed_form",
+    "dgamma_a_dl",
+    "dgamma_p_dl",
+    "hooke_invariant",
+    "inverse_alignment",
+    "ratio_R",
+    "rho",
+    "sign_threshold",
+    "theta_constants",
+]
+
+LN2 = math.log(2.0)
+SizeUnit = Literal["responses", "tokens"]
+Rho = Literal["rate_gap", "kl", "kl_reverse"]
+
+
+class SignClaimWarning(UserWarning):
+    """l is at or beyond l* = w3/(1-w3): d gamma_p/dl >= 0, so the theorem's sign claim no longer holds."""
+
+
+# ---------------------------------------------------------------------- validation
+def check_k(k: float) -> float:
+    """Return ``k`` = |D_p|/|D_a| as a float, or raise unless it is finite and > 0."""
+    k = float(k)
+    if not (k > 0 and math.isfinite(k)):
+        raise ValueError(f"k = |D_p|/|D_a| must be finite and > 0, got {k!r}")
+    return k
+
+
+def check_l(l: float) -> float:
+    """Return ``l`` = |D_t|/|D_a| as a float, or raise unless it is finite and >= 0."""
+    l = float(l)
+    if not (l >= 0 and math.isfinite(l)):
+        raise ValueError(f"l = |D_t|/|D_a| must be finite and >= 0, got {l!r}")
+    return l
+
+
+def check_w3(w3: float) -> float:
+    """Return ``w3`` (the perturbation component's weight in pre-training) or raise unless it is in [0, 1]."""
+    w3 = float(w3)
+    if not 0.0 <= w3 <= 1.0:
+        raise ValueError(f"w3 (weight of the perturbation distribution inside D_p) must be in [0, 1], got {w3!r}")
+    return w3
+
+
+# ---------------------------------------------------------------------- §2.2 closed forms
+def sign_threshold(w3: float) -> float:
+    r""":math:`l^* = w_3/(1-w_3)`: :math:`d\gamma_p/dl < 0` exactly for :math:`l < l^*` (``inf`` for w3 = 1)."""
+    w3 = check_w3(w3)
+    return math.inf if w3 == 1.0 else w3 / (1.0 - w3)
+
+
+def _warn_beyond(l: float, w3: float, stacklevel: int = 3) -> None:
+    if l >= sign_threshold(w3):
+        warnings.warn(
+            f"l = {l:g} >= l* = w3/(1-w3) = {sign_threshold(w3):g}: d gamma_p/dl >= 0 here, so the theorem's sign "
+            "claim (pre-training rate falls while alignment rate rises) no longer holds; values are exact.",
+            SignClaimWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def dgamma_a_dl(k: float, l: float) -> float:
+    r""":math:`d\gamma_a/dl = 1/((1+k+l)\ln 2)` bits per response per unit l (disjoint supports, §2.2).
+
+    Independent of :math:`w_1, w_2, w_3`: the alignment data shares no mass with the perturbation.
+    """
+    return 1.0 / ((1.0 + check_k(k) + check_l(l)) * LN2)
+
+
+def dgamma_p_dl(k: float, l: float, w3: float) -> float:
+    r""":math:`d\gamma_p/dl = (1/(1+k+l) - w_3/(k w_3 + l))/\ln 2` bits per response per unit l (§2.2).
+
+    For :math:`w_3 = 0` the second term is absent (D_p has no perturbation-type data), so the
+    derivative is :math:`+1/((1+k+l)\ln 2)`. Warns (:class:`SignClaimWarning`) when :math:`l \ge l^*`.
+    """
+    k, l, w3 = check_k(k), check_l(l), check_w3(w3)
+    _warn_beyond(l, w3)
+    shared = 0.0 if w3 == 0.0 else w3 / (k * w3 + l)
+    return (1.0 / (1.0 + k + l) - shared) / LN2
+
+
+def ratio_R(k: float, l: float, w3: float) -> float:
+    r""":math:`R(k, l, w_3) = (d\gamma_a/dl)/(-d\gamma_p/dl) = (w_3 k + l)/(w_3 - (1-w_3) l)` (§2.2).
+
+    Exactly :math:`-1` for :math:`w_3 = 0` (both rates rise equally: no asymmetry), ``inf`` at
+    :math:`l = l^*`, negative beyond (with a :class:`SignClaimWarning`). Dimensionless; base-free.
+    """
+    k, l, w3 = check_k(k), check_l(l), check_w3(w3)
+    _warn_beyond(l, w3)
+    if w3 == 0.0:
+        return -1.0
+    den = w3 - (1.0 - w3) * l
+    return math.inf if den == 0.0 else (w3 * k + l) / den
+
+
+def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
+    r"""``(lower, upper)`` with :math:`\text{lower} \le R(k,l,w_3)/k \le \text{upper}` for all :math:`0 \le l \le \lambda`.
+
+    lower = 1 (R is increasing in l and R(k, 0, w3) = k); upper = R(k, lam, w3)/k =
+    :math:`(1 + \lambda/(w_3 k)) / (1 - (1-w_3)\lambda/w_3)`. Needs :math:`0 < w_3` and :math:`\lambda < l^*`.
+    """
+    k, w3, lam = check_k(k), check_w3(w3), check_l(lam)
+    if w3 == 0.0:
+        raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
+    if lam >= sign_threshold(w3):
+        raise ValueError(f"lam = {lam:g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
+    return 1.0, (1.0 + lam / (w3 * k)) / (1.0 - (1.0 - w3) * lam / w3)
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """The §2.2 quantities at one point; derivatives in bits per response per unit l."""
+
+    k: float
+    l: float
+    w3: float
+    R: float
+    dgamma_a_dl: float
+    dgamma_p_dl: float
+    l_star: float
+    sign_valid: bool
+    lam: float | None
+    theta_lower: float | None
+    theta_upper: float | None
+
+
+def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> ClosedForm:
+    """All §2.2 closed forms at ``(k, l, w3)``; Theta constants on ``[0, lam]`` (default lam = l) when they exist.
+
+    ``sign_valid`` is True when :math:`d\\gamma_p/dl < 0 < d\\gamma_a/dl`, i.e. :math:`w_3 > 0` and
+    :math:`l < l^*`. Warns like :func:`ratio_R` beyond the threshold.
+    """
+    k, l, w3 = check_k(k), check_l(l), check_w3(w3)
+    lam = l if lam is None else check_l(lam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SignClaimWarning)
+        R, da, dp = ratio_R(k, l, w3), dgamma_a_dl(k, l), dgamma_p_dl(k, l, w3)
+    _warn_beyond(l, w3)
+    l_star = sign_threshold(w3)
+    has_band = w3 > 0 and lam < l_star
+    lo, hi = theta_constants(k, w3, lam) if has_band else (None, None)
+    return ClosedForm(k, l, w3, R, da, dp, l_star, bool(dp < 0 < da), lam, lo, hi)
+
+
+@dataclass(frozen=True)
+class HookeInvariant:
+    r"""Finite changes from l = 0 to l (bits per response) and the spring invariant.
+
+    ``residual`` = :math:`|D_a|\Delta\gamma_a + |D_p|\Delta\gamma_p` in units of |D_a| bits;
+    ``relative_residual`` = residual / :math:`(|D_a|\Delta\gamma_a)`;
+    ``first_order_bound`` = :math:`1 - k/R(l) = l(1 + k(1-w_3))/(k w_3 + l)` bounds it (§2.2).
+    """
+
+    k: float
+    l: float
+    w3: float
+    delta_gamma_a: float
+    delta_gamma_p: float
+    residual: float
+    relative_residual: float
+    first_order_bound: float
+
+
+def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
+    r"""Hooke's law for datasets: :math:`|D_a|\Delta\gamma_a \approx -|D_p|\Delta\gamma_p` (disjoint supports).
+
+    Exact finite changes (nats, then bits): :math:`\Delta CE_a = \ln(N_l/N_0)`,
+    :math:`\Delta CE_p = \ln(N_l/N_0) - w_3 \ln(1 + l/(k w_3))`, :math:`N_l = 1 + k + l`
+    (``log1p`` throughout, so tiny l keeps its digits). Since :math:`|D_a|\gamma_a' + |D_p|\gamma_p'
+    = \gamma_a'(1 - k/R)` with :math:`1 - k/R \ge 0` increasing on :math:`[0, l^*)`, the relative
+    residual lies in :math:`[0, 1 - k/R(l)]`: the invariant holds to first order in l.
+    Needs :math:`w_3 > 0`, :math:`0 < l < l^*`.
+    """
+    k, l, w3 = check_k(k), check_l(l), check_w3(w3)
+    if w3 == 0.0 or l == 0.0 or l >= sign_threshold(w3):
+        raise ValueError(f"the Hooke invariant needs w3 > 0 and 0 < l < l* = {sign_threshold(w3):g}; got w3={w3}, l={l}")
+    d_a = math.log1p(l / (1.0 + k))
+    d_p = d_a - w3 * math.log1p(l / (k * w3))
+    residual = d_a + k * d_p
+    return HookeInvariant(
+        k, l, w3, d_a / LN2, d_p / LN2, residual / LN2, residual / d_a, l * (1.0 + k * (1.0 - w3)) / (k * w3 + l)
+    )
+
+
+# ---------------------------------------------------------------------- §2.1 general model
+@dataclass(frozen=True)
+class DatasetRates:
+    r"""Rates of one dataset under :math:`p_l` and their exact l-derivatives (§2.1).
+
+    ``cross_entropy_bits``: :math:`CE(P_i, p_l)` bits per response; ``dcross_entropy_dl_bits`` its
+    derivative; ``gamma_bits_per_token`` = CE / E|x| and its derivative; ``kl_bits``:
+    :math:`KL(P_i \| p_l)` bits per response (the default normalized rate times E|x|);
+    ``shared_mass`` = :math:`E_{P_i}[P_t/p_l]` (the derivative's sign is that of 1 - shared_mass).
+    """
+
+    l: float
+    cross_entropy_bits: float
+    dcross_entropy_dl_bits: float
+    mean_length: float
+    gamma_bits_per_token: float
+    dgamma_dl_bits_per_token: float
+    kl_bits: float
+    shared_mass: float
+
+
+@dataclass(frozen=True)
+class PerturbationModel:
+    r"""The joint optimum on :math:`D_p \cup D_a \cup D_t` as a function of :math:`l = |D_t|/|D_a|`.
+
+    Build it with :meth:`from_trees`. ``size_pretrain`` = |D_p| and ``size_align`` = |D_a| are
+    response counts by default (``size_unit="tokens"``: token counts, ``tree.n_tokens``); the
+    perturbation set's own size never enters (|D_t| = l |D_a| by definition). The trees may
+    have any supports; they are the finite datasets an experiment trains on.
+    """
+
+    pretrain: TokenTree
+    align: TokenTree
+    perturb: TokenTree
+    size_pretrain: float
+    size_align: float
+    size_unit: SizeUnit = "responses"
+
+    @classmethod
+    def from_trees(
+        cls,
+        pretrain: TokenTree,
+        align: TokenTree,
+        perturb: TokenTree,
+        size_unit: SizeUnit = "responses",
+        sizes: tuple[float, float] | None = None,
+    ) -> PerturbationModel:
+        """The model with |D_p|, |D_a| read from the trees in ``size_unit``, or given as ``sizes``."""
+        if size_unit not in ("responses", "tokens"):
+            raise ValueError(f"size_unit must be 'responses' or 'tokens', got {size_unit!r}")
+        if sizes is None:
+            attr = "n_sequences" if size_unit == "responses" else "n_tokens"
+            sizes = (getattr(pretrain, attr), getattr(align, attr))
+        s_p, s_a = (float(s) for s in sizes)
+        for name, s in (("|D_p|", s_p), ("|D_a|", s_a)):
+            if not (s > 0 and math.isfinite(s)):
+                raise ValueError(f"{name} must be finite and > 0, got {s!r} (a dataset of empty responses has 0 tokens)")
+        V = {t.vocab_size for t in (pretrain, align, perturb)}
+        if len(V) != 1:
+            raise ValueError(f"the three datasets must share one alphabet, got vocab sizes {sorted(V)}")
+        return cls(pretrain, align, perturb, s_p, s_a, size_unit)
+
+    @property
+    def k(self) -> float:
+        """:math:`k = |D_p|/|D_a|`."""
+        return self.size_pretrain / self.size_align
+
+    @cached_property
+    def base_model(self) -> TokenTree:
+        """:math:`P = (|D_p| P_p + |D_a| P_a)/N`: the model before perturbation (l = 0)."""
+        return mixture([self.pretrain, self.align], [self.size_pretrain, self.size_align])
+
+    def model(self, l: float) -> TokenTree:
+        """:math:`p_l` as a token tree (the mixture of the three datasets with sizes |D_p|, |D_a|, l|D_a|)."""
+        l = check_l(l)
+        if l == 0.0:
+            return self.base_model
+        return mixture([self.pretrain, self.align, self.perturb], [self.size_pretrain, self.size_align, l * self.size_align])
+
+    def rates(self, data: TokenTree, l: float) -> DatasetRates:
+        r"""CE, gamma, KL of ``data`` under :math:`p_l` and their exact derivatives by the §2.1 formula.
+
+        Raises ``ValueError`` when :math:`p_l` gives probability 0 to a leaf of ``data`` (infinite
+        rate), naming the leaf.
+        """
+        l = check_l(l)
+        lv, P = _model_leaf_probs(data, self.base_model)
+        _, Pt = _model_leaf_probs(data, self.perturb)
+        N, a = self.size_pretrain + self.size_align, self.size_align
+        p_l = (N * P + l * a * Pt) / (N + l * a)
+        _zero_support(data, lv, p_l, "raise")
+        shared = float((lv.prob * Pt / p_l).sum())
+        ce = float(-(lv.prob * np.log(p_l)).sum()) / LN2
+        dce = (a / (N + l * a)) * (1.0 - shared) / LN2
+        length = data.mean_length
+        if not length > 0:
+            raise ValueError("the dataset has only empty responses (mean length 0): a per-token rate is undefined")
+        kl = float((lv.prob * np.log(lv.prob / p_l)).sum()) / LN2
+        return DatasetRates(l, ce, dce, length, ce / length, dce / length, kl, shared)
+
+    def ratio(self, l: float, per_token: bool = False) -> float:
+        r""":math:`R = (dCE_a/dl)/(-dCE_p/dl)` at l (per response; ``per_token``: of the per-token rates)."""
+        ra, rp = self.rates(self.align, l), self.rates(self.pretrain, l)
+        num, den = (ra.dgamma_dl_bits_per_token, rp.dgamma_dl_bits_per_token) if per_token else (
+            ra.dcross_entropy_dl_bits, rp.dcross_entropy_dl_bits)
+        return math.inf if den == 0.0 else num / -den
+
+    def hooke_residual(self, l: float) -> float:
+        r""":math:`(|D_a|\Delta CE_a + |D_p|\Delta CE_p)/(|D_a| |\Delta CE_a|)` from 0 to l (per response)."""
+        a0, p0 = self.rates(self.align, 0.0), self.rates(self.pretrain, 0.0)
+        a1, p1 = self.rates(self.align, l), self.rates(self.pretrain, l)
+        d_a = a1.cross_entropy_bits - a0.cross_entropy_bits
+        d_p = p1.cross_entropy_bits - p0.cross_entropy_bits
+        return (d_a + self.k * d_p) / abs(d_a)
+
+
+# ---------------------------------------------------------------------- Def. 3.6
+def rho(p0: TokenTree, p0_prime: TokenTree, kind: Rho = "rate_gap", data: TokenTree | None = None) -> float:
+    r"""Discrepancy :math:`\rho(p_0', p_0)` of Def. 3.6 (THEORY §4.6: a parameter, documented default).
+
+    * ``"rate_gap"`` (default): :math:`|\gamma(p_0', D) - \gamma(p_0, D)|` bits per token on ``data``;
+    * ``"kl"``: :math:`KL(p_0' \| p_0)` bits per response (the paper's "KL(model, base)");
+    * ``"kl_reverse"``: :math:`KL(p_0 \| p_0')`.
+    """
+    if kind == "rate_gap":
+        if data is None:
+            raise ValueError("rho='rate_gap' compares rates on a dataset: pass data=")
+        return abs(gamma(p0_prime, data) - gamma(p0, data))
+    if kind == "kl":
+        return kl_divergence(p0_prime, p0)
+    if kind == "kl_reverse":
+        return kl_divergence(p0, p0_prime)
+    raise ValueError(f"rho must be 'rate_gap', 'kl' or 'kl_reverse', got {kind!r}")
+
+
+@dataclass(frozen=True)
+class InverseAlignment:
+    """Outcome of Def. 3.6: ``elastic`` iff ``distance <= eps0`` and ``size_ratio <= max_size_ratio``."""
+
+    distance: float
+    eps0: float
+    size_ratio: float
+    max_size_ratio: float
+    kind: str
+    elastic: bool
+
+
+def inverse_alignment(
+    p0: TokenTree,
+    p0_prime: TokenTree,
+    eps0: float,
+    size_b: float,
+    size_a: float,
+    kind: Rho = "rate_gap",
+    data: TokenTree | None = None,
+    max_size_ratio: float = 0.1,
+) -> InverseAlignment:
+    r"""Def. 3.6: :math:`(p_0, D_a)` is elastic if an operation with :math:`|D_b| \ll |D_a|` gives
+    :math:`p_0'` with :math:`\rho(p_0', p_0) \le \varepsilon_0`.
+
+    ":math:`\ll`" is made explicit as :math:`|D_b|/|D_a| \le` ``max_size_ratio`` (default 0.1).
+    """
+    if not (eps0 >= 0 and math.isfinite(eps0)):
+        raise ValueError(f"eps0 must be finite and >= 0, got {eps0!r}")
+    if not (size_b > 0 and size_a > 0):
+        raise ValueError(f"dataset sizes must be > 0, got |D_b|={size_b!r}, |D_a|={size_a!r}")
+    if not 0 < max_size_ratio <= 1:
+        raise ValueError(f"max_size_ratio must be in (0, 1], got {max_size_ratio!r}")
+    dist = rho(p0, p0_prime, kind, data)
+    ratio = size_b / size_a
+    return InverseAlignment(dist, float(eps0), ratio, max_size_ratio, kind, bool(dist <= eps0 and ratio <= max_size_ratio))
