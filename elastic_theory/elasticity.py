@@ -130,13 +130,17 @@ def dgamma_a_dl(k: float, l: float) -> float:
 def dgamma_p_dl(k: float, l: float, w3: float) -> float:
     r""":math:`d\gamma_p/dl = (1/(1+k+l) - w_3/(k w_3 + l))/\ln 2` bits per response per unit l (§2.2).
 
+    Evaluated as :math:`-(w_3 - (1-w_3)l)/((1+k+l)(k w_3 + l)\ln 2)`, which keeps full float64
+    precision for large k (the two terms of the difference are ~1/k, their difference ~1/k^2).
     For :math:`w_3 = 0` the second term is absent (D_p has no perturbation-type data), so the
     derivative is :math:`+1/((1+k+l)\ln 2)`. Warns (:class:`SignClaimWarning`) when :math:`l \ge l^*`.
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
     _warn_beyond(l, w3)
-    shared = 0.0 if w3 == 0.0 else w3 / (k * w3 + l)
-    return (1.0 / (1.0 + k + l) - shared) / LN2
+    if w3 == 0.0:
+        return 1.0 / ((1.0 + k + l) * LN2)
+    # The same quantity over a common denominator: no cancellation between two ~1/k terms.
+    return -(w3 - (1.0 - w3) * l) / ((1.0 + k + l) * (k * w3 + l) * LN2)
 
 
 def ratio_R(k: float, l: float, w3: float) -> float:
