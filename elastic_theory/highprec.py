@@ -1,0 +1,114 @@
+r"""High-precision derivatives of the §2.2 rates, where float64 finite differences fail (THEORY §2 "Numerics").
+
+The reference path builds the per-response cross-entropies from the mixture definition
+(disjoint components, :math:`|D_a| = 1`, :math:`N_l = 1 + k + l`, component masses
+:math:`c = (k w_1,\ k w_2 + 1,\ k w_3 + l)`):
+
+.. math:: CE_a(l) = H_2 - \ln c_2 + \ln N_l, \qquad
+          CE_p(l) = \sum_j w_j (H_j - \ln c_j + \ln N_l) \quad\text{(nats per response)},
+
+and differentiates them numerically with ``mpmath.diff`` at ``dps`` decimal digits; the
+entropies :math:`H_j` are constants and drop out. It never uses the closed forms, so agreement
+with :func:`elastic_theory.elasticity.dgamma_a_dl` / :func:`~elastic_theory.elasticity.dgamma_p_dl`
+is a real check. Next to it, a float64 central difference with the textbook step
+:math:`h = \epsilon^{1/3}\max(1, l)` shows what plain floating point gives: for
+:math:`k \ge 10^6` the change of :math:`CE_p` over the step (~:math:`h/k^2`) is below the
+rounding of :math:`CE_p` itself (~:math:`\epsilon`), so no digit survives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import elasticity
+
+__all__ = ["DEFAULT_POINTS", "PrecisionRow", "agreeing_digits", "precision_table", "reference_derivatives"]
+
+#: (k, l, w3): k up to 1e9 and l down to 1e-9 (the ranges of THEORY §2 "Numerics"), w3 = 0.1.
+DEFAULT_POINTS: tuple[tuple[float, float, float], ...] = tuple(
+    (k, l, 0.1) for k in (1e3, 1e6, 1e9) for l in (1e-3, 1e-6, 1e-9)
+)
+QUANTITIES = ("dgamma_a_dl", "dgamma_p_dl")
+
+
+def _ce(k, l, w3, which: str, log, w2: float = 0.5):
+    """CE_a or CE_p (nats per response, entropy constants dropped) from the mixture, with ``log`` = math.log or mpmath.log."""
+    w = (1 - w2 * (1 - w3) - w3, w2 * (1 - w3), w3)
+    c = (k * w[0], k * w[1] + 1, k * w[2] + l)
+    n_l = 1 + k + l
+    if which == "dgamma_a_dl":
+        return log(n_l) - log(c[1])
+    return sum(wj * (log(n_l) - log(cj)) for wj, cj in zip(w, c) if wj)
+
+
+def reference_derivatives(k: float, l: float, w3: float, dps: int = 50) -> dict[str, str]:
+    r"""``{"dgamma_a_dl": ..., "dgamma_p_dl": ...}`` in bits per response, as 30-significant-digit strings.
+
+    ``mpmath.diff`` of the mixture-defined cross-entropies at ``dps`` digits (its default step
+    is tuned to the working precision), divided by :math:`\ln 2`. The inputs are taken as the
+    exact binary values of the given floats. Needs :math:`w_3 > 0` and :math:`l \ge 0`.
+    """
+    import mpmath
+
+    k, l, w3 = elasticity.check_k(k), elasticity.check_l(l), elasticity.check_w3(w3)
+    if w3 == 0.0:
+        raise ValueError("the reference path needs w3 > 0 (for w3 = 0 the derivatives are the trivial 1/N_l)")
+    with mpmath.workdps(dps):
+        K, L, W3 = mpmath.mpf(k), mpmath.mpf(l), mpmath.mpf(w3)
+        return {
+            q: mpmath.nstr(mpmath.diff(lambda x: _ce(K, x, W3, q, mpmath.log), L) / mpmath.log(2), 30)
+            for q in QUANTITIES
+        }
+
+
+def agreeing_digits(value: float, reference: float) -> float:
+    """Significant digits on which ``value`` agrees with ``reference``: ``-log10(|v - r| / |r|)`` (17 when equal)."""
+    if value == reference:
+        return 17.0
+    if not math.isfinite(value):
+        return 0.0
+    return max(0.0, -math.log10(abs(value - reference) / abs(reference)))
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    """One derivative at one point: the mpmath reference and how many digits float64 methods get right."""
+
+    k: float
+    l: float
+    w3: float
+    quantity: str
+    reference: str
+    closed_form: float
+    closed_form_digits: float
+    finite_difference: float
+    finite_difference_digits: float
+    step: float
+
+
+def _float64_central_difference(k: float, l: float, w3: float, quantity: str) -> tuple[float, float]:
+    h = float(np.finfo(np.float64).eps) ** (1.0 / 3.0) * max(1.0, l)
+    f = lambda x: _ce(k, x, w3, quantity, math.log)  # noqa: E731
+    return (f(l + h) - f(l - h)) / (2.0 * h) / elasticity.LN2, h
+
+
+def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
+    """For each point and both derivatives: mpmath reference, float64 closed form, float64 central difference.
+
+    Digits are :func:`agreeing_digits` against the reference. The closed forms are expected to
+    agree to >= 10 digits everywhere; the finite differences lose them as k grows.
+    """
+    rows = []
+    for k, l, w3 in points:
+        ref = reference_derivatives(k, l, w3, dps)
+        closed = {"dgamma_a_dl": elasticity.dgamma_a_dl(k, l), "dgamma_p_dl": elasticity.dgamma_p_dl(k, l, w3)}
+        for q in QUANTITIES:
+            r = float(ref[q])
+            fd, h = _float64_central_difference(k, l, w3, q)
+            rows.append(
+                PrecisionRow(k, l, w3, q, ref[q], closed[q], agreeing_digits(closed[q], r), fd, agreeing_digits(fd, r), h)
+            )
+    return rows
