@@ -1,0 +1,39 @@
+"""Language-model measurements: rates of real causal LMs, coding with a model, tracking during training.
+
+This subpackage imports torch and transformers; the rest of :mod:`elastic_theory` does not.
+"""
+
+from __future__ import annotations
+
+from .data import Document, check_documents, read_documents
+from .loading import load_model_and_tokenizer, resolve_device, smollm2_gguf_path
+from .scoring import (
+    DocumentScore,
+    RateEstimate,
+    bootstrap_ci,
+    measure_rates,
+    rate_estimate,
+    rolling_windows,
+    score_documents,
+    score_token_ids,
+)
+from .tiny import byte_bpe_tokenizer, tiny_gpt2
+
+__all__ = [
+    "Document",
+    "DocumentScore",
+    "RateEstimate",
+    "bootstrap_ci",
+    "byte_bpe_tokenizer",
+    "check_documents",
+    "load_model_and_tokenizer",
+    "measure_rates",
+    "rate_estimate",
+    "read_documents",
+    "resolve_device",
+    "rolling_windows",
+    "score_documents",
+    "score_token_ids",
+    "smollm2_gguf_path",
+    "tiny_gpt2",
+]
