@@ -50,8 +50,10 @@ __all__ = [
     "TokenTree",
     "cross_entropy",
     "kl_divergence",
+    "check_token_range",
     "mixture",
     "pad_sequences",
+    "split_chunks",
 ]
 
 
@@ -89,6 +91,40 @@ def pad_sequences(sequences: Sequence[Sequence[int]] | np.ndarray, lengths=None)
             raise ValueError(f"sequence {i} must be a flat list of integer token ids, got {s.tolist()!r:.80}")
         tokens[i, : s.size] = s
     return tokens, lens
+
+
+def check_token_range(tokens: np.ndarray, lengths: np.ndarray, vocab_size: int) -> None:
+    """Raise ``ValueError`` naming the first token of a padded array outside ``0 .. vocab_size - 1``."""
+    valid = np.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    bad = valid & ((tokens < 0) | (tokens >= vocab_size))
+    if bad.any():
+        i, j = (int(x[0]) for x in np.nonzero(bad))
+        raise ValueError(
+            f"sequence {i}, position {j}: token {tokens[i, j]} is outside the alphabet 0..{vocab_size - 1}; "
+            "raise vocab_size or fix the data"
+        )
+
+
+def split_chunks(tokens: np.ndarray, lengths: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split padded responses into chunks of at most ``depth`` tokens (the coding convention of Thm 3.4).
+
+    Response ``i`` becomes :math:`\\max(1, \\lceil |x_i| / d \\rceil)` chunks, in order: all but the last
+    have exactly ``depth`` tokens; the last has the rest (an empty response is one empty chunk).
+    Returns ``(chunks, chunk_lengths, is_last, rows)``: a ``(n_chunks, depth)`` array padded with -1,
+    each chunk's length, whether it ends its response, and the response it came from.
+    """
+    d = check_depth(depth)
+    n_chunks = np.maximum(1, -(-lengths // d))
+    rows = np.repeat(np.arange(lengths.size), n_chunks)
+    k = np.arange(rows.size) - np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
+    start = k * d
+    clen = np.minimum(lengths[rows] - start, d)
+    is_last = k == n_chunks[rows] - 1
+    width = max(d, tokens.shape[1])
+    padded = np.full((lengths.size, width + d), -1, dtype=np.int64)
+    padded[:, : tokens.shape[1]] = tokens
+    chunks = padded[rows[:, None], start[:, None] + np.arange(d)[None, :]]
+    return chunks, clen, is_last, rows
 
 
 @dataclass(frozen=True)
@@ -191,15 +227,7 @@ class TokenTree:
         n, width = tokens.shape
         if n == 0:
             raise ValueError("the dataset is empty: a token tree needs at least one sequence")
-        valid = np.arange(width)[None, :] < lens[:, None]
-        if valid.any():
-            bad = valid & ((tokens < 0) | (tokens >= V))
-            if bad.any():
-                i, j = (int(x[0]) for x in np.nonzero(bad))
-                raise ValueError(
-                    f"sequence {i}, position {j}: token {tokens[i, j]} is outside the alphabet 0..{V - 1}; "
-                    "raise vocab_size or fix the data"
-                )
+        check_token_range(tokens, lens, V)
         if counts is not None and weights is not None:
             raise ValueError("give counts or weights, not both")
         if counts is not None:
@@ -411,6 +439,8 @@ class TokenTree:
         For a tree pruned to depth d this is the paper's :math:`H_d`.
         """
         p = self.leaves.prob
+        if base == 2:  # log2 directly: exact for dyadic probabilities (1/2, 1/4, 1/4 gives exactly 1.5)
+            return float(-(p * np.log2(p)).sum())
         return float(-(p * np.log(p)).sum() * log_base_factor(base))
 
     @property
@@ -488,19 +518,8 @@ class TokenTree:
         carries its response's mass, so the root weight is ``E[#chunks] * total_weight`` and
         ``n_sequences`` is the (weighted) number of chunks.
         """
-        d = check_depth(depth)
         tokens, lens, mass = self.responses()
-        n_chunks = np.maximum(1, -(-lens // d))
-        rows = np.repeat(np.arange(lens.size), n_chunks)
-        k = np.arange(rows.size) - np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
-        start = k * d
-        clen = np.minimum(lens[rows] - start, d)
-        is_last = k == n_chunks[rows] - 1
-        width = max(d, tokens.shape[1])
-        padded = np.full((lens.size, width + d), -1, dtype=np.int64)
-        padded[:, : tokens.shape[1]] = tokens
-        idx = start[:, None] + np.arange(d)[None, :]
-        chunks = padded[rows[:, None], idx]
+        chunks, clen, is_last, rows = split_chunks(tokens, lens, depth)
         w = mass[rows] * (self.n_sequences / self.total_weight)
         return TokenTree.from_sequences(chunks, self.vocab_size, lengths=clen, weights=w, ends=is_last)._with_size(
             float(w.sum())
