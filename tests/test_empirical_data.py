@@ -1,0 +1,71 @@
+"""Reading text datasets: formats, document names, UTF-8 and emptiness errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from elastic_theory.empirical import Document, read_documents
+
+
+def test_plain_text_is_one_document_per_non_blank_line(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_bytes("first line\r\n\nsecond – with a dash\n".encode())
+    assert read_documents(path) == [Document(f"{path}:1", "first line"), Document(f"{path}:3", "second – with a dash")]
+
+
+def test_jsonl_reads_the_chosen_field(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({"body": t, "id": i}) for i, t in enumerate(["a b", "c\nd"])) + "\n")
+    assert [d.text for d in read_documents(path, text_field="body")] == ["a b", "c\nd"]
+    with pytest.raises(ValueError, match=rf"{path}:1: expected a JSON object with a 'text' field"):
+        read_documents(path)
+
+
+def test_a_folder_is_one_document_per_file(tmp_path):
+    (tmp_path / "b.txt").write_text("bee\n")
+    (tmp_path / "a.txt").write_text("ay")
+    (tmp_path / ".hidden").write_text("skipped")
+    assert [(d.name.rsplit("/", 1)[-1], d.text) for d in read_documents(tmp_path)] == [("a.txt", "ay"), ("b.txt", "bee\n")]
+
+
+def test_a_saved_datasets_dataset_reads_its_text_column(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"text": ["one", "two"], "label": [0, 1]}).save_to_disk(str(tmp_path / "ds"))
+    docs = read_documents(tmp_path / "ds")
+    assert [d.text for d in docs] == ["one", "two"] and docs[1].name.endswith("ds[1]")
+    with pytest.raises(ValueError, match="no column 'body'"):
+        read_documents(tmp_path / "ds", text_field="body")
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_invalid_utf8_names_the_file_and_line(tmp_path, suffix):
+    path = tmp_path / f"bad{suffix}"
+    good = json.dumps({"text": "ok"}).encode() if suffix == ".jsonl" else b"ok"
+    path.write_bytes(good + b"\n" + b'{"text": "caf\xe9"}' + b"\n")  # 0xE9 alone: Latin-1, not UTF-8
+    with pytest.raises(ValueError, match=rf"{path}:2: not valid UTF-8"):
+        read_documents(path)
+
+
+def test_invalid_utf8_in_a_folder_names_the_file(tmp_path):
+    (tmp_path / "x.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"x\.txt: not valid UTF-8"):
+        read_documents(tmp_path)
+
+
+def test_empty_datasets_and_documents_are_errors(tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n\n")
+    with pytest.raises(ValueError, match="no documents"):
+        read_documents(blank)
+    jsonl = tmp_path / "e.jsonl"
+    jsonl.write_text(json.dumps({"text": "x"}) + "\n" + json.dumps({"text": ""}) + "\n")
+    with pytest.raises(ValueError, match=rf"{jsonl}:2: empty document"):
+        read_documents(jsonl)
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="empty.txt: empty document"):
+        read_documents(tmp_path / "dir")
+    with pytest.raises(ValueError, match="no such file"):
+        read_documents(tmp_path / "missing.txt")
