@@ -308,6 +308,23 @@ class PerturbationModel:
             raise ValueError(f"the three datasets must share one alphabet, got vocab sizes {sorted(V)}")
         return cls(pretrain, align, perturb, s_p, s_a, size_unit)
 
+    @classmethod
+    def from_components(
+        cls, components: tuple[TokenTree, TokenTree, TokenTree], w: tuple[float, float, float], k: float
+    ) -> PerturbationModel:
+        r"""The theorem's setting: :math:`D_p = w_1 P_1 + w_2 P_2 + w_3 P_3`, :math:`D_a = P_2`, :math:`D_t = P_3`.
+
+        Sizes :math:`|D_p| = k`, :math:`|D_a| = 1` (only ratios matter). Components with zero
+        weight are left out of :math:`D_p`; the supports may overlap (then §2.2 does not apply).
+        """
+        k = check_k(k)
+        w_arr = np.asarray(w, dtype=np.float64)
+        if w_arr.shape != (3,) or (w_arr < 0).any() or abs(w_arr.sum() - 1.0) > 8 * np.finfo(np.float64).eps:
+            raise ValueError(f"w must be three non-negative weights summing to 1, got {w!r}")
+        keep = [j for j in range(3) if w_arr[j] > 0]
+        pretrain = mixture([components[j] for j in keep], [k * w_arr[j] for j in keep])
+        return cls.from_trees(pretrain, components[1], components[2], sizes=(k, 1.0))
+
     @property
     def k(self) -> float:
         """:math:`k = |D_p|/|D_a|`."""

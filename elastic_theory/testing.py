@@ -209,3 +209,44 @@ def mixtures(
     exps = draw(st.lists(st.floats(0.0, float(max_decades), allow_nan=False), min_size=n, max_size=n))
     sizes = check_positive_sizes(10.0 ** np.asarray(exps, dtype=np.float64), n)
     return trees, sizes
+
+
+# ---------------------------------------------------------------------- elasticity theorem (THEORY §2)
+@st.composite
+def disjoint_components(
+    draw, vocab_size: int | None = None, max_size: int = 8, max_len: int = 4, max_count: int = 10**3
+) -> tuple[TokenTree, TokenTree, TokenTree]:
+    """``(P1, P2, P3)``: three token trees with pairwise disjoint supports (the setting of THEORY §2.2).
+
+    Construction: three :func:`weighted_datasets` draws; every response of component ``j`` gets
+    token ``j`` prepended, so no leaf (and no prefix below the root) is shared.
+
+    Guarantees: one alphabet of size ``>= 3`` (drawn from ``3 .. max(3, SMALL_VOCAB_MAX)`` when
+    None); every response has length ``1 .. max_len + 1`` and starts with its component's token.
+    """
+    if vocab_size is not None and check_vocab_size(vocab_size) < 3:
+        raise ValueError(f"disjoint components need vocab_size >= 3 (one first token each), got {vocab_size}")
+    V = draw(st.integers(3, max(3, SMALL_VOCAB_MAX))) if vocab_size is None else vocab_size
+    out = []
+    for j in range(3):
+        seqs, counts = draw(weighted_datasets(V, 1, max_size, max_len, max_count))
+        out.append(TokenTree.from_sequences([[j, *s] for s in seqs], V, counts=counts))
+    return tuple(out)
+
+
+@st.composite
+def theorem_settings(
+    draw, disjoint: bool = True, max_decades: int = 6, min_w3: float = 1e-3
+) -> tuple[tuple[TokenTree, TokenTree, TokenTree], np.ndarray, float]:
+    r"""``(components, w, k)`` for :meth:`elastic_theory.elasticity.PerturbationModel.from_components`.
+
+    ``components``: :func:`disjoint_components` (``disjoint=True``) or a :func:`tree_families`
+    draw of 3 trees whose supports may overlap; ``w``: a :func:`probability_vectors` draw of
+    length 3 floored at ``min_w3`` (so :math:`w_3 \ge` ``min_w3`` and :math:`l^* > 0`);
+    ``k`` = :math:`10^e`, :math:`e \in [0,` ``max_decades`` :math:`]`.
+    """
+    comps = draw(disjoint_components()) if disjoint else tuple(draw(tree_families(3, max_size=8, max_len=4)))
+    w = draw(probability_vectors(3, min_prob=min_w3))
+    w = w / w.sum()
+    k = 10.0 ** draw(st.floats(0.0, float(max_decades), allow_nan=False))
+    return comps, w, k
