@@ -531,8 +531,9 @@ class TokenTree:
         if self.is_pruned:
             raise ValueError("a pruned tree no longer knows response lengths; use the unpruned tree")
         nodes = np.flatnonzero(self.eos_weight > 0)
-        p = self.eos_weight[nodes] / self.eos_weight[nodes].sum()
-        return float((p * np.maximum(1, -(-self.depth[nodes] // d))).sum())
+        mass = self.eos_weight[nodes]
+        # divide once at the end: exact for integer counts whenever the mean is a binary fraction
+        return float((mass * np.maximum(1, -(-self.depth[nodes] // d))).sum() / mass.sum())
 
     def relabel(self, permutation: Sequence[int] | np.ndarray) -> TokenTree:
         """The same tree with token ``t`` renamed ``permutation[t]`` (a bijection of the alphabet)."""
