@@ -18,14 +18,20 @@ from .scoring import (
     score_token_ids,
 )
 from .tiny import byte_bpe_tokenizer, tiny_gpt2
+from .model_coding import ModelCode, compress_text, decompress_text
+from .tracker import RateTracker
 
 __all__ = [
     "Document",
     "DocumentScore",
+    "ModelCode",
+    "RateTracker",
     "RateEstimate",
     "bootstrap_ci",
     "byte_bpe_tokenizer",
     "check_documents",
+    "compress_text",
+    "decompress_text",
     "load_model_and_tokenizer",
     "measure_rates",
     "rate_estimate",

@@ -296,7 +296,7 @@ class RateEstimate:
     """Rates of one dataset: bits per token and per byte (pooled over documents), counts, 95% intervals.
 
     ``ci95``: bootstrap interval of bits per byte; ``ci95_bits_per_token``: of bits per token;
-    both None for a single document.
+    both None for a single document or when no random generator was given.
     """
 
     bits_per_token: float
@@ -316,8 +316,13 @@ class RateEstimate:
         }
 
 
-def rate_estimate(scores: Sequence[DocumentScore], rng: np.random.Generator, n_resamples: int = 2000) -> RateEstimate:
-    r"""Pool document scores into rates: :math:`\sum_d \text{bits}_d / \sum_d n_d` and :math:`/ \sum_d b_d`."""
+def rate_estimate(
+    scores: Sequence[DocumentScore], rng: np.random.Generator | None, n_resamples: int = 2000
+) -> RateEstimate:
+    r"""Pool document scores into rates: :math:`\sum_d \text{bits}_d / \sum_d n_d` and :math:`/ \sum_d b_d`.
+
+    Bootstrap intervals (:func:`bootstrap_ci`) are drawn with ``rng``; ``rng=None`` skips them.
+    """
     if not scores:
         raise ValueError("no document scores to pool")
     bits = np.array([s.bits for s in scores])
@@ -329,8 +334,8 @@ def rate_estimate(scores: Sequence[DocumentScore], rng: np.random.Generator, n_r
         n_tokens=int(toks.sum()),
         n_bytes=int(nbytes.sum()),
         n_documents=len(scores),
-        ci95=bootstrap_ci(bits, nbytes, rng, n_resamples),
-        ci95_bits_per_token=bootstrap_ci(bits, toks, rng, n_resamples),
+        ci95=None if rng is None else bootstrap_ci(bits, nbytes, rng, n_resamples),
+        ci95_bits_per_token=None if rng is None else bootstrap_ci(bits, toks, rng, n_resamples),
     )
 
 
