@@ -20,6 +20,7 @@ from .scoring import (
 from .tiny import byte_bpe_tokenizer, tiny_gpt2
 from .model_coding import ModelCode, compress_text, decompress_text
 from .tracker import RateTracker
+from .model_tree import model_token_tree, next_token_probabilities
 
 __all__ = [
     "Document",
@@ -34,6 +35,8 @@ __all__ = [
     "decompress_text",
     "load_model_and_tokenizer",
     "measure_rates",
+    "model_token_tree",
+    "next_token_probabilities",
     "rate_estimate",
     "read_documents",
     "resolve_device",
