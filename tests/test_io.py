@@ -1,0 +1,63 @@
+"""Reading token JSONL files and writing JSON results (elastic_theory.io)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from elastic_theory.io import infer_vocab_size, read_token_jsonl, to_jsonable, write_json_atomic
+
+
+def test_read_round_trip_skips_blank_lines(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text("[0, 1]\n\n[]\n[5]\n", encoding="utf-8")
+    assert read_token_jsonl(f) == [[0, 1], [], [5]]
+    assert read_token_jsonl(f, vocab_size=6) == [[0, 1], [], [5]]
+
+
+@pytest.mark.parametrize(
+    ("text", "vocab_size", "message"),
+    [
+        ("[0]\n[1]\n[1, 2\n", None, r"d.jsonl:3: not valid JSON"),  # line 3 is cut short
+        ("[0]\n{\"a\": 1}\n", None, r"d.jsonl:2: expected a JSON list"),
+        ("[0, true]\n", None, r"d.jsonl:1: expected a JSON list of integer"),
+        ("[0, 1.5]\n", None, r"d.jsonl:1: expected a JSON list of integer"),
+        ("[0]\n\n[-1]\n", None, r"d.jsonl:3: token -1 is outside"),
+        ("[0, 4]\n", 4, r"d.jsonl:1: token 4 is outside the alphabet \(0..3\)"),
+        ("\n\n", None, "holds no sequences"),
+        ("", None, "holds no sequences"),
+    ],
+)
+def test_read_bad_files_name_the_line(tmp_path, text, vocab_size, message):
+    f = tmp_path / "d.jsonl"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        read_token_jsonl(f, vocab_size)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        read_token_jsonl(tmp_path / "absent.jsonl")
+
+
+def test_infer_vocab_size():
+    assert infer_vocab_size([[0]]) == 2  # at least binary
+    assert infer_vocab_size([[5, 2], []], [[7]]) == 8  # max token + 1 over every dataset
+    assert infer_vocab_size([[]]) == 2
+
+
+def test_to_jsonable_plain_values():
+    obj = {"a": np.int64(3), "b": np.float32(0.5), "c": np.arange(2), "d": (math.inf, -math.inf, math.nan), 1: np.bool_(True)}
+    assert to_jsonable(obj) == {"a": 3, "b": 0.5, "c": [0, 1], "d": ["inf", "-inf", "nan"], "1": True}
+    json.dumps(to_jsonable(obj), allow_nan=False)  # strict JSON
+
+
+def test_write_json_atomic(tmp_path):
+    out = tmp_path / "sub" / "r.json"
+    write_json_atomic(out, {"x": np.float64(1.5)})
+    assert json.loads(out.read_text()) == {"x": 1.5}
+    with pytest.raises(TypeError):
+        write_json_atomic(out, {"x": object()})  # not serializable: the old file must survive intact
+    assert json.loads(out.read_text()) == {"x": 1.5}
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temp file left behind
