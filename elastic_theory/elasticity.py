@@ -63,9 +63,11 @@ __all__ = [
     "hooke_invariant",
     "inverse_alignment",
     "ratio_R",
+    "ratio_R_exact",
     "rho",
     "sign_threshold",
     "theta_constants",
+    "theta_upper_exact",
 ]
 
 LN2 = math.log(2.0)
@@ -153,8 +155,21 @@ def ratio_R(k: float, l: float, w3: float) -> float:
     _warn_beyond(l, w3)
     if w3 == 0.0:
         return -1.0
-    den = w3 - (1.0 - w3) * l
-    return math.inf if den == 0.0 else (w3 * k + l) / den
+    return math.inf if w3 - (1.0 - w3) * l == 0.0 else ratio_R_exact(k, l, w3)
+
+
+def ratio_R_exact(k, l, w3):
+    r""":math:`(w_3 k + l)/(w_3 - (1-w_3) l)` in the arithmetic of the arguments (``Fraction`` in, ``Fraction`` out).
+
+    No validation: for exact checks at rational points (:mod:`elastic_theory.claims`); needs
+    :math:`w_3 > 0` and :math:`l \ne l^*`. Use :func:`ratio_R` for floats.
+    """
+    return (w3 * k + l) / (w3 - (1 - w3) * l)
+
+
+def theta_upper_exact(k, w3, lam):
+    r""":math:`(1 + \lambda/(w_3 k))/(1 - (1-w_3)\lambda/w_3)` in the arithmetic of the arguments (see :func:`theta_constants`)."""
+    return (1 + lam / (w3 * k)) / (1 - (1 - w3) * lam / w3)
 
 
 def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
@@ -168,7 +183,7 @@ def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
         raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
     if lam >= sign_threshold(w3):
         raise ValueError(f"lam = {lam:g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
-    return 1.0, (1.0 + lam / (w3 * k)) / (1.0 - (1.0 - w3) * lam / w3)
+    return 1.0, theta_upper_exact(k, w3, lam)
 
 
 @dataclass(frozen=True)
@@ -261,10 +276,23 @@ class DatasetRates:
     cross_entropy_bits: float
     dcross_entropy_dl_bits: float
     mean_length: float
-    gamma_bits_per_token: float
-    dgamma_dl_bits_per_token: float
     kl_bits: float
     shared_mass: float
+
+    def _per_token(self, value: float) -> float:
+        if not self.mean_length > 0:
+            raise ValueError("the dataset has only empty responses (mean length 0): a per-token rate is undefined")
+        return value / self.mean_length
+
+    @property
+    def gamma_bits_per_token(self) -> float:
+        r""":math:`\gamma = CE/E|x|` bits per token (raises for a dataset of empty responses)."""
+        return self._per_token(self.cross_entropy_bits)
+
+    @property
+    def dgamma_dl_bits_per_token(self) -> float:
+        r""":math:`d\gamma/dl` bits per token per unit l (raises for a dataset of empty responses)."""
+        return self._per_token(self.dcross_entropy_dl_bits)
 
 
 @dataclass(frozen=True)
@@ -357,11 +385,8 @@ class PerturbationModel:
         shared = float((lv.prob * Pt / p_l).sum())
         ce = float(-(lv.prob * np.log(p_l)).sum()) / LN2
         dce = (a / (N + l * a)) * (1.0 - shared) / LN2
-        length = data.mean_length
-        if not length > 0:
-            raise ValueError("the dataset has only empty responses (mean length 0): a per-token rate is undefined")
         kl = float((lv.prob * np.log(lv.prob / p_l)).sum()) / LN2
-        return DatasetRates(l, ce, dce, length, ce / length, dce / length, kl, shared)
+        return DatasetRates(l, ce, dce, data.mean_length, kl, shared)
 
     def ratio(self, l: float, per_token: bool = False) -> float:
         r""":math:`R = (dCE_a/dl)/(-dCE_p/dl)` at l (per response; ``per_token``: of the per-token rates)."""
