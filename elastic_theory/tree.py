@@ -293,7 +293,7 @@ class TokenTree:
         token[1:] = tok[rows, cols]
         depth[1:] = cols + 1
         del rows, cols, new
-        weight = np.bincount(idmat[valid], weights=np.broadcast_to(w[:, None], valid.shape)[valid], minlength=n_nodes)
+        weight = np.bincount(idmat[valid], weights=np.broadcast_to(w[:, None], valid.shape)[valid], minlength=n_nodes).astype(np.float64)
         weight[0] = w.sum()
         # Each row's deepest node; the root for an empty response (and for an all-empty dataset, width 0).
         last = np.where(lens > 0, idmat[np.arange(n), np.maximum(lens - 1, 0)], 0) if width else np.zeros(n, np.int64)
