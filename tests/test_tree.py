@@ -254,6 +254,21 @@ def test_model_pruned_shallower_than_data_is_rejected():
     assert cross_entropy(data.prune(1), data.prune(1)) == data.prune(1).entropy()
 
 
+def test_from_next_token_fn_float32_softmax_over_50k_tokens():
+    """A float32 softmax over V = 50,000 passes the stated tolerance (max(8, V) * eps32 = 6e-3)."""
+    V, eos = 50_000, 49_999
+    rng = np.random.default_rng(7)  # arbitrary fixed seed
+
+    def softmax32(prefixes):
+        logits = rng.normal(size=(len(prefixes), V)).astype(np.float32) * 4  # spread: probabilities 1e-11..1e-2
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    t = TokenTree.from_next_token_fn(softmax32, V, depth=1, eos_token=eos, candidates=range(10))
+    assert t.n_nodes == 11 and abs(t.leaves.prob.sum() - 1.0) <= probability_sum_tolerance(t.n_leaves)
+    assert t.leaves.prob.min() > 0
+
+
 # ---------------------------------------------------------------- bad input
 def test_zero_model_probability_rule():
     data = TokenTree.from_sequences([[0], [1]], 2)
