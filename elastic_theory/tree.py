@@ -48,9 +48,9 @@ from ._validation import (
 __all__ = [
     "LeafDistribution",
     "TokenTree",
+    "check_token_range",
     "cross_entropy",
     "kl_divergence",
-    "check_token_range",
     "mixture",
     "pad_sequences",
     "split_chunks",
