@@ -1,0 +1,124 @@
+"""``elastic-theory ratio`` (the §2.2 closed forms at a point) and ``elastic-theory perturb`` (§2.1 on your data)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from .app import app, bad_input_exits_2, console
+
+
+def _emit(result: dict, json_out: Path | None, title: str) -> None:
+    from rich.table import Table
+
+    from ..io import to_jsonable, write_json_atomic
+
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+
+    def rows(prefix: str, obj: dict) -> None:
+        for key, value in obj.items():
+            if isinstance(value, dict):
+                rows(f"{prefix}{key}.", value)
+            else:
+                table.add_row(prefix + key, f"{value:.10g}" if isinstance(value, float) else str(to_jsonable(value)))
+
+    rows("", result)
+    console().print(table)
+    if json_out is not None:
+        write_json_atomic(json_out, result)
+
+
+def closed_form_result(k: float, l: float, w3: float, lam: float | None = None) -> tuple[dict, list[str]]:
+    """The numbers ``elastic-theory ratio`` prints and the warnings raised (derivatives: bits per response per unit l)."""
+    from .. import elasticity
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", elasticity.SignClaimWarning)
+        cf = elasticity.closed_form(k, l, w3, lam)
+    result = asdict(cf)
+    result["R_over_k"] = cf.R / cf.k
+    return result, [str(w.message) for w in caught if issubclass(w.category, elasticity.SignClaimWarning)]
+
+
+@app.command("ratio")
+@bad_input_exits_2
+def ratio_command(
+    k: float = typer.Option(..., "--k", help="k = |D_p|/|D_a| > 0 (pre-training over alignment size)."),
+    l: float = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0 (perturbation over alignment size)."),
+    w3: float = typer.Option(..., "--w3", help="Weight in [0, 1] of the perturbation distribution inside D_p."),
+    lam: float | None = typer.Option(None, "--lam", help="Theta constants on 0 <= l <= lam (default: lam = l)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
+) -> None:
+    """R(k, l, w3) = (w3 k + l)/(w3 - (1 - w3) l), both derivatives, l* and the Theta constants (disjoint supports).
+
+    Derivatives are bits per response per unit l. Beyond l* = w3/(1 - w3) a warning goes to
+    stderr (the sign claim no longer holds) and the exact values are still printed.
+    """
+    result, warned = closed_form_result(k, l, w3, lam)
+    for message in warned:
+        typer.echo(f"warning: {message}", err=True)
+    _emit(result, json_out, "elasticity closed forms (THEORY §2.2); derivatives in bits per response per unit l")
+
+
+def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, size_unit: str = "responses") -> dict:
+    """The numbers ``elastic-theory perturb`` prints, from three lists of token sequences (per response, bits)."""
+    from ..elasticity import PerturbationModel
+    from ..io import infer_vocab_size
+    from ..tree import TokenTree
+
+    V = vocab_size if vocab_size is not None else infer_vocab_size(pretrain, align, perturb)
+    trees = [TokenTree.from_sequences(d, V) for d in (pretrain, align, perturb)]
+    model = PerturbationModel.from_trees(*trees, size_unit=size_unit)
+    out = {"k": model.k, "l": l, "vocab_size": V, "size_unit": size_unit,
+           "size_pretrain": model.size_pretrain, "size_align": model.size_align}
+    names = ("pretrain", "align", "perturb") if l > 0 else ("pretrain", "align")  # D_t is covered only for l > 0
+    for name, tree in zip(names, trees):
+        r = model.rates(tree, l)
+        entry = asdict(r)
+        del entry["l"]
+        if r.mean_length > 0:
+            entry["gamma_bits_per_token"] = r.gamma_bits_per_token
+            entry["dgamma_dl_bits_per_token"] = r.dgamma_dl_bits_per_token
+        out[name] = entry
+    da, dp = out["align"]["dcross_entropy_dl_bits"], out["pretrain"]["dcross_entropy_dl_bits"]
+    out["R"] = da / -dp if dp != 0 else float("inf")
+    out["R_over_k"] = out["R"] / model.k
+    out["sign_valid"] = bool(dp < 0 < da)
+    return out
+
+
+@app.command("perturb")
+@bad_input_exits_2
+def perturb_command(
+    pretrain: Path = typer.Option(..., "--pretrain", help="JSONL: one list of token ids per line (D_p)."),
+    align: Path = typer.Option(..., "--align", help="JSONL alignment set D_a."),
+    perturb: Path = typer.Option(..., "--perturb", help="JSONL perturbation set D_t (only its distribution is used)."),
+    l: float = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0."),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", help="Alphabet size; default: largest token id + 1."),
+    size_unit: str = typer.Option("responses", "--size-unit", help="|D| as 'responses' (default) or 'tokens'."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
+) -> None:
+    """Rates of D_p and D_a under the joint model of D_p, D_a and l|D_a| copies of D_t, with exact l-derivatives.
+
+    The model is the size-weighted mixture of the three empirical distributions (THEORY §2.1);
+    cross-entropies are bits per response, derivatives by the exact formula. If the signs are
+    not d gamma_p/dl < 0 < d gamma_a/dl, a warning goes to stderr and the values are printed.
+    """
+    from ..elasticity import check_l
+    from ..io import read_token_jsonl
+
+    l = check_l(l)
+    data = [read_token_jsonl(p, vocab_size) for p in (pretrain, align, perturb)]
+    result = perturb_result(*data, l, vocab_size, size_unit)
+    if not result["sign_valid"]:
+        typer.echo(
+            "warning: for these datasets at this l the theorem's sign claim (d gamma_p/dl < 0 < d gamma_a/dl) "
+            "does not hold; the exact values follow.",
+            err=True,
+        )
+    _emit(result, json_out, f"joint model at l = {l:g}, k = {result['k']:.6g} (THEORY §2.1)")

@@ -1,0 +1,117 @@
+"""``elastic-theory verify``: run the claims registry, print the verdict table, optionally JSON, markdown and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app, bad_input_exits_2, console
+
+#: Exit code when a verdict differs from the expected one (bad input is 2).
+MISMATCH_EXIT_CODE = 1
+
+
+def write_plots(report_json: dict, directory: Path) -> list[Path]:
+    """Draw the verify figures from a report's JSON (``VerificationReport.to_json()``); returns the files written.
+
+    * ``ratio.png``: R/k against l (log axes) for k in {10, 1e3, 1e6} and w3 in {0.1, 0.5}, with the
+      sign region l < l* shaded and l* marked;
+    * ``precision.png``: significant digits of d gamma/dl from the float64 closed forms and from
+      float64 central differences, against the mpmath reference (claim ``highprec_closed_forms``);
+    * ``pareto.png``: median |H - offset| against M per alpha with the fitted slopes
+      (claim ``pareto_entropy_offset``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .. import elasticity
+
+    claims = {c["id"]: c for c in report_json["claims"]}
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, w3 in zip(axes, (0.1, 0.5)):
+        l_star = elasticity.sign_threshold(w3)
+        ls = np.logspace(-6, np.log10(l_star) - 1e-3, 200)
+        for k in (10.0, 1e3, 1e6):
+            ax.plot(ls, [elasticity.ratio_R(k, l, w3) / k for l in ls], label=f"k = {k:g}")
+        ax.axvspan(ls[0], l_star, color="tab:green", alpha=0.1, label="sign region l < l*")
+        ax.axvline(l_star, color="k", ls="--", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="l = |D_t|/|D_a|", title=f"w3 = {w3} (l* = {l_star:.3g})")
+    axes[0].set_ylabel("R / k")
+    axes[0].legend()
+    fig.tight_layout()
+    written.append(directory / "ratio.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    if "highprec_closed_forms" in claims:
+        rows = claims["highprec_closed_forms"]["details"]["rows"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        labels = [f"{r['quantity'][7]} k={r['k']:.0e} l={r['l']:.0e}" for r in rows]
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["closed_form_digits"] for r in rows], 0.4, label="float64 closed form")
+        ax.bar(x + 0.2, [r["finite_difference_digits"] for r in rows], 0.4, label="float64 central difference")
+        ax.axhline(10, color="k", ls="--", lw=0.8)
+        ax.set_xticks(x, labels, rotation=90, fontsize=6)
+        ax.set(ylabel="significant digits vs mpmath", title="d gamma_a/dl (a) and d gamma_p/dl (p)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(directory / "precision.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+    if "pareto_entropy_offset" in claims:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for run in claims["pareto_entropy_offset"]["details"]["convergence"]:
+            Ms = [p["M"] for p in run["points"]]
+            ax.plot(Ms, [p["median_abs_error"] for p in run["points"]], "o-",
+                    label=f"alpha {run['alpha']}: slope {run['fitted_exponent']:.2f} (theory {run['predicted_exponent']:.2f})")
+        ax.set(xscale="log", yscale="log", xlabel="M (leaves)", ylabel="median |H - offset| (nats)",
+               title="Pareto entropy offset")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(directory / "pareto.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
+
+@app.command("verify")
+@bad_input_exits_2
+def verify_command(
+    json_out: Path | None = typer.Option(None, "--json", help="Write every claim with its evidence as JSON to this file."),
+    plots: Path | None = typer.Option(None, "--plots", help="Write ratio.png, precision.png and pareto.png to this folder."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every randomized check (same seed, same table)."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as GitHub markdown (the table in docs/theory.md)."),
+    claim: list[str] | None = typer.Option(None, "--claim", help="Run only this claim id (repeatable)."),
+) -> None:
+    """Check every claim of the elasticity theory; exit 0 only if every verdict is the expected one.
+
+    Verdicts: holds, approximate (true up to a stated deviation) or fails (a counterexample was
+    found). A claim expected to fail passes when the counterexample is found.
+    """
+    from ..claims import render_markdown, render_table, run_verification
+    from ..io import write_json_atomic
+
+    report = run_verification(seed, claim or None)
+    if markdown:
+        typer.echo(render_markdown(report), nl=False)
+    else:
+        out = console()
+        out.print(render_table(report))
+        n_ok = sum(r.agrees for r in report.results)
+        out.print(f"{n_ok}/{len(report.results)} verdicts as expected in {report.seconds:.1f} s")
+    data = report.to_json()
+    if json_out is not None:
+        write_json_atomic(json_out, data)
+    if plots is not None:
+        for path in write_plots(data, plots):
+            typer.echo(f"wrote {path}", err=True)
+    if not report.all_agree:
+        raise typer.Exit(MISMATCH_EXIT_CODE)
