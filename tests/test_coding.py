@@ -130,6 +130,15 @@ def test_encoder_round_trip(seqs, d, other):
         assert enc.n_responses == len(seqs)
 
 
+@given(st.integers(2, 40).flatmap(probability_vectors))
+def test_encoder_round_trip_with_probabilities_below_the_coder_precision(p):
+    """Leaves down to 1e-15, far below the 2^-24 fixed-point quantum, still decode exactly."""
+    seqs = [[i] for i in range(p.size)]
+    coder = ChunkCoder(TokenTree.from_sequences(seqs, max(p.size, 2), weights=p), depth=1)
+    data = seqs[::-1] + seqs
+    assert coder.decode(coder.encode(data)) == data
+
+
 def zipf_dataset(n: int, V: int, max_len: int, seed: int) -> list[list[int]]:
     """n responses, lengths uniform on 0..max_len, tokens Zipf(1.6) clipped to V-1: skewed on purpose."""
     rng = np.random.default_rng(seed)
