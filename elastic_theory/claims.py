@@ -278,22 +278,6 @@ def _mixture_lemma(rng: np.random.Generator) -> Evidence:
 
 
 # ---------------------------------------------------------------------- §2.1
-def _mp_dce(model: elasticity.PerturbationModel, data: TokenTree, l: float) -> float:
-    """d CE(P_i, p_l)/dl in bits by ``mpmath.diff`` at 30 digits, from the leaf probabilities (no §2.1 formula)."""
-    import mpmath
-
-    lv, P = _model_leaf_probs(data, model.base_model)
-    _, Pt = _model_leaf_probs(data, model.perturb)
-    N, a = model.size_pretrain + model.size_align, model.size_align
-    with mpmath.workdps(30):
-        terms = [(mpmath.mpf(float(w)), mpmath.mpf(float(p)), mpmath.mpf(float(t))) for w, p, t in zip(lv.prob, P, Pt)]
-
-        def ce(x):
-            return -mpmath.fsum(w * mpmath.log((N * p + x * a * t) / (N + x * a)) for w, p, t in terms)
-
-        return float(mpmath.diff(ce, mpmath.mpf(l)) / mpmath.log(2))
-
-
 @register(
     "general_perturbation_formula",
     "d/dl CE(P_i, p_l) = |D_a|/(N + l|D_a|) * (1 - E_{P_i}[P_t/p_l]) for any supports",
@@ -310,7 +294,7 @@ def _general_formula(rng: np.random.Generator) -> Evidence:
         scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * elasticity.LN2)
         for name, data in (("pretrain", model.pretrain), ("align", model.align), ("perturb", model.perturb)):
             r = model.rates(data, l)
-            err = abs(r.dcross_entropy_dl_bits - _mp_dce(model, data, l)) / scale
+            err = abs(r.dcross_entropy_dl_bits - highprec.mp_dcross_entropy_dl(model, data, l)) / scale
             tol = _dce_tolerance(data.n_leaves, r.shared_mass)
             tol_max, n = max(tol_max, tol), n + 1
             if err > tol and (worst_case is None or err > worst):

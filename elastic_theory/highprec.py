@@ -24,8 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import elasticity
+from .tree import TokenTree, _model_leaf_probs
 
-__all__ = ["DEFAULT_POINTS", "PrecisionRow", "agreeing_digits", "precision_table", "reference_derivatives"]
+__all__ = [
+    "DEFAULT_POINTS",
+    "PrecisionRow",
+    "agreeing_digits",
+    "mp_dcross_entropy_dl",
+    "precision_table",
+    "reference_derivatives",
+]
 
 #: (k, l, w3): k up to 1e9 and l down to 1e-9 (the ranges of THEORY §2 "Numerics"), w3 = 0.1.
 DEFAULT_POINTS: tuple[tuple[float, float, float], ...] = tuple(
@@ -112,3 +120,26 @@ def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
                 PrecisionRow(k, l, w3, q, ref[q], closed[q], agreeing_digits(closed[q], r), fd, agreeing_digits(fd, r), h)
             )
     return rows
+
+
+def mp_dcross_entropy_dl(model: elasticity.PerturbationModel, data: TokenTree, l: float, dps: int = 30) -> float:
+    r""":math:`\frac{d}{dl} CE(P_i, p_l)` in bits per response by ``mpmath.diff`` at ``dps`` digits, without the §2.1 formula.
+
+    Reads the leaf probabilities of ``data`` under the base model :math:`P` and under :math:`P_t`
+    (float64, taken as exact), builds :math:`CE(l) = -\sum_x P_i(x) \ln\frac{N P(x) + l|D_a| P_t(x)}{N + l|D_a|}`
+    in mpmath and differentiates it numerically. The reference for testing
+    :meth:`~elastic_theory.elasticity.PerturbationModel.rates` on any supports; needs :math:`l > 0`
+    when ``data`` has leaves outside the base model.
+    """
+    import mpmath
+
+    lv, P = _model_leaf_probs(data, model.base_model)
+    _, Pt = _model_leaf_probs(data, model.perturb)
+    N, a = model.size_pretrain + model.size_align, model.size_align
+    with mpmath.workdps(dps):
+        terms = [(mpmath.mpf(float(w)), mpmath.mpf(float(p)), mpmath.mpf(float(t))) for w, p, t in zip(lv.prob, P, Pt)]
+
+        def ce(x):
+            return -mpmath.fsum(w * mpmath.log((N * p + x * a * t) / (N + x * a)) for w, p, t in terms)
+
+        return float(mpmath.diff(ce, mpmath.mpf(l)) / mpmath.log(2))

@@ -1,0 +1,230 @@
+"""Tests of the perturbation model (THEORY §2.1), the §2.2 closed forms and Def. 3.6."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from elastic_theory import elasticity as el
+from elastic_theory.highprec import mp_dcross_entropy_dl
+from elastic_theory.testing import theorem_settings
+from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _small_model() -> el.PerturbationModel:
+    """D_p = {[0], [2]}, D_a = {[1]}, D_t = {[2]}: k = 2, w3 = 1/2, disjoint components, l* = 1."""
+    return el.PerturbationModel.from_trees(
+        TokenTree.from_sequences([[0], [2]], 3), TokenTree.from_sequences([[1]], 3), TokenTree.from_sequences([[2]], 3)
+    )
+
+
+def test_exact_small_case():
+    """At l = 1/2 (hand computation): p_l = (1, 1, 3/2)/(7/2), dCE_a/dl = 2/7 nats, dCE_p/dl = -1/21 nats, R = 6."""
+    m = _small_model()
+    ra, rp = m.rates(m.align, 0.5), m.rates(m.pretrain, 0.5)
+    # A handful of float operations on O(1) numbers: 8 eps relative.
+    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(2 / 7, rel=8 * EPS)
+    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 21, rel=8 * EPS)
+    assert el.ratio_R_exact(Fraction(2), Fraction(1, 2), Fraction(1, 2)) == 6
+    assert m.ratio(0.5) == pytest.approx(6, rel=16 * EPS)
+    assert m.k == 2.0
+
+
+def test_threshold_exactly_zero():
+    """At l = l* = 1 the small case has E_{P_p}[P_t/p_l] = 1, so dCE_p/dl = 0 exactly and R = inf."""
+    m = _small_model()
+    assert m.rates(m.pretrain, 1.0).dcross_entropy_dl_bits == 0.0
+    assert m.ratio(1.0) == math.inf
+    with pytest.warns(el.SignClaimWarning):
+        assert el.ratio_R(2, 1, 0.5) == math.inf
+
+
+@given(theorem_settings(disjoint=False), st.floats(1e-3, 2.0))
+def test_cross_entropy_matches_mixture_tree(setting, l):
+    """CE(P_i, p_l) from the formula equals cross_entropy against the explicit mixture tree of the three datasets."""
+    model = el.PerturbationModel.from_components(*setting)
+    joint = model.model(l)
+    for data in (model.pretrain, model.align, model.perturb):
+        ce = model.rates(data, l).cross_entropy_bits
+        # Both sum the same <= n_leaves log terms from probabilities rounded in different orders.
+        tol = 8 * (data.n_leaves + 8) * EPS * max(1.0, abs(ce))
+        assert abs(ce - cross_entropy(data, joint)) <= tol
+        assert model.rates(data, l).kl_bits == pytest.approx(kl_divergence(data, joint), abs=tol)
+
+
+@given(theorem_settings(disjoint=False), st.floats(1e-3, 2.0))
+def test_general_formula_against_mpmath(setting, l):
+    """d/dl CE(P_i, p_l) = |D_a|/(N + l|D_a|) (1 - E_{P_i}[P_t/p_l]) against mpmath.diff at 30 digits, any supports."""
+    model = el.PerturbationModel.from_components(*setting)
+    scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * el.LN2)
+    for data in (model.pretrain, model.align, model.perturb):
+        r = model.rates(data, l)
+        # The formula's only inexact step is the n-term sum E[P_t/p_l] (abs. error (n + 8) eps * shared) and the
+        # leaf probabilities' rounding; 8 (n + 8) eps (1 + shared) in units of the derivative's scale covers both.
+        tol = 8 * (data.n_leaves + 8) * EPS * (1 + r.shared_mass)
+        assert abs(r.dcross_entropy_dl_bits - mp_dcross_entropy_dl(model, data, l)) <= tol * scale
+
+
+@given(theorem_settings(disjoint=True), st.floats(0.0, 0.9))
+def test_disjoint_trees_reproduce_closed_forms(setting, u):
+    """Disjoint components: the §2.1 formula on token trees gives d gamma_a/dl = 1/((1+k+l) ln 2) and R(k, l, w3)."""
+    comps, w, k = setting
+    l = u * el.sign_threshold(w[2])
+    model = el.PerturbationModel.from_components(comps, w, k)
+    ra, rp = model.rates(model.align, l), model.rates(model.pretrain, l)
+    # dCE_a: shared mass is 0, so the formula is a few roundings.
+    assert ra.dcross_entropy_dl_bits == pytest.approx(el.dgamma_a_dl(k, l), rel=16 * EPS)
+    # dCE_p = scale (1 - shared): 1 - shared is ~1/k, so its relative error is the sum's error times
+    # the condition number shared/|1 - shared|.
+    kappa = rp.shared_mass / abs(1 - rp.shared_mass)
+    tol = 8 * (model.pretrain.n_leaves + 8) * EPS * (1 + rp.shared_mass) * max(1.0, kappa)
+    assert rp.dcross_entropy_dl_bits == pytest.approx(el.dgamma_p_dl(k, l, w[2]), rel=tol)
+    assert ra.shared_mass == 0.0
+
+
+def test_dgamma_p_keeps_digits_at_large_k():
+    """d gamma_p/dl at k = 1e9, l = 1e-9 equals the exact rational value to 16 eps (no cancellation)."""
+    k, l, w3 = Fraction(10**9), Fraction(1, 10**9), Fraction(1, 10)
+    exact = -(w3 - (1 - w3) * l) / ((1 + k + l) * (k * w3 + l))  # nats, the §2.2 formula in Fractions
+    got = el.dgamma_p_dl(float(k), float(l), float(w3)) * el.LN2
+    # ~10 roundings plus the inputs' own rounding (1e-9 and 0.1 are not binary): 16 eps.
+    assert got == pytest.approx(float(exact), rel=16 * EPS)
+
+
+def test_w3_zero_gives_minus_one():
+    """w3 = 0: d gamma_p/dl = d gamma_a/dl, so R = -1 (with a SignClaimWarning: l >= l* = 0)."""
+    with pytest.warns(el.SignClaimWarning):
+        assert el.ratio_R(1000, 0.1, 0.0) == -1.0
+    with pytest.warns(el.SignClaimWarning):
+        assert el.dgamma_p_dl(1000, 0.1, 0.0) == el.dgamma_a_dl(1000, 0.1)
+
+
+def test_w3_one_has_no_threshold():
+    """w3 = 1: l* = inf and R = k + l exactly."""
+    assert el.sign_threshold(1.0) == math.inf
+    assert el.ratio_R(100, 5, 1.0) == 105.0
+    assert el.ratio_R_exact(Fraction(100), Fraction(5), Fraction(1)) == 105
+
+
+def test_beyond_threshold_warns_and_returns_values():
+    """l > l*: a SignClaimWarning, and the exact (negative) R and positive d gamma_p/dl still come back."""
+    with pytest.warns(el.SignClaimWarning, match="no longer holds"):
+        cf = el.closed_form(1000, 0.5, 0.1)
+    assert cf.R < 0 and cf.dgamma_p_dl > 0 and not cf.sign_valid
+    assert cf.theta_upper is None
+    assert cf.R == pytest.approx(float(el.ratio_R_exact(Fraction(1000), Fraction(1, 2), Fraction(1, 10))), rel=16 * EPS)
+
+
+def test_no_warning_inside_region():
+    """Inside 0 <= l < l* nothing is warned."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cf = el.closed_form(1000, 0.01, 0.1)
+    assert cf.sign_valid and cf.theta_lower == 1.0
+
+
+def test_theta_upper_equals_ratio_at_lam():
+    """The upper Theta-constant is R(k, lam, w3)/k exactly (R increases in l)."""
+    k, w3, lam = Fraction(1000), Fraction(1, 10), Fraction(1, 20)
+    assert el.theta_upper_exact(k, w3, lam) == el.ratio_R_exact(k, lam, w3) / k
+    lo, hi = el.theta_constants(1000, 0.1, 0.05)
+    assert lo == 1.0 and hi == pytest.approx(float(el.theta_upper_exact(k, w3, lam)), rel=16 * EPS)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: el.ratio_R(0, 0.1, 0.5),
+        lambda: el.ratio_R(-1, 0.1, 0.5),
+        lambda: el.ratio_R(10, -0.1, 0.5),
+        lambda: el.ratio_R(10, 0.1, 1.5),
+        lambda: el.ratio_R(10, 0.1, -0.1),
+        lambda: el.ratio_R(float("nan"), 0.1, 0.5),
+        lambda: el.dgamma_a_dl(10, float("inf")),
+        lambda: el.theta_constants(10, 0.0, 0.1),
+        lambda: el.theta_constants(10, 0.5, 1.0),
+        lambda: el.hooke_invariant(10, 0.0, 0.5),
+        lambda: el.hooke_invariant(10, 2.0, 0.5),
+    ],
+)
+def test_bad_input_raises(call):
+    """k <= 0, l < 0, w3 outside [0, 1], non-finite input, lam >= l*, and Hooke outside 0 < l < l* raise ValueError."""
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_uncovered_dataset_raises():
+    """A dataset with a leaf the model gives probability 0 has an infinite rate: ValueError naming the leaf."""
+    m = _small_model()
+    for seqs in ([[0, 0]], [[1, 1]]):  # prefixes of covered responses, but not responses of any dataset
+        with pytest.raises(ValueError, match="probability 0"):
+            m.rates(TokenTree.from_sequences(seqs, 3), 0.1)
+
+
+def test_empty_responses_have_no_per_token_rate():
+    """A dataset of empty responses has a per-response rate but no per-token one."""
+    empty = TokenTree.from_sequences([[]], 2)
+    m = el.PerturbationModel.from_trees(empty, TokenTree.from_sequences([[1]], 2), TokenTree.from_sequences([[0]], 2))
+    r = m.rates(empty, 0.1)
+    assert r.cross_entropy_bits > 0
+    with pytest.raises(ValueError, match="empty responses"):
+        _ = r.gamma_bits_per_token
+
+
+def test_token_size_unit():
+    """size_unit='tokens' uses n_tokens for |D_p| and |D_a|; responses is the default."""
+    p, a, t = (TokenTree.from_sequences(s, 3) for s in ([[0, 0, 0], [2]], [[1]], [[2]]))
+    assert el.PerturbationModel.from_trees(p, a, t).k == 2.0
+    assert el.PerturbationModel.from_trees(p, a, t, size_unit="tokens").k == 4.0
+    with pytest.raises(ValueError):
+        el.PerturbationModel.from_trees(p, a, t, size_unit="bytes")
+
+
+def test_hooke_invariant_first_order():
+    """0 <= (|D_a| d gamma_a + |D_p| d gamma_p)/(|D_a| d gamma_a) <= l (1 + k(1-w3))/(k w3 + l), and -> 0 with l."""
+    prev = None
+    for l in (1e-1, 1e-2, 1e-3, 1e-4):
+        h = el.hooke_invariant(100, l, 0.5)
+        # residual = d_a + k d_p carries ~2 (k + 1) eps relative rounding.
+        assert -8 * 101 * EPS <= h.relative_residual <= h.first_order_bound + 8 * 101 * EPS
+        if prev is not None:
+            assert h.relative_residual < prev
+        prev = h.relative_residual
+
+
+def test_model_hooke_residual_matches_closed_form():
+    """PerturbationModel.hooke_residual on disjoint trees equals the closed-form relative residual."""
+    m = _small_model()
+    h = el.hooke_invariant(2, 0.1, 0.5)
+    # Differences of O(1) cross-entropies: absolute error ~ 4 eps, relative to delta ~ 0.05: 1e-13 is generous.
+    assert m.hooke_residual(0.1) == pytest.approx(h.relative_residual, abs=4 * EPS / h.delta_gamma_a * 100)
+
+
+def test_inverse_alignment_predicate():
+    """Def. 3.6: elastic iff rho(p0', p0) <= eps0 and |D_b|/|D_a| <= max_size_ratio; rho = rate gap or KL."""
+    p0 = TokenTree.from_sequences([[0], [1]], 2)
+    p0p = TokenTree.from_sequences([[0], [0], [1]], 2)
+    data = TokenTree.from_sequences([[0], [1], [1]], 2)
+    gap = el.rho(p0, p0p, "rate_gap", data)
+    # gamma(p0, data) = 1 bit/token; gamma(p0', data) = (log2(3/2) + 2 log2 3)/3 (hand computation).
+    assert gap == pytest.approx(abs((math.log2(1.5) + 2 * math.log2(3)) / 3 - 1), rel=8 * EPS)
+    assert el.rho(p0, p0p, "kl") == pytest.approx(kl_divergence(p0p, p0), rel=8 * EPS)
+    assert el.rho(p0, p0p, "kl_reverse") == pytest.approx(kl_divergence(p0, p0p), rel=8 * EPS)
+    # gap = 0.2516...: eps0 = 0.3 admits it, eps0 = 0.2 does not; |D_b|/|D_a| = 0.5 is not << 1.
+    assert el.inverse_alignment(p0, p0p, 0.3, size_b=10, size_a=1000, data=data).elastic
+    assert not el.inverse_alignment(p0, p0p, 0.3, size_b=500, size_a=1000, data=data).elastic
+    assert not el.inverse_alignment(p0, p0p, 0.2, size_b=10, size_a=1000, data=data).elastic
+    with pytest.raises(ValueError):
+        el.rho(p0, p0p, "rate_gap")
+    with pytest.raises(ValueError):
+        el.rho(p0, p0p, "l2")
+    with pytest.raises(ValueError):
+        el.inverse_alignment(p0, p0p, -1.0, size_b=1, size_a=1, data=data)
