@@ -151,9 +151,10 @@ def _holds(violation: bool) -> Verdict:
     return "fails" if violation else "holds"
 
 
-def _sequences(tree: TokenTree) -> list[list[int]]:
-    tokens, lens, _ = tree.responses()
-    return [row[:n].tolist() for row, n in zip(tokens, lens)]
+def _dataset(tree: TokenTree) -> dict[str, list]:
+    """A tree's distinct responses and their masses: ``TokenTree.from_sequences(responses, V, weights=weights)`` rebuilds it."""
+    tokens, lens, mass = tree.responses()
+    return {"responses": [row[:n].tolist() for row, n in zip(tokens, lens)], "weights": mass.tolist()}
 
 
 def _dce_tolerance(n_leaves: int, shared: float) -> float:
@@ -199,7 +200,7 @@ def _huffman_bounds(rng: np.random.Generator) -> Evidence:
         violation = max(h - e, e - (h + 1.0) + tol) - tol
         max_redundancy = max(max_redundancy, e - h)
         if violation > worst:
-            worst, worst_case = violation, {"depth": d, "H_d": h, "E_len": e, "sequences": _sequences(tree)}
+            worst, worst_case = violation, {"depth": d, "H_d": h, "E_len": e, "dataset": _dataset(tree)}
     return Evidence(
         _holds(worst_case is not None), len(trees), worst, tol_max,
         f"max E[len] - H_d = {max_redundancy:.4f} bits < 1 over {len(trees)} random trees",
@@ -228,7 +229,7 @@ def _ceiling_formula(rng: np.random.Generator) -> Evidence:
         inexact |= dev > tol
         worst_per_chunk = max(worst_per_chunk, dev / rep.mean_chunks)
         if dev > worst:
-            worst, worst_case = dev, {"depth": d, "sequences": _sequences(tree), **rep.as_dict()}
+            worst, worst_case = dev, {"depth": d, "dataset": _dataset(tree), **rep.as_dict()}
     # Each chunk's paper length ceil(H_d) and Huffman length both lie in [H_d, H_d + 1): off by < 1 bit per chunk.
     verdict: Verdict = "holds" if not inexact else ("approximate" if worst_per_chunk < 1.0 else "fails")
     return Evidence(
@@ -268,7 +269,7 @@ def _mixture_lemma(rng: np.random.Generator) -> Evidence:
         gibbs_worst = max(gibbs_worst, gibbs)
         tol_max = max(tol_max, tol)
         if err > tol or gibbs > 64 * EPS * max(1.0, total(joint) / sizes.sum()):
-            worst_case = {"sizes": sizes.tolist(), "trees": [_sequences(t) for t in trees], "max_prob_diff": err}
+            worst_case = {"sizes": sizes.tolist(), "trees": [_dataset(t) for t in trees], "max_prob_diff": err}
         worst = max(worst, err)
     return Evidence(
         _holds(worst_case is not None), len(draws), worst, tol_max,
@@ -693,8 +694,8 @@ def _overlapping(rng: np.random.Generator) -> Evidence:
     model = elasticity.PerturbationModel.from_components(comps, w, k)
     l = 0.1 * min(1.0, elasticity.sign_threshold(w[2]))
     ra, rp = model.rates(model.align, l), model.rates(model.pretrain, l)
-    example = {"P1": _sequences(comps[0]), "P2 (= D_a)": _sequences(comps[1]), "P3 (= D_t)": _sequences(comps[2]),
-               "w": w.tolist(), "k": k, "l": l, "dgamma_a_dl": ra.dcross_entropy_dl_bits,
+    example = {"P1": _dataset(comps[0]), "P2 (= D_a)": _dataset(comps[1]), "P3 (= D_t)": _dataset(comps[2]),
+               "vocab_size": comps[0].vocab_size, "w": w.tolist(), "k": k, "l": l, "dgamma_a_dl": ra.dcross_entropy_dl_bits,
                "dgamma_p_dl": rp.dcross_entropy_dl_bits, "E_Pa[P_t/p_l]": ra.shared_mass}
     return Evidence(
         "fails", 1, abs(min(ra.dcross_entropy_dl_bits, -rp.dcross_entropy_dl_bits)), 0.0,

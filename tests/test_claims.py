@@ -1,0 +1,172 @@
+"""One test per registered claim (named after it, docstring = the inequality), plus the registry's own behaviour."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from elastic_theory import claims, elasticity, highprec
+from elastic_theory.tree import TokenTree
+
+
+def _check(claim_id: str) -> claims.Evidence:
+    """Run one claim exactly as ``run_verification(seed=0)`` does and require the expected verdict."""
+    claim = claims.CLAIMS[claim_id]
+    evidence = claim.check(np.random.default_rng([0, zlib.crc32(claim_id.encode())]))
+    assert evidence.verdict == claim.expected, evidence.summary
+    assert evidence.cases >= 1
+    return evidence
+
+
+def test_thm34_huffman_bounds():
+    """H_d <= E[len] < H_d + 1 (bits per chunk) for a Huffman code of the depth-d chunk leaves."""
+    ev = _check("thm34_huffman_bounds")
+    assert 0.0 <= ev.details["max_redundancy_bits"] < 1.0
+
+
+def test_thm34_ceiling_formula():
+    """|E[c] ceil(H_d) - E[c] E_Huffman[len]| < E[c]: off by less than 1 bit per chunk, and not exact in general."""
+    ev = _check("thm34_ceiling_formula")
+    assert 0.0 < ev.largest_error < 1.0
+    assert ev.details["exact_cases"] < ev.cases
+
+
+def test_mixture_lemma():
+    """p_{D_1 ∪ ... ∪ D_n} = sum_i |D_i| P_i / sum_i |D_i| (leaf by leaf) and it minimizes sum_i |D_i| CE(P_i, q)."""
+    ev = _check("mixture_lemma")
+    assert ev.largest_error <= ev.tolerance
+    assert ev.details["max_gibbs_gain_bits"] <= 0.0
+
+
+def test_general_perturbation_formula():
+    """d/dl CE(P_i, p_l) = |D_a|/(N + l|D_a|) (1 - E_{P_i}[P_t/p_l]) for any supports."""
+    ev = _check("general_perturbation_formula")
+    assert ev.details["symbolic_residual_zero"]
+
+
+def test_closed_form_ratio():
+    """Disjoint supports: R = (w3 k + l)/(w3 - (1 - w3) l), independent of w2."""
+    assert _check("closed_form_ratio").details["symbolic_ok"]
+
+
+def test_theorem_signs():
+    """d gamma_p/dl < 0 < d gamma_a/dl for w3 > 0 and 0 <= l < w3/(1 - w3)."""
+    assert _check("theorem_signs").details["min_ratio_of_derivatives"] > 0
+
+
+def test_ratio_lower_bound():
+    """R(k, l, w3) >= k on 0 <= l < l*."""
+    assert _check("ratio_lower_bound").largest_error == 0.0
+
+
+def test_ratio_upper_bound():
+    """R(k, l, w3) <= k (1 + lam/(w3 k)) / (1 - (1 - w3) lam/w3) on 0 <= l <= lam < l*."""
+    assert _check("ratio_upper_bound").details["largest_upper_constant"] > 1.0
+
+
+def test_ratio_limit():
+    """lim_{l -> 0} R(k, l, w3) = k, with R/k - 1 = l (1 + k(1-w3)) / (k (w3 - (1-w3) l))."""
+    assert _check("ratio_limit").largest_error < 1e-9  # at l = 1e-12 l*/2 the exact gap is O(1e-12 (1-w3)/w3)
+
+
+def test_hooke_first_order():
+    """0 <= (|D_a| Delta gamma_a + |D_p| Delta gamma_p) / (|D_a| Delta gamma_a) <= l (1 + k(1-w3)) / (k w3 + l)."""
+    ev = _check("hooke_first_order")
+    assert ev.largest_error <= ev.tolerance
+
+
+def test_symbolic_derivation():
+    """sympy from the mixture: d gamma_a/dl = 1/(1+k+l), d gamma_p/dl = -(w3-(1-w3)l)/((1+k+l)(k w3+l)), l* = w3/(1-w3)."""
+    assert _check("symbolic_derivation").largest_error <= 1.0
+
+
+def test_highprec_closed_forms():
+    """|closed form - mpmath| / |mpmath| <= 1e-10 for k <= 1e9, l >= 1e-9."""
+    assert _check("highprec_closed_forms").largest_error <= 1e-10
+
+
+def test_float64_finite_differences():
+    """Fails: |float64 central difference - mpmath| / |mpmath| > 1e-10 somewhere with k <= 1e9."""
+    assert _check("float64_finite_differences").counterexample is not None
+
+
+def test_pareto_entropy_offset():
+    """|H - (ln M + ln(alpha/(alpha-1)) - 1/(alpha-1))| -> 0 like M^(-1/2) for alpha > 2 (< 0.01 nats at M = 2^16)."""
+    assert _check("pareto_entropy_offset").largest_error < 0.01
+
+
+def test_pareto_assumption_text():
+    """Fails: the bootstrap KS p-value of a Pareto fit to real-text leaf masses is < 0.05."""
+    assert _check("pareto_assumption_text").counterexample["bootstrap_pvalue"] < 0.05
+
+
+def test_sign_beyond_threshold():
+    """Fails: d gamma_p/dl >= 0 for some l > l* = w3/(1 - w3), with a SignClaimWarning."""
+    ce = _check("sign_beyond_threshold").counterexample
+    assert ce["l"] > ce["l_star"] and ce["dgamma_p_dl_tree"] > 0 and ce["warned"]
+
+
+def test_no_shared_perturbation():
+    """Fails: w3 = 0 gives R = -1 < 1, not Theta(k)."""
+    ce = _check("no_shared_perturbation").counterexample
+    assert ce["R_tree"] == -1.0 and ce["R_closed_form"] == -1.0
+
+
+def test_overlapping_supports():
+    """Fails: with overlapping supports, d gamma_a/dl < 0 or d gamma_p/dl > 0 happens at small l (Hypothesis search)."""
+    ce = _check("overlapping_supports").counterexample
+    assert ce["dgamma_a_dl"] < 0 or ce["dgamma_p_dl"] > 0
+    # Rebuild the reported example from its data and confirm the sign violation independently.
+    comps = tuple(
+        TokenTree.from_sequences(ce[key]["responses"], ce["vocab_size"], weights=ce[key]["weights"])
+        for key in ("P1", "P2 (= D_a)", "P3 (= D_t)")
+    )
+    model = elasticity.PerturbationModel.from_components(comps, ce["w"], ce["k"])
+    da = model.rates(model.align, ce["l"]).dcross_entropy_dl_bits
+    dp = model.rates(model.pretrain, ce["l"]).dcross_entropy_dl_bits
+    assert (da, dp) == (ce["dgamma_a_dl"], ce["dgamma_p_dl"])
+    assert da < 0 or dp > 0
+
+
+def test_every_claim_has_a_test():
+    """Each registered claim id has a test function of the same name in this file."""
+    assert {f"test_{cid}" for cid in claims.CLAIMS} <= set(globals())
+
+
+def test_verdict_can_disagree_with_expectation(monkeypatch):
+    """A wrong R formula makes 'ratio_lower_bound' (expected holds) fail; exact differences make the FD claim hold."""
+    monkeypatch.setattr(elasticity, "ratio_R_exact", lambda k, l, w3: k * (1 - l))
+    report = claims.run_verification(0, ["ratio_lower_bound"])
+    assert report.results[0].verdict == "fails" and not report.all_agree
+    exact_rows = [r.__class__(**{**r.__dict__, "finite_difference_digits": 17.0}) for r in highprec.precision_table()]
+    monkeypatch.setattr(highprec, "precision_table", lambda: exact_rows)
+    assert claims.run_verification(0, ["float64_finite_differences"]).results[0].verdict == "holds"
+
+
+def test_run_verification_subset_is_reproducible():
+    """A claim's evidence depends only on the seed and its id; unknown ids are rejected."""
+    a = claims.run_verification(3, ["theorem_signs", "ratio_limit"])
+    b = claims.run_verification(3, ["ratio_limit"])
+    assert a.results[1].evidence == b.results[0].evidence
+    with pytest.raises(ValueError, match="unknown claim"):
+        claims.run_verification(0, ["no_such_claim"])
+
+
+def test_registry_rejects_duplicates_and_bad_expectations():
+    """register() refuses an id twice and a verdict outside holds/approximate/fails."""
+    with pytest.raises(ValueError):
+        claims.register("mixture_lemma", "x", "y", "holds")(lambda rng: None)
+    with pytest.raises(ValueError):
+        claims.register("new_id", "x", "y", "maybe")
+
+
+def test_json_and_markdown_shapes():
+    """JSON has {"claims": [{"id", "statement", "expected", "verdict", ...}]}; markdown has one row per claim."""
+    report = claims.run_verification(0, ["ratio_lower_bound", "no_shared_perturbation"])
+    data = report.to_json()
+    assert {"id", "statement", "expected", "verdict", "cases", "largest_error", "counterexample"} <= set(data["claims"][0])
+    assert data["all_agree"] is True
+    md = claims.render_markdown(report)
+    assert md.count("\n") == 4 and "| ratio_lower_bound |" in md
