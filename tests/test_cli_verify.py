@@ -1,0 +1,134 @@
+"""The ``verify``, ``ratio`` and ``perturb`` commands: exit codes, JSON keys, warnings, and the docs table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from elastic_theory import claims
+from elastic_theory.cli import app
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "theory.md"
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_verify_subset_json(tmp_path):
+    """verify --claim ... --json: exit 0 when every verdict is the expected one; JSON lists each claim."""
+    out = tmp_path / "v.json"
+    res = _run("verify", "--claim", "ratio_lower_bound", "--claim", "no_shared_perturbation", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert [c["id"] for c in data["claims"]] == ["ratio_lower_bound", "no_shared_perturbation"]
+    assert {"id", "statement", "expected", "verdict", "counterexample"} <= set(data["claims"][0])
+    assert "2/2 verdicts as expected" in res.output
+
+
+def test_verify_exit_code_on_mismatch(monkeypatch):
+    """A verdict that differs from the expected one gives exit code 1."""
+    from elastic_theory import elasticity
+
+    monkeypatch.setattr(elasticity, "ratio_R_exact", lambda k, l, w3: k * (1 - l))
+    res = _run("verify", "--claim", "ratio_lower_bound")
+    assert res.exit_code == 1
+    assert "NO" in res.output
+
+
+def test_verify_unknown_claim_is_bad_input():
+    """An unknown claim id is bad input: exit code 2 with the known ids."""
+    res = _run("verify", "--claim", "nope")
+    assert res.exit_code == 2 and "unknown claim" in res.output
+
+
+def test_verify_plots(tmp_path):
+    """--plots writes the ratio, precision and Pareto figures."""
+    res = _run("verify", "--claim", "highprec_closed_forms", "--claim", "pareto_entropy_offset", "--plots", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.png", "precision.png", "ratio.png"]
+
+
+def test_docs_table_is_the_verify_output():
+    """The table in docs/theory.md is exactly `elastic-theory verify --markdown` (seed 0)."""
+    res = _run("verify", "--markdown")
+    assert res.exit_code == 0, res.output
+    text = DOCS.read_text(encoding="utf-8")
+    table = re.search(r"<!-- verify-table:start -->\n(.*?)<!-- verify-table:end -->", text, re.S)
+    assert table is not None, "docs/theory.md lost its verify-table markers"
+    assert table.group(1) == res.output, "regenerate the table with `elastic-theory verify --markdown`"
+    assert res.output.count("\n") == len(claims.CLAIMS) + 2
+
+
+def test_ratio_json(tmp_path):
+    """ratio --json has R, both derivatives, sign_valid, l_star and the Theta bounds; R matches the closed form."""
+    out = tmp_path / "r.json"
+    res = _run("ratio", "--k", "1000", "--l", "0.01", "--w3", "0.1", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert {"R", "dgamma_a_dl", "dgamma_p_dl", "sign_valid", "l_star", "theta_lower", "theta_upper"} <= set(data)
+    # (w3 k + l)/(w3 - (1 - w3) l) = 100.01/0.091 (hand computation); a few roundings.
+    assert data["R"] == pytest.approx(100.01 / 0.091, rel=1e-14)
+    assert data["sign_valid"] is True
+
+
+def test_ratio_beyond_threshold_warns():
+    """l > l*: a warning on stderr, the exact values still printed, exit 0."""
+    res = runner.invoke(app, ["ratio", "--k", "1000", "--l", "0.5", "--w3", "0.1"])
+    assert res.exit_code == 0
+    assert "no longer holds" in res.stderr
+    assert "R" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [("--k", "0", "--l", "0.1", "--w3", "0.5"), ("--k", "10", "--l", "-1", "--w3", "0.5"),
+             ("--k", "10", "--l", "0.1", "--w3", "1.5")],
+)
+def test_ratio_bad_input(args):
+    """k <= 0, l < 0 and w3 outside [0, 1] exit with code 2 and a message."""
+    res = _run("ratio", *args)
+    assert res.exit_code == 2 and "error:" in res.output
+
+
+def _write(path: Path, rows: list[list[int]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_perturb_json(tmp_path):
+    """perturb --json: pretrain/align cross-entropies and exact derivatives, R and k; disjoint data give the closed form."""
+    p = _write(tmp_path / "p.jsonl", [[0], [2]])
+    a = _write(tmp_path / "a.jsonl", [[1]])
+    t = _write(tmp_path / "t.jsonl", [[2]])
+    out = tmp_path / "out.json"
+    res = _run("perturb", "--pretrain", str(p), "--align", str(a), "--perturb", str(t), "--l", "0.5", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    for name in ("pretrain", "align"):
+        assert {"cross_entropy_bits", "dcross_entropy_dl_bits"} <= set(data[name])
+    # k = 2, w3 = 1/2, l = 1/2: R = (1 + 1/2)/(1/2 - 1/4) = 6 (hand computation).
+    assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=1e-14)
+
+
+def test_perturb_sign_warning(tmp_path):
+    """Perturbation data equal to the alignment data: the align rate falls, so a warning goes to stderr, exit 0."""
+    p = _write(tmp_path / "p.jsonl", [[0], [1]])
+    a = _write(tmp_path / "a.jsonl", [[1]])
+    res = runner.invoke(app, ["perturb", "--pretrain", str(p), "--align", str(a), "--perturb", str(a), "--l", "0.1"])
+    assert res.exit_code == 0
+    assert "does not hold" in res.stderr
+
+
+def test_perturb_bad_input(tmp_path):
+    """An empty file or l < 0 exits with code 2."""
+    p = _write(tmp_path / "p.jsonl", [[0]])
+    empty = _write(tmp_path / "e.jsonl", [])
+    res = _run("perturb", "--pretrain", str(p), "--align", str(empty), "--perturb", str(p), "--l", "0.1")
+    assert res.exit_code == 2 and "no sequences" in res.output
+    res = _run("perturb", "--pretrain", str(p), "--align", str(p), "--perturb", str(p), "--l", "-0.1")
+    assert res.exit_code == 2
