@@ -1,0 +1,38 @@
+"""``elastic-theory demo``: the README's main job runs, agrees with the library, and writes its JSON."""
+
+import json
+import math
+import sys
+
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.cli.demo_cmd import DEMO_DEPTHS, ratio_predictions
+
+
+def test_demo_runs_and_writes_consistent_json(tmp_path):
+    out = tmp_path / "demo.json"
+    result = CliRunner().invoke(app, ["demo", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["verify"]["all_agree"] is True
+    assert [r["depth"] for r in data["coding"]["depths"]] == list(DEMO_DEPTHS)
+    for row in data["coding"]["depths"]:
+        assert row["round_trip_exact"] is True
+        # Shannon/Huffman order of THEORY §1: H <= E[c] H_d <= Huffman < E[c] (H_d + 1)
+        assert row["full_entropy_bits"] <= row["entropy_bits"] <= row["huffman_expected_bits"]
+        assert row["huffman_expected_bits"] < row["mean_chunks"] * (row["chunk_entropy_bits"] + 1)
+        # the ANS coder can't beat the ideal length it reports
+        assert row["coded_over_ideal"] >= 1.0
+    assert "Compression protocol on real text" in result.output
+
+
+def test_ratio_predictions_match_the_closed_form():
+    """R = (w3 k + l) / (w3 - (1 - w3) l) (THEORY §2.2) and sign_valid = l < w3/(1 - w3), on both sides of l*."""
+    rows = ratio_predictions(((1e3, 1e-3, 0.1), (1e6, 0.2, 0.1)))
+    for row in rows:
+        k, l, w3 = row["k"], row["l"], row["w3"]
+        # two float64 operations apart: 4 ulps covers the rounding of either evaluation order
+        assert math.isclose(row["R"], (w3 * k + l) / (w3 - (1 - w3) * l), rel_tol=4 * sys.float_info.epsilon)
+        assert row["sign_valid"] == (l < w3 / (1 - w3))
+    assert [r["sign_valid"] for r in rows] == [True, False]
