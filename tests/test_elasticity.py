@@ -228,3 +228,15 @@ def test_inverse_alignment_predicate():
         el.rho(p0, p0p, "l2")
     with pytest.raises(ValueError):
         el.inverse_alignment(p0, p0p, -1.0, size_b=1, size_a=1, data=data)
+
+
+@given(theorem_settings(disjoint=True))
+def test_disjoint_components_share_no_leaf(setting):
+    """The disjoint strategy's components have pairwise disjoint supports, w3 >= 1e-3 and sum(w) = 1."""
+    comps, w, k = setting
+    for i in range(3):
+        for j in range(i + 1, 3):
+            lv = comps[i].leaves
+            matched = comps[j].match(comps[i])[lv.node]
+            assert (matched < 0).all() or (comps[j].eos_weight[np.maximum(matched, 0)][lv.is_eos] == 0).all()
+    assert w[2] >= 1e-3 * (1 - 8 * EPS) and abs(w.sum() - 1) <= 4 * EPS and k >= 1
