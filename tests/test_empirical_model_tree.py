@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -26,12 +28,18 @@ def model():
     return m.eval()
 
 
+@functools.cache
+def _row(model, prompt, prefix):
+    """The model's next-token row after one prefix, from its own forward pass (no batching)."""
+    return next_token_probabilities(model, prompt, [prefix])[0]
+
+
 def _sequence_prob(model, prompt, seq, eos, candidates=None):
-    """Product of the model's conditionals along ``seq`` (then EOS if ``eos``), one forward pass per step."""
+    """Product of the model's conditionals along ``seq`` (then EOS if ``eos``)."""
     p = 1.0
     steps = list(seq) + ([EOS] if eos else [])
     for t, token in enumerate(steps):
-        row = next_token_probabilities(model, prompt, [seq[:t]])[0]
+        row = _row(model, tuple(prompt), tuple(seq[:t]))
         if candidates is not None:
             row = row[candidates] / row[candidates].sum()
             token = candidates.index(token)

@@ -147,7 +147,7 @@ def score_token_ids(
 
     Returns one float64 array per sequence (nats, one entry per token). Windows follow
     :func:`rolling_windows`; windows are sorted by length and run ``batch_size`` at a time
-    (right-padded, with an attention mask) under
+    (right-padded, with an attention mask where lengths differ) under
     ``torch.inference_mode``. Log-softmax is computed in float32 whatever the model's dtype.
     The model is put in eval mode and its previous mode restored.
 
@@ -177,23 +177,29 @@ def score_token_ids(
         with torch.inference_mode(), tqdm(total=sum(s.size for s in seqs), unit="tok", disable=not progress) as bar:
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b : b + batch_size]
-                _score_batch(model, batch, z, out, names, device, prefix_token)
+                _score_batch(model, batch, z, out, names, device, prefix_token, trim=stride is not None and stride < context)
                 bar.update(sum(w.n_scored for _, w in batch))
     finally:
         model.train(was_training)
     return out
 
 
-def _score_batch(model, batch, z, out, names, device, pad_token) -> None:
+def _score_batch(model, batch, z, out, names, device, pad_token, trim: bool) -> None:
     lengths = [w.end - w.start for _, w in batch]
     M = max(lengths)
     inputs = np.full((len(batch), M), pad_token, dtype=np.int64)
     for r, (i, w) in enumerate(batch):
         inputs[r, : lengths[r]] = z[i][w.start : w.end]
     input_ids = torch.from_numpy(inputs).to(device)
-    mask = (torch.arange(M)[None, :] < torch.tensor(lengths)[:, None]).to(device=device, dtype=torch.long)
-    # Only the outputs at positions >= first_kept are scored; the LM head skips the rest.
-    first_kept = min(m - w.n_scored for m, (_, w) in zip(lengths, batch))
+    # Without padding no mask is passed: the model then takes its plain causal path, the one
+    # lm-evaluation-harness takes, and the logits agree bit for bit.
+    mask = None
+    if min(lengths) < M:
+        mask = (torch.arange(M)[None, :] < torch.tensor(lengths)[:, None]).to(device=device, dtype=torch.long)
+    # With overlapping windows only the outputs at positions >= first_kept are scored and the LM head
+    # skips the rest. With disjoint windows all logits are computed, as lm-evaluation-harness does, so
+    # that the LM head's matrix product has the same shape and the log-probabilities agree bit for bit.
+    first_kept = min(m - w.n_scored for m, (_, w) in zip(lengths, batch)) if trim else 0
     logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False, logits_to_keep=M - first_kept).logits
     rows, cols, targets = [], [], []
     for r, (i, w) in enumerate(batch):
