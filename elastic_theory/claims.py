@@ -720,6 +720,7 @@ class ClaimResult:
 
     @property
     def agrees(self) -> bool:
+        """True when the check's verdict is the expected one."""
         return self.verdict == self.expected
 
     def to_json(self) -> dict[str, Any]:
@@ -743,6 +744,7 @@ class VerificationReport:
 
     @property
     def all_agree(self) -> bool:
+        """True when every claim's verdict is the expected one (the exit-0 condition of ``verify``)."""
         return all(r.agrees for r in self.results)
 
     def to_json(self) -> dict[str, Any]:
