@@ -106,8 +106,10 @@ def perturb_command(
     """Rates of D_p and D_a under the joint model of D_p, D_a and l|D_a| copies of D_t, with exact l-derivatives.
 
     The model is the size-weighted mixture of the three empirical distributions (THEORY §2.1);
-    cross-entropies are bits per response, derivatives by the exact formula. If the signs are
-    not d gamma_p/dl < 0 < d gamma_a/dl, a warning goes to stderr and the values are printed.
+    cross-entropies are bits per response, derivatives by the exact formula. D_p and D_a are
+    always covered by the model; D_t's own rates are added for l > 0 (at l = 0 the model may give
+    its responses probability 0). If the signs are not d gamma_p/dl < 0 < d gamma_a/dl, a
+    warning goes to stderr and the values are printed.
     """
     from ..elasticity import check_l
     from ..io import read_token_jsonl
