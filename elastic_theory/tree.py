@@ -180,14 +180,19 @@ class TokenTree:
                 raise ValueError(f"{name} must have one entry per node ({n}), got shape {arr.shape}")
         if not weight[0] > 0:
             raise ValueError("the tree has zero total weight: an empty dataset has no distribution")
-        children = np.bincount(parent[1:], weights=weight[1:], minlength=n)
-        balance = weight - eos_weight - cut_weight - children
+        # |weight - EOS - cut - children| in place: at 3e7 nodes every temporary costs 0.24 GB.
+        balance = np.bincount(parent[1:], weights=weight[1:], minlength=n).astype(np.float64, copy=False)  # int64 when n == 1
+        np.subtract(weight, balance, out=balance)
+        balance -= eos_weight
+        balance -= cut_weight
+        np.abs(balance, out=balance)
         # Each weight is a sum of at most n_nodes float terms; 4 * n * eps relative bounds the rounding.
-        tol = 4.0 * n * np.finfo(np.float64).eps * weight
-        if (np.abs(balance) > tol + 1e-300).any():
-            i = int(np.flatnonzero(np.abs(balance) > tol + 1e-300)[0])
+        balance -= 4.0 * n * np.finfo(np.float64).eps * weight
+        if (balance > 1e-300).any():
+            i = int(np.flatnonzero(balance > 1e-300)[0])
+            children = float(weight[1:][parent[1:] == i].sum())
             raise ValueError(
-                f"node {i}: weight {weight[i]!r} != EOS {eos_weight[i]!r} + cut {cut_weight[i]!r} + children {children[i]!r}"
+                f"node {i}: weight {weight[i]!r} != EOS {eos_weight[i]!r} + cut {cut_weight[i]!r} + children {children!r}"
             )
         self.parent, self.token, self.depth = parent, token, depth
         self.weight, self.eos_weight, self.cut_weight = weight, eos_weight, cut_weight
@@ -259,44 +264,59 @@ class TokenTree:
         # Sort rows lexicographically (token + 1, pad 0: a prefix sorts before its extensions).
         bits = int(V).bit_length()
         per_key = max(1, 64 // bits)
-        sym = (tokens + 1).astype(np.uint64)
         keys = []
         for start in range(0, width, per_key):
             key = np.zeros(n, dtype=np.uint64)
             for j in range(start, min(start + per_key, width)):
-                key = (key << np.uint64(bits)) | sym[:, j]
+                key <<= np.uint64(bits)
+                key |= (tokens[:, j] + 1).astype(np.uint64)
             keys.append(key)
-        order = np.lexsort(keys[::-1]) if keys else np.arange(n)
-        del sym, keys
+        order = _sort_by_keys(keys) if keys else np.arange(n)
+        del keys
         tok = tokens[order]
         lens, w, end = lens[order], w[order], end[order]
         # Longest common prefix with the previous row decides where new nodes start.
-        if width:
+        lcp = np.zeros(n, dtype=np.int64)
+        if width and n > 1:
             eq = tok[1:] == tok[:-1]
-            lcp = np.where(eq.all(axis=1), width, eq.argmin(axis=1))
+            lcp[1:] = np.where(eq.all(axis=1), width, eq.argmin(axis=1))
             del eq
-        else:
-            lcp = np.zeros(max(n - 1, 0), dtype=np.int64)
-        lcp = np.concatenate([[0], lcp]).astype(np.int64)
         col = np.arange(1, width + 1)
-        valid = col[None, :] <= lens[:, None]
-        new = valid & (col[None, :] > lcp[:, None])
-        idmat = np.cumsum(new.ravel(), dtype=np.int64).reshape(n, width) if width else np.zeros((n, 0), np.int64)
+        new = (col[None, :] > lcp[:, None]) & (col[None, :] <= lens[:, None])  # row r opens a node at column c
+        # Node ids number the new cells in row-major order, a preorder walk; int32 halves the n x width matrix.
+        idx_dtype = np.int32 if n * width < 2**31 - 1 else np.int64
+        idmat = np.cumsum(new.ravel(), dtype=idx_dtype).reshape(n, width)
         n_nodes = int(idmat[-1, -1]) + 1 if width else 1
         idmat *= new
         np.maximum.accumulate(idmat, axis=0, out=idmat)  # rows sharing a prefix share its id
-        rows, cols = np.nonzero(new)  # row-major order == id order (a preorder walk)
-        parent = np.full(n_nodes, -1, dtype=np.int64)
-        token = np.full(n_nodes, -1, dtype=np.int64)
-        depth = np.zeros(n_nodes, dtype=np.int64)
-        parent[1:] = np.where(cols > 0, idmat[rows, np.maximum(cols - 1, 0)], 0)
-        token[1:] = tok[rows, cols]
-        depth[1:] = cols + 1
-        del rows, cols, new
-        weight = np.bincount(idmat[valid], weights=np.broadcast_to(w[:, None], valid.shape)[valid], minlength=n_nodes).astype(np.float64)
+        flat = np.flatnonzero(new)  # flat cell index of each node but the root, in id order
+        del new
+        idflat = idmat.ravel()
+        # Fill the node arrays in place: at 10^6 x 32 every n_nodes-sized temporary costs ~0.2 GB.
+        parent = np.empty(n_nodes, dtype=np.int64)
+        token = np.empty(n_nodes, dtype=np.int64)
+        depth = np.empty(n_nodes, dtype=np.int64)
+        parent[0], token[0], depth[0] = -1, -1, 0
+        np.take(tok.ravel(), flat, out=token[1:])
+        del tok
+        if width:
+            np.remainder(flat, width, out=depth[1:])  # column of each node
+        flat -= 1
+        parent[1:] = idflat[flat]  # the cell to the left (meaningless in column 0, fixed next line)
+        parent[1:][depth[1:] == 0] = 0  # column-0 nodes hang from the root
+        depth[1:] += 1
+        del flat
+        # The node opened at (row r, column c) holds rows r .. (next row whose lcp <= c) - 1: one
+        # reduceat per column sums them in row order (exact for integer counts).
+        weight = np.zeros(n_nodes)
         weight[0] = w.sum()
+        for c in range(width):
+            starts = np.flatnonzero(lcp <= c)
+            sums = np.add.reduceat(w, starts)
+            reach = lens[starts] > c
+            weight[idmat[starts[reach], c]] = sums[reach]
         # Each row's deepest node; the root for an empty response (and for an all-empty dataset, width 0).
-        last = np.where(lens > 0, idmat[np.arange(n), np.maximum(lens - 1, 0)], 0) if width else np.zeros(n, np.int64)
+        last = np.where(lens > 0, idflat[np.arange(n) * width + np.maximum(lens - 1, 0)], 0) if width else np.zeros(n, np.int64)
         eos = np.bincount(last, weights=w * end, minlength=n_nodes)
         cut = np.bincount(last, weights=w * ~end, minlength=n_nodes)
         return cls(parent, token, weight, eos, cut, V, n_seq, depth=depth)
@@ -601,6 +621,29 @@ def mixture(trees: Sequence[TokenTree], sizes: Sequence[float] | None = None) ->
         eos[m] += t.eos_weight * scale
         cut[m] += t.cut_weight * scale
     return TokenTree(parent, token, weight, eos, cut, V, float(s.sum()), depth=depth)
+
+
+def _sort_by_keys(keys: list[np.ndarray]) -> np.ndarray:
+    """The stable order sorting by ``keys[0]``, ties by ``keys[1]``, ...: ``np.lexsort(keys[::-1])``.
+
+    Sorts by the first key, then re-sorts only the runs still tied, key by key; random or diverse
+    data is settled by the first key, so the later keys cost almost nothing.
+    """
+    order = np.argsort(keys[0], kind="stable")
+    ks = keys[0][order]
+    tied = ks[1:] == ks[:-1]  # sorted rows i and i+1 agree on every key so far
+    for key in keys[1:]:
+        if not tied.any():
+            break
+        run = np.concatenate([[0], np.cumsum(~tied)])  # run id of each sorted position
+        in_run = np.zeros(order.size, dtype=bool)
+        in_run[1:] |= tied
+        in_run[:-1] |= tied
+        pos = np.flatnonzero(in_run)
+        order[pos] = order[pos][np.lexsort((key[order[pos]], run[pos]))]
+        ks = key[order]
+        tied &= ks[1:] == ks[:-1]
+    return order
 
 
 def _prefix_index(parent: np.ndarray, token: np.ndarray, V: int) -> tuple[np.ndarray, np.ndarray]:

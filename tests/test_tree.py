@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from elastic_theory._validation import probability_sum_tolerance
 from elastic_theory.testing import datasets, mixtures, probability_vectors, token_trees, tree_families, weighted_datasets
-from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence, mixture, pad_sequences
+from elastic_theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences
 
 EPS = np.finfo(np.float64).eps
 
@@ -169,6 +169,23 @@ def test_chunked_equals_pruned_when_responses_fit(data):
     t = TokenTree.from_sequences(seqs, 2, counts=counts)
     assert leaf_map(t.chunked(4)) == leaf_map(t.prune(4))
     assert t.mean_chunks(4) == 1.0
+
+
+@given(datasets(vocab_size=256, max_size=30, max_len=20))
+def test_leaves_are_the_response_frequencies(seqs):
+    """Counting check of the builder (V = 256, length 20: several packed sort keys per row)."""
+    from collections import Counter
+
+    want = {(tuple(s), True): float(Fraction(c, len(seqs))) for s, c in Counter(map(tuple, seqs)).items()}
+    assert leaf_map(TokenTree.from_sequences(seqs, 256)) == want
+
+
+@given(st.lists(st.lists(st.integers(0, 3), min_size=3, max_size=3), min_size=1, max_size=40))
+def test_sort_by_keys_is_lexsort(rows):
+    """The tie-refining sort used by the builder returns exactly numpy's stable lexsort order."""
+    a = np.array(rows, dtype=np.uint64)
+    keys = [a[:, j].copy() for j in range(3)]
+    assert np.array_equal(_sort_by_keys(keys), np.lexsort(keys[::-1]))
 
 
 @given(token_trees(max_len=5))
