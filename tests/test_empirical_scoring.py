@@ -137,8 +137,10 @@ def test_bits_per_byte_equals_lm_evaluation_harness(tiny_dir, texts):
     loglik = lm.loglikelihood_rolling(requests, disable_tqdm=True)
     # lm-eval's bits_per_byte: -sum(loglik) / (sum(bytes) ln 2).
     theirs = -sum(loglik) / (sum(len(t.encode("utf-8")) for t in texts) * math.log(2))
-    # Same windows, same kernels, float64 sums of float32 terms in a different order: 1e-8 relative
-    # is the requirement and far above the ~1e-15 reordering error.
+    # Same windows and kernels: the per-token log-probabilities are bit-identical, but lm-eval sums
+    # each window's float32 terms in float32 (relative error up to about k eps32/2 for k terms,
+    # typically far less), we in float64. 1e-8 relative is the requirement; on the
+    # benchmark corpus the measured gap is 8.5e-9, all of it lm-eval's float32 sum.
     assert ours.bits_per_byte == pytest.approx(theirs, rel=1e-8, abs=0)
 
 

@@ -53,7 +53,8 @@ def measure_command(
 
     if n_resamples < 1:
         raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
-    documents = {name: read_documents(path, text_field) for name, path in parse_data_options(data).items()}
+    paths = parse_data_options(data)
+    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
     lm, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
     rng = np.random.default_rng(seed)
     results = {
@@ -70,7 +71,7 @@ def measure_command(
         "config": {
             "context": context, "stride": stride, "batch_size": batch_size, "device": str(param.device),
             "dtype": str(param.dtype).removeprefix("torch."), "text_field": text_field, "seed": seed,
-            "n_resamples": n_resamples, "data": {name: str(path) for name, path in parse_data_options(data).items()},
+            "n_resamples": n_resamples, "data": {name: str(path) for name, path in paths.items()},
         },
     }
     _print_table(report)

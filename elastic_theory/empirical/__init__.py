@@ -17,10 +17,10 @@ from .scoring import (
     score_documents,
     score_token_ids,
 )
-from .tiny import byte_bpe_tokenizer, tiny_gpt2
 from .model_coding import ModelCode, compress_text, decompress_text
-from .tracker import RateTracker
 from .model_tree import model_token_tree, next_token_probabilities
+from .tiny import byte_bpe_tokenizer, tiny_gpt2
+from .tracker import RateTracker
 
 __all__ = [
     "Document",

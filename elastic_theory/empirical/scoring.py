@@ -201,17 +201,13 @@ def _score_batch(model, batch, z, out, names, device, pad_token, trim: bool) -> 
     # that the LM head's matrix product has the same shape and the log-probabilities agree bit for bit.
     first_kept = min(m - w.n_scored for m, (_, w) in zip(lengths, batch)) if trim else 0
     logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False, logits_to_keep=M - first_kept).logits
-    rows, cols, targets = [], [], []
+    parts = []
     for r, (i, w) in enumerate(batch):
-        offs = np.arange(lengths[r] - w.n_scored, lengths[r])
-        rows.append(np.full(w.n_scored, r))
-        cols.append(offs - first_kept)
-        targets.append(z[i][w.start + offs + 1])
-    rows_t = torch.from_numpy(np.concatenate(rows)).to(device)
-    cols_t = torch.from_numpy(np.concatenate(cols)).to(device)
-    tgt_t = torch.from_numpy(np.concatenate(targets)).to(device)
-    picked = logits[rows_t, cols_t].float()  # (N, V), float32 even for bf16 models
-    log_probs = torch.log_softmax(picked, dim=1).gather(1, tgt_t[:, None])[:, 0].double().cpu().numpy()
+        stop = lengths[r] - first_kept  # scored outputs are a contiguous slice of row r: no copy of the logits
+        targets = torch.from_numpy(z[i][w.end - w.n_scored + 1 : w.end + 1]).to(device)
+        rows = logits[r, stop - w.n_scored : stop].float()  # float32 even for bf16 models
+        parts.append(torch.log_softmax(rows, dim=-1).gather(1, targets[:, None])[:, 0])
+    log_probs = torch.cat(parts).double().cpu().numpy()  # one device-to-host copy per batch
     start = 0
     for i, w in batch:
         chunk = log_probs[start : start + w.n_scored]

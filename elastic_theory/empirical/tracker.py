@@ -3,7 +3,8 @@
 Works from a plain torch loop (:meth:`RateTracker.maybe_measure`) and inside
 ``transformers.Trainer`` (:meth:`RateTracker.as_trainer_callback`). Under ``torch.distributed``
 only rank 0 measures and writes (other ranks return at once); the model is unwrapped from
-DDP's ``.module`` so that measuring never triggers a collective.
+DDP's ``.module`` so that measuring never triggers a collective. FSDP-sharded models are not
+supported (every forward pass there needs all ranks): measure a gathered copy instead.
 """
 
 from __future__ import annotations
