@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import Literal
 
@@ -111,8 +112,19 @@ def sign_threshold(w3: float) -> float:
     return math.inf if w3 == 1.0 else w3 / (1.0 - w3)
 
 
+def _sign_margin(l: float, w3: float) -> float:
+    r""":math:`w_3 - (1-w_3) l` of the float arguments, computed exactly and rounded once.
+
+    Its sign decides the theorem's sign claim (> 0 exactly for :math:`l < l^*`). Computing it in
+    ``Fraction`` keeps that sign exact within an ulp of :math:`l^*`, where the float expression can
+    round to the wrong side, and keeps its digits when the two terms nearly cancel.
+    """
+    w3_exact = Fraction(w3)
+    return float(w3_exact - (1 - w3_exact) * Fraction(l))
+
+
 def _warn_beyond(l: float, w3: float, stacklevel: int = 3) -> None:
-    if l >= sign_threshold(w3):
+    if _sign_margin(l, w3) <= 0.0:
         warnings.warn(
             f"l = {l:g} >= l* = w3/(1-w3) = {sign_threshold(w3):g}: d gamma_p/dl >= 0 here, so the theorem's sign "
             "claim (pre-training rate falls while alignment rate rises) no longer holds; values are exact.",
@@ -142,7 +154,7 @@ def dgamma_p_dl(k: float, l: float, w3: float) -> float:
     if w3 == 0.0:
         return 1.0 / ((1.0 + k + l) * LN2)
     # The same quantity over a common denominator: no cancellation between two ~1/k terms.
-    return -(w3 - (1.0 - w3) * l) / ((1.0 + k + l) * (k * w3 + l) * LN2)
+    return -_sign_margin(l, w3) / ((1.0 + k + l) * (k * w3 + l) * LN2)
 
 
 def ratio_R(k: float, l: float, w3: float) -> float:
@@ -155,7 +167,8 @@ def ratio_R(k: float, l: float, w3: float) -> float:
     _warn_beyond(l, w3)
     if w3 == 0.0:
         return -1.0
-    return math.inf if w3 - (1.0 - w3) * l == 0.0 else ratio_R_exact(k, l, w3)
+    margin = _sign_margin(l, w3)
+    return math.inf if margin == 0.0 else (w3 * k + l) / margin
 
 
 def ratio_R_exact(k, l, w3):
@@ -181,9 +194,9 @@ def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
     k, w3, lam = check_k(k), check_w3(w3), check_l(lam)
     if w3 == 0.0:
         raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
-    if lam >= sign_threshold(w3):
+    if _sign_margin(lam, w3) <= 0.0:
         raise ValueError(f"lam = {lam:g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
-    return 1.0, theta_upper_exact(k, w3, lam)
+    return 1.0, (w3 * k + lam) / (_sign_margin(lam, w3) * k)
 
 
 @dataclass(frozen=True)
@@ -216,9 +229,11 @@ def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> Clos
         R, da, dp = ratio_R(k, l, w3), dgamma_a_dl(k, l), dgamma_p_dl(k, l, w3)
     _warn_beyond(l, w3)
     l_star = sign_threshold(w3)
-    has_band = w3 > 0 and lam < l_star
+    has_band = w3 > 0 and _sign_margin(lam, w3) > 0.0
     lo, hi = theta_constants(k, w3, lam) if has_band else (None, None)
-    return ClosedForm(k, l, w3, R, da, dp, l_star, bool(dp < 0 < da), lam, lo, hi)
+    # From the exact sign of w3 - (1 - w3) l, not from dp's float sign, which underflows to -0 for huge k.
+    sign_valid = w3 > 0 and _sign_margin(l, w3) > 0.0
+    return ClosedForm(k, l, w3, R, da, dp, l_star, sign_valid, lam, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -251,7 +266,7 @@ def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
     Needs :math:`w_3 > 0`, :math:`0 < l < l^*`.
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
-    if w3 == 0.0 or l == 0.0 or l >= sign_threshold(w3):
+    if w3 == 0.0 or l == 0.0 or _sign_margin(l, w3) <= 0.0:
         raise ValueError(f"the Hooke invariant needs w3 > 0 and 0 < l < l* = {sign_threshold(w3):g}; got w3={w3}, l={l}")
     d_a = math.log1p(l / (1.0 + k))
     d_p = d_a - w3 * math.log1p(l / (k * w3))

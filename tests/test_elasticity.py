@@ -240,3 +240,30 @@ def test_disjoint_components_share_no_leaf(setting):
             matched = comps[j].match(comps[i])[lv.node]
             assert (matched < 0).all() or (comps[j].eos_weight[np.maximum(matched, 0)][lv.is_eos] == 0).all()
     assert w[2] >= 1e-3 * (1 - 8 * EPS) and abs(w.sum() - 1) <= 4 * EPS and k >= 1
+
+
+@given(st.floats(min_value=1e-6, max_value=1 - 1e-6), st.integers(min_value=-4, max_value=4))
+def test_sign_claim_exact_within_an_ulp_of_threshold(w3, ulps):
+    """Within a few ulps of l* = w3/(1-w3), sign_valid, the warning and the signs of d gamma_p/dl and R all
+    follow the exact sign of w3 - (1 - w3) l for the binary floats given (a float evaluation of that
+    expression, or the comparison l < fl(l*), lands on the wrong side for about 1 in 25 such points)."""
+    l = float(el.sign_threshold(w3))
+    for _ in range(abs(ulps)):
+        l = float(np.nextafter(l, math.inf if ulps > 0 else 0.0))
+    below = Fraction(w3) - (1 - Fraction(w3)) * Fraction(l) > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", el.SignClaimWarning)
+        cf = el.closed_form(10.0, l, w3)
+    assert cf.sign_valid == below
+    assert bool(caught) == (not below)
+    assert (cf.dgamma_p_dl < 0) == below
+    assert (cf.R > 0) == below
+
+
+def test_sign_valid_survives_underflow_of_the_derivative():
+    """k = 1e300, l = 1/2, w3 = 4/5 (l < l* = 4): d gamma_p/dl ~ -1/k^2 underflows to -0.0 in float64, yet
+    the sign claim holds (sign_valid from the exact sign of w3 - (1 - w3) l) and nothing is warned."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cf = el.closed_form(1e300, 0.5, 0.8)
+    assert cf.dgamma_p_dl == 0.0 and cf.sign_valid

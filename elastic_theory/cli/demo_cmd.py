@@ -63,12 +63,11 @@ def ratio_predictions(settings=DEMO_RATIOS) -> list[dict]:
     for k, l, w3 in settings:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", elasticity.SignClaimWarning)
-            r = elasticity.ratio_R(k, l, w3)
-            out.append({
-                "k": k, "l": l, "w3": w3, "R": r, "R_over_k": r / k,
-                "dgamma_a_dl": elasticity.dgamma_a_dl(k, l), "dgamma_p_dl": elasticity.dgamma_p_dl(k, l, w3),
-                "l_star": elasticity.sign_threshold(w3), "sign_valid": l < elasticity.sign_threshold(w3),
-            })
+            cf = elasticity.closed_form(k, l, w3)
+        out.append({
+            "k": k, "l": l, "w3": w3, "R": cf.R, "R_over_k": cf.R / k, "dgamma_a_dl": cf.dgamma_a_dl,
+            "dgamma_p_dl": cf.dgamma_p_dl, "l_star": cf.l_star, "sign_valid": cf.sign_valid,
+        })
     return out
 
 
