@@ -255,7 +255,7 @@ class ChunkCoder:
         check_token_range(tokens, lens, self.tree.vocab_size)
         chunks, clen, is_last, rows = split_chunks(tokens, lens, self.depth)
         node = np.zeros(rows.size, dtype=np.int64)
-        for j in range(self.depth):
+        for j in range(chunks.shape[1]):
             node = np.where(clen > j, self.tree.child(node, chunks[:, j]), node)
         node_ok = np.maximum(node, 0)
         symbol = np.where(is_last, self._eos_symbol[node_ok], self._cut_symbol[node_ok])

@@ -110,8 +110,10 @@ def split_chunks(tokens: np.ndarray, lengths: np.ndarray, depth: int) -> tuple[n
 
     Response ``i`` becomes :math:`\\max(1, \\lceil |x_i| / d \\rceil)` chunks, in order: all but the last
     have exactly ``depth`` tokens; the last has the rest (an empty response is one empty chunk).
-    Returns ``(chunks, chunk_lengths, is_last, rows)``: a ``(n_chunks, depth)`` array padded with -1,
-    each chunk's length, whether it ends its response, and the response it came from.
+    Returns ``(chunks, chunk_lengths, is_last, rows)``: a ``(n_chunks, min(depth, width))`` array
+    padded with -1 (``width`` = the padded input's width, at least 1: a depth beyond the longest
+    response leaves every response whole), each chunk's length, whether it ends its response, and the
+    response it came from.
     """
     d = check_depth(depth)
     n_chunks = np.maximum(1, -(-lengths // d))
@@ -120,10 +122,10 @@ def split_chunks(tokens: np.ndarray, lengths: np.ndarray, depth: int) -> tuple[n
     start = k * d
     clen = np.minimum(lengths[rows] - start, d)
     is_last = k == n_chunks[rows] - 1
-    width = max(d, tokens.shape[1])
-    padded = np.full((lengths.size, width + d), -1, dtype=np.int64)
+    chunk_width = min(d, max(1, tokens.shape[1]))
+    padded = np.full((lengths.size, tokens.shape[1] + chunk_width), -1, dtype=np.int64)
     padded[:, : tokens.shape[1]] = tokens
-    chunks = padded[rows[:, None], start[:, None] + np.arange(d)[None, :]]
+    chunks = padded[rows[:, None], start[:, None] + np.arange(chunk_width)[None, :]]
     return chunks, clen, is_last, rows
 
 

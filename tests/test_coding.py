@@ -190,3 +190,11 @@ def test_depth_below_one_is_rejected():
         code_length_report(t, 0)
     with pytest.raises(ValueError, match="depth"):
         ChunkCoder(t, 0)
+
+
+def test_round_trip_with_depth_beyond_every_response():
+    """A coder at d = 10^12 (longest response: 3 tokens) codes each response as one chunk and decodes it."""
+    seqs = [[0, 1, 1], [1], []]
+    t = TokenTree.from_sequences(seqs, 2)
+    coder = ChunkCoder(t.chunked(10**12), depth=10**12)
+    assert coder.decode(coder.encode(seqs)) == seqs

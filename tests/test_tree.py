@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from elastic_theory._validation import probability_sum_tolerance
 from elastic_theory.testing import datasets, mixtures, probability_vectors, token_trees, tree_families, weighted_datasets
-from elastic_theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences
+from elastic_theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences, split_chunks
 
 EPS = np.finfo(np.float64).eps
 
@@ -366,3 +366,13 @@ def test_pruned_tree_has_no_responses():
 def test_relabel_needs_a_permutation():
     with pytest.raises(ValueError, match="permutation"):
         TokenTree.from_sequences([[0]], 2).relabel([0, 0])
+
+
+def test_depth_beyond_every_response_keeps_responses_whole():
+    """d = 10^12 (far beyond the longest response, 3 tokens) is one chunk per response, as d = 3 is; the
+    chunk array is as wide as the data, not d (a (n, d) array would need terabytes)."""
+    t = TokenTree.from_sequences([[0, 1, 1], [1], []], 2)
+    assert leaf_map(t.chunked(10**12)) == leaf_map(t.chunked(3))
+    chunks, clen, is_last, rows = split_chunks(np.array([[0, 1, 1], [1, -1, -1]]), np.array([3, 1]), 10**12)
+    assert chunks.tolist() == [[0, 1, 1], [1, -1, -1]] and clen.tolist() == [3, 1]
+    assert is_last.tolist() == [True, True] and rows.tolist() == [0, 1]
