@@ -21,6 +21,8 @@ def read_token_jsonl(path: str | os.PathLike, vocab_size: int | None = None) -> 
     non-negative integers, a token >= ``vocab_size``, or a file with no sequences.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the JSONL file itself")
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     out: list[list[int]] = []
@@ -77,8 +79,14 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, then rename).
+
+    Raises ``ValueError`` when ``path`` is an existing folder (the rename would fail with an error
+    that names the temporary file instead).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file path for the JSON output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -67,6 +67,23 @@ def test_tree_missing_file_exits_2(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (lambda tmp, data: ["--data", str(tmp)], "is a folder; give the JSONL file itself"),
+        (lambda tmp, data: ["--data", str(data), "--json", str(tmp)], "is a folder; give a file path for the JSON output"),
+        (lambda tmp, data: ["--data", str(data), "--json", str(data / "out.json")], "d.jsonl: File exists"),
+    ],
+)
+def test_tree_unusable_paths_exit_2(tmp_path, args, message):
+    """A folder as --data or --json, or --json under a file: one line naming the path, exit 2, no traceback."""
+    data = write(tmp_path, "[0]\n[1]\n")
+    result = CliRunner().invoke(app, ["tree", *args(tmp_path, data), "--depth", "1"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught OSError
+
+
 def test_tree_as_a_real_process(tmp_path):
     data = write(tmp_path, "[0]\n[1]\n")
     proc = subprocess.run(

@@ -54,6 +54,14 @@ def test_verify_plots(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.png", "precision.png", "ratio.png"]
 
 
+def test_verify_plots_into_a_file_exits_2(tmp_path):
+    """--plots naming an existing file: a one-line error naming it and exit 2, not a FileExistsError traceback."""
+    target = tmp_path / "taken.png"
+    target.write_bytes(b"")
+    res = _run("verify", "--claim", "mixture_lemma", "--plots", str(target))
+    assert res.exit_code == 2 and f"{target}: File exists" in res.stderr
+
+
 def test_docs_table_is_the_verify_output():
     """The table in docs/theory.md is exactly `elastic-theory verify --markdown` (seed 0)."""
     res = _run("verify", "--markdown")

@@ -61,3 +61,13 @@ def test_write_json_atomic(tmp_path):
         write_json_atomic(out, {"x": object()})  # not serializable: the old file must survive intact
     assert json.loads(out.read_text()) == {"x": 1.5}
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_folders_are_rejected_with_a_message(tmp_path):
+    """A folder given as the JSONL input or the JSON output: ValueError naming it (not 'no such file', not an
+    IsADirectoryError naming the temporary file)."""
+    with pytest.raises(ValueError, match="is a folder; give the JSONL file itself"):
+        read_token_jsonl(tmp_path)
+    with pytest.raises(ValueError, match="is a folder; give a file path for the JSON output"):
+        write_json_atomic(tmp_path, {"x": 1})
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -29,7 +29,9 @@ def fail(message: str) -> typer.Exit:
 
 
 def bad_input_exits_2(fn: F) -> F:
-    """Decorator for commands: a ``ValueError`` from the library becomes a one-line error and exit code 2."""
+    """Decorator for commands: a ``ValueError`` from the library, or an ``OSError`` on a path the user
+    gave (an output folder that is a file, a directory given as the JSON output, no permission),
+    becomes a one-line error and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -37,6 +39,8 @@ def bad_input_exits_2(fn: F) -> F:
             return fn(*args, **kwargs)
         except ValueError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from None
 
     return wrapper
 
