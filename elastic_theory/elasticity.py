@@ -59,6 +59,7 @@ __all__ = [
     "check_l",
     "check_w3",
     "closed_form",
+    "derivative_ratio",
     "dgamma_a_dl",
     "dgamma_p_dl",
     "hooke_invariant",
@@ -408,7 +409,7 @@ class PerturbationModel:
         ra, rp = self.rates(self.align, l), self.rates(self.pretrain, l)
         num, den = (ra.dgamma_dl_bits_per_token, rp.dgamma_dl_bits_per_token) if per_token else (
             ra.dcross_entropy_dl_bits, rp.dcross_entropy_dl_bits)
-        return math.inf if den == 0.0 else num / -den
+        return derivative_ratio(num, den)
 
     def hooke_residual(self, l: float) -> float:
         r""":math:`(|D_a|\Delta CE_a + |D_p|\Delta CE_p)/(|D_a| |\Delta CE_a|)` from 0 to l (per response)."""
@@ -417,6 +418,17 @@ class PerturbationModel:
         d_a = a1.cross_entropy_bits - a0.cross_entropy_bits
         d_p = p1.cross_entropy_bits - p0.cross_entropy_bits
         return (d_a + self.k * d_p) / abs(d_a)
+
+
+def derivative_ratio(d_align: float, d_pretrain: float) -> float:
+    r""":math:`R = (d\gamma_a/dl)/(-d\gamma_p/dl)` from the two derivatives (any common unit).
+
+    ``inf`` (signed like ``d_align``) when only ``d_pretrain`` is 0, ``nan`` when both are 0 (e.g.
+    datasets of empty responses only, whose rates do not move: R is undefined, not infinite).
+    """
+    if d_pretrain == 0.0:
+        return math.nan if d_align == 0.0 else math.copysign(math.inf, d_align)
+    return d_align / -d_pretrain
 
 
 # ---------------------------------------------------------------------- Def. 3.6

@@ -140,3 +140,14 @@ def test_perturb_bad_input(tmp_path):
     assert res.exit_code == 2 and "no sequences" in res.output
     res = _run("perturb", "--pretrain", str(p), "--align", str(p), "--perturb", str(p), "--l", "-0.1")
     assert res.exit_code == 2
+
+
+def test_perturb_with_rates_that_do_not_move_reports_nan(tmp_path):
+    """Three files of empty responses: both derivatives are 0, so the JSON's R is "nan" (not "inf")."""
+    e = _write(tmp_path / "e.jsonl", [[]])
+    out = tmp_path / "r.json"
+    res = _run("perturb", "--pretrain", str(e), "--align", str(e), "--perturb", str(e), "--l", "0.5", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert (data["align"]["dcross_entropy_dl_bits"], data["pretrain"]["dcross_entropy_dl_bits"]) == (0.0, 0.0)
+    assert data["R"] == "nan" and data["sign_valid"] is False

@@ -267,3 +267,13 @@ def test_sign_valid_survives_underflow_of_the_derivative():
         warnings.simplefilter("error")
         cf = el.closed_form(1e300, 0.5, 0.8)
     assert cf.dgamma_p_dl == 0.0 and cf.sign_valid
+
+
+def test_derivative_ratio_when_rates_do_not_move():
+    """R = d_a/(-d_p): +-inf when only d_p = 0, nan (undefined, not infinite) when both are 0; the model's
+    ratio on datasets of empty responses only (every rate is 0 for every l) is that nan."""
+    assert el.derivative_ratio(0.5, -0.25) == 2.0  # 0.5/0.25, exact in binary
+    assert el.derivative_ratio(0.5, 0.0) == math.inf and el.derivative_ratio(-0.5, 0.0) == -math.inf
+    assert math.isnan(el.derivative_ratio(0.0, 0.0))
+    empty = TokenTree.from_sequences([[]], 2)
+    assert math.isnan(el.PerturbationModel.from_trees(empty, empty, empty).ratio(0.5))

@@ -67,7 +67,7 @@ def ratio_command(
 
 def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, size_unit: str = "responses") -> dict:
     """The numbers ``elastic-theory perturb`` prints, from three lists of token sequences (per response, bits)."""
-    from ..elasticity import PerturbationModel
+    from ..elasticity import PerturbationModel, derivative_ratio
     from ..io import infer_vocab_size
     from ..tree import TokenTree
 
@@ -86,7 +86,7 @@ def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, s
             entry["dgamma_dl_bits_per_token"] = r.dgamma_dl_bits_per_token
         out[name] = entry
     da, dp = out["align"]["dcross_entropy_dl_bits"], out["pretrain"]["dcross_entropy_dl_bits"]
-    out["R"] = da / -dp if dp != 0 else float("inf")
+    out["R"] = derivative_ratio(da, dp)
     out["R_over_k"] = out["R"] / model.k
     out["sign_valid"] = bool(dp < 0 < da)
     return out
