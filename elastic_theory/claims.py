@@ -757,8 +757,10 @@ def run_verification(seed: int = 0, ids: list[str] | None = None) -> Verificatio
     """Run the claims (all, or ``ids`` in registry order); claim ``c`` gets ``default_rng([seed, crc32(c.id)])``.
 
     Each claim's randomness depends only on the seed and its own id, so running a subset gives
-    the same evidence for those claims as the full run.
+    the same evidence for those claims as the full run. Raises ``ValueError`` for a negative seed.
     """
+    if seed < 0:
+        raise ValueError(f"the seed must be a non-negative integer (numpy seeds its generators with those), got {seed}")
     if ids is not None:
         unknown = sorted(set(ids) - set(CLAIMS))
         if unknown:

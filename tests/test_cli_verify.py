@@ -151,3 +151,9 @@ def test_perturb_with_rates_that_do_not_move_reports_nan(tmp_path):
     data = json.loads(out.read_text())
     assert (data["align"]["dcross_entropy_dl_bits"], data["pretrain"]["dcross_entropy_dl_bits"]) == (0.0, 0.0)
     assert data["R"] == "nan" and data["sign_valid"] is False
+
+
+def test_negative_seed_is_bad_input():
+    """--seed -1: exit 2 with a message naming the seed (numpy's own error does not say which input)."""
+    res = _run("verify", "--seed", "-1", "--claim", "mixture_lemma")
+    assert res.exit_code == 2 and "the seed must be a non-negative integer" in res.stderr
