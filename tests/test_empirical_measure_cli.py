@@ -93,3 +93,11 @@ def test_nan_logits_exit_2_naming_the_document(setup, tmp_path):
     # NaN keys at position 3 may reach earlier rows through the masked attention product (NaN * 0),
     # so the first bad position depends on the kernel; the library test pins an exact position.
     assert f"{root / 'b.txt'}:1: the model's logits are NaN or infinite at token position" in result.output
+
+
+def test_the_cli_imports_no_torch_until_measure_runs():
+    import subprocess
+    import sys
+
+    code = "import sys, elastic_theory.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
