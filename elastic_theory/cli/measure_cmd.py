@@ -31,7 +31,7 @@ def measure_command(
     data: list[str] = typer.Option(..., "--data", help="NAME=PATH: JSONL (text field), text file (a document per line), folder, or saved datasets dataset. Repeatable."),
     context: int | None = typer.Option(None, "--context", help="Input positions per window (>= 2); default: the model's maximum length."),
     stride: int | None = typer.Option(None, "--stride", help="New tokens scored per window after the first (1..context); default: context."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per forward pass; default: 1 on the CPU, 32 on CUDA (measured)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per forward pass; default: 1 on the CPU (measured fastest), 32 on CUDA."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default: CUDA when available."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16; default: bfloat16 on CUDA, float32 on the CPU."),
     text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),

@@ -102,10 +102,11 @@ def max_context(model) -> int:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Windows per forward pass when none is given, chosen by measurement (docs/benchmarks.md).
+    """Windows per forward pass when none is given.
 
-    On the CPU one window at a time is fastest (padding and larger GEMMs cost more than they save
-    with few cores). On CUDA, 32 windows sorted by length keep the GPU busy.
+    CPU: 1, measured (docs/benchmarks.md): on a 2-core CPU, length-sorted batches of 16 were not
+    faster than one window at a time. CUDA: 32 windows sorted by length, the issue's H100
+    reference setting; not yet measured by this project (``benchmarks/bench_scoring.py --suite gpu``).
     """
     return 32 if device.type == "cuda" else 1
 
