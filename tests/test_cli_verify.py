@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from elastic_theory.cli import app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "theory.md"
 runner = CliRunner()
+
+EPS = sys.float_info.epsilon
 
 
 def _run(*args: str):
@@ -80,8 +84,10 @@ def test_ratio_json(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert {"R", "dgamma_a_dl", "dgamma_p_dl", "sign_valid", "l_star", "theta_lower", "theta_upper"} <= set(data)
-    # (w3 k + l)/(w3 - (1 - w3) l) = 100.01/0.091 (hand computation); a few roundings.
-    assert data["R"] == pytest.approx(100.01 / 0.091, rel=1e-14)
+    # (w3 k + l)/(w3 - (1 - w3) l) = 100.01/0.091 (hand computation), exactly for the binary inputs given;
+    # the float path rounds w3 k, + l and the quotient, the margin exactly rounded once: 4 eps.
+    exact = (Fraction(0.1) * 1000 + Fraction(0.01)) / (Fraction(0.1) - (1 - Fraction(0.1)) * Fraction(0.01))
+    assert abs(Fraction(data["R"]) - exact) <= 4 * EPS * exact
     assert data["sign_valid"] is True
 
 
@@ -120,7 +126,8 @@ def test_perturb_json(tmp_path):
     for name in ("pretrain", "align"):
         assert {"cross_entropy_bits", "dcross_entropy_dl_bits"} <= set(data[name])
     # k = 2, w3 = 1/2, l = 1/2: R = (1 + 1/2)/(1/2 - 1/4) = 6 (hand computation).
-    assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=1e-14)
+    # Each derivative is ~8 roundings of O(1) terms (8 eps), so their quotient is within 16 eps (measured: 2 eps).
+    assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=16 * EPS)
 
 
 def test_perturb_sign_warning(tmp_path):
