@@ -13,12 +13,14 @@ import numpy as np
 
 __all__ = ["read_token_jsonl", "to_jsonable", "write_json_atomic"]
 
+_TOKEN_ID_LIMIT = 2**63  # token trees store ids as int64
+
 
 def read_token_jsonl(path: str | os.PathLike, vocab_size: int | None = None) -> list[list[int]]:
     """Read a file with one JSON list of token ids per line (blank lines are skipped).
 
     Raises ``ValueError`` naming the file and line number for a line that is not a JSON list of
-    non-negative integers, a token >= ``vocab_size``, or a file with no sequences.
+    non-negative integers below 2^63, a token >= ``vocab_size``, or a file with no sequences.
     """
     path = Path(path)
     if path.is_dir():
@@ -36,6 +38,8 @@ def read_token_jsonl(path: str | os.PathLike, vocab_size: int | None = None) -> 
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be a list of token ids") from None
             if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
                 raise ValueError(f"{path}:{lineno}: expected a JSON list of integer token ids, got {line.strip()[:60]!r}")
+            if any(t >= _TOKEN_ID_LIMIT for t in seq):
+                raise ValueError(f"{path}:{lineno}: token ids must be below 2^63 (int64), got {max(seq)}")
             bad = [t for t in seq if t < 0 or (vocab_size is not None and t >= vocab_size)]
             if bad:
                 limit = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"

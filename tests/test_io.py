@@ -25,6 +25,7 @@ def test_read_round_trip_skips_blank_lines(tmp_path):
         ("[0, 1.5]\n", None, r"d.jsonl:1: expected a JSON list of integer"),
         ("[0]\n\n[-1]\n", None, r"d.jsonl:3: token -1 is outside"),
         ("[0, 4]\n", 4, r"d.jsonl:1: token 4 is outside the alphabet \(0..3\)"),
+        ("[0]\n[9223372036854775808]\n", None, r"d.jsonl:2: token ids must be below 2\^63"),  # 2^63: no int64
         ("\n\n", None, "holds no sequences"),
         ("", None, "holds no sequences"),
     ],
