@@ -71,11 +71,6 @@ def probability_sum_tolerance(n_terms: int, dtype=np.float64) -> float:
     return max(8.0, float(n_terms)) * eps
 
 
-def is_integral(values: np.ndarray) -> bool:
-    """True when every entry of a float array is an integer (e.g. counts)."""
-    return bool(np.all(np.floor(values) == values))
-
-
 def log_base_factor(base: float) -> float:
     """1 / ln(base): multiply natural-log quantities by this to express them in ``base`` units."""
     if not (base > 1 and math.isfinite(base)):

@@ -155,6 +155,7 @@ def test_coder_size_on_1e5_responses_is_near_ideal_and_beats_an_identity_coder()
     enc = coder.encode(seqs)
     bound = enc.ideal_bits * 1.005 + 64
     assert enc.n_bits <= bound
+    assert enc.overhead_bits == enc.n_bits - enc.ideal_bits <= 0.005 * enc.ideal_bits + 64  # the same bound, reported
     identity_bits = enc.n_chunks * math.ceil(math.log2(coder.leaf_prob.size))  # one fixed-length index per chunk
     assert identity_bits > bound
     assert coder.decode(enc) == seqs
