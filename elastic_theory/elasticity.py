@@ -113,19 +113,27 @@ def sign_threshold(w3: float) -> float:
     return math.inf if w3 == 1.0 else w3 / (1.0 - w3)
 
 
-def _sign_margin(l: float, w3: float) -> float:
-    r""":math:`w_3 - (1-w_3) l` of the float arguments, computed exactly and rounded once.
+def _sign_margin(l: float, w3: float) -> Fraction:
+    r""":math:`w_3 - (1-w_3) l` of the float arguments, exactly (a ``Fraction``).
 
-    Its sign decides the theorem's sign claim (> 0 exactly for :math:`l < l^*`). Computing it in
-    ``Fraction`` keeps that sign exact within an ulp of :math:`l^*`, where the float expression can
-    round to the wrong side, and keeps its digits when the two terms nearly cancel.
+    Its sign decides the theorem's sign claim (> 0 exactly for :math:`l < l^*`). Exact arithmetic
+    keeps that sign right within an ulp of :math:`l^*`, where the float expression can round to the
+    wrong side or underflow to 0, and keeps every digit when the two terms nearly cancel.
     """
     w3_exact = Fraction(w3)
-    return float(w3_exact - (1 - w3_exact) * Fraction(l))
+    return w3_exact - (1 - w3_exact) * Fraction(l)
+
+
+def _to_float(q: Fraction) -> float:
+    """``q`` rounded once to float64; +-inf when its magnitude is beyond the float64 range."""
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
 
 
 def _warn_beyond(l: float, w3: float, stacklevel: int = 3) -> None:
-    if _sign_margin(l, w3) <= 0.0:
+    if _sign_margin(l, w3) <= 0:
         warnings.warn(
             f"l = {l:g} >= l* = w3/(1-w3) = {sign_threshold(w3):g}: d gamma_p/dl >= 0 here, so the theorem's sign "
             "claim (pre-training rate falls while alignment rate rises) no longer holds; values are exact.",
@@ -145,8 +153,10 @@ def dgamma_a_dl(k: float, l: float) -> float:
 def dgamma_p_dl(k: float, l: float, w3: float) -> float:
     r""":math:`d\gamma_p/dl = (1/(1+k+l) - w_3/(k w_3 + l))/\ln 2` bits per response per unit l (§2.2).
 
-    Evaluated as :math:`-(w_3 - (1-w_3)l)/((1+k+l)(k w_3 + l)\ln 2)`, which keeps full float64
-    precision for large k (the two terms of the difference are ~1/k, their difference ~1/k^2).
+    Evaluated as :math:`-(w_3 - (1-w_3)l)/((1+k+l)(k w_3 + l))` in exact rational arithmetic of the
+    float arguments, rounded once, then divided by :math:`\ln 2`: full float64 precision for large k
+    (the two terms of the difference are ~1/k, their difference ~1/k^2) and no spurious 0 or
+    division by zero when :math:`k w_3` underflows; beyond the float64 range it is +-inf.
     For :math:`w_3 = 0` the second term is absent (D_p has no perturbation-type data), so the
     derivative is :math:`+1/((1+k+l)\ln 2)`. Warns (:class:`SignClaimWarning`) when :math:`l \ge l^*`.
     """
@@ -154,8 +164,8 @@ def dgamma_p_dl(k: float, l: float, w3: float) -> float:
     _warn_beyond(l, w3)
     if w3 == 0.0:
         return 1.0 / ((1.0 + k + l) * LN2)
-    # The same quantity over a common denominator: no cancellation between two ~1/k terms.
-    return -_sign_margin(l, w3) / ((1.0 + k + l) * (k * w3 + l) * LN2)
+    K, L, W3 = Fraction(k), Fraction(l), Fraction(w3)
+    return _to_float(-_sign_margin(l, w3) / ((1 + K + L) * (K * W3 + L))) / LN2
 
 
 def ratio_R(k: float, l: float, w3: float) -> float:
@@ -163,13 +173,14 @@ def ratio_R(k: float, l: float, w3: float) -> float:
 
     Exactly :math:`-1` for :math:`w_3 = 0` (both rates rise equally: no asymmetry), ``inf`` at
     :math:`l = l^*`, negative beyond (with a :class:`SignClaimWarning`). Dimensionless; base-free.
+    Exact rational arithmetic of the float arguments, rounded once (+-inf beyond the float64 range).
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
     _warn_beyond(l, w3)
     if w3 == 0.0:
         return -1.0
     margin = _sign_margin(l, w3)
-    return math.inf if margin == 0.0 else (w3 * k + l) / margin
+    return math.inf if margin == 0 else _to_float(ratio_R_exact(Fraction(k), Fraction(l), Fraction(w3)))
 
 
 def ratio_R_exact(k, l, w3):
@@ -195,9 +206,9 @@ def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
     k, w3, lam = check_k(k), check_w3(w3), check_l(lam)
     if w3 == 0.0:
         raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
-    if _sign_margin(lam, w3) <= 0.0:
+    if _sign_margin(lam, w3) <= 0:
         raise ValueError(f"lam = {lam:g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
-    return 1.0, (w3 * k + lam) / (_sign_margin(lam, w3) * k)
+    return 1.0, _to_float(theta_upper_exact(Fraction(k), Fraction(w3), Fraction(lam)))
 
 
 @dataclass(frozen=True)
@@ -230,10 +241,10 @@ def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> Clos
         R, da, dp = ratio_R(k, l, w3), dgamma_a_dl(k, l), dgamma_p_dl(k, l, w3)
     _warn_beyond(l, w3)
     l_star = sign_threshold(w3)
-    has_band = w3 > 0 and _sign_margin(lam, w3) > 0.0
+    has_band = w3 > 0 and _sign_margin(lam, w3) > 0
     lo, hi = theta_constants(k, w3, lam) if has_band else (None, None)
     # From the exact sign of w3 - (1 - w3) l, not from dp's float sign, which underflows to -0 for huge k.
-    sign_valid = w3 > 0 and _sign_margin(l, w3) > 0.0
+    sign_valid = w3 > 0 and _sign_margin(l, w3) > 0
     return ClosedForm(k, l, w3, R, da, dp, l_star, sign_valid, lam, lo, hi)
 
 
@@ -267,7 +278,7 @@ def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
     Needs :math:`w_3 > 0`, :math:`0 < l < l^*`.
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
-    if w3 == 0.0 or l == 0.0 or _sign_margin(l, w3) <= 0.0:
+    if w3 == 0.0 or l == 0.0 or _sign_margin(l, w3) <= 0:
         raise ValueError(f"the Hooke invariant needs w3 > 0 and 0 < l < l* = {sign_threshold(w3):g}; got w3={w3}, l={l}")
     d_a = math.log1p(l / (1.0 + k))
     d_p = d_a - w3 * math.log1p(l / (k * w3))

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from elastic_theory import elasticity as el
@@ -249,6 +249,8 @@ def test_disjoint_components_share_no_leaf(setting):
 
 
 @given(st.floats(min_value=1e-6, max_value=1 - 1e-6), st.integers(min_value=-4, max_value=4))
+@example(w3=0.5, ulps=0)  # l = l* = 1 exactly: margin 0, R = inf
+@example(w3=0.1, ulps=0)  # fl(0.1/0.9) lies on the other side of the exact threshold
 def test_sign_claim_exact_within_an_ulp_of_threshold(w3, ulps):
     """Within a few ulps of l* = w3/(1-w3), sign_valid, the warning and the signs of d gamma_p/dl and R all
     follow the exact sign of w3 - (1 - w3) l for the binary floats given (a float evaluation of that
@@ -256,14 +258,16 @@ def test_sign_claim_exact_within_an_ulp_of_threshold(w3, ulps):
     l = float(el.sign_threshold(w3))
     for _ in range(abs(ulps)):
         l = float(np.nextafter(l, math.inf if ulps > 0 else 0.0))
-    below = Fraction(w3) - (1 - Fraction(w3)) * Fraction(l) > 0
+    margin = Fraction(w3) - (1 - Fraction(w3)) * Fraction(l)
+    below = margin > 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", el.SignClaimWarning)
         cf = el.closed_form(10.0, l, w3)
     assert cf.sign_valid == below
     assert bool(caught) == (not below)
     assert (cf.dgamma_p_dl < 0) == below
-    assert (cf.R > 0) == below
+    assert (0 < cf.R < math.inf) == below
+    assert (cf.R == math.inf) == (margin == 0)  # exactly at l = l* (e.g. w3 = 1/2, l = 1)
 
 
 def test_sign_valid_survives_underflow_of_the_derivative():
@@ -283,3 +287,20 @@ def test_derivative_ratio_when_rates_do_not_move():
     assert math.isnan(el.derivative_ratio(0.0, 0.0))
     empty = TokenTree.from_sequences([[]], 2)
     assert math.isnan(el.PerturbationModel.from_trees(empty, empty, empty).ratio(0.5))
+
+
+def test_closed_forms_at_the_edges_of_float64():
+    """Inputs whose intermediate products leave float64: the closed forms are the exact values rounded once.
+
+    k = 1e-300, l = w3 = 1e-300: w3 - (1 - w3) l = 1e-600 > 0 exactly (it underflows in float64), so the
+    sign claim holds and R = (w3 k + l)/1e-600 ~ 1e300. k = 5e-324 (the smallest float), l = 0, w3 = 1e-300:
+    k w3 underflows, the true d gamma_p/dl = -1/((1 + k) k ln 2) ~ -2.9e323 is beyond float64 (-inf)."""
+    k, l, w3 = 1e-300, 1e-300, 1e-300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cf = el.closed_form(k, l, w3)
+    assert cf.sign_valid
+    assert cf.R == float(el.ratio_R_exact(Fraction(k), Fraction(l), Fraction(w3)))
+    assert cf.dgamma_p_dl < 0
+    cf = el.closed_form(5e-324, 0.0, 1e-300)
+    assert cf.dgamma_p_dl == -math.inf and cf.R == 5e-324 and cf.sign_valid
