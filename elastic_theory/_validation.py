@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "check_count",
     "check_depth",
     "check_finite_nonnegative",
     "check_positive_sizes",
@@ -22,6 +23,13 @@ def check_vocab_size(vocab_size: int) -> int:
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2 (the paper's binary case is 2), got {vocab_size}")
     return int(vocab_size)
+
+
+def check_count(value: int, name: str, minimum: int) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer >= ``minimum`` (a size, a batch, a budget)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_depth(depth: int, name: str = "depth") -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from ._validation import check_depth, check_positive_sizes, check_vocab_size
+from ._validation import check_count, check_depth, check_positive_sizes, check_vocab_size
 from .tree import TokenTree
 
 __all__ = [
@@ -42,12 +42,6 @@ MAX_DECADES = 15
 SMALL_VOCAB_MAX = 5
 
 
-def _check_count(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 @st.composite
 def probability_vectors(draw, n: int, min_prob: float = 0.0) -> np.ndarray:
     r"""A float64 probability vector of length ``n`` whose entries span orders of magnitude.
@@ -61,7 +55,7 @@ def probability_vectors(draw, n: int, min_prob: float = 0.0) -> np.ndarray:
     :math:`|\sum_i p_i - 1| \le` :func:`~elastic_theory._validation.probability_sum_tolerance` ``(n)``.
     Requires ``n >= 1`` and ``0 <= min_prob <= 1/n``.
     """
-    n = _check_count(n, "n", 1)
+    n = check_count(n, "n", 1)
     if not (0.0 <= min_prob <= 1.0 / n):
         raise ValueError(f"min_prob must be in [0, 1/n] = [0, {1.0 / n!r}] so the entries can sum to 1, got {min_prob!r}")
     exps = draw(
@@ -78,8 +72,8 @@ def token_sequences(vocab_size: int, max_len: int, min_len: int = 0) -> st.Searc
     The empty response (length 0) is allowed unless ``min_len >= 1``.
     """
     V = check_vocab_size(vocab_size)
-    max_len = _check_count(max_len, "max_len", 0)
-    min_len = _check_count(min_len, "min_len", 0)
+    max_len = check_count(max_len, "max_len", 0)
+    min_len = check_count(min_len, "min_len", 0)
     if min_len > max_len:
         raise ValueError(f"min_len ({min_len}) must be <= max_len ({max_len})")
     return st.lists(st.integers(0, V - 1), min_size=min_len, max_size=max_len)
@@ -93,8 +87,8 @@ def datasets(
     Guarantees: at least ``max(min_size, 1)`` responses (a dataset is never empty), every token in
     ``0 .. vocab_size - 1``, every length ``<= max_len``.
     """
-    min_size = _check_count(min_size, "min_size", 1)
-    max_size = _check_count(max_size, "max_size", min_size)
+    min_size = check_count(min_size, "min_size", 1)
+    max_size = check_count(max_size, "max_size", min_size)
     return st.lists(token_sequences(vocab_size, max_len), min_size=min_size, max_size=max_size)
 
 
@@ -108,7 +102,7 @@ def weighted_datasets(
     ``1 .. max_count`` (so every row has mass; repeated rows are allowed and add up).
     With the default ``max_count`` leaf probabilities go down to about 1e-6 / ``max_size``.
     """
-    max_count = _check_count(max_count, "max_count", 1)
+    max_count = check_count(max_count, "max_count", 1)
     seqs = draw(datasets(vocab_size, min_size, max_size, max_len))
     counts = draw(st.lists(st.integers(1, max_count), min_size=len(seqs), max_size=len(seqs)))
     return seqs, np.asarray(counts, dtype=np.int64)
@@ -171,7 +165,7 @@ def tree_families(
     ``2 .. SMALL_VOCAB_MAX`` when None); each is valid with positive leaf masses; with
     ``pruned_depth`` each is pruned to that depth.
     """
-    n = _check_count(n, "n", 1)
+    n = check_count(n, "n", 1)
     if pruned_depth is not None:
         check_depth(pruned_depth, "pruned_depth")
     V = draw(_vocab(vocab_size))
@@ -203,8 +197,8 @@ def mixtures(
     Guarantees: ``len(trees) == len(sizes) == n``; ``sizes`` is a float64 array of finite values
     in ``[1, 10**max_decades]``, accepted by :func:`~elastic_theory.tree.mixture`.
     """
-    n = _check_count(n, "n", 1)
-    max_decades = _check_count(max_decades, "max_decades", 0)
+    n = check_count(n, "n", 1)
+    max_decades = check_count(max_decades, "max_decades", 0)
     trees = draw(tree_families(n, vocab_size, max_size, max_len, pruned_depth))
     exps = draw(st.lists(st.floats(0.0, float(max_decades), allow_nan=False), min_size=n, max_size=n))
     sizes = check_positive_sizes(10.0 ** np.asarray(exps, dtype=np.float64), n)

@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 
 from ._validation import (
+    check_count,
     check_depth,
     check_finite_nonnegative,
     check_positive_sizes,
@@ -351,6 +352,9 @@ class TokenTree:
         queried once more for their EOS probability (when ``eos_token`` is given) and carry the
         rest, their continuation mass, as a cut leaf: the tree is the model pruned to ``depth``. Node weights are prefix probabilities:
         :math:`w(x_{1:t}) = \prod_s p(x_s \mid x_{<s})`.
+
+        ``batch_size`` prefixes go to ``next_token_probs`` per call; the enumeration raises
+        ``ValueError`` once the tree has more than ``max_nodes`` nodes (both integers >= 1).
         """
         V = check_vocab_size(vocab_size)
         d = check_depth(depth)
@@ -358,6 +362,7 @@ class TokenTree:
             raise ValueError(f"eos_token {eos_token} is outside the alphabet 0..{V - 1}")
         if not (0.0 <= min_prob < 1.0):
             raise ValueError(f"min_prob must be in [0, 1), got {min_prob!r}")
+        max_nodes, batch_size = check_count(max_nodes, "max_nodes", 1), check_count(batch_size, "batch_size", 1)
         cand = np.arange(V) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
         if cand.size == 0 or cand.min() < 0 or cand.max() >= V:
             raise ValueError(f"candidates must be non-empty token ids in 0..{V - 1}")

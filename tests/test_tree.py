@@ -376,3 +376,18 @@ def test_depth_beyond_every_response_keeps_responses_whole():
     chunks, clen, is_last, rows = split_chunks(np.array([[0, 1, 1], [1, -1, -1]]), np.array([3, 1]), 10**12)
     assert chunks.tolist() == [[0, 1, 1], [1, -1, -1]] and clen.tolist() == [3, 1]
     assert is_last.tolist() == [True, True] and rows.tolist() == [0, 1]
+
+
+def test_next_token_enumeration_budget_and_batches():
+    """Uniform over V = 3 with EOS = 2, depth 3: 1 + 2 + 4 + 8 = 15 nodes. max_nodes = 14 stops it with a
+    message; batch_size 1 and 1000 give the same tree; batch_size < 1 (which used to return a bare root, or
+    fail inside range()) and max_nodes < 1 are rejected."""
+    uniform = lambda ps: np.full((len(ps), 3), 1 / 3)  # noqa: E731
+    full = TokenTree.from_next_token_fn(uniform, 3, depth=3, eos_token=2, max_nodes=15)
+    assert full.n_nodes == 15
+    assert leaf_map(TokenTree.from_next_token_fn(uniform, 3, depth=3, eos_token=2, batch_size=1)) == leaf_map(full)
+    with pytest.raises(ValueError, match="passed max_nodes=14"):
+        TokenTree.from_next_token_fn(uniform, 3, depth=3, eos_token=2, max_nodes=14)
+    for kwargs, name in (({"batch_size": 0}, "batch_size"), ({"batch_size": -1}, "batch_size"), ({"max_nodes": 0}, "max_nodes")):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+            TokenTree.from_next_token_fn(uniform, 3, depth=3, eos_token=2, **kwargs)
