@@ -42,7 +42,8 @@ __all__ = [
 def _check_alpha(alpha: float, minimum: float = 1.0) -> float:
     alpha = float(alpha)
     if not (alpha > minimum and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be finite and > {minimum:g} (no finite mean for alpha <= 1), got {alpha!r}")
+        why = " (no finite mean for alpha <= 1)" if minimum >= 1 else ""
+        raise ValueError(f"alpha must be finite and > {minimum:g}{why}, got {alpha!r}")
     return alpha
 
 

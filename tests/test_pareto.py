@@ -14,9 +14,9 @@ from elastic_theory.tree import TokenTree
 def test_entropy_offset_formula():
     """offset(M, alpha) = ln M + ln(alpha/(alpha-1)) - 1/(alpha-1): at alpha = 2 it is ln M + ln 2 - 1."""
     assert pareto.entropy_offset(1000, 2.0) == pytest.approx(math.log(1000) + math.log(2) - 1, rel=4 * np.finfo(float).eps)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"alpha must be finite and > 1 \(no finite mean"):
         pareto.entropy_offset(1000, 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="M must be >= 1"):
         pareto.entropy_offset(0, 2.0)
 
 
@@ -26,8 +26,12 @@ def test_sample_masses_is_a_distribution_and_seeded():
     b = pareto.sample_masses(1000, 1.5, np.random.default_rng(1))
     assert np.array_equal(a, b)
     assert (a > 0).all() and a.sum() == pytest.approx(1.0, abs=1000 * np.finfo(float).eps)  # n-term sum
-    for bad in (dict(M=0, alpha=2.0), dict(M=10, alpha=-1.0), dict(M=10, alpha=2.0, x_m=0.0)):
-        with pytest.raises(ValueError):
+    for bad, message in (
+        (dict(M=0, alpha=2.0), "M .* must be an integer >= 1"),
+        (dict(M=10, alpha=-1.0), r"alpha must be finite and > 0, got -1.0"),  # sampling needs only alpha > 0
+        (dict(M=10, alpha=2.0, x_m=0.0), "x_m must be finite and > 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
             pareto.sample_masses(rng=np.random.default_rng(0), **bad)
 
 
@@ -84,8 +88,8 @@ def test_fit_on_token_tree():
 def test_fit_bad_input():
     """Fewer than 2 masses, non-positive masses, all-equal masses and n_bootstrap < 1 raise."""
     rng = np.random.default_rng(0)
-    for bad in ([1.0], [1.0, -1.0], [2.0, 2.0, 2.0]):
-        with pytest.raises(ValueError):
+    for bad, message in (([1.0], "at least 2"), ([1.0, -1.0], "at least 2"), ([2.0, 2.0, 2.0], "all masses are equal")):
+        with pytest.raises(ValueError, match=message):
             pareto.fit_pareto(np.array(bad), rng)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_bootstrap must be >= 1"):
         pareto.fit_pareto(np.array([1.0, 2.0]), rng, n_bootstrap=0)
