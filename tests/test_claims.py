@@ -156,9 +156,9 @@ def test_run_verification_subset_is_reproducible():
 
 def test_registry_rejects_duplicates_and_bad_expectations():
     """register() refuses an id twice and a verdict outside holds/approximate/fails."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="claim id 'mixture_lemma' is registered twice"):
         claims.register("mixture_lemma", "x", "y", "holds")(lambda rng: None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected must be one of .*, got 'maybe'"):
         claims.register("new_id", "x", "y", "maybe")
 
 

@@ -76,7 +76,7 @@ def test_agreeing_digits():
 
 def test_reference_needs_w3_positive():
     """The reference path rejects w3 = 0 and bad k."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the reference path needs w3 > 0"):
         highprec.reference_derivatives(10, 0.1, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"k = .* must be finite and > 0, got 0.0"):
         highprec.reference_derivatives(0, 0.1, 0.5)

@@ -47,7 +47,7 @@ def test_entropy_converges_at_the_clt_rate():
 def test_predicted_exponent_heavy_tail():
     """1 < alpha < 2: exponent 1/alpha - 1 (stable-law fluctuations)."""
     assert pareto.predicted_exponent(1.5) == 1 / 1.5 - 1  # the same two float operations
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least two values of M to fit a rate"):
         pareto.entropy_convergence(2.0, (100,), 4, np.random.default_rng(0))
 
 

@@ -58,7 +58,7 @@ def test_sign_threshold(derivation):
 def test_general_formula_symbolically():
     """For arbitrary distributions on 3 shared leaves, d/dl CE(P_i, p_l) - |D_a|/(N+l|D_a|)(1 - E[P_t/p_l]) = 0."""
     assert symbolic.general_formula_residual(3) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_leaves must be >= 2, got 1"):
         symbolic.general_formula_residual(1)
 
 
