@@ -73,6 +73,7 @@ __all__ = [
 ]
 
 LN2 = math.log(2.0)
+_LAM_NAME = "lam (end of the interval 0 <= l <= lam of the Theta constants)"
 SizeUnit = Literal["responses", "tokens"]
 Rho = Literal["rate_gap", "kl", "kl_reverse"]
 
@@ -90,11 +91,11 @@ def check_k(k: float) -> float:
     return k
 
 
-def check_l(l: float) -> float:
-    """Return ``l`` = |D_t|/|D_a| as a float, or raise unless it is finite and >= 0."""
+def check_l(l: float, name: str = "l = |D_t|/|D_a|") -> float:
+    """Return ``l`` = |D_t|/|D_a| (or another l-value, ``name`` in the message) as a float; raise unless finite, >= 0."""
     l = float(l)
     if not (l >= 0 and math.isfinite(l)):
-        raise ValueError(f"l = |D_t|/|D_a| must be finite and >= 0, got {l!r}")
+        raise ValueError(f"{name} must be finite and >= 0, got {l!r}")
     return l
 
 
@@ -203,7 +204,7 @@ def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
     lower = 1 (R is increasing in l and R(k, 0, w3) = k); upper = R(k, lam, w3)/k =
     :math:`(1 + \lambda/(w_3 k)) / (1 - (1-w_3)\lambda/w_3)`. Needs :math:`0 < w_3` and :math:`\lambda < l^*`.
     """
-    k, w3, lam = check_k(k), check_w3(w3), check_l(lam)
+    k, w3, lam = check_k(k), check_w3(w3), check_l(lam, _LAM_NAME)
     if w3 == 0.0:
         raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
     if _sign_margin(lam, w3) <= 0:
@@ -235,7 +236,7 @@ def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> Clos
     :math:`l < l^*`. Warns like :func:`ratio_R` beyond the threshold.
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
-    lam = l if lam is None else check_l(lam)
+    lam = l if lam is None else check_l(lam, _LAM_NAME)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SignClaimWarning)
         R, da, dp = ratio_R(k, l, w3), dgamma_a_dl(k, l), dgamma_p_dl(k, l, w3)

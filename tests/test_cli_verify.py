@@ -100,13 +100,21 @@ def test_ratio_beyond_threshold_warns():
 
 
 @pytest.mark.parametrize(
-    "args", [("--k", "0", "--l", "0.1", "--w3", "0.5"), ("--k", "10", "--l", "-1", "--w3", "0.5"),
-             ("--k", "10", "--l", "0.1", "--w3", "1.5")],
+    ("args", "message"),
+    [
+        (("--k", "0", "--l", "0.1", "--w3", "0.5"), "k = |D_p|/|D_a| must be finite and > 0, got 0.0"),
+        (("--k", "nan", "--l", "0.1", "--w3", "0.5"), "k = |D_p|/|D_a| must be finite and > 0, got nan"),
+        (("--k", "10", "--l", "-1", "--w3", "0.5"), "l = |D_t|/|D_a| must be finite and >= 0, got -1.0"),
+        (("--k", "10", "--l", "inf", "--w3", "0.5"), "l = |D_t|/|D_a| must be finite and >= 0, got inf"),
+        (("--k", "10", "--l", "0.1", "--w3", "1.5"), "w3 (weight of the perturbation distribution inside D_p) must be in [0, 1]"),
+        (("--k", "10", "--l", "0.1", "--w3", "0.5", "--lam", "-1"), "lam (end of the interval 0 <= l <= lam of the Theta"),
+    ],
 )
-def test_ratio_bad_input(args):
-    """k <= 0, l < 0 and w3 outside [0, 1] exit with code 2 and a message."""
+def test_ratio_bad_input(args, message):
+    """k <= 0 or NaN, l < 0 or inf, w3 outside [0, 1], lam < 0: one line on stderr and exit code 2."""
     res = _run("ratio", *args)
-    assert res.exit_code == 2 and "error:" in res.output
+    assert res.exit_code == 2 and f"error: {message}" in res.stderr
+    assert res.stderr.count("\n") == 1
 
 
 def _write(path: Path, rows: list[list[int]]) -> Path:
@@ -146,7 +154,7 @@ def test_perturb_bad_input(tmp_path):
     res = _run("perturb", "--pretrain", str(p), "--align", str(empty), "--perturb", str(p), "--l", "0.1")
     assert res.exit_code == 2 and "no sequences" in res.output
     res = _run("perturb", "--pretrain", str(p), "--align", str(p), "--perturb", str(p), "--l", "-0.1")
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and "l = |D_t|/|D_a| must be finite and >= 0, got -0.1" in res.stderr
 
 
 def test_perturb_with_rates_that_do_not_move_reports_nan(tmp_path):
