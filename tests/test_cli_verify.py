@@ -99,6 +99,16 @@ def test_ratio_beyond_threshold_warns():
     assert "R" in res.stdout
 
 
+def test_ratio_lam_beyond_threshold_says_why_there_are_no_theta_constants(tmp_path):
+    """l < l* = 1 but lam = 2 >= l*: the values are printed, the Theta constants are None, and stderr says why."""
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "0.5", "--w3", "0.5", "--lam", "2", "--json", str(out)])
+    assert res.exit_code == 0
+    assert "lam = 2 >= l* = 1: R is unbounded on [0, lam]" in res.stderr
+    data = json.loads(out.read_text())
+    assert data["theta_upper"] is None and data["sign_valid"] is True
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -62,6 +62,9 @@ def ratio_command(
     result, warned = closed_form_result(k, l, w3, lam)
     for message in warned:
         typer.echo(f"warning: {message}", err=True)
+    if result["theta_upper"] is None and not warned:
+        typer.echo(f"warning: lam = {result['lam']:g} >= l* = {result['l_star']:g}: R is unbounded on [0, lam], "
+                   "so there are no Theta constants (theta_lower/upper are None); give lam < l*.", err=True)
     _emit(result, json_out, "elasticity closed forms (THEORY §2.2); derivatives in bits per response per unit l")
 
 
