@@ -411,7 +411,7 @@ class PerturbationModel:
         p_l = (N * P + l * a * Pt) / (N + l * a)
         _zero_support(data, lv, p_l, "raise")
         shared = float((lv.prob * Pt / p_l).sum())
-        ce = float(-(lv.prob * np.log(p_l)).sum()) / LN2
+        ce = float(0.0 - (lv.prob * np.log(p_l)).sum()) / LN2  # 0.0 - sum: never -0.0
         dce = (a / (N + l * a)) * (1.0 - shared) / LN2
         kl = float((lv.prob * np.log(lv.prob / p_l)).sum()) / LN2
         return DatasetRates(l, ce, dce, data.mean_length, kl, shared)

@@ -466,9 +466,10 @@ class TokenTree:
         For a tree pruned to depth d this is the paper's :math:`H_d`.
         """
         p = self.leaves.prob
+        # 0.0 - sum, not -sum: a single leaf (p = 1) gives +0.0, not -0.0
         if base == 2:  # log2 directly: exact for dyadic probabilities (1/2, 1/4, 1/4 gives exactly 1.5)
-            return float(-(p * np.log2(p)).sum())
-        return float(-(p * np.log(p)).sum() * log_base_factor(base))
+            return float(0.0 - (p * np.log2(p)).sum())
+        return float((0.0 - (p * np.log(p)).sum()) * log_base_factor(base))
 
     @property
     def mean_length(self) -> float:
@@ -732,7 +733,7 @@ def cross_entropy(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero:
     z = _zero_support(data, lv, q, on_zero)
     if z is not None:
         return z
-    return float(-(lv.prob * np.log(q)).sum() * log_base_factor(base))
+    return float((0.0 - (lv.prob * np.log(q)).sum()) * log_base_factor(base))  # 0.0 - sum: never -0.0
 
 
 def kl_divergence(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero: str = "raise") -> float:

@@ -391,3 +391,10 @@ def test_next_token_enumeration_budget_and_batches():
     for kwargs, name in (({"batch_size": 0}, "batch_size"), ({"batch_size": -1}, "batch_size"), ({"max_nodes": 0}, "max_nodes")):
         with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
             TokenTree.from_next_token_fn(uniform, 3, depth=3, eos_token=2, **kwargs)
+
+
+def test_single_leaf_entropy_is_plus_zero():
+    """One response: H = CE = 0 bits, and +0.0 (a -0.0 printed as '-0' in tables and JSON)."""
+    t = TokenTree.from_sequences([[0, 1]], 2)
+    for value in (t.entropy(), t.entropy(base=math.e), cross_entropy(t, t), kl_divergence(t, t)):
+        assert value == 0.0 and math.copysign(1.0, value) == 1.0
