@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,10 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file path for the JSON output")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Created like open(path, "w"),
+    # so the umask decides; the process id keeps concurrent writers of the same path apart.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(to_jsonable(obj), fh, indent=2, allow_nan=False)

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -72,3 +74,14 @@ def test_folders_are_rejected_with_a_message(tmp_path):
     with pytest.raises(ValueError, match="is a folder; give a file path for the JSON output"):
         write_json_atomic(tmp_path, {"x": 1})
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_write_json_atomic_file_mode_follows_the_umask(tmp_path):
+    """The JSON file gets the mode open(path, 'w') would give (0666 minus the umask), not mkstemp's private 0600."""
+    umask = os.umask(0o022)  # a fixed umask for the test, restored below
+    try:
+        out = tmp_path / "r.json"
+        write_json_atomic(out, {"x": 1})
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)
