@@ -199,3 +199,15 @@ def test_round_trip_with_depth_beyond_every_response():
     t = TokenTree.from_sequences(seqs, 2)
     coder = ChunkCoder(t.chunked(10**12), depth=10**12)
     assert coder.decode(coder.encode(seqs)) == seqs
+
+
+def test_coder_rejects_more_leaves_than_probability_quanta(monkeypatch):
+    """More leaves than 2^ANS_PRECISION_BITS cannot all get a nonzero quantized probability: ValueError.
+    (At the real 24 bits that takes 2^24 + 1 leaves; the check is the same at 2 bits and 5 leaves.)"""
+    from elastic_theory import coding
+
+    monkeypatch.setattr(coding, "ANS_PRECISION_BITS", 2)
+    tree = TokenTree.from_sequences([[0], [1], [2], [3], [4]], 5)
+    with pytest.raises(ValueError, match=r"the coding tree has 5 leaves, more than the coder's 2\^2 probability quanta"):
+        ChunkCoder(tree, depth=1)
+    ChunkCoder(TokenTree.from_sequences([[0], [1], [2], [3]], 5), depth=1)  # 4 = 2^2 leaves fit
