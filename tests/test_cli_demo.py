@@ -22,8 +22,13 @@ def test_demo_runs_and_writes_consistent_json(tmp_path):
         # Shannon/Huffman order of THEORY §1: H <= E[c] H_d <= Huffman < E[c] (H_d + 1)
         assert row["full_entropy_bits"] <= row["entropy_bits"] <= row["huffman_expected_bits"]
         assert row["huffman_expected_bits"] < row["mean_chunks"] * (row["chunk_entropy_bits"] + 1)
-        # the ANS coder can't beat the ideal length it reports
-        assert row["coded_over_ideal"] >= 1.0
+        # The coding tree is the corpus's own chunk distribution, so by Gibbs' inequality no model (the
+        # coder's quantized one included) gives the corpus fewer than the ideal bits; the ANS coder adds its
+        # final state (<= 64 bits) on top. Issue 2's bound for the coder: within 0.5% + 64 bits of the ideal.
+        n = data["coding"]["corpus"]["n_responses"]
+        ideal_total = row["entropy_bits"] * n
+        coded_total = row["coded_bits"] * n
+        assert ideal_total - 64 <= coded_total <= 1.005 * ideal_total + 64
     assert "Compression protocol on real text" in result.output
 
 
