@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["read_token_jsonl", "to_jsonable", "write_json_atomic"]
+__all__ = ["decode_utf8", "iter_jsonl", "read_token_jsonl", "to_jsonable", "write_json_atomic"]
 
 _TOKEN_ID_LIMIT = 2**63  # token trees store ids as int64
 
@@ -27,26 +28,45 @@ def read_token_jsonl(path: str | os.PathLike, vocab_size: int | None = None) -> 
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     out: list[list[int]] = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                seq = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be a list of token ids") from None
-            if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
-                raise ValueError(f"{path}:{lineno}: expected a JSON list of integer token ids, got {line.strip()[:60]!r}")
-            if any(t >= _TOKEN_ID_LIMIT for t in seq):
-                raise ValueError(f"{path}:{lineno}: token ids must be below 2^63 (int64), got {max(seq)}")
-            bad = [t for t in seq if t < 0 or (vocab_size is not None and t >= vocab_size)]
-            if bad:
-                limit = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"
-                raise ValueError(f"{path}:{lineno}: token {bad[0]} is outside the alphabet ({limit})")
-            out.append(seq)
+    for where, seq in iter_jsonl(path, hint="each line must be a list of token ids"):
+        if not isinstance(seq, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in seq):
+            raise ValueError(f"{where}: expected a JSON list of integer token ids, got {json.dumps(seq)[:60]!r}")
+        if any(t >= _TOKEN_ID_LIMIT for t in seq):
+            raise ValueError(f"{where}: token ids must be below 2^63 (int64), got {max(seq)}")
+        bad = [t for t in seq if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            limit = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"
+            raise ValueError(f"{where}: token {bad[0]} is outside the alphabet ({limit})")
+        out.append(seq)
     if not out:
         raise ValueError(f"{path}: the file holds no sequences")
     return out
+
+
+def decode_utf8(raw: bytes, where: str) -> str:
+    """``raw`` decoded as UTF-8, or a ``ValueError`` that names ``where`` (e.g. ``file:line``) and the bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not valid UTF-8 (byte {exc.start}: {exc.reason}); re-encode the file as UTF-8") from None
+
+
+def iter_jsonl(path: str | os.PathLike, hint: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, record)`` for each non-blank line of a JSONL file, ``where`` being ``"path:line"``.
+
+    Raises ``ValueError`` naming the line for bytes that are not UTF-8 or a line that is not JSON
+    (``hint``, if given, is appended to that message to say what a line should hold).
+    """
+    for lineno, raw in enumerate(Path(path).read_bytes().split(b"\n"), start=1):
+        where = f"{path}:{lineno}"
+        line = decode_utf8(raw, where)
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})" + (f"; {hint}" if hint else "")) from None
+        yield where, record
 
 
 def infer_vocab_size(*datasets: list[list[int]]) -> int:

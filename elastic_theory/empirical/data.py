@@ -6,11 +6,12 @@ scored is exactly the text read here, and its UTF-8 bytes are the bytes counted.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..io import decode_utf8, iter_jsonl
 
 __all__ = ["Document", "check_documents", "read_documents"]
 
@@ -41,34 +42,19 @@ def check_documents(documents: Sequence[Document | str], source: str = "dataset"
     return out
 
 
-def _decode(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{where}: not valid UTF-8 (byte {exc.start}: {exc.reason}); re-encode the file as UTF-8") from None
-
-
 def _read_lines(path: Path) -> list[Document]:
     """One document per non-blank line; the newline (and a CR before it) is not part of the document."""
     docs = []
     for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
         raw = raw.removesuffix(b"\r")
         if raw.strip():
-            docs.append(Document(f"{path}:{lineno}", _decode(raw, f"{path}:{lineno}")))
+            docs.append(Document(f"{path}:{lineno}", decode_utf8(raw, f"{path}:{lineno}")))
     return docs
 
 
 def _read_jsonl(path: Path, text_field: str) -> list[Document]:
     docs = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        where = f"{path}:{lineno}"
-        line = _decode(raw, where)
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+    for where, record in iter_jsonl(path):
         if not isinstance(record, dict) or text_field not in record:
             raise ValueError(f"{where}: expected a JSON object with a {text_field!r} field (choose the field with --text-field)")
         docs.append(Document(where, record[text_field]))
@@ -107,7 +93,7 @@ def read_documents(path: str | os.PathLike, text_field: str = "text") -> list[Do
             docs = _read_saved_dataset(path, text_field)
         else:
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            docs = [Document(str(p), _decode(p.read_bytes(), str(p))) for p in files]
+            docs = [Document(str(p), decode_utf8(p.read_bytes(), str(p))) for p in files]
     elif path.is_file():
         docs = _read_jsonl(path, text_field) if path.suffix in _JSON_SUFFIXES else _read_lines(path)
     else:
