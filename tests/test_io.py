@@ -39,6 +39,13 @@ def test_read_bad_files_name_the_line(tmp_path, text, vocab_size, message):
         read_token_jsonl(f, vocab_size)
 
 
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(b"[0]\n[1, \xff]\n")  # 0xff never starts a UTF-8 sequence
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid UTF-8 \(byte 4: invalid start byte\)"):
+        read_token_jsonl(f)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         read_token_jsonl(tmp_path / "absent.jsonl")
