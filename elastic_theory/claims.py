@@ -34,7 +34,7 @@ import numpy as np
 
 from . import elasticity, highprec, pareto, symbolic
 from .coding import code_length_report
-from .tree import TokenTree, _model_leaf_probs, cross_entropy, mixture
+from .tree import TokenTree, cross_entropy, mixture, model_leaf_probs
 
 __all__ = [
     "CLAIMS",
@@ -181,6 +181,14 @@ def _l_of(u: Fraction, w3: Fraction) -> Fraction:
     return u * 100 if w3 == 1 else u * w3 / (1 - w3)
 
 
+def _exact_grid():
+    """``(k, l, w3)`` as Fractions over the k, w3 and l/l* grids above (every l below l*)."""
+    for k in _k_grid():
+        for w3 in _W3_GRID:
+            for u in _U_GRID:
+                yield k, _l_of(u, w3), w3
+
+
 # ---------------------------------------------------------------------- Thm 3.4 (coding)
 @register(
     "thm34_huffman_bounds",
@@ -258,7 +266,7 @@ def _mixture_lemma(rng: np.random.Generator) -> Evidence:
             weights += list(s * mass / mass.sum())
         concat = TokenTree.from_sequences(seqs, trees[0].vocab_size, weights=weights)  # the MLE on the union
         joint = mixture(trees, sizes)
-        lv, q = _model_leaf_probs(concat, joint)
+        lv, q = model_leaf_probs(concat, joint)
         # Both sides are normalized sums of <= len(seqs) + 3 rounded terms: 2 (n + 8) eps each.
         tol = 4.0 * (len(seqs) + 8) * EPS
         err = float(np.abs(lv.prob - q).max())
@@ -354,13 +362,10 @@ def _closed_form_ratio(rng: np.random.Generator) -> Evidence:
 )
 def _theorem_signs(rng: np.random.Generator) -> Evidence:
     n, worst_case = 0, None
-    for k in _k_grid():  # exact: sign of d gamma_p/dl is that of -(w3 - (1 - w3) l), d gamma_a/dl = 1/(1+k+l)
-        for w3 in _W3_GRID:
-            for u in _U_GRID:
-                l = _l_of(u, w3)
-                n += 1
-                if not (w3 - (1 - w3) * l > 0 and 1 / (1 + k + l) > 0):
-                    worst_case = {"k": str(k), "w3": str(w3), "l": str(l), "source": "exact"}
+    for k, l, w3 in _exact_grid():  # exact: sign of d gamma_p/dl is that of -(w3 - (1 - w3) l), d gamma_a/dl = 1/(1+k+l)
+        n += 1
+        if not (w3 - (1 - w3) * l > 0 and 1 / (1 + k + l) > 0):
+            worst_case = {"k": str(k), "w3": str(w3), "l": str(l), "source": "exact"}
     margin = math.inf
     for comps, w, k in (_random_setting(rng, disjoint=True) for _ in range(40)):
         l = min(float(rng.uniform(0.0, 0.9)) * elasticity.sign_threshold(w[2]), 100.0)
@@ -375,13 +380,6 @@ def _theorem_signs(rng: np.random.Generator) -> Evidence:
         f"signs right at {n} points (exact grid k in 0.1..1e9 and random disjoint token trees)",
         worst_case, {"min_ratio_of_derivatives": margin},
     )
-
-
-def _exact_grid():
-    for k in _k_grid():
-        for w3 in _W3_GRID:
-            for u in _U_GRID:
-                yield k, _l_of(u, w3), w3
 
 
 @register("ratio_lower_bound", "R(k, l, w3) >= k for 0 <= l < l* (lower Theta-constant 1)", "THEORY §2.2", "holds")

@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 
 from .rates import gamma
-from .tree import TokenTree, _model_leaf_probs, _zero_support, kl_divergence, mixture
+from .tree import LeafDistribution, TokenTree, check_support, kl_divergence, mixture, model_leaf_probs
 
 __all__ = [
     "LN2",
@@ -398,6 +398,15 @@ class PerturbationModel:
             return self.base_model
         return mixture([self.pretrain, self.align, self.perturb], [self.size_pretrain, self.size_align, l * self.size_align])
 
+    def leaf_probs(self, data: TokenTree) -> tuple[LeafDistribution, np.ndarray, np.ndarray]:
+        r"""``(leaves, P, P_t)``: ``data``'s leaves and their probabilities under the base model :math:`P` and :math:`P_t`.
+
+        Everything :math:`p_l` needs for ``data``: :math:`p_l = (N P + l|D_a| P_t)/(N + l|D_a|)` leaf by leaf.
+        """
+        lv, P = model_leaf_probs(data, self.base_model)
+        _, Pt = model_leaf_probs(data, self.perturb)
+        return lv, P, Pt
+
     def rates(self, data: TokenTree, l: float) -> DatasetRates:
         r"""CE, gamma, KL of ``data`` under :math:`p_l` and their exact derivatives by the §2.1 formula.
 
@@ -405,11 +414,10 @@ class PerturbationModel:
         rate), naming the leaf.
         """
         l = check_l(l)
-        lv, P = _model_leaf_probs(data, self.base_model)
-        _, Pt = _model_leaf_probs(data, self.perturb)
+        lv, P, Pt = self.leaf_probs(data)
         N, a = self.size_pretrain + self.size_align, self.size_align
         p_l = (N * P + l * a * Pt) / (N + l * a)
-        _zero_support(data, lv, p_l, "raise")
+        check_support(data, lv, p_l, "raise")
         shared = float((lv.prob * Pt / p_l).sum())
         ce = float(0.0 - (lv.prob * np.log(p_l)).sum()) / LN2  # 0.0 - sum: never -0.0
         dce = (a / (N + l * a)) * (1.0 - shared) / LN2

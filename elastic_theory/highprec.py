@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import elasticity
-from .tree import TokenTree, _model_leaf_probs
+from .tree import TokenTree
 
 __all__ = [
     "DEFAULT_POINTS",
@@ -133,8 +133,7 @@ def mp_dcross_entropy_dl(model: elasticity.PerturbationModel, data: TokenTree, l
     """
     import mpmath
 
-    lv, P = _model_leaf_probs(data, model.base_model)
-    _, Pt = _model_leaf_probs(data, model.perturb)
+    lv, P, Pt = model.leaf_probs(data)
     N, a = model.size_pretrain + model.size_align, model.size_align
     with mpmath.workdps(dps):
         terms = [(mpmath.mpf(float(w)), mpmath.mpf(float(p)), mpmath.mpf(float(t))) for w, p, t in zip(lv.prob, P, Pt)]

@@ -49,10 +49,12 @@ from ._validation import (
 __all__ = [
     "LeafDistribution",
     "TokenTree",
+    "check_support",
     "check_token_range",
     "cross_entropy",
     "kl_divergence",
     "mixture",
+    "model_leaf_probs",
     "pad_sequences",
     "split_chunks",
 ]
@@ -685,7 +687,14 @@ def _match(index: tuple[np.ndarray, np.ndarray], V: int, other: TokenTree) -> np
     return out
 
 
-def _model_leaf_probs(data: TokenTree, model: TokenTree) -> tuple[LeafDistribution, np.ndarray]:
+def model_leaf_probs(data: TokenTree, model: TokenTree) -> tuple[LeafDistribution, np.ndarray]:
+    r"""``(leaves, q)``: the data's leaves and the model's probability :math:`q` of each (0 where it has none).
+
+    A data EOS leaf at prefix :math:`u` gets the model's EOS mass at :math:`u`; a data cut leaf, the
+    model's mass of continuing past :math:`u`; both over the model's total weight. The pairing that
+    :func:`cross_entropy`, :func:`kl_divergence` and the perturbation model of
+    :mod:`elastic_theory.elasticity` all evaluate.
+    """
     if data.vocab_size != model.vocab_size:
         raise ValueError(f"data and model trees use different alphabets ({data.vocab_size} vs {model.vocab_size})")
     if model.is_pruned and data.max_depth > model.max_depth:
@@ -703,7 +712,9 @@ def _model_leaf_probs(data: TokenTree, model: TokenTree) -> tuple[LeafDistributi
     return lv, q
 
 
-def _zero_support(data: TokenTree, lv: LeafDistribution, q: np.ndarray, on_zero: str) -> float | None:
+def check_support(data: TokenTree, lv: LeafDistribution, q: np.ndarray, on_zero: str = "raise") -> float | None:
+    """``None`` when every data leaf has model probability ``q > 0``; else ``math.inf`` (``on_zero="inf"``)
+    or a ``ValueError`` naming the first uncovered leaf (``on_zero="raise"``)."""
     if on_zero not in ("raise", "inf"):
         raise ValueError(f"on_zero must be 'raise' or 'inf', got {on_zero!r}")
     zero = q <= 0
@@ -729,8 +740,8 @@ def cross_entropy(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero:
     infinite: ``on_zero="raise"`` (default) raises a ``ValueError`` naming the leaf,
     ``on_zero="inf"`` returns ``math.inf``.
     """
-    lv, q = _model_leaf_probs(data, model)
-    z = _zero_support(data, lv, q, on_zero)
+    lv, q = model_leaf_probs(data, model)
+    z = check_support(data, lv, q, on_zero)
     if z is not None:
         return z
     return float((0.0 - (lv.prob * np.log(q)).sum()) * log_base_factor(base))  # 0.0 - sum: never -0.0
@@ -742,8 +753,8 @@ def kl_divergence(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero:
     Summed term by term (not as CE - H) to avoid cancellation; same zero-support rule as
     :func:`cross_entropy`.
     """
-    lv, q = _model_leaf_probs(data, model)
-    z = _zero_support(data, lv, q, on_zero)
+    lv, q = model_leaf_probs(data, model)
+    z = check_support(data, lv, q, on_zero)
     if z is not None:
         return z
     return float((lv.prob * np.log(lv.prob / q)).sum() * log_base_factor(base))
