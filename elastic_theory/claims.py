@@ -745,6 +745,12 @@ class VerificationReport:
         """True when every claim's verdict is the expected one (the exit-0 condition of ``verify``)."""
         return all(r.agrees for r in self.results)
 
+    @property
+    def summary(self) -> str:
+        """One line: how many verdicts are the expected ones, and the run time."""
+        n_ok = sum(r.agrees for r in self.results)
+        return f"{n_ok}/{len(self.results)} verdicts as expected in {self.seconds:.1f} s"
+
     def to_json(self) -> dict[str, Any]:
         """``{"claims": [...], "seed", "all_agree", "seconds"}`` (pass through ``io.to_jsonable`` before dumping)."""
         return {"claims": [r.to_json() for r in self.results], "seed": self.seed, "all_agree": self.all_agree,

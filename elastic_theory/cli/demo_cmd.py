@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from .app import app, bad_input_exits_2, console
+from .ratio_cmd import closed_form_result
 from .verify_cmd import MISMATCH_EXIT_CODE
 
 DEMO_DEPTHS = (4, 8, 16, 32)
@@ -54,21 +55,11 @@ def corpus_coding(depths: tuple[int, ...] = DEMO_DEPTHS) -> dict:
 
 
 def ratio_predictions(settings=DEMO_RATIOS) -> list[dict]:
-    """The §2.2 closed forms at each (k, l, w3): R, R/k, both derivatives, and whether l < l*."""
-    import warnings
+    """``elastic-theory ratio``'s numbers at each (k, l, w3): R, R/k, both derivatives, l*, sign_valid, Theta constants.
 
-    from .. import elasticity
-
-    out = []
-    for k, l, w3 in settings:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", elasticity.SignClaimWarning)
-            cf = elasticity.closed_form(k, l, w3)
-        out.append({
-            "k": k, "l": l, "w3": w3, "R": cf.R, "R_over_k": cf.R / k, "dgamma_a_dl": cf.dgamma_a_dl,
-            "dgamma_p_dl": cf.dgamma_p_dl, "l_star": cf.l_star, "sign_valid": cf.sign_valid,
-        })
-    return out
+    The sign-claim warnings beyond l* are not re-raised: the table's last column says it.
+    """
+    return [closed_form_result(k, l, w3)[0] for k, l, w3 in settings]
 
 
 @app.command("demo")
@@ -91,7 +82,7 @@ def demo_command(
     out.rule("1. The elasticity theory, claim by claim (elastic-theory verify)")
     report = run_verification(seed)
     out.print(render_table(report))
-    out.print(f"{sum(r.agrees for r in report.results)}/{len(report.results)} verdicts as expected in {report.seconds:.1f} s")
+    out.print(report.summary)
 
     out.rule("2. Compression protocol on real text (elastic-theory tree)")
     coding = corpus_coding()

@@ -105,8 +105,7 @@ def verify_command(
     else:
         out = console()
         out.print(render_table(report))
-        n_ok = sum(r.agrees for r in report.results)
-        out.print(f"{n_ok}/{len(report.results)} verdicts as expected in {report.seconds:.1f} s")
+        out.print(report.summary)
     data = report.to_json()
     if json_out is not None:
         write_json_atomic(json_out, data)
