@@ -65,7 +65,7 @@ def bench(V: int, n: int, length: int, seed: int, repeats: int) -> dict[str, flo
     build_peak = build_peak_mib(tokens, V)
     model, t_model = timed(lambda: mixture([tree, TokenTree.from_sequences(other, V)]))
     h, t_entropy = timed(tree.entropy)
-    ce, t_ce = timed(lambda: cross_entropy(tree, model))
+    ce, t_ce = timed(lambda: cross_entropy(data=tree, model=model))
     return {
         "V": V, "nodes": tree.n_nodes, "leaves": tree.n_leaves, "unique_s": t_unique, "build_s": t_build,
         "ratio": t_build / t_unique, "entropy_s": t_entropy, "model_s": t_model, "ce_s": t_ce,

@@ -266,12 +266,12 @@ def _mixture_lemma(rng: np.random.Generator) -> Evidence:
             weights += list(s * mass / mass.sum())
         concat = TokenTree.from_sequences(seqs, trees[0].vocab_size, weights=weights)  # the MLE on the union
         joint = mixture(trees, sizes)
-        lv, q = model_leaf_probs(concat, joint)
+        lv, q = model_leaf_probs(data=concat, model=joint)
         # Both sides are normalized sums of <= len(seqs) + 3 rounded terms: 2 (n + 8) eps each.
         tol = 4.0 * (len(seqs) + 8) * EPS
         err = float(np.abs(lv.prob - q).max())
         # Gibbs: sum_i |D_i| CE(P_i, q) >= sum_i |D_i| CE(P_i, p_D) for any q; try the uniform-size mixture.
-        total = lambda model: sum(s * cross_entropy(t, model) for t, s in zip(trees, sizes))  # noqa: E731
+        total = lambda model: sum(s * cross_entropy(data=t, model=model) for t, s in zip(trees, sizes))  # noqa: E731
         alt = mixture(trees, np.ones(len(trees)))
         gibbs = (total(joint) - total(alt)) / sizes.sum()
         gibbs_worst = max(gibbs_worst, gibbs)
@@ -303,7 +303,7 @@ def _general_formula(rng: np.random.Generator) -> Evidence:
         scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * elasticity.LN2)
         for name, data in (("pretrain", model.pretrain), ("align", model.align), ("perturb", model.perturb)):
             r = model.rates(data, l)
-            err = abs(r.dcross_entropy_dl_bits - highprec.mp_dcross_entropy_dl(model, data, l)) / scale
+            err = abs(r.dcross_entropy_dl_bits - highprec.mp_dcross_entropy_dl(data=data, model=model, l=l)) / scale
             tol = _dce_tolerance(data.n_leaves, r.shared_mass)
             tol_max, n = max(tol_max, tol), n + 1
             if err > tol and (worst_case is None or err > worst):

@@ -403,8 +403,8 @@ class PerturbationModel:
 
         Everything :math:`p_l` needs for ``data``: :math:`p_l = (N P + l|D_a| P_t)/(N + l|D_a|)` leaf by leaf.
         """
-        lv, P = model_leaf_probs(data, self.base_model)
-        _, Pt = model_leaf_probs(data, self.perturb)
+        lv, P = model_leaf_probs(data=data, model=self.base_model)
+        _, Pt = model_leaf_probs(data=data, model=self.perturb)
         return lv, P, Pt
 
     def rates(self, data: TokenTree, l: float) -> DatasetRates:
@@ -452,7 +452,7 @@ def derivative_ratio(d_align: float, d_pretrain: float) -> float:
 
 
 # ---------------------------------------------------------------------- Def. 3.6
-def rho(p0: TokenTree, p0_prime: TokenTree, kind: Rho = "rate_gap", data: TokenTree | None = None) -> float:
+def rho(*, p0: TokenTree, p0_prime: TokenTree, kind: Rho = "rate_gap", data: TokenTree | None = None) -> float:
     r"""Discrepancy :math:`\rho(p_0', p_0)` of Def. 3.6 (THEORY §4.6: a parameter, documented default).
 
     * ``"rate_gap"`` (default): :math:`|\gamma(p_0', D) - \gamma(p_0, D)|` bits per token on ``data``;
@@ -462,11 +462,11 @@ def rho(p0: TokenTree, p0_prime: TokenTree, kind: Rho = "rate_gap", data: TokenT
     if kind == "rate_gap":
         if data is None:
             raise ValueError("rho='rate_gap' compares rates on a dataset: pass data=")
-        return abs(gamma(p0_prime, data) - gamma(p0, data))
+        return abs(gamma(data=data, model=p0_prime) - gamma(data=data, model=p0))
     if kind == "kl":
-        return kl_divergence(p0_prime, p0)
+        return kl_divergence(data=p0_prime, model=p0)
     if kind == "kl_reverse":
-        return kl_divergence(p0, p0_prime)
+        return kl_divergence(data=p0, model=p0_prime)
     raise ValueError(f"rho must be 'rate_gap', 'kl' or 'kl_reverse', got {kind!r}")
 
 
@@ -483,6 +483,7 @@ class InverseAlignment:
 
 
 def inverse_alignment(
+    *,
     p0: TokenTree,
     p0_prime: TokenTree,
     eps0: float,
@@ -503,6 +504,6 @@ def inverse_alignment(
         raise ValueError(f"dataset sizes must be > 0, got |D_b|={size_b!r}, |D_a|={size_a!r}")
     if not 0 < max_size_ratio <= 1:
         raise ValueError(f"max_size_ratio must be in (0, 1], got {max_size_ratio!r}")
-    dist = rho(p0, p0_prime, kind, data)
+    dist = rho(p0=p0, p0_prime=p0_prime, kind=kind, data=data)
     ratio = size_b / size_a
     return InverseAlignment(dist, float(eps0), ratio, max_size_ratio, kind, bool(dist <= eps0 and ratio <= max_size_ratio))

@@ -122,7 +122,7 @@ def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
     return rows
 
 
-def mp_dcross_entropy_dl(model: elasticity.PerturbationModel, data: TokenTree, l: float, dps: int = 30) -> float:
+def mp_dcross_entropy_dl(*, data: TokenTree, model: elasticity.PerturbationModel, l: float, dps: int = 30) -> float:
     r""":math:`\frac{d}{dl} CE(P_i, p_l)` in bits per response by ``mpmath.diff`` at ``dps`` digits, without the §2.1 formula.
 
     Reads the leaf probabilities of ``data`` under the base model :math:`P` and under :math:`P_t`

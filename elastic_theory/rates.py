@@ -34,14 +34,14 @@ Offset = Literal["entropy_rate", "log_leaves"]
 OFFSETS: tuple[str, ...] = ("entropy_rate", "log_leaves")
 
 
-def gamma(model: TokenTree, data: TokenTree, on_zero: str = "raise") -> float:
+def gamma(*, data: TokenTree, model: TokenTree, on_zero: str = "raise") -> float:
     r""":math:`\gamma = CE(P_{data}, p_{model}) / E_{data}|x|` in bits per token.
 
     >>> d = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
-    >>> gamma(d, d)   # the data's own model: H = 1 bit per response, 2 tokens each
+    >>> gamma(data=d, model=d) # the data's own model: H = 1 bit per response, 2 tokens each
     0.5
     """
-    return cross_entropy(data, model, base=2.0, on_zero=on_zero) / _mean_length(data)
+    return cross_entropy(data=data, model=model, base=2.0, on_zero=on_zero) / _mean_length(data)
 
 
 def rate_offset(data: TokenTree, offset: Offset = "entropy_rate") -> float:
@@ -53,15 +53,15 @@ def rate_offset(data: TokenTree, offset: Offset = "entropy_rate") -> float:
     raise ValueError(f"offset must be one of {OFFSETS}, got {offset!r}")
 
 
-def normalized_gamma(model: TokenTree, data: TokenTree, offset: Offset = "entropy_rate", on_zero: str = "raise") -> float:
+def normalized_gamma(*, data: TokenTree, model: TokenTree, offset: Offset = "entropy_rate", on_zero: str = "raise") -> float:
     r""":math:`\gamma_{i/D} = \gamma_i - \text{offset}(D_i)`, bits per token.
 
     With the default offset this is :math:`KL(P_i \| p)/E|x|`, computed term by term (no
     cancellation), so it is >= 0 up to rounding.
     """
     if offset == "entropy_rate":
-        return kl_divergence(data, model, base=2.0, on_zero=on_zero) / _mean_length(data)
-    return gamma(model, data, on_zero=on_zero) - rate_offset(data, offset)
+        return kl_divergence(data=data, model=model, base=2.0, on_zero=on_zero) / _mean_length(data)
+    return gamma(data=data, model=model, on_zero=on_zero) - rate_offset(data, offset)
 
 
 def _mean_length(data: TokenTree) -> float:

@@ -687,7 +687,7 @@ def _match(index: tuple[np.ndarray, np.ndarray], V: int, other: TokenTree) -> np
     return out
 
 
-def model_leaf_probs(data: TokenTree, model: TokenTree) -> tuple[LeafDistribution, np.ndarray]:
+def model_leaf_probs(*, data: TokenTree, model: TokenTree) -> tuple[LeafDistribution, np.ndarray]:
     r"""``(leaves, q)``: the data's leaves and the model's probability :math:`q` of each (0 where it has none).
 
     A data EOS leaf at prefix :math:`u` gets the model's EOS mass at :math:`u`; a data cut leaf, the
@@ -731,7 +731,7 @@ def check_support(data: TokenTree, lv: LeafDistribution, q: np.ndarray, on_zero:
     )
 
 
-def cross_entropy(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero: str = "raise") -> float:
+def cross_entropy(*, data: TokenTree, model: TokenTree, base: float = 2.0, on_zero: str = "raise") -> float:
     r""":math:`CE(P, p) = -\sum_{\text{leaves } x \text{ of } P} P(x) \log p(x)`, per response (bits by default).
 
     The model's probability of a data EOS leaf at prefix :math:`u` is its EOS mass at :math:`u`;
@@ -740,20 +740,20 @@ def cross_entropy(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero:
     infinite: ``on_zero="raise"`` (default) raises a ``ValueError`` naming the leaf,
     ``on_zero="inf"`` returns ``math.inf``.
     """
-    lv, q = model_leaf_probs(data, model)
+    lv, q = model_leaf_probs(data=data, model=model)
     z = check_support(data, lv, q, on_zero)
     if z is not None:
         return z
     return float((0.0 - (lv.prob * np.log(q)).sum()) * log_base_factor(base))  # 0.0 - sum: never -0.0
 
 
-def kl_divergence(data: TokenTree, model: TokenTree, base: float = 2.0, on_zero: str = "raise") -> float:
+def kl_divergence(*, data: TokenTree, model: TokenTree, base: float = 2.0, on_zero: str = "raise") -> float:
     r""":math:`KL(P \| p) = \sum_x P(x) \log (P(x)/p(x)) = CE(P, p) - H(P) \ge 0`, per response.
 
     Summed term by term (not as CE - H) to avoid cancellation; same zero-support rule as
     :func:`cross_entropy`.
     """
-    lv, q = model_leaf_probs(data, model)
+    lv, q = model_leaf_probs(data=data, model=model)
     z = check_support(data, lv, q, on_zero)
     if z is not None:
         return z

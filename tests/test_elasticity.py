@@ -56,8 +56,8 @@ def test_cross_entropy_matches_mixture_tree(setting, l):
         ce = model.rates(data, l).cross_entropy_bits
         # Both sum the same <= n_leaves log terms from probabilities rounded in different orders.
         tol = 8 * (data.n_leaves + 8) * EPS * max(1.0, abs(ce))
-        assert abs(ce - cross_entropy(data, joint)) <= tol
-        assert model.rates(data, l).kl_bits == pytest.approx(kl_divergence(data, joint), abs=tol)
+        assert abs(ce - cross_entropy(data=data, model=joint)) <= tol
+        assert model.rates(data, l).kl_bits == pytest.approx(kl_divergence(data=data, model=joint), abs=tol)
 
 
 @given(theorem_settings(disjoint=False), st.floats(1e-3, 2.0))
@@ -70,7 +70,7 @@ def test_general_formula_against_mpmath(setting, l):
         # The formula's only inexact step is the n-term sum E[P_t/p_l] (abs. error (n + 8) eps * shared) and the
         # leaf probabilities' rounding; 8 (n + 8) eps (1 + shared) in units of the derivative's scale covers both.
         tol = 8 * (data.n_leaves + 8) * EPS * (1 + r.shared_mass)
-        assert abs(r.dcross_entropy_dl_bits - mp_dcross_entropy_dl(model, data, l)) <= tol * scale
+        assert abs(r.dcross_entropy_dl_bits - mp_dcross_entropy_dl(data=data, model=model, l=l)) <= tol * scale
 
 
 @given(theorem_settings(disjoint=True), st.floats(0.0, 0.9))
@@ -201,21 +201,21 @@ def test_inverse_alignment_predicate():
     p0 = TokenTree.from_sequences([[0], [1]], 2)
     p0p = TokenTree.from_sequences([[0], [0], [1]], 2)
     data = TokenTree.from_sequences([[0], [1], [1]], 2)
-    gap = el.rho(p0, p0p, "rate_gap", data)
+    gap = el.rho(p0=p0, p0_prime=p0p, kind="rate_gap", data=data)
     # gamma(p0, data) = 1 bit/token; gamma(p0', data) = (log2(3/2) + 2 log2 3)/3 (hand computation).
     assert gap == pytest.approx(abs((math.log2(1.5) + 2 * math.log2(3)) / 3 - 1), rel=8 * EPS)
-    assert el.rho(p0, p0p, "kl") == pytest.approx(kl_divergence(p0p, p0), rel=8 * EPS)
-    assert el.rho(p0, p0p, "kl_reverse") == pytest.approx(kl_divergence(p0, p0p), rel=8 * EPS)
+    assert el.rho(p0=p0, p0_prime=p0p, kind="kl") == pytest.approx(kl_divergence(data=p0p, model=p0), rel=8 * EPS)
+    assert el.rho(p0=p0, p0_prime=p0p, kind="kl_reverse") == pytest.approx(kl_divergence(data=p0, model=p0p), rel=8 * EPS)
     # gap = 0.2516...: eps0 = 0.3 admits it, eps0 = 0.2 does not; |D_b|/|D_a| = 0.5 is not << 1.
-    assert el.inverse_alignment(p0, p0p, 0.3, size_b=10, size_a=1000, data=data).elastic
-    assert not el.inverse_alignment(p0, p0p, 0.3, size_b=500, size_a=1000, data=data).elastic
-    assert not el.inverse_alignment(p0, p0p, 0.2, size_b=10, size_a=1000, data=data).elastic
+    assert el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.3, size_b=10, size_a=1000, data=data).elastic
+    assert not el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.3, size_b=500, size_a=1000, data=data).elastic
+    assert not el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.2, size_b=10, size_a=1000, data=data).elastic
     with pytest.raises(ValueError, match="compares rates on a dataset: pass data="):
-        el.rho(p0, p0p, "rate_gap")
+        el.rho(p0=p0, p0_prime=p0p, kind="rate_gap")
     with pytest.raises(ValueError, match="rho must be 'rate_gap', 'kl' or 'kl_reverse', got 'l2'"):
-        el.rho(p0, p0p, "l2")
+        el.rho(p0=p0, p0_prime=p0p, kind="l2")
     with pytest.raises(ValueError, match="eps0 must be finite and >= 0, got -1.0"):
-        el.inverse_alignment(p0, p0p, -1.0, size_b=1, size_a=1, data=data)
+        el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=-1.0, size_b=1, size_a=1, data=data)
 
 
 @given(theorem_settings(disjoint=True))

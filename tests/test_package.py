@@ -1,7 +1,16 @@
 """Package-level guarantees: the core imports without torch, the CLI answers --help."""
 
+import importlib
+import inspect
+import math
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+
+from elastic_theory.rates import gamma, normalized_gamma
+from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence, model_leaf_probs
 
 
 CORE_MODULES = ("tree", "coding", "rates", "io", "elasticity", "symbolic", "highprec", "pareto", "claims",
@@ -25,3 +34,42 @@ def test_cli_help_lists_commands():
     proc = subprocess.run([sys.executable, "-m", "elastic_theory", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "demo" in proc.stdout and "tree" in proc.stdout
+
+
+def _tree_parameters(fn) -> list[inspect.Parameter]:
+    """The parameters of ``fn`` that take one token tree (or a perturbation model standing for one)."""
+    return [p for p in inspect.signature(fn).parameters.values()
+            if isinstance(p.annotation, str) and p.annotation.split(".")[-1] in ("TokenTree", "PerturbationModel",
+                                                                                 "TokenTree | None")]
+
+
+def test_every_function_taking_two_trees_takes_them_by_name():
+    """One argument order cannot be swapped silently: wherever a public function takes two or more trees (data and
+    model, p0 and p0'), each is keyword-only. A function left positional (the old ``gamma(model, data)`` next to
+    ``cross_entropy(data, model)``) fails here."""
+    checked = []
+    for name in CORE_MODULES:
+        module = importlib.import_module(f"elastic_theory.{name}")
+        for fname, fn in vars(module).items():
+            if fname.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != module.__name__:
+                continue
+            trees = _tree_parameters(fn)
+            if len(trees) >= 2:
+                checked.append(fname)
+                positional = [p.name for p in trees if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+                assert not positional, f"{name}.{fname} takes trees {positional} positionally"
+    assert {"gamma", "normalized_gamma", "cross_entropy", "kl_divergence", "model_leaf_probs", "rho",
+            "inverse_alignment", "mp_dcross_entropy_dl"} <= set(checked)
+
+
+def test_a_swapped_data_and_model_raises_instead_of_giving_another_number():
+    """The issue's example: ``gamma(data, model)`` with the trees swapped gave 0.5 instead of 0.6038 bits per token.
+    Positionally it now raises; by name the order does not matter."""
+    data = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
+    model = TokenTree.from_sequences([[0, 1], [1, 1]], 2, counts=[3, 1])
+    for fn in (gamma, normalized_gamma, cross_entropy, kl_divergence, model_leaf_probs):
+        with pytest.raises(TypeError):
+            fn(model, data)
+    assert gamma(model=model, data=data) == gamma(data=data, model=model)
+    # CE = (log2(4/3) + 2)/2 bits per response over 2 tokens (docs/rates.md worked example)
+    assert gamma(data=data, model=model) == pytest.approx((math.log2(4 / 3) + 2) / 4, rel=4 * np.finfo(float).eps)

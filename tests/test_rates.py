@@ -17,12 +17,12 @@ EPS = np.finfo(np.float64).eps
 def test_gamma_of_the_data_model_is_its_entropy_rate():
     # two equally likely 2-token responses: H = 1 bit per response, 2 tokens -> 1/2 bit per token
     d = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
-    assert Fraction(gamma(d, d)) == Fraction(1, 2)
+    assert Fraction(gamma(data=d, model=d)) == Fraction(1, 2)
     assert Fraction(rate_offset(d, "entropy_rate")) == Fraction(1, 2)
     # log_leaves: log2(M) / d = log2(2) / 2
     assert Fraction(rate_offset(d, "log_leaves")) == Fraction(1, 2)
-    assert normalized_gamma(d, d) == 0.0
-    assert normalized_gamma(d, d, offset="log_leaves") == 0.0
+    assert normalized_gamma(data=d, model=d) == 0.0
+    assert normalized_gamma(data=d, model=d, offset="log_leaves") == 0.0
 
 
 def test_gamma_under_a_skewed_model_exactly():
@@ -30,9 +30,9 @@ def test_gamma_under_a_skewed_model_exactly():
     data = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
     model = TokenTree.from_sequences([[0, 1], [1, 1]], 2, counts=[3, 1])
     want = (2 - math.log2(3) / 2) / 2
-    assert abs(gamma(model, data) - want) <= 4 * EPS  # log2(3), one subtraction, two halvings (exact)
+    assert abs(gamma(data=data, model=model) - want) <= 4 * EPS  # log2(3), one subtraction, two halvings (exact)
     # normalized (entropy-rate offset) = KL / E|x| = (CE - 1) / 2
-    assert abs(normalized_gamma(model, data) - (want - 0.5)) <= 8 * EPS
+    assert abs(normalized_gamma(data=data, model=model) - (want - 0.5)) <= 8 * EPS
 
 
 @given(tree_families(2))
@@ -40,29 +40,29 @@ def test_normalized_rate_is_rate_minus_offset(family):
     data, other = family
     assume(data.mean_length > 0)  # all-empty data has no per-token rate (tested below)
     model = mixture([data, other])
-    g = gamma(model, data)
+    g = gamma(data=data, model=model)
     # both sides are sums over <= n_leaves terms of magnitude <= 64 bits: 128 n eps absolute
     tol = 128 * data.n_leaves * EPS / data.mean_length
     for offset in OFFSETS:
-        assert abs(normalized_gamma(model, data, offset) - (g - rate_offset(data, offset))) <= tol
-    assert normalized_gamma(model, data) >= -tol
-    assert abs(normalized_gamma(model, data) - kl_divergence(data, model) / data.mean_length) <= tol
+        assert abs(normalized_gamma(data=data, model=model, offset=offset) - (g - rate_offset(data, offset))) <= tol
+    assert normalized_gamma(data=data, model=model) >= -tol
+    assert abs(normalized_gamma(data=data, model=model) - kl_divergence(data=data, model=model) / data.mean_length) <= tol
 
 
 def test_zero_support_and_bad_offsets():
     data = TokenTree.from_sequences([[0], [1]], 2)
     model = TokenTree.from_sequences([[0]], 2)
     with pytest.raises(ValueError, match="probability 0"):
-        gamma(model, data)
-    assert gamma(model, data, on_zero="inf") == math.inf
-    assert normalized_gamma(model, data, on_zero="inf") == math.inf
+        gamma(data=data, model=model)
+    assert gamma(data=data, model=model, on_zero="inf") == math.inf
+    assert normalized_gamma(data=data, model=model, on_zero="inf") == math.inf
     with pytest.raises(ValueError, match="offset must be one of"):
         rate_offset(data, "log_m")
     with pytest.raises(ValueError, match="offset must be one of"):
-        normalized_gamma(data, data, offset="log_m")
+        normalized_gamma(data=data, model=data, offset="log_m")
 
 
 def test_only_empty_responses_have_no_per_token_rate():
     empty = TokenTree.from_sequences([[], []], 2)
     with pytest.raises(ValueError, match="mean length 0"):
-        gamma(empty, empty)
+        gamma(data=empty, model=empty)

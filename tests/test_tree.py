@@ -106,7 +106,7 @@ def test_cross_entropy_and_kl_exact():
     # data 1/2, 1/2 on [0], [1]; model 3/4, 1/4: CE = (log2(4/3) + log2 4)/2 = 2 - log2(3)/2 bits
     data = TokenTree.from_sequences([[0], [1]], 2)
     model = TokenTree.from_sequences([[0], [1]], 2, counts=[3, 1])
-    ce, kl = cross_entropy(data, model), kl_divergence(data, model)
+    ce, kl = cross_entropy(data=data, model=model), kl_divergence(data=data, model=model)
     # 2 * eps: one rounding in log2(3) and one in the final subtraction
     assert abs(ce - (2 - math.log2(3) / 2)) <= 2 * 2 * EPS
     assert abs(kl - (ce - 1.0)) <= 4 * 2 * EPS  # H(data) = 1 bit exactly
@@ -230,10 +230,10 @@ def test_gibbs_inequality(family):
     data, other = family
     model = mixture([data, other])
     tol = entropy_tol(data.n_leaves)
-    assert cross_entropy(data, model) >= data.entropy() - tol
-    assert kl_divergence(data, model) >= -tol
-    assert abs(kl_divergence(data, data)) <= tol
-    assert abs(cross_entropy(data, data) - data.entropy()) <= tol
+    assert cross_entropy(data=data, model=model) >= data.entropy() - tol
+    assert kl_divergence(data=data, model=model) >= -tol
+    assert abs(kl_divergence(data=data, model=data)) <= tol
+    assert abs(cross_entropy(data=data, model=data) - data.entropy()) <= tol
 
 
 @given(tree_families(2, vocab_size=4), st.permutations(range(4)))
@@ -242,7 +242,7 @@ def test_invariance_under_relabelling(family, perm):
     model = mixture([data, other])
     tol = entropy_tol(model.n_leaves)
     assert abs(data.relabel(perm).entropy() - data.entropy()) <= tol
-    assert abs(cross_entropy(data.relabel(perm), model.relabel(perm)) - cross_entropy(data, model)) <= tol
+    assert abs(cross_entropy(data=data.relabel(perm), model=model.relabel(perm)) - cross_entropy(data=data, model=model)) <= tol
 
 
 @given(st.integers(2, 60).flatmap(probability_vectors))
@@ -267,8 +267,8 @@ def test_large_alphabet(seqs, V):
 def test_model_pruned_shallower_than_data_is_rejected():
     data = TokenTree.from_sequences([[0, 1], [1]], 2)
     with pytest.raises(ValueError, match="prune the data tree"):
-        cross_entropy(data, data.prune(1))
-    assert cross_entropy(data.prune(1), data.prune(1)) == data.prune(1).entropy()
+        cross_entropy(data=data, model=data.prune(1))
+    assert cross_entropy(data=data.prune(1), model=data.prune(1)) == data.prune(1).entropy()
 
 
 def test_from_next_token_fn_float32_softmax_over_50k_tokens():
@@ -291,11 +291,11 @@ def test_zero_model_probability_rule():
     data = TokenTree.from_sequences([[0], [1]], 2)
     model = TokenTree.from_sequences([[0]], 2)
     with pytest.raises(ValueError, match=r"probability 0 .*\(1,\)"):
-        cross_entropy(data, model)
-    assert cross_entropy(data, model, on_zero="inf") == math.inf
-    assert kl_divergence(data, model, on_zero="inf") == math.inf
+        cross_entropy(data=data, model=model)
+    assert cross_entropy(data=data, model=model, on_zero="inf") == math.inf
+    assert kl_divergence(data=data, model=model, on_zero="inf") == math.inf
     with pytest.raises(ValueError, match="on_zero"):
-        cross_entropy(data, model, on_zero="ignore")
+        cross_entropy(data=data, model=model, on_zero="ignore")
 
 
 @pytest.mark.parametrize(
@@ -396,5 +396,5 @@ def test_next_token_enumeration_budget_and_batches():
 def test_single_leaf_entropy_is_plus_zero():
     """One response: H = CE = 0 bits, and +0.0 (a -0.0 printed as '-0' in tables and JSON)."""
     t = TokenTree.from_sequences([[0, 1]], 2)
-    for value in (t.entropy(), t.entropy(base=math.e), cross_entropy(t, t), kl_divergence(t, t)):
+    for value in (t.entropy(), t.entropy(base=math.e), cross_entropy(data=t, model=t), kl_divergence(data=t, model=t)):
         assert value == 0.0 and math.copysign(1.0, value) == 1.0
