@@ -228,6 +228,14 @@ def test_bootstrap_interval_lies_between_the_extreme_document_ratios(bits, data)
     assert ratios.min() - tol <= lo <= hi <= ratios.max() + tol
 
 
+@pytest.mark.parametrize("value", [6844.674497532314, 0.1, 1e4, 1 / 3])
+def test_bootstrap_interval_of_identical_documents_is_that_one_ratio(value):
+    # Every resample pools n copies of one ratio: n*v/n = v exactly for n = 2, so the interval is [v, v].
+    # An interpolated quantile gave lo = 6844.674497532314 > hi = 6844.674497532313 here (one ulp).
+    lo, hi = bootstrap_ci(np.array([value] * 2), np.ones(2), np.random.default_rng(0), 200)
+    assert lo == hi == value
+
+
 def test_rates_pool_documents_and_the_interval_is_reproducible():
     # Two documents: 8 bits over 2 tokens / 4 bytes and 4 bits over 2 tokens / 4 bytes (chosen by hand).
     scores = [

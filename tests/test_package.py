@@ -3,6 +3,7 @@
 import importlib
 import inspect
 import math
+import os
 import subprocess
 import sys
 
@@ -73,3 +74,33 @@ def test_a_swapped_data_and_model_raises_instead_of_giving_another_number():
     assert gamma(model=model, data=data) == gamma(data=data, model=model)
     # CE = (log2(4/3) + 2)/2 bits per response over 2 tokens (docs/rates.md worked example)
     assert gamma(data=data, model=model) == pytest.approx((math.log2(4 / 3) + 2) / 4, rel=4 * np.finfo(float).eps)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_ci_profile_runs_fixed_examples_without_a_saved_database():
+    """The "ci" profile of tests/conftest.py is derandomized and reads no ``.hypothesis/`` database by itself, not
+    only when hypothesis's own CI detection supplies those defaults; the local profile keeps the random search.
+    Checked in a fresh interpreter without ``CI`` that loads conftest the way pytest does."""
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); import conftest; from hypothesis import settings;"
+        "ci, dev = settings.get_profile('ci'), settings.default;"
+        "print(ci.derandomize, ci.database is None, dev.derandomize, dev.database is None)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.split() == ["True", "True", "False", "False"], proc.stdout
+
+
+def test_the_ci_script_selects_the_ci_profile(tmp_path):
+    """``.ci/run`` sets ``CI`` before it hands over to the README's test command, so the deterministic profile is
+    used even on a runner that does not set ``CI``. A stand-in ``bash`` on PATH reports what it was given."""
+    fake = tmp_path / "bash"
+    fake.write_text('#!/bin/sh\necho "CI=$CI args=$*"\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["/bin/bash", os.path.join(ROOT, ".ci", "run")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.split() == ["CI=true", "args=scripts/bootstrap.sh", "test"], proc.stdout

@@ -279,7 +279,11 @@ def bootstrap_ci(
     r"""Percentile bootstrap interval of the ratio estimator :math:`\sum_d a_d / \sum_d b_d`.
 
     Documents are resampled with replacement (paired ``a_d, b_d``), ``n_resamples`` times, using
-    ``rng``. Returns None for a single document (no interval exists).
+    ``rng`` (scipy.stats.bootstrap). The endpoints are order statistics of the resampled ratios
+    (the :math:`(1-\text{level})/2` and :math:`(1+\text{level})/2` quantiles, ``inverted_cdf``:
+    no interpolation), so ``lo <= hi`` holds exactly and each endpoint is a ratio some resample
+    produced; an interpolated quantile can come out one ulp below its own lower end when every
+    document has the same ratio. Returns None for a single document (no interval exists).
     """
     a = np.asarray(numerators, dtype=np.float64)
     b = np.asarray(denominators, dtype=np.float64)
@@ -291,7 +295,9 @@ def bootstrap_ci(
         (a, b), lambda x, y, axis: x.sum(axis=axis) / y.sum(axis=axis), paired=True, vectorized=True,
         n_resamples=n_resamples, confidence_level=level, method="percentile", rng=rng,
     )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(res.bootstrap_distribution, [alpha, 1.0 - alpha], method="inverted_cdf")
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
