@@ -6,9 +6,15 @@ machine with nothing downloaded.
 
 from __future__ import annotations
 
+import bz2
+import functools
+import importlib.util
 import re
+from pathlib import Path
 
-__all__ = ["BYTE_VOCAB_SIZE", "stdlib_sentences"]
+from .tree import TokenTree
+
+__all__ = ["BYTE_VOCAB_SIZE", "WIKIPEDIA_SAMPLE", "stdlib_sentences", "wikipedia_prefix_tree", "wikipedia_sentences"]
 
 BYTE_VOCAB_SIZE = 256
 
@@ -32,3 +38,85 @@ def stdlib_sentences(n: int = 1000, min_chars: int = 8, max_chars: int = 100) ->
                 if len(out) == n:
                     return out
     raise ValueError(f"pydoc_data.topics holds only {len(out)} sentences of {min_chars}-{max_chars} characters; ask for fewer")
+
+
+WIKIPEDIA_SAMPLE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _gensim_test_file(name: str) -> Path:
+    """A file of gensim's test data, found without importing gensim (its import is slow and not needed)."""
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the Wikipedia sample ships with gensim: install it with `pip install gensim==4.4.0`")
+    path = Path(spec.submodule_search_locations[0]) / "test" / "test_data" / name
+    if not path.is_file():
+        raise ValueError(f"gensim's test data lacks {name}: install gensim==4.4.0, the version this corpus was read from")
+    return path
+
+
+def _strip_wiki_markup(text: str) -> str:
+    """Drop comments, references, templates ``{{...}}`` and tables ``{|...|}`` (nested), HTML tags and
+    bold/italic quotes; keep the visible text of links ``[[target|text]]`` and ``[url text]``."""
+    text = re.sub(r"<!--.*?-->|<ref[^>]*/>|<ref[^>]*>.*?</ref>", "", text, flags=re.S)
+    kept, depth = [], 0
+    for piece in re.split(r"(\{\{|\}\}|\{\||\|\})", text):
+        if piece in ("{{", "{|"):
+            depth += 1
+        elif piece in ("}}", "|}"):
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            kept.append(piece)
+    text = re.sub(r"<[^>]+>", "", "".join(kept))
+    text = re.sub(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]", r"\1", text)
+    text = re.sub(r"\[https?://\S+ ?([^\]]*)\]", r"\1", text)
+    return re.sub(r"'{2,}", "", text)
+
+
+@functools.lru_cache(maxsize=1)
+def _wikipedia_sentences() -> tuple[str, ...]:
+    import html
+    import xml.etree.ElementTree as ET
+
+    out: list[str] = []
+    with bz2.open(_gensim_test_file(WIKIPEDIA_SAMPLE)) as f:
+        for _, page in ET.iterparse(f):
+            if not page.tag.endswith("}page"):
+                continue
+            text = page.findtext("{*}revision/{*}text") or ""
+            if page.findtext("{*}ns") == "0" and not text[:9].lower().startswith("#redirect"):
+                for line in _strip_wiki_markup(html.unescape(text)).split("\n"):
+                    line = " ".join(line.split())
+                    # prose only: no list, heading, table or indentation lines, no markup left over
+                    if line and line[0] not in "*#:;|!={[" and not re.search(r"\[\[|\]\]|\{\{|\}\}|\|", line):
+                        out.extend(s for s in _SENTENCE_END.split(line) if s[:1].isupper())
+            page.clear()
+    return tuple(out)
+
+
+def wikipedia_sentences(n: int | None = None, min_chars: int = 8, max_chars: int = 200) -> list[list[int]]:
+    """Sentences of the 106 English Wikipedia articles shipped in gensim 4.4.0's test data, as UTF-8 bytes.
+
+    The articles (text CC BY-SA 3.0, Wikipedia contributors; the gensim package is LGPL-2.1) are read
+    from the installed wheel without importing gensim. Markup is stripped (:func:`_strip_wiki_markup`),
+    only prose lines are kept, and each line is split after ``.``, ``!`` or ``?``; a sentence is kept if
+    it starts with a capital letter and has ``min_chars`` to ``max_chars`` characters. The first ``n``
+    (all if None) are returned, in article order. The parsed text is cached for the process (about
+    3 s to read). The corpus depends on the gensim version only, not on the Python version.
+    """
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out = [list(s.encode("utf-8")) for s in _wikipedia_sentences() if min_chars <= len(s) <= max_chars]
+    if n is not None and len(out) < n:
+        raise ValueError(f"the Wikipedia sample holds only {len(out)} sentences of {min_chars}-{max_chars} characters; ask for fewer")
+    return out if n is None else out[:n]
+
+
+def wikipedia_prefix_tree(depth: int = 3) -> TokenTree:
+    """The token tree of all :func:`wikipedia_sentences` (bytes) pruned to ``depth``: its leaves are the
+    sentences' first ``depth`` bytes, with counts. Built from the truncated sentences (the same tree as
+    building from whole sentences and pruning, tested, and several times faster)."""
+    sentences = wikipedia_sentences()
+    if depth < 1 or depth > min(map(len, sentences)):
+        raise ValueError(f"depth must be between 1 and the shortest sentence's {min(map(len, sentences))} bytes, got {depth}")
+    return TokenTree.from_sequences([s[:depth] for s in sentences], BYTE_VOCAB_SIZE, ends=[False] * len(sentences))
