@@ -272,7 +272,7 @@ class DiscretePowerLawFit:
 
     @property
     def exponent_se(self) -> float:
-        """Asymptotic standard error of ``exponent`` (and of ``alpha``): :math:`(a - 1)/\sqrt{n_{tail}}` (CSN eq. 3.2)."""
+        r"""Asymptotic standard error of ``exponent`` (and of ``alpha``): :math:`(a - 1)/\sqrt{n_{tail}}` (CSN eq. 3.2)."""
         return (self.exponent - 1.0) / math.sqrt(self.n_tail)
 
 

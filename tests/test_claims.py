@@ -93,13 +93,19 @@ def test_float64_finite_differences():
 
 
 def test_pareto_entropy_offset():
-    """|H - (ln M + ln(alpha/(alpha-1)) - 1/(alpha-1))| -> 0 like M^(-1/2) for alpha > 2 (< 0.01 nats at M = 2^16)."""
-    assert _check("pareto_entropy_offset").largest_error < 0.01
+    """|H - (ln M + ln(alpha/(alpha-1)) - 1/(alpha-1))| -> 0: every alpha's slope interval over seeds lies below 0,
+    and the error is < 0.01 nats at M = 2^16 for alpha > 2."""
+    ev = _check("pareto_entropy_offset")
+    assert ev.largest_error < 0.01
+    assert all(run["slope_interval_99"][1] < 0 for run in ev.details["convergence"])
 
 
 def test_pareto_assumption_text():
-    """Fails: the bootstrap KS p-value of a Pareto fit to real-text leaf masses is < 0.05."""
-    assert _check("pareto_assumption_text").counterexample["bootstrap_pvalue"] < 0.05
+    """Inconclusive: the discrete power-law test does not reject the Wikipedia tree's leaf counts, its measured size
+    is compatible with 0.05, and its measured power is not shown to reach 0.8."""
+    ev = _check("pareto_assumption_text")
+    assert ev.details["pvalue"] > 0.05 and ev.details["size"]["interval"][0] <= 0.05
+    assert min(r["interval"][0] for r in ev.details["power"].values()) < 0.8
 
 
 def test_sign_beyond_threshold():
