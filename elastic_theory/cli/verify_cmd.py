@@ -93,8 +93,9 @@ def verify_command(
 ) -> None:
     """Check every claim of the elasticity theory; exit 0 only if every verdict is the expected one.
 
-    Verdicts: holds, approximate (true up to a stated deviation) or fails (a counterexample was
-    found). A claim expected to fail passes when the counterexample is found.
+    Verdicts: holds, approximate (true up to a stated deviation), fails (a counterexample was
+    found) or inconclusive (a statistical test too weak to decide; its size and power are shown).
+    A claim expected to fail passes when the counterexample is found.
     """
     from ..claims import render_markdown, render_table, run_verification
     from ..io import write_json_atomic
