@@ -597,11 +597,13 @@ def _pareto_text(rng: np.random.Generator) -> Evidence:
     return Evidence(
         res.verdict, fit.n, res.test.pvalue, res.level,
         f"{fit.n} leaves from {res.n_draws} sentences; discrete power law above x_min = {fit.x_min} ({fit.n_tail} leaves): "
-        f"alpha = {fit.alpha:.2f}, KS = {fit.ks_statistic:.3f}, bootstrap p = {res.test.pvalue:.2f}; "
+        f"alpha = {fit.alpha:.2f} ± {fit.exponent_se:.2f}, KS = {fit.ks_statistic:.3f}, p = {res.test.pvalue:.2f} "
+        f"[{res.test.pvalue_interval[0]:.2f}, {res.test.pvalue_interval[1]:.2f}] ({res.test.n_bootstrap} pipeline samples); "
         f"rejections at {res.level} (95% CI): Pareto null {rate(size)}, "
         + ", ".join(f"{name} {rate(r)}" for name, r in res.power.items()),
         {"pvalue": res.test.pvalue, "x_min": fit.x_min, "alpha": fit.alpha} if res.verdict == "fails" else None,
-        {"fit": fit.__dict__ | {"alpha": fit.alpha}, "pvalue": res.test.pvalue, "n_bootstrap": res.test.n_bootstrap,
+        {"fit": fit.__dict__ | {"alpha": fit.alpha, "alpha_se": fit.exponent_se}, "pvalue": res.test.pvalue,
+         "pvalue_interval": res.test.pvalue_interval, "n_bootstrap": res.test.n_bootstrap, "bootstrap": res.test.bootstrap,
          "n_draws": res.n_draws, "leaf_total": res.leaf_total,
          "size": size.__dict__ | {"interval": size.interval},
          "power": {name: r.__dict__ | {"interval": r.interval} for name, r in res.power.items()}},

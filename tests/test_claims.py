@@ -101,11 +101,12 @@ def test_pareto_entropy_offset():
 
 
 def test_pareto_assumption_text():
-    """Inconclusive: the discrete power-law test does not reject the Wikipedia tree's leaf counts, its measured size
-    is compatible with 0.05, and its measured power is not shown to reach 0.8."""
+    """Inconclusive: the pipeline-bootstrap test's p-value does not lie below 0.05 beyond its Monte Carlo error, its
+    measured size is compatible with 0.05, and neither a clear non-rejection nor power >= 0.8 is shown."""
     ev = _check("pareto_assumption_text")
-    assert ev.details["pvalue"] > 0.05 and ev.details["size"]["interval"][0] <= 0.05
-    assert min(r["interval"][0] for r in ev.details["power"].values()) < 0.8
+    lo, hi = ev.details["pvalue_interval"]
+    assert hi > 0.05 and ev.details["size"]["interval"][0] <= 0.05
+    assert lo <= 0.05 or min(r["interval"][0] for r in ev.details["power"].values()) < 0.8
 
 
 def test_sign_beyond_threshold():

@@ -40,6 +40,15 @@ def test_sample_masses_is_a_distribution_and_seeded():
             pareto.sample_masses(rng=np.random.default_rng(0), **bad)
 
 
+def test_sample_masses_are_the_lomax_draws_taken_in_logs():
+    """The masses are x_m (1 + Lomax) normalized, from the same draws as ``rng.pareto`` (to rounding), and a tiny
+    alpha (one leaf holding nearly all the mass) gives finite masses instead of inf/inf."""
+    direct = 1.0 + np.random.default_rng(9).pareto(1.3, size=500)
+    assert np.allclose(pareto.sample_masses(500, 1.3, np.random.default_rng(9)), direct / direct.sum(), rtol=1e-12, atol=0)
+    tiny = pareto.sample_masses(500, 1e-3, np.random.default_rng(9))
+    assert np.isfinite(tiny).all() and tiny.max() == pytest.approx(1.0) and tiny.sum() == pytest.approx(1.0)
+
+
 def test_entropy_converges_at_the_clt_rate():
     """alpha = 4 (finite variance): median |H - offset| ~ M^(-1/2); fitted slope within 0.2, error < 0.01 nats at 2^16."""
     run = pareto.entropy_convergence(4.0, MS, 48, np.random.default_rng(0))
@@ -135,6 +144,10 @@ def test_fit_bad_input():
         pareto.fit_discrete_power_law(np.array([1, 2, 3]), tail_fraction=1.0)
     with pytest.raises(ValueError, match="n_bootstrap must be >= 1"):
         pareto.power_law_test(np.array([1, 2, 3]), np.random.default_rng(0), n_bootstrap=0)
+    with pytest.raises(ValueError, match=r"n_draws \(5\) must be at least the sum of the counts \(6\)"):
+        pareto.power_law_test(np.array([1, 2, 3]), np.random.default_rng(0), n_draws=5)
+    with pytest.raises(ValueError, match="bootstrap must be 'pipeline' or 'semi-parametric'"):
+        pareto.rejection_rate(lambda g: np.ones(3) / 3, 10, 1, np.random.default_rng(0), bootstrap="parametric")
 
 
 def test_sample_discrete_power_law_is_exact():
@@ -158,8 +171,9 @@ def _binomial_max(n: int, p: float, prob: float = 0.999) -> int:
 
 
 def test_size_under_the_pareto_pipeline():
-    """Pareto masses (M = 1000, alpha = 1.5) -> 10,000 multinomial draws -> leaves seen -> test at 0.05: at most the
-    99.9% binomial quantile of 40 replicates at size 0.05 reject (the continuous KS test rejected 20 of 20)."""
+    """Pareto masses (M = 1000, alpha = 1.5) -> 10,000 multinomial draws -> leaves seen -> pipeline-bootstrap test at
+    0.05: at most the 99.9% binomial quantile of 40 replicates at size 0.05 reject (the former continuous KS test
+    rejected 20 of 20 such data sets)."""
     r = pareto.rejection_rate(lambda g: pareto.sample_masses(1000, 1.5, g), 10_000, 40, np.random.default_rng(5))
     assert r.rejections <= _binomial_max(40, 0.05)
     lo, hi = r.interval
@@ -193,12 +207,16 @@ def test_counts_verdict_logic():
 
     def verdict(p: float, size: int, power: int) -> str:
         rate = lambda k: pareto.RejectionRate(k, 40, 0.05, 19)  # noqa: E731
-        return pareto.CountsVerdict(pareto.PowerLawTest(fit, p, 99), 1000, 120, rate(size), {"alt": rate(power)}, 0.05, 0.8).verdict
+        test = pareto.PowerLawTest(fit, p, 99, "pipeline")
+        return pareto.CountsVerdict(test, 1000, 120, rate(size), {"alt": rate(power)}, 0.05, 0.8).verdict
 
-    assert verdict(0.01, 2, 10) == "fails"
+    assert verdict(0.01, 2, 10) == "fails"  # 0 of 99 bootstrap samples as extreme: p's interval [0, 0.037]
+    assert verdict(0.05, 2, 10) == "inconclusive"  # 4 of 99: p's interval [0.011, 0.100] straddles 0.05
     assert verdict(0.01, 12, 40) == "inconclusive"  # 12/40 false rejections: the test is not valid
     assert verdict(0.5, 2, 40) == "holds"  # 40/40: the 95% interval of the power is above 0.8
     assert verdict(0.5, 2, 33) == "inconclusive"  # 33/40 = 0.83, but the interval reaches below 0.8
+    assert pareto.PowerLawTest(fit, 0.05, 99, "pipeline").pvalue_interval == pytest.approx(
+        (stats.beta.ppf(0.025, 4, 96), stats.beta.ppf(0.975, 5, 95)), rel=1e-9)  # Clopper-Pearson by its beta form
     with pytest.raises(ValueError, match="unknown alternatives"):
         pareto.counts_verdict(np.array([1, 2, 3]), 6, np.random.default_rng(0), alternatives=("cauchy",))
 
