@@ -411,8 +411,8 @@ class PowerLawTest:
     * ``"pipeline"``: leaf counts of ``n_draws`` multinomial draws from Pareto masses at the fitted
       ``alpha`` over :func:`matching_leaf_total` leaves, leaves never drawn dropped. Its null is the
       assumption itself, Pareto masses seen through a finite sample; the counts just above ``x_min``
-      are Poisson-blurred, which the semi-parametric null does not know (it rejects Pareto masses
-      about twice as often as its level on tree-sized samples; docs/theory.md).
+      are Poisson-blurred, which the semi-parametric null does not know (it rejected Pareto masses
+      in 15 and 17 of 200 tree-sized samples at level 0.05; docs/theory.md).
 
     The smallest possible p-value is :math:`1/(B+1)`; the size is measured, not assumed (:func:`rejection_rate`).
     """
