@@ -165,6 +165,17 @@ def test_sample_discrete_power_law_is_exact():
         pareto.sample_discrete_power_law(5, 2.0, 0, np.random.default_rng(0))
 
 
+def test_semiparametric_test_tells_a_geometric_tail():
+    """Without n_draws the test is Clauset et al.'s semi-parametric one: 2000 geometric counts (an exponential
+    tail) are rejected beyond Monte Carlo error (p's whole interval below 0.05); exact power-law draws are not
+    (p's whole interval above 0.05)."""
+    rng = np.random.default_rng(12)
+    geometric = pareto.power_law_test(rng.geometric(0.05, 2000), rng, 99)
+    assert geometric.bootstrap == "semi-parametric" and geometric.pvalue_interval[1] < 0.05
+    power_law = pareto.power_law_test(pareto.sample_discrete_power_law(2000, 2.5, 1, rng), rng, 99)
+    assert power_law.pvalue_interval[0] > 0.05
+
+
 def _binomial_max(n: int, p: float, prob: float = 0.999) -> int:
     """The prob-quantile of Binomial(n, p): a rejection count above it has chance < 1 - prob."""
     return int(stats.binom.ppf(prob, n, p))
