@@ -282,3 +282,12 @@ def test_wikipedia_sample_needs_gensim(monkeypatch):
     monkeypatch.setattr(examples.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install gensim==4\.4\.0"):
         examples._gensim_test_file(examples.WIKIPEDIA_SAMPLE)
+
+
+def test_wiki_markup_is_stripped():
+    """Nested templates, tables, references and comments go; links keep their visible text; bold quotes go."""
+    from elastic_theory.examples import _strip_wiki_markup
+
+    text = ("'''Alba''' is a {{lang|gd|{{nested}} name}} for [[Scotland]] and [[Kingdom of Alba|the kingdom]]."
+            "<ref name=a>Cite</ref><!-- note -->{| class=x\n| cell\n|} See [https://example.org the site].")
+    assert _strip_wiki_markup(text) == "Alba is a  for Scotland and the kingdom. See the site."
