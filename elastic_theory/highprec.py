@@ -33,6 +33,7 @@ __all__ = [
     "mp_dcross_entropy_dl",
     "precision_table",
     "reference_derivatives",
+    "reference_hooke",
 ]
 
 #: (k, l, w3): k up to 1e9 and l down to 1e-9 (the ranges of THEORY §2 "Numerics"), w3 = 0.1.
@@ -69,6 +70,29 @@ def reference_derivatives(k: float, l: float, w3: float, dps: int = 50) -> dict[
         return {
             q: mpmath.nstr(mpmath.diff(lambda x: _ce(K, x, W3, q, mpmath.log), L) / mpmath.log(2), 30)
             for q in QUANTITIES
+        }
+
+
+def reference_hooke(k: float, l: float, w3: float, dps: int = 40) -> dict[str, float]:
+    r"""The fields of :func:`elastic_theory.elasticity.hooke_invariant` at ``dps`` digits, by a route it does not use.
+
+    The residual is the integral of the §2.2 derivatives,
+    :math:`r = \int_0^l \bigl(\frac{x_2}{x_2+s} - \frac{x_1}{x_1+s}\bigr) ds
+    = \int_0^l \frac{s\,(1 + k(1-w_3))}{(x_2+s)(x_1+s)}\,ds` (:math:`x_1 = k w_3`, :math:`x_2 = 1 + k`, a positive
+    integrand: nothing cancels), by ``mpmath.quad`` split at :math:`x_1`; :math:`\Delta CE_a = \ln(1 + l/x_2)` and
+    :math:`\Delta CE_p = (r - \Delta CE_a)/k`. Bits per response; the inputs are the exact binary values of the floats.
+    """
+    import mpmath
+
+    with mpmath.workdps(dps):
+        K, L, W3 = mpmath.mpf(k), mpmath.mpf(l), mpmath.mpf(w3)
+        x1, x2 = K * W3, 1 + K
+        r = mpmath.quad(lambda s: s * (1 + K * (1 - W3)) / ((x2 + s) * (x1 + s)), [0, x1, L] if x1 < L else [0, L])
+        d_a = mpmath.log1p(L / x2)
+        ln2 = mpmath.log(2)
+        return {
+            "delta_gamma_a": float(d_a / ln2), "delta_gamma_p": float((r - d_a) / K / ln2),
+            "residual": float(r / ln2), "relative_residual": float(r / d_a),
         }
 
 
