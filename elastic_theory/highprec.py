@@ -31,6 +31,7 @@ __all__ = [
     "PrecisionRow",
     "agreeing_digits",
     "mp_dcross_entropy_dl",
+    "mp_hooke_residual",
     "precision_table",
     "reference_derivatives",
     "reference_hooke",
@@ -146,23 +147,55 @@ def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
     return rows
 
 
+def _mp_cross_entropy(model: elasticity.PerturbationModel, data: TokenTree, mpmath):
+    r""":math:`l \mapsto CE(P_i, p_l)` in nats at the current mpmath precision, from the trees' stored masses.
+
+    :math:`P_i`, :math:`P = (|D_p| P_p + |D_a| P_a)/N` and :math:`P_t` are formed in mpmath from the exact binary
+    values of the stored leaf masses and each tree's exact leaf-mass total, so nothing is rounded to float64 on the way.
+    """
+    m = model.leaf_masses(data)
+    mp = mpmath.mpf
+    totals = [mpmath.fsum(mp(x) for x in t.eos_weight.tolist() + t.cut_weight.tolist())
+              for t in (data, model.pretrain, model.align, model.perturb)]
+    s_p, s_a = mp(model.size_pretrain), mp(model.size_align)
+    N = s_p + s_a
+    leaves = [
+        (mp(d) / totals[0], (s_p * mp(q) / totals[1] + s_a * mp(a) / totals[2]) / N, mp(t) / totals[3])
+        for d, q, a, t in zip(m.data.tolist(), m.pretrain.tolist(), m.align.tolist(), m.perturb.tolist())
+    ]
+
+    def ce(x):
+        return -mpmath.fsum(w * mpmath.log((N * p + x * s_a * t) / (N + x * s_a)) for w, p, t in leaves)
+
+    return ce
+
+
 def mp_dcross_entropy_dl(*, data: TokenTree, model: elasticity.PerturbationModel, l: float, dps: int = 30) -> float:
     r""":math:`\frac{d}{dl} CE(P_i, p_l)` in bits per response by ``mpmath.diff`` at ``dps`` digits, without the §2.1 formula.
 
-    Reads the leaf probabilities of ``data`` under the base model :math:`P` and under :math:`P_t`
-    (float64, taken as exact), builds :math:`CE(l) = -\sum_x P_i(x) \ln\frac{N P(x) + l|D_a| P_t(x)}{N + l|D_a|}`
-    in mpmath and differentiates it numerically. The reference for testing
-    :meth:`~elastic_theory.elasticity.PerturbationModel.rates` on any supports; needs :math:`l > 0`
-    when ``data`` has leaves outside the base model.
+    Builds :math:`CE(l) = -\sum_x P_i(x) \ln\frac{N P(x) + l|D_a| P_t(x)}{N + l|D_a|}` in mpmath from the trees'
+    stored masses (no float64 rounding of the leaf probabilities) and differentiates it numerically. The
+    reference for testing :meth:`~elastic_theory.elasticity.PerturbationModel.rates` on any supports; needs
+    :math:`l > 0` when ``data`` has leaves outside the base model. For large k the derivative of the
+    pre-training rate is ~1/k^2 of the rate itself, so ``dps`` must exceed 2 log10(k) + 20.
     """
     import mpmath
 
-    lv, P, Pt = model.leaf_probs(data)
-    N, a = model.size_pretrain + model.size_align, model.size_align
     with mpmath.workdps(dps):
-        terms = [(mpmath.mpf(float(w)), mpmath.mpf(float(p)), mpmath.mpf(float(t))) for w, p, t in zip(lv.prob, P, Pt)]
+        return float(mpmath.diff(_mp_cross_entropy(model, data, mpmath), mpmath.mpf(l)) / mpmath.log(2))
 
-        def ce(x):
-            return -mpmath.fsum(w * mpmath.log((N * p + x * a * t) / (N + x * a)) for w, p, t in terms)
 
-        return float(mpmath.diff(ce, mpmath.mpf(l)) / mpmath.log(2))
+def mp_hooke_residual(model: elasticity.PerturbationModel, l: float, dps: int = 60) -> float:
+    r""":math:`(|D_a|\Delta CE_a + |D_p|\Delta CE_p)/(|D_a||\Delta CE_a|)` from 0 to l by differences of mpmath
+    cross-entropies (:func:`_mp_cross_entropy`) at ``dps`` digits: the reference for
+    :meth:`~elastic_theory.elasticity.PerturbationModel.hooke_residual`. The differences cancel about
+    :math:`\log_{10}(N/(l|D_a|))` digits each and the numerator's first-order parts as many again, so ``dps``
+    must exceed twice that plus 20.
+    """
+    import mpmath
+
+    with mpmath.workdps(dps):
+        L = mpmath.mpf(l)
+        ce_a, ce_p = _mp_cross_entropy(model, model.align, mpmath), _mp_cross_entropy(model, model.pretrain, mpmath)
+        d_a, d_p = ce_a(L) - ce_a(0), ce_p(L) - ce_p(0)
+        return float((d_a + mpmath.mpf(model.size_pretrain) / mpmath.mpf(model.size_align) * d_p) / abs(d_a))

@@ -54,6 +54,7 @@ __all__ = [
     "cross_entropy",
     "kl_divergence",
     "mixture",
+    "model_leaf_mass",
     "model_leaf_probs",
     "pad_sequences",
     "split_chunks",
@@ -695,6 +696,13 @@ def model_leaf_probs(*, data: TokenTree, model: TokenTree) -> tuple[LeafDistribu
     :func:`cross_entropy`, :func:`kl_divergence` and the perturbation model of
     :mod:`elastic_theory.elasticity` all evaluate.
     """
+    lv, mass = model_leaf_mass(data=data, model=model)
+    return lv, mass / model.total_weight
+
+
+def model_leaf_mass(*, data: TokenTree, model: TokenTree) -> tuple[LeafDistribution, np.ndarray]:
+    """``(leaves, mass)``: as :func:`model_leaf_probs`, but the model's stored mass of each data leaf (not divided
+    by its total weight), for callers that normalize in higher precision."""
     if data.vocab_size != model.vocab_size:
         raise ValueError(f"data and model trees use different alphabets ({data.vocab_size} vs {model.vocab_size})")
     if model.is_pruned and data.max_depth > model.max_depth:
@@ -708,8 +716,7 @@ def model_leaf_probs(*, data: TokenTree, model: TokenTree) -> tuple[LeafDistribu
     mm = np.maximum(m, 0)
     eos_q = model.eos_weight[mm]
     cont_q = np.maximum(model.weight[mm] - model.eos_weight[mm], 0.0)
-    q = np.where(ok, np.where(lv.is_eos, eos_q, cont_q), 0.0) / model.total_weight
-    return lv, q
+    return lv, np.where(ok, np.where(lv.is_eos, eos_q, cont_q), 0.0)
 
 
 def check_support(data: TokenTree, lv: LeafDistribution, q: np.ndarray, on_zero: str = "raise") -> float | None:
