@@ -426,7 +426,7 @@ class DatasetRates:
     r"""Rates of one dataset under :math:`p_l` and their exact l-derivatives (§2.1).
 
     ``cross_entropy_bits``: :math:`CE(P_i, p_l)` bits per response; ``dcross_entropy_dl_bits`` its
-    derivative; ``gamma_bits_per_token`` = CE / E|x| and its derivative; ``kl_bits``:
+    derivative per unit of ``l`` (in the model's ``size_unit``); ``gamma_bits_per_token`` = CE / E|x| and its derivative; ``kl_bits``:
     :math:`KL(P_i \| p_l)` bits per response (the default normalized rate times E|x|);
     ``shared_mass`` = :math:`E_{P_i}[P_t/p_l]` (the derivative's sign is that of 1 - shared_mass).
     """
@@ -459,9 +459,16 @@ class PerturbationModel:
     r"""The joint optimum on :math:`D_p \cup D_a \cup D_t` as a function of :math:`l = |D_t|/|D_a|`.
 
     Build it with :meth:`from_trees`. ``size_pretrain`` = |D_p| and ``size_align`` = |D_a| are
-    response counts by default (``size_unit="tokens"``: token counts, ``tree.n_tokens``); the
-    perturbation set's own size never enters (|D_t| = l |D_a| by definition). The trees may
-    have any supports; they are the finite datasets an experiment trains on.
+    response counts: they weight the mixture, which is the maximum-likelihood model of all
+    responses together however |D| is measured. The perturbation set's own size never enters
+    (|D_t| = l |D_a| by definition). The trees may have any supports; they are the finite datasets
+    an experiment trains on.
+
+    ``size_unit`` only says how k and l are expressed. ``"responses"`` (default):
+    :math:`k = |D_p|/|D_a|`, :math:`l = |D_t|/|D_a|` in responses. ``"tokens"``: both in tokens,
+    :math:`k = |D_p|_{tok}/|D_a|_{tok}` and :math:`|D_t|_{tok} = l\,|D_a|_{tok}`, i.e.
+    :math:`|D_t| = l\,|D_a|_{tok}/E_t|x|` responses: every method taking ``l`` reads it so, and
+    derivatives are per unit of that l (:attr:`l_scale` converts). The model itself is the same.
     """
 
     pretrain: TokenTree
@@ -480,19 +487,27 @@ class PerturbationModel:
         size_unit: SizeUnit = "responses",
         sizes: tuple[float, float] | None = None,
     ) -> PerturbationModel:
-        """The model with |D_p|, |D_a| read from the trees in ``size_unit``, or given as ``sizes``."""
+        """The model with |D_p|, |D_a| in responses read from the trees (``n_sequences``) or given as ``sizes``.
+
+        ``size_unit`` (how k and l are expressed, see the class docstring) does not change the model;
+        ``"tokens"`` needs D_p, D_a and D_t to have tokens (mean length > 0).
+        """
         if size_unit not in ("responses", "tokens"):
             raise ValueError(f"size_unit must be 'responses' or 'tokens', got {size_unit!r}")
         if sizes is None:
-            attr = "n_sequences" if size_unit == "responses" else "n_tokens"
-            sizes = (getattr(pretrain, attr), getattr(align, attr))
+            sizes = (pretrain.n_sequences, align.n_sequences)
         s_p, s_a = (float(s) for s in sizes)
         for name, s in (("|D_p|", s_p), ("|D_a|", s_a)):
             if not (s > 0 and math.isfinite(s)):
-                raise ValueError(f"{name} must be finite and > 0, got {s!r} (a dataset of empty responses has 0 tokens)")
+                raise ValueError(f"{name} must be finite and > 0 responses, got {s!r}")
         V = {t.vocab_size for t in (pretrain, align, perturb)}
         if len(V) != 1:
             raise ValueError(f"the three datasets must share one alphabet, got vocab sizes {sorted(V)}")
+        if size_unit == "tokens":
+            for name, t in (("D_p", pretrain), ("D_a", align), ("D_t", perturb)):
+                if not t.mean_length > 0:
+                    raise ValueError(f"size_unit='tokens' needs tokens in every dataset, but {name} has only empty "
+                                     "responses; use size_unit='responses'")
         return cls(pretrain, align, perturb, s_p, s_a, size_unit)
 
     @classmethod
@@ -514,8 +529,24 @@ class PerturbationModel:
 
     @property
     def k(self) -> float:
-        """:math:`k = |D_p|/|D_a|`."""
+        """:math:`k = |D_p|/|D_a|` in ``size_unit`` (tokens: :math:`k_{responses} E_p|x| / E_a|x|`)."""
+        if self.size_unit == "tokens":
+            return self.size_pretrain * self.pretrain.mean_length / (self.size_align * self.align.mean_length)
+        return self.k_responses
+
+    @property
+    def k_responses(self) -> float:
+        """:math:`|D_p|/|D_a|` in responses: the ratio of the mixture weights."""
         return self.size_pretrain / self.size_align
+
+    @property
+    def l_scale(self) -> float:
+        """:math:`dl_{responses}/dl`: 1, or :math:`E_a|x|/E_t|x|` when l is in tokens."""
+        return self.align.mean_length / self.perturb.mean_length if self.size_unit == "tokens" else 1.0
+
+    def l_responses(self, l: float) -> float:
+        """:math:`|D_t|/|D_a|` in responses for ``l`` in ``size_unit``: the perturbation's weight in the mixture."""
+        return check_l(l) * self.l_scale
 
     @cached_property
     def base_model(self) -> TokenTree:
@@ -523,8 +554,8 @@ class PerturbationModel:
         return mixture([self.pretrain, self.align], [self.size_pretrain, self.size_align])
 
     def model(self, l: float) -> TokenTree:
-        """:math:`p_l` as a token tree (the mixture of the three datasets with sizes |D_p|, |D_a|, l|D_a|)."""
-        l = check_l(l)
+        """:math:`p_l` as a token tree (the mixture of the three datasets with |D_p|, |D_a|, l|D_a| responses)."""
+        l = self.l_responses(l)
         if l == 0.0:
             return self.base_model
         return mixture([self.pretrain, self.align, self.perturb], [self.size_pretrain, self.size_align, l * self.size_align])
@@ -565,7 +596,7 @@ class PerturbationModel:
         and KL are float64 sums (the cross-entropy's terms all have one sign). Raises ``ValueError`` when
         :math:`p_l` gives probability 0 to a leaf of ``data`` (infinite rate), naming the leaf.
         """
-        l = check_l(l)
+        l_given, l = check_l(l), self.l_responses(l)
         m = self.leaf_masses(data)
         Pd, P, Pt = self._probs(m, _FLOAT)
         N, a = self.size_pretrain + self.size_align, self.size_align
@@ -580,9 +611,9 @@ class PerturbationModel:
             return B.fsum(Pd * N_ * (P - Pt) / den), B.fsum(Pd * N_ * (P + Pt) / den)
 
         ce = float(0.0 - (Pd * np.log(p_l)).sum()) / LN2  # 0.0 - sum: never -0.0
-        dce = (a / (N + l * a)) * _accurate_sum(one_minus_shared) / LN2
+        dce = (a / (N + l * a)) * _accurate_sum(one_minus_shared) / LN2 * self.l_scale
         kl = float((Pd * np.log(Pd / p_l)).sum()) / LN2
-        return DatasetRates(l, ce, dce, data.mean_length, kl, shared)
+        return DatasetRates(l_given, ce, dce, data.mean_length, kl, shared)
 
     def ratio(self, l: float, per_token: bool = False) -> float:
         r""":math:`R = (dCE_a/dl)/(-dCE_p/dl)` at l (per response; ``per_token``: of the per-token rates)."""
@@ -599,7 +630,7 @@ class PerturbationModel:
         so both sums go through the same :data:`PRECISION` (1e-12 relative) control as :meth:`rates` instead of
         subtracting float cross-entropies (which gave 7.2e-4 for 4.5e-4 at k = 1e4 and 1.0 at k = 1e6).
         """
-        l = check_l(l)
+        l = self.l_responses(l)
         if l == 0.0:
             raise ValueError("hooke_residual needs l > 0: at l = 0 both changes are 0 and their ratio is undefined")
         # (|D_p|/|D_a|, leaf masses) of the two datasets; the numerator is in units of |D_a|.

@@ -148,7 +148,8 @@ def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
 
 
 def _mp_cross_entropy(model: elasticity.PerturbationModel, data: TokenTree, mpmath):
-    r""":math:`l \mapsto CE(P_i, p_l)` in nats at the current mpmath precision, from the trees' stored masses.
+    r""":math:`l \mapsto CE(P_i, p_l)` in nats at the current mpmath precision, from the trees' stored masses
+    (l in the model's ``size_unit``).
 
     :math:`P_i`, :math:`P = (|D_p| P_p + |D_a| P_a)/N` and :math:`P_t` are formed in mpmath from the exact binary
     values of the stored leaf masses and each tree's exact leaf-mass total, so nothing is rounded to float64 on the way.
@@ -164,8 +165,10 @@ def _mp_cross_entropy(model: elasticity.PerturbationModel, data: TokenTree, mpma
         for d, q, a, t in zip(m.data.tolist(), m.pretrain.tolist(), m.align.tolist(), m.perturb.tolist())
     ]
 
+    scale = mp(model.l_scale)  # l in the model's size_unit -> responses
+
     def ce(x):
-        return -mpmath.fsum(w * mpmath.log((N * p + x * s_a * t) / (N + x * s_a)) for w, p, t in leaves)
+        return -mpmath.fsum(w * mpmath.log((N * p + x * scale * s_a * t) / (N + x * scale * s_a)) for w, p, t in leaves)
 
     return ce
 

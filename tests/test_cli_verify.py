@@ -149,6 +149,28 @@ def test_perturb_json(tmp_path):
     assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=16 * EPS)
 
 
+def test_perturb_in_tokens_keeps_the_model_and_names_the_units(tmp_path):
+    """--size-unit tokens: the same mixture (each of the 5 responses 1/5), l read in tokens; R and R_over_k are per
+    response over the response k, R_tokens = R E_p|x|/E_a|x| sits next to k_tokens (the old output divided the
+    per-response R by the token k)."""
+    p = _write(tmp_path / "p.jsonl", [[0, 0, 0, 0], [0, 1, 1, 1], [2, 2, 2, 2]])
+    a = _write(tmp_path / "a.jsonl", [[1], [1, 2]])
+    t = _write(tmp_path / "t.jsonl", [[3, 3, 3]])
+    runs = {}
+    for unit, l in (("responses", "0.2"), ("tokens", "0.4")):  # 0.4 |D_a|_tok = 1.2 tokens = 0.4 responses of D_t
+        out = tmp_path / f"{unit}.json"
+        res = _run("perturb", "--pretrain", str(p), "--align", str(a), "--perturb", str(t), "--l", l,
+                   "--size-unit", unit, "--json", str(out))
+        assert res.exit_code == 0, res.output
+        runs[unit] = json.loads(out.read_text())
+    resp, tok = runs["responses"], runs["tokens"]
+    assert tok["l_responses"] == 0.2 and tok["k"] == resp["k"] == 1.5 and tok["k_tokens"] == 4.0
+    assert tok["pretrain"]["cross_entropy_bits"] == resp["pretrain"]["cross_entropy_bits"]
+    assert tok["R"] == pytest.approx(resp["R"], rel=8 * EPS)
+    assert tok["R_over_k"] == pytest.approx(tok["R"] / 1.5, rel=EPS)
+    assert tok["R_tokens"] == pytest.approx(tok["R"] * 4 / 1.5, rel=2 * EPS)
+
+
 def test_perturb_sign_warning(tmp_path):
     """Perturbation data equal to the alignment data: the align rate falls, so a warning goes to stderr, exit 0."""
     p = _write(tmp_path / "p.jsonl", [[0], [1]])

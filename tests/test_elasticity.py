@@ -166,12 +166,41 @@ def test_bad_input_raises(call, message):
 
 
 def test_token_size_unit():
-    """size_unit='tokens' uses n_tokens for |D_p| and |D_a|; responses is the default."""
+    """size_unit='tokens' expresses k in tokens (n_tokens of D_p over D_a); responses is the default."""
     p, a, t = (TokenTree.from_sequences(s, 3) for s in ([[0, 0, 0], [2]], [[1]], [[2]]))
     assert el.PerturbationModel.from_trees(p, a, t).k == 2.0
     assert el.PerturbationModel.from_trees(p, a, t, size_unit="tokens").k == 4.0
     with pytest.raises(ValueError, match="size_unit must be 'responses' or 'tokens', got 'bytes'"):
         el.PerturbationModel.from_trees(p, a, t, size_unit="bytes")
+
+
+def test_token_size_unit_does_not_change_the_model():
+    """The joint optimum is the empirical distribution of all responses together, however |D| is measured.
+
+    D_p = {0000, 0111, 2222}, D_a = {1, 12}: each of the 5 responses gets 1/5 in both units (the old tokens mode
+    weighted the mixture by token counts: 4/15, 4/15, 1/10, 1/10, 4/15). Tokens mode only rescales l:
+    |D_t|_tok = l |D_a|_tok means l E_a|x| / E_t|x| = l * 1.5 / 3 in responses, and derivatives per unit of that l."""
+    p, a, t = (TokenTree.from_sequences(s, 4) for s in ([[0, 0, 0, 0], [0, 1, 1, 1], [2, 2, 2, 2]],
+                                                         [[1], [1, 2]], [[3, 3, 3]]))
+    by_resp = el.PerturbationModel.from_trees(p, a, t)
+    by_tok = el.PerturbationModel.from_trees(p, a, t, size_unit="tokens")
+    for m in (by_resp, by_tok):
+        assert m.base_model.leaves.prob.tolist() == [0.2] * 5
+    assert (by_resp.k, by_tok.k, by_tok.k_responses) == (1.5, 4.0, 1.5)  # 12 tokens over 3
+    assert by_tok.l_scale == 0.5 and by_tok.l_responses(0.4) == 0.2
+    assert by_tok.model(0.4).leaves.prob.tolist() == by_resp.model(0.2).leaves.prob.tolist()
+    for data in (p, a, t):
+        rt, rr = by_tok.rates(data, 0.4), by_resp.rates(data, 0.2)
+        assert rt.cross_entropy_bits == rr.cross_entropy_bits
+        assert rt.dcross_entropy_dl_bits == pytest.approx(0.5 * rr.dcross_entropy_dl_bits, rel=4 * EPS)
+    assert by_tok.ratio(0.4) == pytest.approx(by_resp.ratio(0.2), rel=8 * EPS)
+    assert by_tok.hooke_residual(0.4) == by_resp.hooke_residual(0.2)
+
+
+def test_token_size_unit_needs_tokens():
+    p, e = TokenTree.from_sequences([[0]], 2), TokenTree.from_sequences([[]], 2)
+    with pytest.raises(ValueError, match="size_unit='tokens' needs tokens in every dataset, but D_t has only empty"):
+        el.PerturbationModel.from_trees(p, p, e, size_unit="tokens")
 
 
 def test_hooke_invariant_first_order():

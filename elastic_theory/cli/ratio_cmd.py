@@ -69,7 +69,12 @@ def ratio_command(
 
 
 def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, size_unit: str = "responses") -> dict:
-    """The numbers ``elastic-theory perturb`` prints, from three lists of token sequences (per response, bits)."""
+    """The numbers ``elastic-theory perturb`` prints, from three lists of token sequences (bits).
+
+    The model is the mixture of all responses (weights: response counts) in either ``size_unit``; ``l`` is read in
+    ``size_unit``. ``k``, ``R`` and ``R_over_k`` are per response; ``k_tokens`` and ``R_tokens`` =
+    R E_p|x| / E_a|x| (the ratio of the per-token derivatives) come next to them when every dataset has tokens.
+    """
     from ..elasticity import PerturbationModel, derivative_ratio
     from ..io import infer_vocab_size
     from ..tree import TokenTree
@@ -77,8 +82,8 @@ def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, s
     V = vocab_size if vocab_size is not None else infer_vocab_size(pretrain, align, perturb)
     trees = [TokenTree.from_sequences(d, V) for d in (pretrain, align, perturb)]
     model = PerturbationModel.from_trees(*trees, size_unit=size_unit)
-    out = {"k": model.k, "l": l, "vocab_size": V, "size_unit": size_unit,
-           "size_pretrain": model.size_pretrain, "size_align": model.size_align}
+    out = {"size_unit": size_unit, "l": l, "l_responses": model.l_responses(l), "vocab_size": V,
+           "size_pretrain_responses": model.size_pretrain, "size_align_responses": model.size_align}
     names = ("pretrain", "align", "perturb") if l > 0 else ("pretrain", "align")  # D_t is covered only for l > 0
     for name, tree in zip(names, trees):
         r = model.rates(tree, l)
@@ -89,8 +94,13 @@ def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, s
             entry["dgamma_dl_bits_per_token"] = r.dgamma_dl_bits_per_token
         out[name] = entry
     da, dp = out["align"]["dcross_entropy_dl_bits"], out["pretrain"]["dcross_entropy_dl_bits"]
+    out["k"] = model.k_responses
     out["R"] = derivative_ratio(da, dp)
-    out["R_over_k"] = out["R"] / model.k
+    out["R_over_k"] = out["R"] / model.k_responses
+    if all(t.mean_length > 0 for t in trees[:2]):
+        scale = trees[0].mean_length / trees[1].mean_length  # E_p|x| / E_a|x|
+        out["k_tokens"] = model.k_responses * scale
+        out["R_tokens"] = out["R"] * scale
     out["sign_valid"] = bool(dp < 0 < da)
     return out
 
@@ -103,7 +113,10 @@ def perturb_command(
     perturb: Path = typer.Option(..., "--perturb", help="JSONL perturbation set D_t (only its distribution is used)."),
     l: float = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0."),
     vocab_size: int | None = typer.Option(None, "--vocab-size", help="Alphabet size; default: largest token id + 1."),
-    size_unit: str = typer.Option("responses", "--size-unit", help="|D| as 'responses' (default) or 'tokens'."),
+    size_unit: str = typer.Option(
+        "responses", "--size-unit",
+        help="How --l is read: 'responses' (default) or 'tokens' (|D_t| = l |D_a| in tokens). The model is the same.",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
 ) -> None:
     """Rates of D_p and D_a under the joint model of D_p, D_a and l|D_a| copies of D_t, with exact l-derivatives.
@@ -126,4 +139,4 @@ def perturb_command(
             "does not hold; the exact values follow.",
             err=True,
         )
-    _emit(result, json_out, f"joint model at l = {l:g}, k = {result['k']:.6g} (THEORY §2.1)")
+    _emit(result, json_out, f"joint model at l = {l:g} ({size_unit}), k = {result['k']:.6g} responses (THEORY §2.1)")
