@@ -428,7 +428,7 @@ def _ratio_upper(rng: np.random.Generator) -> Evidence:
 def _ratio_limit(rng: np.random.Generator) -> Evidence:
     d = symbolic.derive()
     sym_ok = d.limits["R as l->0"] == d.symbols["k"] and d.limits["R/k as k->oo, l=0"] == 1
-    n, worst, worst_case = 0, 0.0, None
+    n, worst, worst_at, worst_case = 0, 0.0, "", None
     for k in _k_grid():
         for w3 in _W3_GRID:
             prev = None
@@ -439,10 +439,12 @@ def _ratio_limit(rng: np.random.Generator) -> Evidence:
                 if gap != l * (1 + k * (1 - w3)) / (k * (w3 - (1 - w3) * l)) or (prev is not None and gap >= prev):
                     worst_case = {"k": str(k), "w3": str(w3), "l": str(l), "gap": str(gap)}
                 prev = gap
-            worst = max(worst, float(prev))
+            if float(prev) > worst:  # the gap at the smallest l of this (k, w3): l = 1e-12 min(1, l*/2)
+                worst, worst_at = float(prev), f"k = {float(k):g}, w3 = {float(w3):g}, l = {float(l):.3g}"
     return Evidence(
         _holds(worst_case is not None or not sym_ok), n, worst, 0.0,
-        f"sympy lim_(l->0) R = k: {sym_ok}; exact R/k - 1 falls monotonically, <= {worst:.1e} at l = l*/2 * 1e-12",
+        f"sympy lim_(l->0) R = k: {sym_ok}; exact R/k - 1 falls monotonically to 0 as l = 1e-12 min(1, l*/2) -> 0; "
+        f"largest at that l: {worst:.1e} ({worst_at})",
         worst_case, {"symbolic_limit_ok": bool(sym_ok)},
     )
 

@@ -28,8 +28,12 @@ converts to bits (divide by :math:`\ln 2`) and to bits per token (divide by :mat
 
 The sign claim :math:`d\gamma_p/dl < 0 < d\gamma_a/dl` holds iff :math:`l < l^* = w_3/(1-w_3)`;
 on :math:`0 \le l \le \lambda < l^*`, :math:`1 \le R/k \le (1 + \lambda/(w_3 k))/(1 - (1-w_3)\lambda/w_3)`.
-Rates are per response unless a name says ``per_token``; a per-token :math:`R` is the
-per-response one times :math:`E_{P_p}|x| / E_{P_a}|x|`. No derivative depends on the
+**Units.** :func:`elastic_theory.rates.gamma` is bits *per token*; everything here is bits *per
+response* unless its name says ``per_token``: the closed forms are named
+:func:`dgamma_a_dl_per_response` / :func:`dgamma_p_dl_per_response` (divide by :math:`E|x|` of
+that dataset for per token), :class:`DatasetRates` has ``dcross_entropy_dl_bits`` (per response)
+next to ``dgamma_dl_bits_per_token``. A per-token :math:`R` is the per-response one times
+:math:`E_{P_p}|x| / E_{P_a}|x|`. No derivative depends on the
 normalizing offset of :func:`elastic_theory.rates.normalized_gamma` (it is model-free).
 """
 
@@ -63,8 +67,8 @@ __all__ = [
     "check_w3",
     "closed_form",
     "derivative_ratio",
-    "dgamma_a_dl",
-    "dgamma_p_dl",
+    "dgamma_a_dl_per_response",
+    "dgamma_p_dl_per_response",
     "hooke_invariant",
     "inverse_alignment",
     "ratio_R",
@@ -87,26 +91,41 @@ class SignClaimWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------- validation
-def check_k(k: float) -> float:
-    """Return ``k`` = |D_p|/|D_a| as a float, or raise unless it is finite and > 0."""
-    k = float(k)
-    if not (k > 0 and math.isfinite(k)):
+#: A closed-form argument: a float, or a ``Fraction`` kept exact (so that e.g. l = l* can be given exactly).
+Real = float | Fraction
+
+
+def _real(x: Real) -> Real:
+    """``x`` as a float (-0.0 becomes 0.0, so that no "-0" is printed), or unchanged when it is a ``Fraction``."""
+    return x if isinstance(x, Fraction) else float(x) + 0.0
+
+
+def _finite(x: Real) -> bool:
+    return isinstance(x, Fraction) or math.isfinite(x)
+
+
+def check_k(k: Real) -> Real:
+    """Return ``k`` = |D_p|/|D_a| as a float (a ``Fraction`` stays exact), or raise unless it is finite and > 0."""
+    k = _real(k)
+    if not (k > 0 and _finite(k)):
         raise ValueError(f"k = |D_p|/|D_a| must be finite and > 0, got {k!r}")
     return k
 
 
-def check_l(l: float, name: str = "l = |D_t|/|D_a|") -> float:
-    """Return ``l`` = |D_t|/|D_a| (or another l-value, ``name`` in the message) as a float; raise unless finite, >= 0."""
-    l = float(l)
-    if not (l >= 0 and math.isfinite(l)):
+def check_l(l: Real, name: str = "l = |D_t|/|D_a|") -> Real:
+    """Return ``l`` = |D_t|/|D_a| (or another l-value, ``name`` in the message) as a float (a ``Fraction`` stays
+    exact); raise unless finite, >= 0."""
+    l = _real(l)
+    if not (l >= 0 and _finite(l)):
         raise ValueError(f"{name} must be finite and >= 0, got {l!r}")
     return l
 
 
-def check_w3(w3: float) -> float:
-    """Return ``w3`` (the perturbation component's weight in pre-training) or raise unless it is in [0, 1]."""
-    w3 = float(w3)
-    if not 0.0 <= w3 <= 1.0:
+def check_w3(w3: Real) -> Real:
+    """Return ``w3`` (the perturbation component's weight in pre-training) as a float (a ``Fraction`` stays exact), or
+    raise unless it is in [0, 1]."""
+    w3 = _real(w3)
+    if not 0 <= w3 <= 1:
         raise ValueError(f"w3 (weight of the perturbation distribution inside D_p) must be in [0, 1], got {w3!r}")
     return w3
 
@@ -115,7 +134,7 @@ def check_w3(w3: float) -> float:
 def sign_threshold(w3: float) -> float:
     r""":math:`l^* = w_3/(1-w_3)`: :math:`d\gamma_p/dl < 0` exactly for :math:`l < l^*` (``inf`` for w3 = 1)."""
     w3 = check_w3(w3)
-    return math.inf if w3 == 1.0 else w3 / (1.0 - w3)
+    return math.inf if w3 == 1 else _to_float(Fraction(w3) / (1 - Fraction(w3)))  # rounded once
 
 
 def _sign_margin(l: float, w3: float) -> Fraction:
@@ -140,14 +159,14 @@ def _to_float(q: Fraction) -> float:
 def _warn_beyond(l: float, w3: float, stacklevel: int = 3) -> None:
     if _sign_margin(l, w3) <= 0:
         warnings.warn(
-            f"l = {l:g} >= l* = w3/(1-w3) = {sign_threshold(w3):g}: d gamma_p/dl >= 0 here, so the theorem's sign "
+            f"l = {float(l):g} >= l* = w3/(1-w3) = {sign_threshold(w3):g}: d gamma_p/dl >= 0 here, so the theorem's sign "
             "claim (pre-training rate falls while alignment rate rises) no longer holds; values are exact.",
             SignClaimWarning,
             stacklevel=stacklevel,
         )
 
 
-def dgamma_a_dl(k: float, l: float) -> float:
+def dgamma_a_dl_per_response(k: Real, l: Real) -> float:
     r""":math:`d\gamma_a/dl = 1/((1+k+l)\ln 2)` bits per response per unit l (disjoint supports, §2.2).
 
     Independent of :math:`w_1, w_2, w_3`: the alignment data shares no mass with the perturbation.
@@ -155,7 +174,7 @@ def dgamma_a_dl(k: float, l: float) -> float:
     return 1.0 / ((1.0 + check_k(k) + check_l(l)) * LN2)
 
 
-def dgamma_p_dl(k: float, l: float, w3: float) -> float:
+def dgamma_p_dl_per_response(k: Real, l: Real, w3: Real) -> float:
     r""":math:`d\gamma_p/dl = (1/(1+k+l) - w_3/(k w_3 + l))/\ln 2` bits per response per unit l (§2.2).
 
     Evaluated as :math:`-(w_3 - (1-w_3)l)/((1+k+l)(k w_3 + l))` in exact rational arithmetic of the
@@ -173,7 +192,13 @@ def dgamma_p_dl(k: float, l: float, w3: float) -> float:
     return _to_float(-_sign_margin(l, w3) / ((1 + K + L) * (K * W3 + L))) / LN2
 
 
-def ratio_R(k: float, l: float, w3: float) -> float:
+#: The older names of the two functions above (their values are per response, not per token), kept while code
+#: written against them moves to the names that say the unit.
+dgamma_a_dl = dgamma_a_dl_per_response
+dgamma_p_dl = dgamma_p_dl_per_response
+
+
+def ratio_R(k: Real, l: Real, w3: Real) -> float:
     r""":math:`R(k, l, w_3) = (d\gamma_a/dl)/(-d\gamma_p/dl) = (w_3 k + l)/(w_3 - (1-w_3) l)` (§2.2).
 
     Exactly :math:`-1` for :math:`w_3 = 0` (both rates rise equally: no asymmetry), ``inf`` at
@@ -212,20 +237,20 @@ def theta_constants(k: float, w3: float, lam: float) -> tuple[float, float]:
     if w3 == 0.0:
         raise ValueError("w3 = 0: R = -1 for every l, there is no Theta(k) band; give w3 > 0")
     if _sign_margin(lam, w3) <= 0:
-        raise ValueError(f"lam = {lam:g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
+        raise ValueError(f"lam = {float(lam):g} must be < l* = w3/(1-w3) = {sign_threshold(w3):g} for a finite upper constant")
     return 1.0, _to_float(theta_upper_exact(Fraction(k), Fraction(w3), Fraction(lam)))
 
 
 @dataclass(frozen=True)
 class ClosedForm:
-    """The §2.2 quantities at one point; derivatives in bits per response per unit l."""
+    """The §2.2 quantities at one point; derivatives in bits per response per unit l (divide by E|x| for per token)."""
 
     k: float
     l: float
     w3: float
     R: float
-    dgamma_a_dl: float
-    dgamma_p_dl: float
+    dgamma_a_dl_per_response: float
+    dgamma_p_dl_per_response: float
     l_star: float
     sign_valid: bool
     lam: float | None
@@ -243,14 +268,14 @@ def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> Clos
     lam = l if lam is None else check_l(lam, _LAM_NAME)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SignClaimWarning)
-        R, da, dp = ratio_R(k, l, w3), dgamma_a_dl(k, l), dgamma_p_dl(k, l, w3)
+        R, da, dp = ratio_R(k, l, w3), dgamma_a_dl_per_response(k, l), dgamma_p_dl_per_response(k, l, w3)
     _warn_beyond(l, w3)
     l_star = sign_threshold(w3)
     has_band = w3 > 0 and _sign_margin(lam, w3) > 0
     lo, hi = theta_constants(k, w3, lam) if has_band else (None, None)
     # From the exact sign of w3 - (1 - w3) l, not from dp's float sign, which underflows to -0 for huge k.
     sign_valid = w3 > 0 and _sign_margin(l, w3) > 0
-    return ClosedForm(k, l, w3, R, da, dp, l_star, sign_valid, lam, lo, hi)
+    return ClosedForm(float(k), float(l), float(w3), R, da, dp, l_star, sign_valid, float(lam), lo, hi)
 
 
 @dataclass(frozen=True)
@@ -290,12 +315,13 @@ def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
     :math:`\rho = x_1/x_2`, :math:`x_2 - x_1 = 1 + k(1-w_3)`, whose terms shrink at least threefold
     and alternate (relative error a few eps); otherwise (small :math:`k(1-w_3)`) in mpmath at
     :math:`30 + \log_{10}(1+k)` digits. :math:`\Delta CE_p = (r - \Delta CE_a)/k`. Every field is
-    within 1e-13 relative of a 60-digit evaluation for k up to 1e12 and l down to 1e-9 l*
-    (tests/test_elasticity.py).
+    within 32 eps relative of a 40-digit evaluation (:func:`elastic_theory.highprec.reference_hooke`) for k
+    from 1e-3 to 1e12 and l from 1e-9 l* to 0.999 l* (tests/test_elasticity.py; measured worst 3 eps).
     """
     k, l, w3 = check_k(k), check_l(l), check_w3(w3)
     if w3 == 0.0 or l == 0.0 or _sign_margin(l, w3) <= 0:
         raise ValueError(f"the Hooke invariant needs w3 > 0 and 0 < l < l* = {sign_threshold(w3):g}; got w3={w3}, l={l}")
+    k, l, w3 = float(k), float(l), float(w3)
     x1, x2 = k * w3, 1.0 + k
     u1 = l / x1 if x1 > 0 else math.inf
     if u1 <= 0.25:
@@ -519,7 +545,7 @@ class PerturbationModel:
         Sizes :math:`|D_p| = k`, :math:`|D_a| = 1` (only ratios matter). Components with zero
         weight are left out of :math:`D_p`; the supports may overlap (then §2.2 does not apply).
         """
-        k = check_k(k)
+        k = float(check_k(k))
         w_arr = np.asarray(w, dtype=np.float64)
         if w_arr.shape != (3,) or (w_arr < 0).any() or abs(w_arr.sum() - 1.0) > 8 * np.finfo(np.float64).eps:
             raise ValueError(f"w must be three non-negative weights summing to 1, got {w!r}")
@@ -546,7 +572,7 @@ class PerturbationModel:
 
     def l_responses(self, l: float) -> float:
         """:math:`|D_t|/|D_a|` in responses for ``l`` in ``size_unit``: the perturbation's weight in the mixture."""
-        return check_l(l) * self.l_scale
+        return float(check_l(l)) * self.l_scale
 
     @cached_property
     def base_model(self) -> TokenTree:
@@ -596,7 +622,7 @@ class PerturbationModel:
         and KL are float64 sums (the cross-entropy's terms all have one sign). Raises ``ValueError`` when
         :math:`p_l` gives probability 0 to a leaf of ``data`` (infinite rate), naming the leaf.
         """
-        l_given, l = check_l(l), self.l_responses(l)
+        l_given, l = float(check_l(l)), self.l_responses(l)
         m = self.leaf_masses(data)
         Pd, P, Pt = self._probs(m, _FLOAT)
         N, a = self.size_pretrain + self.size_align, self.size_align

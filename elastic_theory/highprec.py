@@ -9,7 +9,7 @@ The reference path builds the per-response cross-entropies from the mixture defi
 
 and differentiates them numerically with ``mpmath.diff`` at ``dps`` decimal digits; the
 entropies :math:`H_j` are constants and drop out. It never uses the closed forms, so agreement
-with :func:`elastic_theory.elasticity.dgamma_a_dl` / :func:`~elastic_theory.elasticity.dgamma_p_dl`
+with :func:`elastic_theory.elasticity.dgamma_a_dl_per_response` / :func:`~elastic_theory.elasticity.dgamma_p_dl_per_response`
 is a real check. Next to it, a float64 central difference with the textbook step
 :math:`h = \epsilon^{1/3}\max(1, l)` shows what plain floating point gives: for
 :math:`k \ge 10^6` the change of :math:`CE_p` over the step (~:math:`h/k^2`) is below the
@@ -63,7 +63,7 @@ def reference_derivatives(k: float, l: float, w3: float, dps: int = 50) -> dict[
     """
     import mpmath
 
-    k, l, w3 = elasticity.check_k(k), elasticity.check_l(l), elasticity.check_w3(w3)
+    k, l, w3 = (float(x) for x in (elasticity.check_k(k), elasticity.check_l(l), elasticity.check_w3(w3)))
     if w3 == 0.0:
         raise ValueError("the reference path needs w3 > 0 (for w3 = 0 the derivatives are the trivial 1/N_l)")
     with mpmath.workdps(dps):
@@ -137,7 +137,8 @@ def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:
     rows = []
     for k, l, w3 in points:
         ref = reference_derivatives(k, l, w3, dps)
-        closed = {"dgamma_a_dl": elasticity.dgamma_a_dl(k, l), "dgamma_p_dl": elasticity.dgamma_p_dl(k, l, w3)}
+        closed = {"dgamma_a_dl": elasticity.dgamma_a_dl_per_response(k, l),
+                  "dgamma_p_dl": elasticity.dgamma_p_dl_per_response(k, l, w3)}
         for q in QUANTITIES:
             r = float(ref[q])
             fd, h = _float64_central_difference(k, l, w3, q)

@@ -71,6 +71,25 @@ def test_ratio_limit():
     assert _check("ratio_limit").largest_error < 1e-9  # at l = 1e-12 l*/2 the exact gap is O(1e-12 (1-w3)/w3)
 
 
+def test_ratio_limit_names_its_worst_point():
+    """The evidence's largest R/k - 1 and the point it names come from the same case: the smallest l of each (k, w3),
+    l = 1e-12 min(1, l*/2), recomputed here in exact rationals (the old text said "at l = l*/2 * 1e-12", but the
+    largest gap sits at w3 = 0.9, where l*/2 > 1 and l = 1e-12)."""
+    from fractions import Fraction
+
+    ev = _check("ratio_limit")
+    ks = [Fraction(1, 10)] + [Fraction(10) ** e for e in range(10)]
+    w3s = (Fraction(1, 1000), Fraction(1, 10), Fraction(1, 3), Fraction(1, 2), Fraction(9, 10), Fraction(1))
+    gaps = []
+    for k in ks:
+        for w3 in w3s:
+            l = Fraction(1, 10**12) * min(Fraction(1), Fraction(50) if w3 == 1 else w3 / (2 * (1 - w3)))
+            gaps.append((float(elasticity.ratio_R_exact(k, l, w3) / k - 1), k, w3, l))
+    gap, k, w3, l = max(gaps)
+    assert ev.largest_error == gap
+    assert f"(k = {float(k):g}, w3 = {float(w3):g}, l = {float(l):.3g})" in ev.summary
+
+
 def test_hooke_first_order():
     """0 <= (|D_a| Delta gamma_a + |D_p| Delta gamma_p) / (|D_a| Delta gamma_a) <= l (1 + k(1-w3)) / (k w3 + l)."""
     ev = _check("hooke_first_order")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from fractions import Fraction
@@ -83,7 +84,8 @@ def test_ratio_json(tmp_path):
     res = _run("ratio", "--k", "1000", "--l", "0.01", "--w3", "0.1", "--json", str(out))
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert {"R", "dgamma_a_dl", "dgamma_p_dl", "sign_valid", "l_star", "theta_lower", "theta_upper"} <= set(data)
+    assert {"R", "dgamma_a_dl_per_response", "dgamma_p_dl_per_response", "sign_valid", "l_star", "theta_lower",
+            "theta_upper"} <= set(data)
     # (w3 k + l)/(w3 - (1 - w3) l) = 100.01/0.091 (hand computation), exactly for the binary inputs given;
     # the float path rounds w3 k, + l and the quotient, the margin exactly rounded once: 4 eps.
     exact = (Fraction(0.1) * 1000 + Fraction(0.01)) / (Fraction(0.1) - (1 - Fraction(0.1)) * Fraction(0.01))
@@ -110,9 +112,52 @@ def test_ratio_lam_beyond_threshold_says_why_there_are_no_theta_constants(tmp_pa
     assert data["theta_upper"] is None and data["sign_valid"] is True
 
 
+def test_ratio_lam_below_l_says_the_band_does_not_cover_l(tmp_path):
+    """--lam 0.1 < --l 0.5: R/k = 2.2 lies outside the band [1, 1.133] of 0 <= l <= 0.1; stderr says so (it was silent)
+    and the JSON has l_within_lam = false. R/k = (5 + 1/2)/(1/2 - 1/4)/10 = 2.2 (hand computation)."""
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "0.5", "--w3", "0.5", "--lam", "0.1", "--json", str(out)])
+    assert res.exit_code == 0
+    assert "lam = 0.1 < l = 0.5: the Theta band" in res.stderr
+    data = json.loads(out.read_text())
+    assert data["l_within_lam"] is False and data["R_over_k"] == pytest.approx(2.2, rel=4 * EPS)
+    assert not data["theta_lower"] <= data["R_over_k"] <= data["theta_upper"]
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "0.1", "--w3", "0.5", "--lam", "0.1"])
+    assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_ratio_negative_zero_prints_zero(tmp_path):
+    """--w3 -0 is w3 = 0: l* = 0 and no "-0" in the table or the JSON (float -0.0 used to pass through)."""
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "-0", "--w3", "-0", "--json", str(out)])
+    assert res.exit_code == 0
+    assert not re.search(r"│ +-0 │", res.stdout) and re.search(r"│ l_star +│ +0 │", res.stdout)
+    data = json.loads(out.read_text())
+    assert all(math.copysign(1.0, data[key]) == 1.0 for key in ("w3", "l", "l_star"))
+
+
+def test_ratio_takes_exact_fractions(tmp_path):
+    """--w3 4/5 --l 4 is exactly l* = 4: R = inf, the sign claim fails, l_star = 4. The decimal 0.8 is the float
+    just above 4/5, whose l* is above 4, so --l 4 stays (barely) on the valid side: only fractions hit l* exactly."""
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "4", "--w3", "4/5", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["l_star"] == 4.0 and data["sign_valid"] is False and data["R"] == "inf"
+    assert "no longer holds" in res.stderr
+    res = runner.invoke(app, ["ratio", "--k", "10", "--l", "4", "--w3", "0.8", "--json", str(out)])
+    assert json.loads(out.read_text())["sign_valid"] is True
+    res = runner.invoke(app, ["ratio", "--k", "1/10", "--l", "1/3", "--w3", "1/2", "--lam", "1/2", "--json", str(out)])
+    data = json.loads(out.read_text())
+    # R = (1/20 + 1/3)/(1/2 - 1/6) = 23/20 exactly, rounded once.
+    assert res.exit_code == 0 and data["R"] == float(Fraction(23, 20)) and data["k"] == 0.1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (("--k", "1/0", "--l", "0.1", "--w3", "0.5"), "--k must be a number or an exact fraction such as 4/5, got '1/0'"),
+        (("--k", "10", "--l", "0.1", "--w3", "a/b"), "--w3 must be a number or an exact fraction such as 4/5, got 'a/b'"),
         (("--k", "0", "--l", "0.1", "--w3", "0.5"), "k = |D_p|/|D_a| must be finite and > 0, got 0.0"),
         (("--k", "nan", "--l", "0.1", "--w3", "0.5"), "k = |D_p|/|D_a| must be finite and > 0, got nan"),
         (("--k", "10", "--l", "-1", "--w3", "0.5"), "l = |D_t|/|D_a| must be finite and >= 0, got -1.0"),

@@ -81,12 +81,12 @@ def test_disjoint_trees_reproduce_closed_forms(setting, u):
     model = el.PerturbationModel.from_components(comps, w, k)
     ra, rp = model.rates(model.align, l), model.rates(model.pretrain, l)
     # dCE_a: shared mass is 0, so the formula is a few roundings.
-    assert ra.dcross_entropy_dl_bits == pytest.approx(el.dgamma_a_dl(k, l), rel=16 * EPS)
+    assert ra.dcross_entropy_dl_bits == pytest.approx(el.dgamma_a_dl_per_response(k, l), rel=16 * EPS)
     # dCE_p = scale (1 - shared): 1 - shared is ~1/k, so its relative error is the sum's error times
     # the condition number shared/|1 - shared|.
     kappa = rp.shared_mass / abs(1 - rp.shared_mass)
     tol = 8 * (model.pretrain.n_leaves + 8) * EPS * (1 + rp.shared_mass) * max(1.0, kappa)
-    assert rp.dcross_entropy_dl_bits == pytest.approx(el.dgamma_p_dl(k, l, w[2]), rel=tol)
+    assert rp.dcross_entropy_dl_bits == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=tol)
     assert ra.shared_mass == 0.0
 
 
@@ -94,7 +94,7 @@ def test_dgamma_p_keeps_digits_at_large_k():
     """d gamma_p/dl at k = 1e9, l = 1e-9 equals the exact rational value to 16 eps (no cancellation)."""
     k, l, w3 = Fraction(10**9), Fraction(1, 10**9), Fraction(1, 10)
     exact = -(w3 - (1 - w3) * l) / ((1 + k + l) * (k * w3 + l))  # nats, the §2.2 formula in Fractions
-    got = el.dgamma_p_dl(float(k), float(l), float(w3)) * el.LN2
+    got = el.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * el.LN2
     # ~10 roundings plus the inputs' own rounding (1e-9 and 0.1 are not binary): 16 eps.
     assert got == pytest.approx(float(exact), rel=16 * EPS)
 
@@ -104,7 +104,7 @@ def test_w3_zero_gives_minus_one():
     with pytest.warns(el.SignClaimWarning):
         assert el.ratio_R(1000, 0.1, 0.0) == -1.0
     with pytest.warns(el.SignClaimWarning):
-        assert el.dgamma_p_dl(1000, 0.1, 0.0) == el.dgamma_a_dl(1000, 0.1)
+        assert el.dgamma_p_dl_per_response(1000, 0.1, 0.0) == el.dgamma_a_dl_per_response(1000, 0.1)
 
 
 def test_w3_one_has_no_threshold():
@@ -118,7 +118,7 @@ def test_beyond_threshold_warns_and_returns_values():
     """l > l*: a SignClaimWarning, and the exact (negative) R and positive d gamma_p/dl still come back."""
     with pytest.warns(el.SignClaimWarning, match="no longer holds"):
         cf = el.closed_form(1000, 0.5, 0.1)
-    assert cf.R < 0 and cf.dgamma_p_dl > 0 and not cf.sign_valid
+    assert cf.R < 0 and cf.dgamma_p_dl_per_response > 0 and not cf.sign_valid
     assert cf.theta_upper is None
     # 0.1 is not binary: its rounding (eps/2) enters through w3 - (1 - w3) l with condition number
     # |w3/(w3 - (1 - w3) l)| = 2/7 < 1, plus ~4 roundings of the formula: 16 eps is a safe bound.
@@ -152,7 +152,7 @@ def test_theta_upper_equals_ratio_at_lam():
         (lambda: el.ratio_R(10, 0.1, 1.5), r"w3 .* must be in \[0, 1\], got 1.5"),
         (lambda: el.ratio_R(10, 0.1, -0.1), r"w3 .* must be in \[0, 1\], got -0.1"),
         (lambda: el.ratio_R(float("nan"), 0.1, 0.5), r"k = .* got nan"),
-        (lambda: el.dgamma_a_dl(10, float("inf")), r"l = .* got inf"),
+        (lambda: el.dgamma_a_dl_per_response(10, float("inf")), r"l = .* got inf"),
         (lambda: el.theta_constants(10, 0.0, 0.1), "w3 = 0: R = -1 for every l"),
         (lambda: el.theta_constants(10, 0.5, 1.0), r"lam = 1 must be < l\*"),
         (lambda: el.hooke_invariant(10, 0.0, 0.5), r"needs w3 > 0 and 0 < l < l\* = 1; got w3=0.5, l=0.0"),
@@ -289,7 +289,7 @@ def test_rates_derivative_keeps_its_digits_at_large_k(k, w):
         ref = mp_dcross_entropy_dl(data=m.pretrain, model=m, l=l, dps=int(2 * math.log10(k)) + 40)
         assert got == pytest.approx(ref, rel=el.PRECISION + 16 * EPS), (k, l)
         if w[2] == 0.25:
-            assert got == pytest.approx(el.dgamma_p_dl(k, l, w[2]), rel=el.PRECISION + 16 * EPS), (k, l)
+            assert got == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=el.PRECISION + 16 * EPS), (k, l)
 
 
 @pytest.mark.parametrize("k", [2.0] + LARGE_K)
@@ -308,6 +308,25 @@ def test_model_hooke_residual_matches_mpmath(k, w):
         got = m.hooke_residual(l)
         assert got == pytest.approx(mp_hooke_residual(m, l, dps=80), rel=tol), (k, l)
         assert got == pytest.approx(el.hooke_invariant(k, l, w[2]).relative_residual, rel=tol), (k, l)
+
+
+def test_closed_form_derivatives_are_per_response():
+    """The closed forms' names say their unit: on disjoint token trees whose responses average 5/3 (D_a) and 3 (D_p)
+    tokens, dgamma_a_dl_per_response equals the per-response derivative and E_a|x| times the per-token one; a
+    per-token slope compared with it directly would be off by that factor."""
+    V = 6
+    comps = (
+        TokenTree.from_sequences([[0, 0, 0], [0, 1, 0]], V),
+        TokenTree.from_sequences([[2], [2, 3], [3, 3]], V),
+        TokenTree.from_sequences([[4, 4, 4, 4], [5, 5]], V),
+    )
+    m = el.PerturbationModel.from_components(comps, WEIGHTS[0], 10.0)
+    ra, rp = m.rates(m.align, 0.1), m.rates(m.pretrain, 0.1)
+    da, dp = el.dgamma_a_dl_per_response(10.0, 0.1), el.dgamma_p_dl_per_response(10.0, 0.1, 0.25)
+    assert ra.dcross_entropy_dl_bits == pytest.approx(da, rel=16 * EPS)
+    assert ra.dgamma_dl_bits_per_token * m.align.mean_length == pytest.approx(da, rel=16 * EPS)
+    assert rp.dgamma_dl_bits_per_token * m.pretrain.mean_length == pytest.approx(dp, rel=el.PRECISION)
+    assert m.align.mean_length == pytest.approx(5 / 3) and not ra.dgamma_dl_bits_per_token == pytest.approx(da)
 
 
 def test_model_hooke_residual_needs_positive_l():
@@ -377,7 +396,7 @@ def test_sign_claim_exact_within_an_ulp_of_threshold(w3, ulps):
         cf = el.closed_form(10.0, l, w3)
     assert cf.sign_valid == below
     assert bool(caught) == (not below)
-    assert (cf.dgamma_p_dl < 0) == below
+    assert (cf.dgamma_p_dl_per_response < 0) == below
     assert (0 < cf.R < math.inf) == below
     assert (cf.R == math.inf) == (margin == 0)  # exactly at l = l* (e.g. w3 = 1/2, l = 1)
 
@@ -388,7 +407,7 @@ def test_sign_valid_survives_underflow_of_the_derivative():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cf = el.closed_form(1e300, 0.5, 0.8)
-    assert cf.dgamma_p_dl == 0.0 and cf.sign_valid
+    assert cf.dgamma_p_dl_per_response == 0.0 and cf.sign_valid
 
 
 def test_derivative_ratio_when_rates_do_not_move():
@@ -413,6 +432,6 @@ def test_closed_forms_at_the_edges_of_float64():
         cf = el.closed_form(k, l, w3)
     assert cf.sign_valid
     assert cf.R == float(el.ratio_R_exact(Fraction(k), Fraction(l), Fraction(w3)))
-    assert cf.dgamma_p_dl < 0
+    assert cf.dgamma_p_dl_per_response < 0
     cf = el.closed_form(5e-324, 0.0, 1e-300)
-    assert cf.dgamma_p_dl == -math.inf and cf.R == 5e-324 and cf.sign_valid
+    assert cf.dgamma_p_dl_per_response == -math.inf and cf.R == 5e-324 and cf.sign_valid

@@ -33,8 +33,26 @@ def _emit(result: dict, json_out: Path | None, title: str) -> None:
         write_json_atomic(json_out, result)
 
 
-def closed_form_result(k: float, l: float, w3: float, lam: float | None = None) -> tuple[dict, list[str]]:
-    """The numbers ``elastic-theory ratio`` prints and the warnings raised (derivatives: bits per response per unit l)."""
+def parse_real(text: str, option: str):
+    """A number for ``option``: ``"4/5"`` (or ``"3"``) as an exact ``Fraction`` when it has a slash, else a float.
+
+    Exact fractions let l* = w3/(1 - w3) be hit exactly (``--w3 4/5 --l 4``); a decimal such as 0.8 is the
+    nearest float, whose l* differs from 4 in the 16th digit.
+    """
+    from fractions import Fraction
+
+    try:
+        return Fraction(text.strip()) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{option} must be a number or an exact fraction such as 4/5, got {text!r}") from None
+
+
+def closed_form_result(k, l, w3, lam=None) -> tuple[dict, list[str]]:
+    """The numbers ``elastic-theory ratio`` prints and the warnings raised (derivatives: bits per response per unit l).
+
+    Arguments are floats or exact ``Fraction`` s. A ``lam`` below ``l`` gives a Theta band on [0, lam] that does not
+    contain R(l)/k: that is said in the warnings and by ``l_within_lam``.
+    """
     from .. import elasticity
 
     with warnings.catch_warnings(record=True) as caught:
@@ -42,27 +60,35 @@ def closed_form_result(k: float, l: float, w3: float, lam: float | None = None) 
         cf = elasticity.closed_form(k, l, w3, lam)
     result = asdict(cf)
     result["R_over_k"] = cf.R / cf.k
-    return result, [str(w.message) for w in caught if issubclass(w.category, elasticity.SignClaimWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, elasticity.SignClaimWarning)]
+    result["l_within_lam"] = bool(elasticity.check_l(l) <= elasticity.check_l(l if lam is None else lam))  # exact
+    if not result["l_within_lam"]:
+        messages.append(f"lam = {cf.lam:g} < l = {cf.l:g}: the Theta band [theta_lower, theta_upper] holds for "
+                        "0 <= l <= lam, so it need not contain R/k at this l; give --lam >= --l (or leave it out)")
+    return result, messages
 
 
 @app.command("ratio")
 @bad_input_exits_2
 def ratio_command(
-    k: float = typer.Option(..., "--k", help="k = |D_p|/|D_a| > 0 (pre-training over alignment size)."),
-    l: float = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0 (perturbation over alignment size)."),
-    w3: float = typer.Option(..., "--w3", help="Weight in [0, 1] of the perturbation distribution inside D_p."),
-    lam: float | None = typer.Option(None, "--lam", help="Theta constants on 0 <= l <= lam (default: lam = l)."),
+    k: str = typer.Option(..., "--k", help="k = |D_p|/|D_a| > 0 (pre-training over alignment size); a float or 4/5."),
+    l: str = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0 (perturbation over alignment size); a float or 4/5."),
+    w3: str = typer.Option(..., "--w3", help="Weight in [0, 1] of the perturbation distribution inside D_p; a float or 4/5."),
+    lam: str | None = typer.Option(None, "--lam", help="Theta constants on 0 <= l <= lam (default: lam = l); a float or 4/5."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
 ) -> None:
     """R(k, l, w3) = (w3 k + l)/(w3 - (1 - w3) l), both derivatives, l* and the Theta constants (disjoint supports).
 
-    Derivatives are bits per response per unit l. Beyond l* = w3/(1 - w3) a warning goes to
-    stderr (the sign claim no longer holds) and the exact values are still printed.
+    Derivatives are bits per response per unit l. Each number may be an exact fraction (--w3 4/5): the sign
+    threshold l* = w3/(1 - w3) and R are then decided in exact arithmetic of those fractions. Beyond l* a
+    warning goes to stderr (the sign claim no longer holds) and the exact values are still printed; so does
+    a --lam below --l (the Theta band then covers only 0 <= l <= lam).
     """
-    result, warned = closed_form_result(k, l, w3, lam)
+    args = {name: parse_real(text, f"--{name}") for name, text in (("k", k), ("l", l), ("w3", w3))}
+    result, warned = closed_form_result(**args, lam=None if lam is None else parse_real(lam, "--lam"))
     for message in warned:
         typer.echo(f"warning: {message}", err=True)
-    if result["theta_upper"] is None and not warned:
+    if result["theta_upper"] is None and result["sign_valid"]:
         typer.echo(f"warning: lam = {result['lam']:g} >= l* = {result['l_star']:g}: R is unbounded on [0, lam], "
                    "so there are no Theta constants (theta_lower/upper are None); give lam < l*.", err=True)
     _emit(result, json_out, "elasticity closed forms (THEORY §2.2); derivatives in bits per response per unit l")
