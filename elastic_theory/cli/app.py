@@ -45,6 +45,20 @@ def bad_input_exits_2(fn: F) -> F:
     return wrapper
 
 
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Raise a ``ValueError`` (one line, exit 2) naming the extra to install when ``module`` cannot be imported.
+
+    The core installs without torch, transformers and matplotlib; ``pip install 'elastic-theory[empirical]'``
+    (``[plots]``) adds them. Called before any expensive work, so nothing computed is lost.
+    """
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"{what} needs {module}, which is not installed: pip install 'elastic-theory[{extra}]'") from None
+
+
 def console():
     """A rich console on stdout (imported lazily: commands that print JSON only never pay for it)."""
     from rich.console import Console

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console
+from .app import app, bad_input_exits_2, console, require_extra
 
 
 def parse_data_options(items: list[str]) -> dict[str, Path]:
@@ -48,6 +48,8 @@ def measure_command(
     """
     import numpy as np
 
+    for module in ("torch", "transformers"):
+        require_extra(module, "empirical", "measure")
     from ..empirical import load_model_and_tokenizer, measure_rates, read_documents
     from ..io import write_json_atomic
 

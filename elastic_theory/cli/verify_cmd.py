@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console
+from .app import app, bad_input_exits_2, console, require_extra
 
 #: Exit code when a verdict differs from the expected one (bad input is 2).
 MISMATCH_EXIT_CODE = 1
@@ -100,6 +100,8 @@ def verify_command(
     from ..claims import render_markdown, render_table, run_verification
     from ..io import write_json_atomic
 
+    if plots is not None:
+        require_extra("matplotlib", "plots", "--plots")
     report = run_verification(seed, claim or None)
     if markdown:
         typer.echo(render_markdown(report), nl=False)
