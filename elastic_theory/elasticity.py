@@ -430,9 +430,11 @@ class LeafMasses:
     r"""Everything :math:`p_l` needs at the leaves of one dataset, as stored in the trees (no rounding yet).
 
     ``data``: the dataset's own leaf masses; ``pretrain``, ``align``, ``perturb``: each tree's mass of those leaves
-    (:func:`~elastic_theory.tree.model_leaf_mass`); ``totals``: the four trees' leaf-mass sums, in that order
-    (correctly rounded), so that :math:`P_i = \text{data}/\text{total}` and
-    :math:`P = (|D_p|\,\text{pretrain}/T_p + |D_a|\,\text{align}/T_a)/N`.
+    (:func:`~elastic_theory.tree.model_leaf_mass`); ``all_leaves``: every leaf mass of the data tree and of the three
+    trees, in that order, whose sums :math:`T` normalize them: :math:`P_i = \text{data}/T_i` and
+    :math:`P = (|D_p|\,\text{pretrain}/T_p + |D_a|\,\text{align}/T_a)/N`. (The sums are formed in the arithmetic of
+    the evaluation: a total rounded to float64 is an error of eps in :math:`E[P_t/p_l]`, k eps relative in its
+    complement.)
     """
 
     leaves: LeafDistribution
@@ -440,11 +442,12 @@ class LeafMasses:
     pretrain: np.ndarray
     align: np.ndarray
     perturb: np.ndarray
-    totals: tuple[float, float, float, float]
+    all_leaves: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _leaf_total(tree: TokenTree) -> float:
-    return math.fsum(tree.eos_weight.tolist()) + math.fsum(tree.cut_weight.tolist())
+def _leaf_mass_array(tree: TokenTree) -> np.ndarray:
+    mass = np.concatenate([tree.eos_weight, tree.cut_weight])
+    return mass[mass > 0]
 
 
 @dataclass(frozen=True)
@@ -592,12 +595,12 @@ class PerturbationModel:
         _, m_a = model_leaf_mass(data=data, model=self.align)
         _, m_t = model_leaf_mass(data=data, model=self.perturb)
         own = np.where(lv.is_eos, data.eos_weight[lv.node], data.cut_weight[lv.node])
-        totals = tuple(_leaf_total(t) for t in (data, self.pretrain, self.align, self.perturb))
-        return LeafMasses(lv, own, m_p, m_a, m_t, totals)
+        every = tuple(_leaf_mass_array(t) for t in (data, self.pretrain, self.align, self.perturb))
+        return LeafMasses(lv, own, m_p, m_a, m_t, every)
 
     def _probs(self, m: LeafMasses, B: _Backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(P_i, P, P_t)`` at the leaves in arithmetic ``B``."""
-        T_d, T_p, T_a, T_t = (B.scalar(t) for t in m.totals)
+        T_d, T_p, T_a, T_t = (B.fsum(B.array(x)) for x in m.all_leaves)
         s_p, s_a = B.scalar(self.size_pretrain), B.scalar(self.size_align)
         P = (s_p * B.array(m.pretrain) / T_p + s_a * B.array(m.align) / T_a) / (s_p + s_a)
         return B.array(m.data) / T_d, P, B.array(m.perturb) / T_t

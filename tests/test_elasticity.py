@@ -257,14 +257,16 @@ def test_first_order_bound_is_exactly_one_minus_k_over_R(k, w3, u):
     assert el.hooke_invariant(kf, l, wf).first_order_bound == pytest.approx(float(exact), rel=8 * EPS)
 
 
-def _disjoint_components() -> tuple[TokenTree, TokenTree, TokenTree]:
-    """Three disjoint components whose counts sum to powers of two (so w = (1/2, 1/4, 1/4) mixtures are stored
-    exactly and the §2.2 closed forms are the exact values for the stored trees)."""
+def _disjoint_components(odd: bool = False) -> tuple[TokenTree, TokenTree, TokenTree]:
+    """Three disjoint components. Their counts sum to powers of two (so w = (1/2, 1/4, 1/4) mixtures are stored
+    exactly and the §2.2 closed forms are the exact values for the stored trees), or with ``odd`` to 5, 3 and 7
+    (every normalization rounds: a rounded total of D_t alone shifts E[P_t/p_l] by eps, k eps relative)."""
     V = 6
+    counts = ([2, 1, 2], [1, 2], [1, 3, 3]) if odd else ([2, 1, 1], [1, 1], [1, 2, 1])
     return (
-        TokenTree.from_sequences([[0], [0, 1], [0, 0]], V, counts=[2, 1, 1]),
-        TokenTree.from_sequences([[2], [2, 3]], V, counts=[1, 1]),
-        TokenTree.from_sequences([[4], [4, 5], [5]], V, counts=[1, 2, 1]),
+        TokenTree.from_sequences([[0], [0, 1], [0, 0]], V, counts=counts[0]),
+        TokenTree.from_sequences([[2], [2, 3]], V, counts=counts[1]),
+        TokenTree.from_sequences([[4], [4, 5], [5]], V, counts=counts[2]),
     )
 
 
@@ -274,7 +276,8 @@ WEIGHTS = [(0.5, 0.25, 0.25), (0.45, 0.45, 0.1)]
 
 @pytest.mark.parametrize("k", LARGE_K)
 @pytest.mark.parametrize("w", WEIGHTS)
-def test_rates_derivative_keeps_its_digits_at_large_k(k, w):
+@pytest.mark.parametrize("odd", [False, True])
+def test_rates_derivative_keeps_its_digits_at_large_k(k, w, odd):
     """d CE_p/dl of the token-tree model within PRECISION (1e-12) + 16 eps relative of mpmath.diff of the mpmath
     cross-entropy of the stored trees, at l = 1e-4 and l*/2; for the dyadic weights also of the exact closed form.
 
@@ -283,18 +286,19 @@ def test_rates_derivative_keeps_its_digits_at_large_k(k, w):
     """
     from elastic_theory.highprec import mp_dcross_entropy_dl
 
-    m = el.PerturbationModel.from_components(_disjoint_components(), w, k)
+    m = el.PerturbationModel.from_components(_disjoint_components(odd), w, k)
     for l in (1e-4, 0.5 * el.sign_threshold(w[2])):
         got = m.rates(m.pretrain, l).dcross_entropy_dl_bits
         ref = mp_dcross_entropy_dl(data=m.pretrain, model=m, l=l, dps=int(2 * math.log10(k)) + 40)
         assert got == pytest.approx(ref, rel=el.PRECISION + 16 * EPS), (k, l)
-        if w[2] == 0.25:
+        if w[2] == 0.25 and not odd:
             assert got == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=el.PRECISION + 16 * EPS), (k, l)
 
 
 @pytest.mark.parametrize("k", [2.0] + LARGE_K)
 @pytest.mark.parametrize("w", WEIGHTS)
-def test_model_hooke_residual_matches_mpmath(k, w):
+@pytest.mark.parametrize("odd", [False, True])
+def test_model_hooke_residual_matches_mpmath(k, w, odd):
     """PerturbationModel.hooke_residual within 2 PRECISION + 16 eps (a ratio of two controlled sums) of the ratio of
     differences of 60-digit mpmath cross-entropies of the stored trees, and of the closed form (disjoint components).
 
@@ -302,12 +306,13 @@ def test_model_hooke_residual_matches_mpmath(k, w):
     k = 1e6."""
     from elastic_theory.highprec import mp_hooke_residual
 
-    m = el.PerturbationModel.from_components(_disjoint_components(), w, k)
+    m = el.PerturbationModel.from_components(_disjoint_components(odd), w, k)
     tol = 2 * el.PRECISION + 16 * EPS
     for l in (1e-4, 0.5 * el.sign_threshold(w[2])):
         got = m.hooke_residual(l)
         assert got == pytest.approx(mp_hooke_residual(m, l, dps=80), rel=tol), (k, l)
-        assert got == pytest.approx(el.hooke_invariant(k, l, w[2]).relative_residual, rel=tol), (k, l)
+        if not odd:
+            assert got == pytest.approx(el.hooke_invariant(k, l, w[2]).relative_residual, rel=tol), (k, l)
 
 
 def test_closed_form_derivatives_are_per_response():
