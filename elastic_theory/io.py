@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_utf8", "iter_jsonl", "read_token_jsonl", "to_jsonable", "write_json_atomic"]
+__all__ = ["decode_utf8", "iter_jsonl", "read_token_jsonl", "to_jsonable", "write_json_atomic", "write_text_atomic"]
 
 _TOKEN_ID_LIMIT = 2**63  # token trees store ids as int64
 
@@ -102,14 +102,23 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, then rename).
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`write_text_atomic`).
+
+    Raises ``ValueError`` when ``path`` is an existing folder.
+    """
+    write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n", what="the JSON output")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, what: str = "the output") -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same folder, then a rename,
+    so that ``path`` holds either its old content or all of ``text``, never a part.
 
     Raises ``ValueError`` when ``path`` is an existing folder (the rename would fail with an error
     that names the temporary file instead).
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file path for the JSON output")
+        raise ValueError(f"{path} is a folder; give a file path for {what}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Created like open(path, "w"),
     # so the umask decides; the process id keeps concurrent writers of the same path apart.
@@ -117,8 +126,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(to_jsonable(obj), fh, indent=2, allow_nan=False)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

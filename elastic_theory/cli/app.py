@@ -59,6 +59,26 @@ def require_extra(module: str, extra: str, what: str) -> None:
         raise ValueError(f"{what} needs {module}, which is not installed: pip install 'elastic-theory[{extra}]'") from None
 
 
+def parse_named_options(items: list[str], option: str, value: str, example: str, reserved: tuple[str, ...] = ()) -> dict[str, str]:
+    """Repeated ``NAME=VALUE`` options (``--data NAME=PATH``, ``--checkpoint NAME=MODEL``) as an ordered dict.
+
+    ``ValueError`` for none given, a malformed item, a name used twice or one in ``reserved``.
+    """
+    if not items:
+        raise ValueError(f"give at least one with {option} NAME={value}")
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        if not sep or not name or not rest:
+            raise ValueError(f"{option} {item!r}: expected NAME={value}, e.g. {option} {example}")
+        if name in reserved:
+            raise ValueError(f"{option} {item!r}: the name {name!r} is reserved; choose another name")
+        if name in out:
+            raise ValueError(f"{option}: the name {name!r} is used twice; give each its own name")
+        out[name] = rest
+    return out
+
+
 def console():
     """A rich console on stdout (imported lazily: commands that print JSON only never pay for it)."""
     from rich.console import Console

@@ -6,28 +6,18 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, require_extra
+from .app import app, bad_input_exits_2, console, parse_named_options, require_extra
 
 
 def parse_data_options(items: list[str]) -> dict[str, Path]:
     """``NAME=PATH`` options as an ordered name -> path dict; ``ValueError`` for a malformed or repeated name."""
-    if not items:
-        raise ValueError("give at least one dataset with --data NAME=PATH")
-    out: dict[str, Path] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--data {item!r}: expected NAME=PATH, e.g. --data wiki=wiki.jsonl")
-        if name in out:
-            raise ValueError(f"--data: the name {name!r} is used twice; give each dataset its own name")
-        out[name] = Path(path)
-    return out
+    return {name: Path(path) for name, path in parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl").items()}
 
 
 @app.command("measure")
 @bad_input_exits_2
 def measure_command(
-    model: str = typer.Option(..., "--model", help="Model directory (save_pretrained), .gguf file, cached hub name, or smollm2-135m."),
+    models: list[str] = typer.Option(..., "--model", help="Model directory (save_pretrained), .gguf file, cached hub name, or smollm2-135m."),
     data: list[str] = typer.Option(..., "--data", help="NAME=PATH: JSONL (text field), text file (a document per line), folder, or saved datasets dataset. Repeatable."),
     context: int | None = typer.Option(None, "--context", help="Input positions per window (>= 2); default: the model's maximum length."),
     stride: int | None = typer.Option(None, "--stride", help="New tokens scored per window after the first (1..context); default: context."),
@@ -53,6 +43,10 @@ def measure_command(
     from ..empirical import load_model_and_tokenizer, measure_rates, read_documents
     from ..io import write_json_atomic
 
+    if len(models) > 1:
+        raise ValueError(f"--model is given {len(models)} times, and measure scores one model; to compare models, "
+                         "use: elastic-theory compare --base MODEL --checkpoint NAME=MODEL ...")
+    model = models[0]
     if n_resamples < 1:
         raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
     paths = parse_data_options(data)

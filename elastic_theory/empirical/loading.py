@@ -17,6 +17,8 @@ __all__ = [
     "SMOLLM2_ALIAS",
     "default_dtype",
     "load_model_and_tokenizer",
+    "load_tokenizer",
+    "locate_model",
     "resolve_device",
     "smollm2_gguf_path",
 ]
@@ -111,6 +113,24 @@ def _locate(name_or_path: str | os.PathLike) -> tuple[str, str | None]:
     return name, None
 
 
+def locate_model(name_or_path: str | os.PathLike) -> None:
+    """Check, without loading anything, that ``name_or_path`` names a model :func:`load_model_and_tokenizer`
+    can load; ``ValueError`` with what to fix otherwise (a missing path, a folder without config or tokenizer)."""
+    _locate(name_or_path)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike):
+    """The tokenizer of a model that :func:`load_model_and_tokenizer` accepts, without loading the model."""
+    from transformers import AutoTokenizer
+
+    where, gguf_file = _locate(name_or_path)
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        return AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{name_or_path}: could not load the tokenizer ({exc})") from None
+
+
 def load_model_and_tokenizer(
     name_or_path: str | os.PathLike,
     device: str | torch.device | None = None,
@@ -127,15 +147,12 @@ def load_model_and_tokenizer(
     Raises ``ValueError`` (at once, without network access) for a name with no local files, a
     directory without a tokenizer, or an unusable device or dtype.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     dev = resolve_device(device)
     torch_dtype = _parse_dtype(dtype, dev)
+    tokenizer = load_tokenizer(name_or_path)
     where, gguf_file = _locate(name_or_path)
     extra = {"gguf_file": gguf_file} if gguf_file else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **extra)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{name_or_path}: could not load the tokenizer ({exc})") from None
     model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=torch_dtype, **extra)
     return model.to(dev).eval(), tokenizer

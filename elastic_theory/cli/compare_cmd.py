@@ -1,0 +1,360 @@
+"""``elastic-theory compare``: checkpoints against their base on the same datasets, with paired intervals."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from .app import app, bad_input_exits_2, console, parse_named_options
+from .measure_cmd import parse_data_options
+
+BASE_LABEL = "base"
+INTERRUPTED_EXIT_CODE = 130
+
+
+def parse_checkpoints(items: list[str]) -> dict[str, str]:
+    """``NAME=MODEL`` options as an ordered dict; ``ValueError`` for a malformed, repeated or reserved name."""
+    return parse_named_options(items, "--checkpoint", "MODEL", "sft=runs/sft/final", reserved=(BASE_LABEL,))
+
+
+def parse_ratio(text: str | None, datasets: list[str]) -> tuple[str, str] | None:
+    """``NUM/DEN`` naming two of the ``--data`` datasets, or None."""
+    if text is None:
+        return None
+    num, sep, den = text.partition("/")
+    if not sep or not num or not den:
+        raise ValueError(f"--ratio {text!r}: expected NUM/DEN with two dataset names, e.g. --ratio align/pretrain")
+    for d in (num, den):
+        if d not in datasets:
+            raise ValueError(f"--ratio {text!r}: no dataset named {d!r} (datasets: {', '.join(datasets)})")
+    if num == den:
+        raise ValueError(f"--ratio {text!r}: numerator and denominator are the same dataset")
+    return num, den
+
+
+def parse_k(text: str | None, ratio: tuple[str, str] | None) -> float | dict[str, float] | None:
+    """``--k``: a number (k as stated), or the training-set sizes ``NUM=N,DEN=N`` in documents for the ratio's datasets."""
+    if text is None:
+        return None
+    if ratio is None:
+        raise ValueError("--k needs --ratio NUM/DEN: k is compared with the ratio of the two datasets' changes")
+    if "=" not in text:
+        try:
+            k = float(text)
+        except ValueError:
+            k = math.nan
+        if not (math.isfinite(k) and k > 0):
+            raise ValueError(f"--k {text!r}: expected a number > 0, or sizes {ratio[0]}=N,{ratio[1]}=N")
+        return k
+    sizes: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            n = float(value)
+        except ValueError:
+            n = math.nan
+        if name not in ratio or not (math.isfinite(n) and n > 0):
+            raise ValueError(f"--k {text!r}: expected the training-set sizes {ratio[0]}=N,{ratio[1]}=N (documents, > 0)")
+        sizes[name] = n
+    if set(sizes) != set(ratio):
+        raise ValueError(f"--k {text!r}: give the sizes of both {ratio[0]} and {ratio[1]}")
+    return sizes
+
+
+def check_output_paths(files: list[Path | None], folders: list[Path | None]) -> None:
+    """Refuse, before any work, an output file that is a folder or a folder that is a file (or under one)."""
+    for path in files:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give a file path for the output")
+        blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ValueError(f"{path}: {blocked} is a file, not a folder")
+    for path in folders:
+        if path is not None and path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file; give a folder for the plots")
+
+
+def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, base_tokens: dict[str, int],
+             n_documents: dict[str, int]) -> dict | None:
+    r"""k as stated, or from sizes: :math:`k = N_{den}/N_{num}` documents and, per token,
+    :math:`k_{tok} = (N_{den} \bar t_{den}) / (N_{num} \bar t_{num})` with :math:`\bar t` the mean tokens
+    per document of each measured dataset under the base's tokenizer."""
+    if k is None or ratio is None:
+        return None
+    if not isinstance(k, dict):
+        return {"k": k, "k_per_token": None, "sizes": None}
+    num, den = ratio
+    mean_tokens = {d: base_tokens[d] / n_documents[d] for d in ratio}
+    return {"k": k[den] / k[num], "k_per_token": (k[den] * mean_tokens[den]) / (k[num] * mean_tokens[num]),
+            "sizes": {d: k[d] for d in ratio}}
+
+
+@app.command("compare")
+@bad_input_exits_2
+def compare_command(
+    base: str = typer.Option(..., "--base", help="The base model: anything --model of `measure` accepts."),
+    checkpoint: list[str] = typer.Option(..., "--checkpoint", help="NAME=MODEL: a fine-tuned checkpoint to compare with the base. Repeatable."),
+    data: list[str] = typer.Option(..., "--data", help="NAME=PATH: a dataset as `measure` reads it. Repeatable."),
+    ratio: str | None = typer.Option(None, "--ratio", help="NUM/DEN: also the ratio of the two datasets' changes (e.g. align/pretrain), the measured R."),
+    k: str | None = typer.Option(None, "--k", help="k to set beside the ratio: a number, or training-set sizes NUM=N,DEN=N in documents (then also k per token)."),
+    unit: str = typer.Option("byte", "--unit", help="Unit of the ratio's changes: byte (bits per byte, comparable across tokenizers) or token."),
+    context: int | None = typer.Option(None, "--context", help="Input positions per window (>= 2); default: each model's maximum length."),
+    stride: int | None = typer.Option(None, "--stride", help="New tokens scored per window after the first (1..context); default: context."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per forward pass; default: 1 on the CPU, 32 on CUDA."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default: CUDA when available."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16; default: bfloat16 on CUDA, float32 on the CPU."),
+    text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap over documents."),
+    n_resamples: int = typer.Option(2000, "--n-resamples", help="Bootstrap resamples for the 95% intervals."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    plots: Path | None = typer.Option(None, "--plots", help="Draw the rate changes (and the ratio) into this folder."),
+    per_document: Path | None = typer.Option(None, "--per-document", help="Write every document's bits under every model to this JSONL file."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where scores are cached; default: $ELASTIC_THEORY_CACHE or ~/.cache/elastic-theory."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse scores of the same model files on the same texts and settings."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
+) -> None:
+    """Score every dataset once per model; report each checkpoint's rates and its change from the base.
+
+    The change of bits per byte from the base carries a paired bootstrap 95% interval: documents
+    are resampled jointly for all models, so a small shift is resolved where the two models' own
+    intervals overlap. --ratio NUM/DEN adds the ratio of the two datasets' changes with Fieller's
+    interval. See docs/compare.md.
+    """
+    from ..comparison import compare_rates
+    from ..empirical import read_documents
+    from ..empirical.compare import ScoreCache, ScoringSettings, default_cache_dir
+    from ..empirical.loading import locate_model
+
+    if n_resamples < 1:
+        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+    if unit not in ("byte", "token"):
+        raise ValueError(f"--unit {unit!r}: use byte or token")
+    checkpoints = parse_checkpoints(checkpoint)
+    paths = parse_data_options(data)
+    ratio_names = parse_ratio(ratio, list(paths))
+    k_stated = parse_k(k, ratio_names)
+    check_output_paths([json_out, per_document], [plots])
+    models = {BASE_LABEL: base, **checkpoints}
+    for label, name in models.items():
+        try:
+            locate_model(name)
+        except ValueError as exc:
+            raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
+    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
+    settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
+    if unit == "token" and ratio_names is not None:
+        _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names})
+    store = ScoreCache((cache_dir or default_cache_dir()) if cache else None)
+    scores = _score_all(models, documents, settings, store, progress)
+    comparison = compare_rates(scores[BASE_LABEL], {c: scores[c] for c in checkpoints}, np.random.default_rng(seed),
+                               n_resamples=n_resamples, ratio=ratio_names, unit=unit)
+    base_tokens = {d: int(np.sum(s.n_tokens)) for d, s in scores[BASE_LABEL].items()}
+    report = build_report(models, paths, scores, comparison, k_values(k_stated, ratio_names, base_tokens,
+                          {d: len(docs) for d, docs in documents.items()}), config={
+        "context": context, "stride": stride, "batch_size": batch_size, "device": device, "dtype": dtype,
+        "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit,
+        "cache": str(store.root) if store.root else None,
+    })
+    for note in report["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    print_tables(report)
+    if per_document is not None:
+        write_per_document(per_document, documents, scores)
+    if plots is not None:
+        plot_comparison(report, plots)
+    if json_out is not None:
+        from ..io import write_json_atomic
+
+        write_json_atomic(json_out, report)
+
+
+def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict) -> None:
+    """Before any scoring: a bits-per-token ratio needs every model to tokenize the ratio's datasets as the base does."""
+    from ..empirical.compare import tokenization_digest
+    from ..empirical.loading import load_tokenizer
+    from ..empirical.scoring import encode_documents
+
+    digests = {}
+    for label, name in models.items():
+        tok = load_tokenizer(name)
+        digests[label] = [tokenization_digest(encode_documents(tok, docs)) for docs in datasets.values()]
+        if digests[label] != digests[BASE_LABEL]:
+            raise ValueError(
+                f"--unit token: checkpoint {label!r} tokenizes the ratio's datasets differently from the base (another "
+                "tokenizer), so bits-per-token changes are not comparable; bits per byte are: use --unit byte"
+            )
+
+
+def _score_all(models, documents, settings, store, progress):
+    from tqdm.auto import tqdm
+
+    from ..empirical import load_model_and_tokenizer
+    from ..empirical.compare import score_models
+
+    total = len(models) * len(documents)
+    bar = tqdm(total=total, desc="models x datasets", unit="score", disable=not progress, file=sys.stderr)
+    done = []
+
+    def on_scored(label: str, dataset: str, cached: bool) -> None:
+        done.append((label, dataset))
+        bar.set_postfix_str(f"{label}/{dataset}{' (cached)' if cached else ''}")
+        bar.update(1)
+
+    try:
+        with bar:
+            return score_models(
+                models, documents, settings, store,
+                load=lambda name: load_model_and_tokenizer(name, device=settings.device, dtype=settings.dtype),
+                progress=progress, on_scored=on_scored,
+            )
+    except KeyboardInterrupt:
+        kept = f"they are cached in {store.root}; run the same command again to continue" if store.root else "nothing is kept (--no-cache)"
+        typer.echo(f"interrupted after {len(done)} of {total} scores; {kept}; no result file was written", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+
+
+def build_report(models: dict[str, str], paths: dict[str, Path], scores, comparison, k: dict | None, config: dict) -> dict:
+    """The JSON result: ``checkpoints.NAME.datasets.DATASET`` and ``checkpoints.NAME.ratio`` as documented."""
+    base_scores = scores[BASE_LABEL]
+    notes = []
+    for name, per_dataset in comparison.changes.items():
+        other = [d for d, ch in per_dataset.items() if not ch.same_tokenization]
+        if other:
+            notes.append(
+                f"checkpoint {name!r} tokenizes {', '.join(other)} differently from the base (another tokenizer): "
+                "bits per byte are comparable across tokenizers and are compared; bits-per-token changes are left out"
+            )
+    checkpoints = {}
+    for name, per_dataset in comparison.changes.items():
+        entry = {"model": models[name], "datasets": {d: ch.to_dict() for d, ch in per_dataset.items()}}
+        if name in comparison.ratios:
+            entry["ratio"] = comparison.ratios[name].to_dict() | ({"k": k["k"], "k_per_token": k["k_per_token"]} if k else {})
+        checkpoints[name] = entry
+    return {
+        "base": {
+            "model": models[BASE_LABEL],
+            "datasets": {
+                d: {"bits_per_token": s.bits_per_token, "bits_per_byte": s.bits_per_byte,
+                    "bits_per_byte_ci95": list(comparison.base_bits_per_byte_ci95[d]), "n_tokens": int(np.sum(s.n_tokens)),
+                    "n_bytes": int(np.sum(s.n_bytes)), "n_documents": s.n_documents}
+                for d, s in base_scores.items()
+            },
+        },
+        "checkpoints": checkpoints,
+        "k": k,
+        "notes": notes,
+        "config": config | {"data": {d: str(p) for d, p in paths.items()}},
+    }
+
+
+def print_tables(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Rate changes from the base (paired bootstrap 95% intervals over documents)")
+    for col in ("model", "dataset", "bits/token", "bits/byte", "Δ bits/byte", "paired 95% CI", "Δ bits/token"):
+        table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
+    for d, r in report["base"]["datasets"].items():
+        table.add_row(BASE_LABEL, escape(d), f"{r['bits_per_token']:.4f}", f"{r['bits_per_byte']:.4f}", "", "", "")
+    for name, entry in report["checkpoints"].items():
+        for d, r in entry["datasets"].items():
+            lo, hi = r["delta_bits_per_byte_ci95"]
+            dbt = "n/a (tokenizer)" if r["delta_bits_per_token"] is None else f"{r['delta_bits_per_token']:+.4f}"
+            table.add_row(escape(name), escape(d), f"{r['bits_per_token']:.4f}", f"{r['bits_per_byte']:.4f}",
+                          f"{r['delta_bits_per_byte']:+.4f}", f"[{lo:+.4f}, {hi:+.4f}]", dbt)
+    out = console()
+    out.print(table)
+    ratios = {n: e["ratio"] for n, e in report["checkpoints"].items() if "ratio" in e}
+    if not ratios:
+        return
+    first = next(iter(ratios.values()))
+    rt = Table(title=f"Ratio of changes {escape(first['numerator'])}/{escape(first['denominator'])} "
+                     f"(bits per {first['unit']}; Fieller 95% interval)")
+    for col in ("model", "ratio", "95% CI", "k", "k per token"):
+        rt.add_column(col, justify="left" if col == "model" else "right")
+    k = report["k"] or {}
+    for name, r in ratios.items():
+        ci = "unbounded (denominator not resolved from 0)" if r["ci95"] is None else f"[{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}]"
+        rt.add_row(escape(name), f"{r['value']:.4g}", ci, _fmt(k.get("k")), _fmt(k.get("k_per_token")))
+    out.print(rt)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.4g}"
+
+
+def write_per_document(path: Path, documents: dict, scores: dict) -> None:
+    """One JSON line per document: ``dataset``, ``document``, ``n_bytes`` and, per model, ``bits`` and ``n_tokens``."""
+    import json
+
+    from ..io import to_jsonable, write_text_atomic
+
+    lines = []
+    for d, docs in documents.items():
+        for i, doc in enumerate(docs):
+            lines.append(json.dumps(to_jsonable({
+                "dataset": d, "document": doc.name, "n_bytes": int(scores[BASE_LABEL][d].n_bytes[i]),
+                "bits": {m: float(s[d].bits[i]) for m, s in scores.items()},
+                "n_tokens": {m: int(s[d].n_tokens[i]) for m, s in scores.items()},
+            }), allow_nan=False))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def plot_comparison(report: dict, folder: Path) -> list[Path]:
+    """Draw, from a saved report, the change of bits per byte per checkpoint and dataset with its paired
+    interval (``rate_changes.png``) and, with a ratio, the ratio with its interval against k (``ratio.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(report["checkpoints"])
+    datasets = list(report["base"]["datasets"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(names) * len(datasets)))
+    height = 0.8 / len(datasets)
+    for j, d in enumerate(datasets):
+        y = np.arange(len(names)) + j * height
+        rows = [report["checkpoints"][n]["datasets"][d] for n in names]
+        x = np.array([r["delta_bits_per_byte"] for r in rows])
+        ci = np.array([r["delta_bits_per_byte_ci95"] for r in rows])
+        ax.errorbar(x, y, xerr=[x - ci[:, 0], ci[:, 1] - x], fmt="o", capsize=3, label=d)
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_yticks(np.arange(len(names)) + 0.4 - height / 2, names)
+    ax.set_xlabel("change of bits per byte from the base (paired 95% interval)")
+    ax.legend(title="dataset", fontsize="small")
+    fig.tight_layout()
+    written = [folder / "rate_changes.png"]
+    fig.savefig(written[0], dpi=120)
+    plt.close(fig)
+    ratios = {n: e["ratio"] for n, e in report["checkpoints"].items() if "ratio" in e}
+    if ratios:
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(ratios)))
+        for i, (n, r) in enumerate(ratios.items()):
+            if r["ci95"] is None:
+                ax.plot([r["value"]], [i], "o", color="C1")
+                ax.annotate("interval unbounded", (r["value"], i), textcoords="offset points", xytext=(6, 6), fontsize="small")
+            else:
+                ax.errorbar([r["value"]], [i], xerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]], fmt="o",
+                            capsize=3, color="C1")
+        k = report["k"] or {}
+        for key, style in (("k", "--"), ("k_per_token", ":")):
+            if k.get(key) is not None:
+                ax.axvline(k[key], color="grey", ls=style, label=f"{key.replace('_', ' ')} = {k[key]:.4g}")
+        ax.set_yticks(range(len(ratios)), list(ratios))
+        first = next(iter(ratios.values()))
+        ax.set_xlabel(f"ratio of changes {first['numerator']}/{first['denominator']} (bits per {first['unit']}; 95% Fieller)")
+        if k:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        written.append(folder / "ratio.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
