@@ -128,7 +128,8 @@ def compare_command(
     """
     from ..comparison import compare_rates
     from ..empirical import read_documents
-    from ..empirical.compare import ScoreCache, ScoringSettings, default_cache_dir
+    from ..empirical.compare import ScoreCache, ScoringSettings
+    from ..empirical.loading import default_cache_dir
     from ..empirical.loading import locate_model
 
     if n_resamples < 1:

@@ -21,14 +21,13 @@ import numpy as np
 
 from ..comparison import DatasetScores
 from .data import Document
-from .loading import SMOLLM2_ALIAS, resolve_device, smollm2_gguf_path
+from .loading import SMOLLM2_ALIAS, default_cache_dir, resolve_device, smollm2_gguf_path
 from .scoring import encode_documents, score_documents
 
 __all__ = [
     "SCORES_FORMAT",
     "ScoreCache",
     "ScoringSettings",
-    "default_cache_dir",
     "documents_digest",
     "model_fingerprint",
     "score_dataset",
@@ -37,13 +36,6 @@ __all__ = [
 
 SCORES_FORMAT = 1
 """Version of the scoring conventions and of the cache entries; raising it invalidates old entries."""
-
-
-def default_cache_dir() -> Path:
-    """``$ELASTIC_THEORY_CACHE``, else ``$XDG_CACHE_HOME/elastic-theory``, else ``~/.cache/elastic-theory``."""
-    if os.environ.get("ELASTIC_THEORY_CACHE"):
-        return Path(os.environ["ELASTIC_THEORY_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elastic-theory"
 
 
 def _file_sha256(path: Path) -> str:
