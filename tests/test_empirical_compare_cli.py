@@ -171,6 +171,7 @@ def test_other_tokenizer_compares_bits_per_byte_and_refuses_token_changes(setup,
         (["--checkpoint", "a={root}/ckpt", "--json", "{root}"], "is a folder; give a file path"),
         (["--checkpoint", "a={root}/ckpt", "--plots", "{root}/pre.txt"], "is a file; give a folder"),
         (["--checkpoint", "a={root}/ckpt", "--unit", "nat"], "--unit 'nat'"),
+        (["--checkpoint", "a={root}/ckpt", "--unit", "token"], "--unit token sets the unit of the ratio"),
     ],
 )
 def test_bad_input_exits_2_before_scoring(setup, args, message, monkeypatch):

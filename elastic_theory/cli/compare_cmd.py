@@ -139,6 +139,8 @@ def compare_command(
     checkpoints = parse_checkpoints(checkpoint)
     paths = parse_data_options(data)
     ratio_names = parse_ratio(ratio, list(paths))
+    if unit == "token" and ratio_names is None:
+        raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
     check_output_paths([json_out, per_document], [plots])
     models = {BASE_LABEL: base, **checkpoints}
