@@ -210,3 +210,23 @@ def test_measure_with_two_models_points_to_compare(setup):
     result = CliRunner().invoke(app, ["measure", "--model", str(root / "base"), "--model", str(root / "ckpt"),
                                       "--data", f"a={root / 'pre.txt'}", "--no-progress"])
     assert result.exit_code == 2 and "elastic-theory compare --base MODEL --checkpoint NAME=MODEL" in result.output
+
+
+def test_fingerprint_changes_with_any_model_file_and_covers_an_adapters_base(setup, tmp_path):
+    import shutil
+
+    from elastic_theory.empirical.compare import model_fingerprint
+
+    root, _ = setup
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "base", copy)
+    assert model_fingerprint(copy) == model_fingerprint(root / "base")  # contents count, not the path
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(config | {"n_positions": 32}))
+    assert model_fingerprint(copy) != model_fingerprint(root / "base")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(copy)}))
+    before = model_fingerprint(adapter)
+    (copy / "config.json").write_text(json.dumps(config))  # the base changes, the adapter folder does not
+    assert model_fingerprint(adapter) != before

@@ -44,7 +44,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _model_files(name_or_path: str) -> list[Path]:
-    """The files a load of ``name_or_path`` reads: a .gguf file, or the regular files at a model folder's top level."""
+    """The files a load of ``name_or_path`` reads: a .gguf file, or the regular files at a model folder's top level
+    (for a PEFT adapter folder, also those of the base model it names)."""
     if name_or_path == SMOLLM2_ALIAS:
         gguf = smollm2_gguf_path()
         if gguf is None:
@@ -63,7 +64,17 @@ def _model_files(name_or_path: str) -> list[Path]:
         if not isinstance(cached, str):
             raise ValueError(f"model {name_or_path!r}: no such file or folder, and not in the local Hugging Face cache")
         path = Path(cached).parent
-    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    adapter = path / "adapter_config.json"
+    if adapter.is_file() and not (path / "config.json").is_file():  # a PEFT adapter: its base model's files count too
+        try:
+            base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            base = None
+        if not base:
+            raise ValueError(f"{adapter}: names no base_model_name_or_path; the adapter needs its base model")
+        files += _model_files(str(base))
+    return files
 
 
 def model_fingerprint(name_or_path: str | os.PathLike) -> str:
