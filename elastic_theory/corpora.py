@@ -9,7 +9,7 @@
   :func:`polarity_sentences`, judged offline by VADER (:func:`vader_compound`, lexicon bundled
   with ``vadersentiment``).
 * **Pre-training proxy** for gamma_p: gensim's sample of 106 English Wikipedia articles
-  (3.1 M characters, CC BY-SA), markup removed by gensim's ``filter_wiki``: :func:`wikipedia_sample`.
+  (CC BY-SA), as prose without markup: :func:`wikipedia_sample`.
 * **Users' data**: :func:`read_pairs_jsonl` and :func:`read_texts_jsonl` read the same shapes
   from JSONL files.
 
@@ -109,17 +109,15 @@ def jailbreakbench_pairs() -> list[PreferencePair]:
     ]
 
 
-def _gensim_test_file(name: str) -> Path:
-    return package_data_file("gensim", f"test/test_data/{name}", "pip install gensim==4.4.0")
-
-
 def polarity_sentences() -> list[LabelledText]:
     """The 200 Pang-Lee movie-review sentences with labels ``"positive"``/``"negative"`` (100 each).
 
     The file is Windows-1252 (em dashes, accented names), decoded as such; the ``__label__``
     prefix is dropped and whitespace at the ends stripped.
     """
-    path = _gensim_test_file("pang_lee_polarity.cor")
+    from .examples import gensim_test_file
+
+    path = gensim_test_file("pang_lee_polarity.cor")
     labels = {"__label__pos": "positive", "__label__neg": "negative"}
     out = []
     for lineno, line in enumerate(path.read_bytes().decode("cp1252").splitlines(), start=1):
@@ -130,34 +128,25 @@ def polarity_sentences() -> list[LabelledText]:
 
 
 def wikipedia_sample(unit: str = "article", min_chars: int = 200) -> list[LabelledText]:
-    """gensim's English Wikipedia sample as plain text (label: the article's title), redirects dropped.
+    """gensim's English Wikipedia sample as plain prose (label: the article's title).
 
-    ``unit="article"``: one text per article (106); ``"paragraph"``: one per blank-line-separated
-    paragraph. Texts shorter than ``min_chars`` characters are dropped. Markup is removed with
-    gensim's ``filter_wiki`` (some template and table residue remains: it is real text either way).
+    ``unit="article"``: one text per article (106), its prose paragraphs joined by newlines;
+    ``"paragraph"``: one text per prose paragraph. Texts shorter than ``min_chars`` characters are
+    dropped. Markup, lists, headings and tables are removed as for the theory checks' sentences
+    (:func:`elastic_theory.examples.wikipedia_articles`, :func:`~elastic_theory.examples.prose_lines`).
     """
-    import bz2
+    from .examples import prose_lines, wikipedia_articles
 
     if unit not in ("article", "paragraph"):
         raise ValueError(f"unit must be 'article' or 'paragraph', got {unit!r}")
-    path = _gensim_test_file("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-
     out = []
-    with bz2.open(path) as fh:
-        for title, markup, _ in extract_pages(fh):
-            text = filter_wiki(markup).strip()
-            if not text or text.upper().startswith("#REDIRECT"):
-                continue
-            if unit == "article":
-                if len(text) >= min_chars:
-                    out.append(LabelledText(title, text, title))
-                continue
-            for i, paragraph in enumerate(text.split("\n\n")):
-                paragraph = " ".join(paragraph.split())
-                if len(paragraph) >= min_chars:
-                    out.append(LabelledText(f"{title}[{i}]", paragraph, title))
-    return out
+    for title, text in wikipedia_articles():
+        paragraphs = prose_lines(text)
+        if unit == "article":
+            out.append(LabelledText(title, "\n".join(paragraphs), title))
+        else:
+            out.extend(LabelledText(f"{title}[{i}]", p, title) for i, p in enumerate(paragraphs))
+    return [x for x in out if len(x.text) >= min_chars]
 
 
 def vader_compound(texts: Sequence[str]) -> np.ndarray:

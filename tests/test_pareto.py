@@ -281,7 +281,7 @@ def test_wikipedia_sample_needs_gensim(monkeypatch):
 
     monkeypatch.setattr(examples.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install gensim==4\.4\.0"):
-        examples._gensim_test_file(examples.WIKIPEDIA_SAMPLE)
+        examples.gensim_test_file(examples.WIKIPEDIA_SAMPLE)
 
 
 def test_wiki_markup_is_stripped():
