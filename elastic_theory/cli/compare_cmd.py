@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .app import app, bad_input_exits_2, console, parse_named_options
+from .app import app, bad_input_exits_2, console, parse_named_options, require_extra
 from .measure_cmd import parse_data_options
 
 BASE_LABEL = "base"
@@ -126,6 +126,10 @@ def compare_command(
     intervals overlap. --ratio NUM/DEN adds the ratio of the two datasets' changes with Fieller's
     interval. See docs/compare.md.
     """
+    for module in ("torch", "transformers"):
+        require_extra(module, "empirical", "compare")
+    if plots is not None:
+        require_extra("matplotlib", "plots", "compare --plots")
     from ..comparison import compare_rates
     from ..empirical import read_documents
     from ..empirical.compare import ScoreCache, ScoringSettings
