@@ -147,13 +147,13 @@ def compare_command(
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
     check_output_paths([json_out, per_document], [plots])
+    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
     models = {BASE_LABEL: base, **checkpoints}
-    for label, name in models.items():
+    for label, name in models.items():  # the first use of smollm2-135m converts it here (docs/measurement.md)
         try:
             locate_model(name)
         except ValueError as exc:
             raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
-    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
     settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
     if unit == "token" and ratio_names is not None:
         _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names})
