@@ -1,0 +1,109 @@
+"""``elastic-theory experiment NAME`` runs a registered experiment; ``elastic-theory plot PATH`` redraws from saved results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected integers separated by commas, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds {text!r}: give distinct non-negative integers, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str | None, overrides: list[str]):
+    """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--seeds``, then ``--set``."""
+    from ..experiments import apply_overrides, get, read_config_file
+
+    exp = get(name)
+    if quick and config_file is not None:
+        raise ValueError("give --quick or --config, not both")
+    config = exp.quick() if quick else exp.full() if config_file is None else read_config_file(config_file, exp)
+    items = list(overrides)
+    if seeds is not None:
+        items.append("seeds=" + str(list(_parse_seeds(seeds))))
+    return exp, apply_overrides(config, items)
+
+
+@app.command("experiment")
+@bad_input_exits_2
+def experiment_command(
+    name: str = typer.Argument(..., help="Experiment name (joint-ratio, sequential-ratio, ...; see experiments/README.md)."),
+    quick: bool = typer.Option(False, "--quick", help="The quick configuration (at most 3 CPU minutes)."),
+    config_file: Path | None = typer.Option(None, "--config", help="A config file like experiments/NAME.json (default: the full config)."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, comma-separated (replaces the config's), e.g. 0,1,2."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/NAME or runs/NAME-quick); rerun to resume."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE config override (dotted keys, JSON values); repeatable."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
+) -> None:
+    """Train, measure, save results.json and plots in the run directory, and print the answer.
+
+    Every unit of work (one trained model) is saved when it finishes: an interrupted run, started
+    again with the same command, resumes without recomputing them.
+    """
+    from ..runs import RunDir
+
+    exp, config = resolve_config(name, quick, config_file, seeds, overrides)
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    from ..experiments import Context, config_to_dict
+
+    out = out if out is not None else Path("runs") / (name + ("-quick" if quick else ""))
+    cfg = config_to_dict(config)
+    RunDir.check(out, exp.name, cfg)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    run = RunDir.open(out, exp.name, cfg, device=device)
+
+    def bar(total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+
+    try:
+        results = exp.run(config, run, Context(device=device, progress=bar))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished units are saved in {out}/units; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    run.write_results(results)
+    plots = exp.plot(results, out)
+    console().print(exp.summarize(results))
+    typer.echo(f"results: {out / 'results.json'}; plots: {', '.join(str(p) for p in plots) or 'none'}")
+
+
+@app.command("plot")
+@bad_input_exits_2
+def plot_command(
+    path: Path = typer.Argument(..., help="A run directory (redraws its plots from results.json) or a rate-tracker JSONL file."),
+) -> None:
+    """Redraw the plots of a run directory from its saved results, or draw rate-against-step curves of a JSONL track."""
+    from ..experiments import get
+    from ..experiments._plotting import plot_track
+    from ..runs import read_run
+
+    if path.is_file():
+        typer.echo(f"plot: {plot_track(path)}")
+        return
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such file or folder")
+    name, _, results = read_run(path)
+    if results is None:
+        raise ValueError(f"{path} has no results.json yet (the run did not finish): rerun the experiment to resume it")
+    plots = get(name).plot(results, path)
+    typer.echo("plots: " + (", ".join(str(p) for p in plots) or "none"))
+
+
+__all__ = ["BAD_INPUT_EXIT_CODE", "experiment_command", "plot_command", "resolve_config"]

@@ -1,0 +1,366 @@
+r"""Training small causal transformers on weighted synthetic sequences, with exact-enumeration rates.
+
+The data are finite datasets given as distinct sequences with integer counts
+(:class:`~elastic_theory.synthetic.WeightedSequences`). A model's probability of a sequence
+:math:`x` is :math:`p_\theta(x) = \prod_i p_\theta(x_i \mid \text{BOS}, x_{<i})` (the BOS token is
+one id past the data alphabet and is never a target), so on a finite support every quantity is
+an exact sum, not an estimate:
+
+* training loss: :math:`-\sum_x \hat P(x) \ln p_\theta(x)` nats per response (full batch), or its
+  unbiased minibatch estimate with sequences drawn from :math:`\hat P` (``batch_size``);
+* rate :math:`\gamma_i = -\sum_x P_i(x)\log_2 p_\theta(x) / E_{P_i}|x|` bits per token (THEORY §1);
+* :math:`KL(\hat P \| p_\theta)` bits per response: the distance to the joint optimum of the data
+  trained on (the empirical distribution; THEORY §1 "joint training").
+
+Also: the implicit-function (influence) derivative of the rates along the joint optimum
+:math:`\theta^*(l)` (:func:`influence_dgamma_dl`), the first-order change of the rates under one
+SGD step (:func:`first_order_changes`), a tabular softmax model (:class:`TabularModel`), and
+:class:`ExactRateTracker`, which writes lines in :class:`~elastic_theory.empirical.RateTracker`'s format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from ..synthetic import WeightedSequences
+from ..trainconfig import DTYPE_NAMES, ModelConfig, StageConfig
+
+__all__ = [
+    "DTYPES",
+    "ExactRateTracker",
+    "SequenceData",
+    "TabularModel",
+    "build_model",
+    "first_order_changes",
+    "influence_dgamma_dl",
+    "kl_bits",
+    "load_state",
+    "nll",
+    "rates_bits_per_token",
+    "save_state",
+    "sequence_log_probs",
+    "train_stage",
+]
+
+LN2 = math.log(2.0)
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+
+
+def build_model(config: ModelConfig, data_vocab_size: int, max_length: int, *, seed: int, device: str = "cpu"):
+    """A randomly initialized ``GPT2LMHeadModel`` over ``data_vocab_size`` tokens plus BOS (id ``data_vocab_size``).
+
+    Initialized from a forked torch RNG seeded with ``seed`` (the global RNG is untouched), cast
+    to ``config.dtype`` and moved to ``device``; train mode is irrelevant (no dropout).
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    bos = int(data_vocab_size)
+    cfg = GPT2Config(
+        vocab_size=bos + 1, n_positions=int(max_length), n_embd=config.n_embd, n_layer=config.n_layer,
+        n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos, eos_token_id=bos,
+        attn_implementation="eager",  # SDPA's CPU kernel has no double backward (Hessian-vector products)
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(cfg)
+    return model.to(device=device, dtype=DTYPES[config.dtype])
+
+
+class SequenceData:
+    """A finite dataset as tensors: BOS-prefixed inputs, targets, a length mask and probabilities ``counts/size``.
+
+    Rows are the distinct sequences with non-zero count; ``probs`` sums to 1. ``mean_length`` is
+    :math:`E|x|` (tokens per response, the per-token rates' denominator).
+    """
+
+    def __init__(self, data: WeightedSequences, data_vocab_size: int, *, device: str = "cpu", dtype=torch.float64):
+        d = data.nonzero()
+        if d.size == 0:
+            raise ValueError("the dataset is empty: nothing to train on or measure")
+        self.sequences, self.size, self.bos = d.sequences, d.size, int(data_vocab_size)
+        n, L = len(d.sequences), max(len(s) for s in d.sequences)
+        targets = np.zeros((n, L), dtype=np.int64)
+        lengths = np.array([len(s) for s in d.sequences])
+        for i, s in enumerate(d.sequences):
+            targets[i, : len(s)] = s
+        inputs = np.full((n, L), self.bos, dtype=np.int64)
+        inputs[:, 1:] = targets[:, :-1]
+        self.input_ids = torch.as_tensor(inputs, device=device)
+        self.targets = torch.as_tensor(targets, device=device)
+        self.mask = torch.as_tensor(np.arange(L)[None, :] < lengths[:, None], device=device, dtype=dtype)
+        self.probs = torch.as_tensor(d.probs, device=device, dtype=dtype)
+        self.lengths = torch.as_tensor(lengths, device=device, dtype=dtype)
+        self.mean_length = float((d.probs * lengths).sum())
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def subset(self, rows: torch.Tensor) -> SimpleNamespace:
+        """Rows ``rows`` (with repetition) as a minibatch with equal weights."""
+        return SimpleNamespace(input_ids=self.input_ids[rows], targets=self.targets[rows], mask=self.mask[rows],
+                               probs=torch.full((len(rows),), 1.0 / len(rows), dtype=self.probs.dtype, device=rows.device))
+
+
+def sequence_log_probs(model, data) -> torch.Tensor:
+    r""":math:`\ln p_\theta(x)` for every row of ``data`` (nats; shape ``(n,)``), differentiable."""
+    logits = model(input_ids=data.input_ids).logits
+    lp = torch.log_softmax(logits, dim=-1).gather(-1, data.targets.unsqueeze(-1)).squeeze(-1)
+    return (lp * data.mask).sum(-1)
+
+
+def nll(model, data) -> torch.Tensor:
+    r"""The training loss :math:`-\sum_x \hat P(x)\ln p_\theta(x)` in nats per response (differentiable scalar)."""
+    return -(data.probs * sequence_log_probs(model, data)).sum()
+
+
+def gamma_tensor(model, data: SequenceData) -> torch.Tensor:
+    r""":math:`\gamma = CE/E|x|` in bits per token as a differentiable scalar."""
+    return nll(model, data) / (LN2 * data.mean_length)
+
+
+@torch.no_grad()
+def rates_bits_per_token(model, datasets: Mapping[str, SequenceData]) -> dict[str, float]:
+    """Exact rates gamma (bits per token) of the model on each named dataset."""
+    return {name: float(gamma_tensor(model, d)) for name, d in datasets.items()}
+
+
+@torch.no_grad()
+def kl_bits(model, data: SequenceData) -> float:
+    r""":math:`KL(\hat P \| p_\theta) = \sum_x \hat P(x)\log_2(\hat P(x)/p_\theta(x))` bits per response, exactly.
+
+    ``data`` is what was trained on, so this is the distance to the joint optimum (0 iff the model
+    puts exactly :math:`\hat P` on the support). Summed term by term: no cancellation of two CEs.
+    """
+    lp = sequence_log_probs(model, data)
+    return float((data.probs * (torch.log(data.probs) - lp)).sum()) / LN2
+
+
+def _optimizer(stage: StageConfig, params):
+    if stage.optimizer == "adam":
+        return torch.optim.Adam(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=stage.lr, weight_decay=stage.weight_decay)
+    return torch.optim.LBFGS(params, lr=stage.lr, max_iter=1, max_eval=25, history_size=50, line_search_fn="strong_wolfe",
+                             tolerance_grad=0.0, tolerance_change=0.0)
+
+
+def train_stage(
+    model,
+    data: SequenceData,
+    stage: StageConfig,
+    *,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> float:
+    """Run ``stage.steps`` optimizer steps on ``data``; return the last step's loss (nats per response).
+
+    ``on_step(step, loss)`` is called after every step (step counts from 1) for tracking and
+    checkpoints. Minibatches draw rows from ``data.probs`` with ``generator`` (required then).
+    LBFGS stops early when a step no longer changes the loss (it has converged in float precision).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _optimizer(stage, params)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(stage.steps, 1))
+             if stage.schedule == "cosine" and stage.optimizer != "lbfgs" else None)
+    if stage.batch_size is not None and generator is None:
+        raise ValueError("minibatch training draws rows: pass generator=torch.Generator().manual_seed(seed)")
+    loss_value = math.nan
+    for step in range(1, stage.steps + 1):
+        if stage.optimizer == "lbfgs":
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                loss = nll(model, data)
+                loss.backward()
+                return loss
+
+            before = loss_value
+            loss_value = float(opt.step(closure).detach())
+            if on_step is not None:
+                on_step(step, loss_value)
+            if loss_value == before:
+                break
+            continue
+        batch = data if stage.batch_size is None else data.subset(
+            torch.multinomial(data.probs, stage.batch_size, replacement=True, generator=generator).to(data.probs.device))
+        opt.zero_grad(set_to_none=True)
+        loss = nll(model, batch)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        loss_value = float(loss.detach())
+        if on_step is not None:
+            on_step(step, loss_value)
+    return loss_value
+
+
+class ExactRateTracker:
+    """Exact rates of named datasets every ``every`` steps, appended to a JSONL file in RateTracker's format.
+
+    Each line: ``{"step", "dataset", "bits_per_token", "bits_per_byte": null, "n_tokens", "n_bytes": null,
+    "seconds", "time", "kl_bits"}`` where ``n_tokens`` is E|x| (tokens per response) and ``kl_bits`` is
+    KL(dataset || model) bits per response. ``elastic-theory plot FILE`` draws it.
+    """
+
+    def __init__(self, datasets: Mapping[str, SequenceData], path: str | os.PathLike, *, every: int = 1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self.datasets, self.path, self.every = dict(datasets), Path(path), every
+        self.records: list[dict] = []
+
+    @torch.no_grad()
+    def measure(self, model, step: int) -> list[dict]:
+        """Measure every dataset now; append the lines to the file and to ``records``."""
+        lines = []
+        for name, d in self.datasets.items():
+            t0 = time.perf_counter()
+            lp = sequence_log_probs(model, d)
+            ce = float(-(d.probs * lp).sum())
+            kl = float((d.probs * (torch.log(d.probs) - lp)).sum())
+            lines.append({"step": int(step), "dataset": name, "bits_per_token": ce / (LN2 * d.mean_length),
+                          "bits_per_byte": None, "n_tokens": d.mean_length, "n_bytes": None,
+                          "seconds": time.perf_counter() - t0, "time": time.time(), "kl_bits": kl / LN2})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in lines)
+        self.records.extend(lines)
+        return lines
+
+    def maybe_measure(self, model, step: int) -> list[dict]:
+        """:meth:`measure` when ``step`` is a multiple of ``every``."""
+        return self.measure(model, step) if step % self.every == 0 else []
+
+
+def save_state(model, path: str | os.PathLike) -> None:
+    """Save the model's parameters atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_state(model, path: str | os.PathLike):
+    """Load parameters saved by :func:`save_state` into ``model`` (same architecture); return the model."""
+    model.load_state_dict(torch.load(Path(path), map_location=next(model.parameters()).device, weights_only=True))
+    return model
+
+
+# ---------------------------------------------------------------------- derivatives
+def _flat_grad(value: torch.Tensor, params, create_graph: bool = False, retain_graph: bool | None = None) -> torch.Tensor:
+    grads = torch.autograd.grad(value, params, create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+
+
+def _conjugate_gradient(hvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, max_iter: int, rtol: float):
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rs = r @ r
+    b_norm = float(b.norm())
+    for it in range(1, max_iter + 1):
+        Ap = hvp(p)
+        alpha = rs / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rs_new = r @ r
+        if math.sqrt(float(rs_new)) <= rtol * b_norm:
+            return x, it, math.sqrt(float(rs_new)) / b_norm
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x, max_iter, math.sqrt(float(rs)) / b_norm
+
+
+def influence_dgamma_dl(
+    model,
+    union: SequenceData,
+    perturb: SequenceData,
+    evaluate: Mapping[str, SequenceData],
+    size_factor: float,
+    *,
+    damping: float = 0.0,
+    max_iter: int = 500,
+    rtol: float = 1e-8,
+) -> dict:
+    r"""Rate derivatives along the joint optimum by the implicit function theorem (influence functions).
+
+    The joint objective at l is :math:`F(\theta, l) = (N\,CE_0(\theta) + l|D_a|\,CE_t(\theta))/(N + l|D_a|)`
+    (``union`` is its data at the current l). At a minimum :math:`\nabla F = 0`, so
+
+    .. math:: \frac{d\theta^*}{dl} = -H^{-1}\,\partial_l \nabla F
+              = -\frac{|D_a|}{N + l|D_a|}\,H^{-1}(\nabla CE_t - \nabla F),
+              \qquad \frac{d\gamma_i}{dl} = \nabla\gamma_i \cdot \frac{d\theta^*}{dl},
+
+    with ``size_factor`` :math:`= |D_a|/(N + l|D_a|)`, :math:`H = \nabla^2 F + \text{damping}\,I`
+    (Hessian-vector products by double backward, solved by conjugate gradients from 0, so the
+    solution stays in H's range: the network is over-parameterized and H singular). Returns
+    ``{"dgamma_dl": {name: bits per token per unit l}, "cg_iterations", "cg_relative_residual"}``.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_F = _flat_grad(nll(model, union), params, create_graph=True)
+    rhs = (_flat_grad(nll(model, perturb), params) - grad_F.detach()) * size_factor
+
+    def hvp(v: torch.Tensor) -> torch.Tensor:
+        return _flat_grad(grad_F @ v, params, retain_graph=True) + damping * v
+
+    x, iters, resid = _conjugate_gradient(hvp, rhs, max_iter, rtol)
+    dtheta = -x
+    out = {name: float(_flat_grad(gamma_tensor(model, d), params) @ dtheta) for name, d in evaluate.items()}
+    return {"dgamma_dl": out, "cg_iterations": iters, "cg_relative_residual": resid}
+
+
+def first_order_changes(model, train: SequenceData, evaluate: Mapping[str, SequenceData], lr: float) -> dict[str, float]:
+    r"""First-order change of each rate under one full-batch SGD step of size ``lr`` on ``train``.
+
+    .. math:: \Delta\gamma_i \approx -\eta\,\nabla_\theta\gamma_i \cdot \nabla_\theta CE_{train}
+    (bits per token): a gradient inner product, the tangent of sequential fine-tuning at its start.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    g = _flat_grad(nll(model, train), params)
+    return {name: -lr * float(_flat_grad(gamma_tensor(model, d), params) @ g) for name, d in evaluate.items()}
+
+
+class TabularModel(torch.nn.Module):
+    r"""A tabular softmax model: free next-token logits for every prefix of a finite support.
+
+    :math:`p(x_i \mid x_{<i}) = \mathrm{softmax}(z_{x_{<i}})`; prefixes outside ``support`` share one
+    uniform row. Built at a distribution (``init``, e.g. the joint optimum): logits
+    :math:`\ln p(\cdot\mid\text{prefix})`, with :math:`-\text{floor}` where a next token has no mass. Its
+    ``forward(input_ids)`` returns an object with ``.logits`` like a transformers model, so every
+    function here works on it; its gradient steps are the "tabular" (unrestricted-capacity) learner.
+    """
+
+    def __init__(self, init: WeightedSequences, data_vocab_size: int, *, dtype=torch.float64, floor: float = 50.0):
+        super().__init__()
+        self.bos, V = int(data_vocab_size), int(data_vocab_size) + 1
+        index: dict[tuple[int, ...], int] = {(): 1}
+        mass: dict[tuple[int, ...], np.ndarray] = {}
+        for s, c in zip(init.sequences, init.counts):
+            for i, t in enumerate(s):
+                prefix = tuple(s[:i])
+                index.setdefault(prefix, len(index) + 1)
+                mass.setdefault(prefix, np.zeros(V))[t] += c
+        table = np.zeros((len(index) + 1, V))
+        for prefix, m in mass.items():
+            with np.errstate(divide="ignore"):
+                table[index[prefix]] = np.maximum(np.log(m / m.sum()), -floor)
+        self.index = index
+        self.logit_table = torch.nn.Parameter(torch.as_tensor(table, dtype=dtype))
+
+    def forward(self, input_ids: torch.Tensor):
+        rows = [[self.index.get(tuple(int(t) for t in seq[1: j + 1]), 0) for j in range(len(seq))]
+                for seq in input_ids.tolist()]
+        return SimpleNamespace(logits=self.logit_table[torch.as_tensor(rows, device=input_ids.device)])

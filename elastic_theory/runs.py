@@ -1,0 +1,174 @@
+"""Run directories: an experiment's config, provenance, cached units of work and results, written atomically.
+
+Layout of a run directory::
+
+    config.json        {"experiment": NAME, "config": {...}}   the exact configuration (written first)
+    provenance.json    git commit, package/library versions, device, command line, start time
+    units/KEY.json     one finished unit of work (e.g. one trained model's measurements)
+    results.json       the experiment's results, assembled from the units
+    data/, tracks/ ... whatever the experiment writes through :meth:`RunDir.path`
+
+A unit is computed once: :meth:`RunDir.unit` returns the cached result when ``units/KEY.json``
+exists, so an interrupted run started again with the same configuration resumes where it
+stopped and recomputes nothing that finished. A directory holding another experiment's run, or
+the same experiment with a different configuration, is refused (``ValueError``) before any work.
+Core module: no torch import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .io import to_jsonable, write_json_atomic
+
+__all__ = ["RunDir", "provenance", "read_run", "unit_key"]
+
+_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
+
+
+def unit_key(**parts: Any) -> str:
+    """A file-name-safe key from named parts, in the given order: ``unit_key(k=4, l=0.1, seed=0)`` -> ``'k=4_l=0.1_seed=0'``."""
+    return "_".join(_KEY_CHARS.sub("-", f"{name}={value}") for name, value in parts.items())
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(device: str | None = None) -> dict:
+    """Where results came from: git commit of the package source (``+dirty`` with uncommitted changes), versions, device."""
+    info = {
+        "git_commit": _git_commit(Path(__file__).resolve().parent),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {p: _version(p) for p in ("elastic-theory", "numpy", "scipy", "torch", "transformers")},
+        "device": device,
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu_count": os.cpu_count(),
+    }
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info["torch_threads"] = torch.get_num_threads()
+        if device is not None and device.startswith("cuda") and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+class RunDir:
+    """The run directory of one experiment with one configuration (see the module docstring).
+
+    ``RunDir.open(path, experiment, config)`` creates it or reopens it to resume; ``config`` is a
+    JSON-able dict (compared after a JSON round trip, so tuples and lists are equal).
+    """
+
+    def __init__(self, path: Path, experiment: str, config: dict):
+        self.root, self.experiment, self.config = path, experiment, config
+
+    @classmethod
+    def check(cls, path: str | os.PathLike, experiment: str, config: dict) -> Path:
+        """Raise ``ValueError`` unless ``path`` is new, empty, or a run of the same experiment and config; return it."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {path} is a file; give a folder for the run")
+        cfg_file = path / "config.json"
+        if path.is_dir() and not cfg_file.is_file() and any(path.iterdir()):
+            raise ValueError(f"--out {path} is a non-empty folder without a run's config.json; give a new or empty folder")
+        if cfg_file.is_file():
+            try:
+                saved = json.loads(cfg_file.read_text(encoding="utf-8"))
+                saved_name, saved_cfg = saved["experiment"], saved["config"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{cfg_file} is not a run's config.json; give another --out folder") from None
+            if saved_name != experiment:
+                raise ValueError(f"--out {path} holds a run of experiment {saved_name!r}, not {experiment!r}; give another --out folder")
+            if saved_cfg != json.loads(json.dumps(to_jsonable(config))):
+                changed = sorted(k for k in set(saved_cfg) | set(config) if saved_cfg.get(k) != to_jsonable(config).get(k))
+                raise ValueError(f"--out {path} holds a {experiment} run with a different configuration (differs in: "
+                                 f"{', '.join(changed)}); give another --out folder to run this one")
+        return path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, experiment: str, config: dict, device: str | None = None) -> RunDir:
+        """Create (or reopen, to resume) the run directory; writes config.json and provenance.json."""
+        path = cls.check(path, experiment, config)
+        run = cls(path, experiment, json.loads(json.dumps(to_jsonable(config))))
+        if not (path / "config.json").is_file():
+            write_json_atomic(path / "config.json", {"experiment": experiment, "config": config})
+        prov, prov_file = provenance(device), path / "provenance.json"
+        if prov_file.is_file():
+            first = json.loads(prov_file.read_text(encoding="utf-8"))
+            first.setdefault("resumed", []).append({k: prov[k] for k in ("git_commit", "started", "command", "device")})
+            prov = first
+        write_json_atomic(prov_file, prov)
+        return run
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory (parent folders are created)."""
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def unit_path(self, key: str) -> Path:
+        """Where the unit ``key`` is stored."""
+        return self.path("units", f"{key}.json")
+
+    def has_unit(self, key: str) -> bool:
+        """Whether the unit ``key`` finished in this or an earlier (interrupted) run."""
+        return self.unit_path(key).is_file()
+
+    def unit(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The cached result of unit ``key``, or ``compute()`` saved atomically first (a JSON-able dict)."""
+        p = self.unit_path(key)
+        if p.is_file():
+            return json.loads(p.read_text(encoding="utf-8"))
+        result = to_jsonable(compute())
+        write_json_atomic(p, result)
+        return result
+
+    def write_results(self, results: dict) -> Path:
+        """Write ``results.json`` atomically and return its path."""
+        p = self.path("results.json")
+        write_json_atomic(p, results)
+        return p
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, as stored in results."""
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+
+def read_run(path: str | os.PathLike) -> tuple[str, dict, dict | None]:
+    """``(experiment, config, results or None)`` of a saved run directory; ``ValueError`` if it is not one."""
+    path = Path(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(f"{path} holds no config.json: not a run directory")
+    saved = json.loads(cfg_file.read_text(encoding="utf-8"))
+    res_file = path / "results.json"
+    results = json.loads(res_file.read_text(encoding="utf-8")) if res_file.is_file() else None
+    return saved["experiment"], saved["config"], results

@@ -1,0 +1,69 @@
+"""Configurations of model and training stages for the synthetic experiments (plain dataclasses, no torch).
+
+:mod:`elastic_theory.empirical.training` runs them; experiment configs nest them, and the
+command line's ``--set model.n_embd=32`` or ``--set pretrain.steps=500`` reaches their fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "ModelConfig", "StageConfig"]
+
+DTYPE_NAMES = ("float64", "float32")
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A GPT-2 built from a config (dropout 0): ``n_layer`` blocks of width ``n_embd``, ``dtype`` float64 or float32."""
+
+    n_layer: int = 2
+    n_embd: int = 64
+    n_head: int = 2
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_embd", "n_head"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"model.{name} must be an integer >= 1, got {v!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd = {self.n_embd} must be a multiple of model.n_head = {self.n_head}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"model.dtype must be one of {list(DTYPE_NAMES)}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: ``steps`` optimizer steps of ``optimizer`` at ``lr`` (cosine to 0 or constant).
+
+    ``lbfgs``: full batch, strong-Wolfe line search, one iteration per step (``lr`` 1 is usual).
+    ``batch_size`` None trains full batch on the exact weighted loss; an integer draws that many
+    sequences per step from the data's distribution (adam/sgd only).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    steps: int = 2500
+    schedule: str = "cosine"
+    batch_size: int | None = None
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}")
+        if self.batch_size is not None and self.optimizer == "lbfgs":
+            raise ValueError("lbfgs needs the full batch: set batch_size to None")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
