@@ -1,0 +1,357 @@
+r"""sequential-ratio: after the joint optimum of :math:`D_p \cup D_a`, fine-tune on :math:`D_t` alone; does the ratio scale with k?
+
+The theorem (THEORY §2) is about the joint optimum of :math:`D_p \cup D_a \cup D_t`; real perturbation
+is sequential fine-tuning on :math:`D_t` alone (THEORY §4.1, open). For each k and seed, the model
+trained to the joint optimum of :math:`D_p \cup D_a` (warm-started across k like joint-ratio) is
+fine-tuned full-batch on :math:`D_t` with each optimizer "arm" (SGD at several learning rates, Adam),
+with exact rates tracked every step. After n steps the measured ratio is
+
+.. math:: \hat R(n) = \frac{\gamma_a(n) - \gamma_a(0)}{-(\gamma_p(n) - \gamma_p(0))},
+
+set beside:
+
+* **first order** (n -> 0, any learning rate): one SGD step changes each rate by
+  :math:`-\eta\,\nabla\gamma_i\cdot\nabla CE_t`, so :math:`\hat R(1) \to
+  (\nabla\gamma_a\cdot\nabla CE_t)/(-\nabla\gamma_p\cdot\nabla CE_t)`, computed for the network and for a
+  tabular softmax learner (free logits per prefix) started at the same optimum;
+* **effective l**: :math:`l_{eff}(n)` = the l whose joint optimum :math:`p_l` is closest to the model in
+  :math:`KL(p_l \| p_\theta)` (convex in :math:`t = l|D_a|/(N + l|D_a|)`, so the minimum is unique), and the
+  ratio the theorem predicts for it: the finite ratio from 0 to :math:`l_{eff}` for the same data and
+  :math:`R(k, l_{eff}, w_3)` (THEORY §2.2). If sequential fine-tuning were the joint perturbation with a
+  step-dependent l, :math:`\hat R(n)` would follow the finite prediction at :math:`l_{eff}(n)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..elasticity import check_k, ratio_R, sign_threshold
+from ..runs import RunDir, unit_key
+from ..synthetic import SyntheticWorld, WeightedSequences, WorldConfig, check_weights
+from ..trainconfig import ModelConfig, StageConfig
+from . import Context, Experiment, register
+from ._stats import mean_ci95
+
+__all__ = ["SequentialRatioConfig", "fit_effective_l", "quick_config", "run", "plot", "summarize"]
+
+
+@dataclass(frozen=True)
+class SequentialRatioConfig:
+    """Full configuration (the defaults); ``quick_config()`` is the 3-minute one."""
+
+    world: WorldConfig = WorldConfig(vocab_size=3, length=3, prompt_length=1, n_prompts=3, resolution=60)
+    model: ModelConfig = ModelConfig(n_layer=2, n_embd=16, n_head=2, dtype="float64")
+    w: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    ks: tuple[float, ...] = (4.0, 16.0, 64.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    base: tuple[StageConfig, ...] = (
+        StageConfig(optimizer="adam", lr=2e-2, steps=400, schedule="cosine"),
+        StageConfig(optimizer="lbfgs", lr=1.0, steps=200, schedule="constant"),
+    )
+    base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant"),)
+    arms: tuple[StageConfig, ...] = (
+        StageConfig(optimizer="sgd", lr=1e-5, steps=40, schedule="constant"),
+        StageConfig(optimizer="sgd", lr=1e-4, steps=40, schedule="constant"),
+        StageConfig(optimizer="sgd", lr=1e-3, steps=40, schedule="constant"),
+        StageConfig(optimizer="sgd", lr=1e-2, steps=40, schedule="constant"),
+        StageConfig(optimizer="adam", lr=1e-4, steps=40, schedule="constant"),
+        StageConfig(optimizer="adam", lr=1e-3, steps=40, schedule="constant"),
+    )
+    report_steps: tuple[int, ...] = (1, 2, 5, 10, 20, 40)
+
+    def __post_init__(self):
+        for k in self.ks:
+            check_k(k)
+        check_weights(self.w)
+        if not self.ks or not self.seeds or not self.arms:
+            raise ValueError("ks, seeds and arms must each have at least one value")
+        if self.w[2] == 0:
+            raise ValueError("w3 = 0: the perturbation distribution is absent from pre-training; give w3 > 0")
+        for arm in self.arms:
+            if arm.batch_size is not None or arm.optimizer == "lbfgs":
+                raise ValueError("arms are full-batch sgd or adam fine-tuning runs (batch_size None, optimizer sgd/adam)")
+        longest = max(a.steps for a in self.arms)
+        if not self.report_steps or min(self.report_steps) < 1 or max(self.report_steps) > longest:
+            raise ValueError(f"report_steps must lie in 1..{longest} (the longest arm)")
+
+
+def quick_config() -> SequentialRatioConfig:
+    """k = 4 and 16, one seed, two arms, the quick joint-ratio world: about 2 CPU minutes."""
+    return SequentialRatioConfig(
+        model=ModelConfig(n_layer=1, n_embd=16, n_head=2, dtype="float64"),
+        ks=(4.0, 16.0), seeds=(0,),
+        base=(StageConfig(optimizer="adam", lr=2e-2, steps=300), StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant")),
+        base_warm=(StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant"),),
+        arms=(StageConfig(optimizer="sgd", lr=1e-3, steps=20, schedule="constant"),
+              StageConfig(optimizer="adam", lr=1e-4, steps=20, schedule="constant")),
+        report_steps=(1, 5, 20),
+    )
+
+
+def arm_name(arm: StageConfig) -> str:
+    """``"sgd lr=0.001"``: how results name an arm."""
+    return f"{arm.optimizer} lr={arm.lr:g}"
+
+
+def fit_effective_l(log_q: np.ndarray, base_counts: np.ndarray, perturb_probs: np.ndarray, n_base: float, n_align: float) -> dict:
+    r"""The l whose joint optimum :math:`p_l` is closest to the model :math:`q` in :math:`KL(p_l \| q)` (bits).
+
+    On a common list of sequences: ``log_q`` the model's :math:`\ln q(x)`, ``base_counts`` the counts of
+    :math:`D_p \cup D_a` (total ``n_base`` = N), ``perturb_probs`` :math:`P_t(x)`. With
+    :math:`t = l|D_a|/(N + l|D_a|)`, :math:`p_l = (1-t)p_0 + tP_t` is linear in t and the KL convex, so a
+    bounded scalar search on :math:`t \in [0, 1)` finds the unique minimum; :math:`l = tN/(|D_a|(1-t))`.
+    Returns ``{"l_eff", "t_eff", "kl_bits"}`` (``kl_bits`` at the minimum: how far the model is from
+    every :math:`p_l`).
+    """
+    from scipy.optimize import minimize_scalar
+
+    p0 = np.asarray(base_counts, dtype=np.float64) / n_base
+    pt = np.asarray(perturb_probs, dtype=np.float64)
+
+    def kl(t: float) -> float:
+        p = (1 - t) * p0 + t * pt
+        nz = p > 0
+        return float((p[nz] * (np.log(p[nz]) - log_q[nz])).sum()) / math.log(2.0)
+
+    res = minimize_scalar(kl, bounds=(0.0, 1.0 - 1e-12), method="bounded", options={"xatol": 1e-14})
+    t = float(res.x)
+    return {"l_eff": t * n_base / (n_align * (1 - t)), "t_eff": t, "kl_bits": float(res.fun)}
+
+
+def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
+    """Fit the bases (cached), run every arm with exact tracking (cached), assemble rows, first-order ratios and a summary."""
+    from ..empirical.training import TabularModel, first_order_changes
+    from ._fit import Fitter
+
+    world = SyntheticWorld(cfg.world)
+    fitter = Fitter(run_dir, world, cfg.model, ctx.device)
+    rows, first_order, tracks = [], [], {}
+    bar = ctx.bar(len(cfg.seeds) * len(cfg.ks) * (1 + len(cfg.arms)), "sequential-ratio runs")
+    for seed in cfg.seeds:
+        prev = None
+        for k in sorted(cfg.ks):
+            d = world.datasets(k, 1.0, cfg.w)  # D_t's distribution is P3; its size does not enter sequential fine-tuning
+            base_data = d.without_perturbation()
+            measure = {"pretrain": d.pretrain, "align": d.align}
+            key = unit_key(base=1, k=k, seed=seed)
+            fitter.fit(key, base_data.union, cfg.base_warm if prev else cfg.base, seed=seed, init=prev, measure=measure)
+            prev = key
+            bar.update()
+            support = _support(world)
+            pm = d.perturbation_model()
+
+            def first(key=key):
+                model = fitter.load(key, seed)
+                ev = {r: fitter.data(measure[r]) for r in measure}
+                net = first_order_changes(model, fitter.data(d.perturb), ev, 1.0)
+                tab = TabularModel(base_data.union, fitter.vocab)
+                tab_fo = first_order_changes(tab, fitter.data(d.perturb), ev, 1.0)
+                return {"network": net["align"] / -net["pretrain"], "tabular": tab_fo["align"] / -tab_fo["pretrain"]}
+
+            fo = run_dir.unit(unit_key(first_order=1, k=k, seed=seed), first)
+            first_order.append({"k": k, "seed": seed, "ratio_network": fo["network"], "ratio_tabular": fo["tabular"],
+                                "R_predicted_l0": pm.ratio(0.0, per_token=True)})
+            for arm in cfg.arms:
+                akey = unit_key(k=k, seed=seed, opt=arm.optimizer, lr=arm.lr)
+                unit = run_dir.unit(akey, lambda: _run_arm(fitter, key, seed, d, base_data, arm, cfg, support, akey))
+                tracks[akey] = unit["track"]
+                base_rates = unit["curve"][0]
+                for point in unit["curve"][1:]:
+                    da = point["align"] - base_rates["align"]
+                    dp = point["pretrain"] - base_rates["pretrain"]
+                    l_eff = point["l_eff"]
+                    pred = _finite_prediction(pm, l_eff)
+                    rows.append({
+                        "k": k, "seed": seed, "arm": arm_name(arm), "optimizer": arm.optimizer, "lr": arm.lr,
+                        "step": point["step"], "delta_gamma_align": da, "delta_gamma_pretrain": dp,
+                        "ratio": da / -dp if dp != 0 else math.inf, "l_eff": l_eff, "kl_to_p_leff_bits": point["kl_bits"],
+                        "R_finite_predicted_at_l_eff": pred, "R_closed_form_at_l_eff": _closed(k, l_eff, cfg.w[2]),
+                        "delta_gamma_align_predicted_at_l_eff": pm.rates(pm.align, l_eff).gamma_bits_per_token
+                        - pm.rates(pm.align, 0.0).gamma_bits_per_token,
+                        "delta_gamma_pretrain_predicted_at_l_eff": pm.rates(pm.pretrain, l_eff).gamma_bits_per_token
+                        - pm.rates(pm.pretrain, 0.0).gamma_bits_per_token,
+                    })
+                bar.update()
+    bar.close()
+    return {"experiment": "sequential-ratio", "w": list(cfg.w), "l_star": sign_threshold(cfg.w[2]), "rows": rows,
+            "first_order": first_order, "tracks": tracks, "summary": _summary(rows, first_order),
+            "scaling": _scaling(rows)}
+
+
+def _closed(k: float, l: float, w3: float) -> float:
+    import warnings
+
+    from ..elasticity import SignClaimWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SignClaimWarning)
+        return ratio_R(k, l, w3)
+
+
+def _finite_prediction(pm, l: float) -> float:
+    """(gamma_a(p_l) - gamma_a(p_0)) / -(gamma_p(p_l) - gamma_p(p_0)) per token, for the same data; nan at l = 0."""
+    if not l > 0:
+        return math.nan
+    da = pm.rates(pm.align, l).gamma_bits_per_token - pm.rates(pm.align, 0.0).gamma_bits_per_token
+    dp = pm.rates(pm.pretrain, l).gamma_bits_per_token - pm.rates(pm.pretrain, 0.0).gamma_bits_per_token
+    return da / -dp if dp != 0 else math.inf
+
+
+def _support(world: SyntheticWorld) -> WeightedSequences:
+    seqs = tuple(s for c in world.components for s in c.sequences)
+    return WeightedSequences(tuple(dict.fromkeys(seqs)), np.ones(len(dict.fromkeys(seqs)), dtype=np.int64))
+
+
+def _run_arm(fitter, base_key: str, seed: int, d, base_data, arm: StageConfig, cfg, support, key: str) -> dict:
+    """Fine-tune the base on D_t alone with ``arm``; exact rates every step, l_eff at the report steps."""
+    import torch
+
+    from ..empirical.training import ExactRateTracker, sequence_log_probs, train_stage
+
+    model = fitter.load(base_key, seed)
+    path = fitter.run.path("tracks", f"{key}.jsonl")
+    path.unlink(missing_ok=True)
+    tracker = ExactRateTracker({"pretrain": fitter.data(d.pretrain), "align": fitter.data(d.align)}, path)
+    sup = fitter.data(support)
+    index = {s: i for i, s in enumerate(sup.sequences)}
+    base_counts = np.zeros(len(index))
+    for s, c in zip(base_data.union.sequences, base_data.union.counts):
+        base_counts[index[s]] += c
+    pt = np.zeros(len(index))
+    for s, p in zip(d.perturb.sequences, d.perturb.probs):
+        pt[index[s]] += p
+    n_base, n_align = float(base_counts.sum()), float(d.align.size)
+    curve = []
+
+    def record(step: int, loss: float = math.nan) -> None:
+        rates = {r["dataset"]: r["bits_per_token"] for r in tracker.measure(model, step)}
+        point = {"step": step, **rates}
+        if step == 0 or step in cfg.report_steps:
+            with torch.no_grad():
+                log_q = sequence_log_probs(model, sup).cpu().numpy()
+            point.update(fit_effective_l(log_q, base_counts, pt, n_base, n_align))
+            curve.append(point)
+
+    record(0)
+    train_stage(model, fitter.data(d.perturb), arm, on_step=record)
+    return {"curve": curve, "track": fitter.run.relative(path)}
+
+
+def _summary(rows: list[dict], first_order: list[dict]) -> list[dict]:
+    out = []
+    keys = sorted({(r["k"], r["arm"], r["step"]) for r in rows})
+    for k, arm, step in keys:
+        sel = [r for r in rows if (r["k"], r["arm"], r["step"]) == (k, arm, step)]
+        R, R_ci = mean_ci95([r["ratio"] for r in sel])
+        le, le_ci = mean_ci95([r["l_eff"] for r in sel])
+        pred, _ = mean_ci95([r["R_finite_predicted_at_l_eff"] for r in sel])
+        dp, dp_ci = mean_ci95([r["delta_gamma_pretrain"] for r in sel])
+        out.append({"k": k, "arm": arm, "step": step, "n_seeds": len(sel), "ratio": R, "ratio_ci95": R_ci,
+                    "ratio_over_k": R / k, "delta_gamma_pretrain": dp, "delta_gamma_pretrain_ci95": dp_ci,
+                    "pretrain_rate_rose_in": sum(r["delta_gamma_pretrain"] > 0 for r in sel),
+                    "l_eff": le, "l_eff_ci95": le_ci, "R_finite_predicted_at_l_eff": pred,
+                    "kl_to_p_leff_bits": max(r["kl_to_p_leff_bits"] for r in sel)})
+    for k in sorted({f["k"] for f in first_order}):
+        sel = [f for f in first_order if f["k"] == k]
+        net, net_ci = mean_ci95([f["ratio_network"] for f in sel])
+        tab, _ = mean_ci95([f["ratio_tabular"] for f in sel])
+        out.append({"k": k, "arm": "first order (any lr)", "step": 0, "n_seeds": len(sel), "ratio": net, "ratio_ci95": net_ci,
+                    "ratio_over_k": net / k, "ratio_tabular": tab, "R_predicted_l0": sel[0]["R_predicted_l0"]})
+    return out
+
+
+def _scaling(rows: list[dict]) -> list[dict]:
+    r"""Per arm and step: slope b of :math:`\log \hat R = a + b \log k` over all seeds (b = 1: R scales like k), 95% CI."""
+    from scipy import stats
+
+    out = []
+    for arm, step in sorted({(r["arm"], r["step"]) for r in rows}):
+        sel = [r for r in rows if (r["arm"], r["step"]) == (arm, step)]
+        pos = [r for r in sel if r["ratio"] > 0 and math.isfinite(r["ratio"])]
+        entry = {"arm": arm, "step": step, "n_points": len(sel), "n_positive": len(pos), "slope": math.nan, "slope_ci95": None}
+        if len({r["k"] for r in pos}) >= 2 and len(pos) >= 3:
+            x, y = np.log([r["k"] for r in pos]), np.log([r["ratio"] for r in pos])
+            fit = stats.linregress(x, y)
+            half = float(stats.t.ppf(0.975, len(pos) - 2)) * fit.stderr if len(pos) > 2 else math.nan
+            entry.update(slope=float(fit.slope), slope_ci95=[fit.slope - half, fit.slope + half])
+        out.append(entry)
+    return out
+
+
+def summarize(results: dict) -> str:
+    """Markdown tables: ratio against k per arm and step, and the log-log slope."""
+    lines = ["sequential-ratio: Delta gamma_a / -Delta gamma_p after n steps on D_t alone (mean, 95% t-interval over seeds)", "",
+             "| k | arm | step | ratio | 95% CI | ratio/k | Delta gamma_p | seeds with gamma_p up | l_eff | predicted at l_eff |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in results["summary"]:
+        ci = "n/a" if s["ratio_ci95"] is None else f"[{s['ratio_ci95'][0]:.4g}, {s['ratio_ci95'][1]:.4g}]"
+        if s["step"] == 0:
+            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | tabular: {s['ratio_tabular']:.4g} "
+                         f"| | | R(k, 0) = {s['R_predicted_l0']:.4g} |")
+            continue
+        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | "
+                     f"{s['delta_gamma_pretrain']:.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {s['l_eff']:.3g} | "
+                     f"{s['R_finite_predicted_at_l_eff']:.4g} |")
+    lines += ["", "| arm | step | slope of log ratio on log k | 95% CI | points with ratio > 0 |", "|---|---|---|---|---|"]
+    for s in results["scaling"]:
+        ci = "n/a" if s["slope_ci95"] is None else f"[{s['slope_ci95'][0]:.3g}, {s['slope_ci95'][1]:.3g}]"
+        lines.append(f"| {s['arm']} | {s['step']} | {s['slope']:.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, folder: Path) -> list[Path]:
+    """``sequential_ratio.png``: ratio/k against step per arm and k; ``sequential_rates.png``: rate changes per step."""
+    from ._plotting import figure, save_figure
+
+    folder = Path(folder)
+    summary = [s for s in results["summary"] if s["step"] > 0]
+    arms = sorted({s["arm"] for s in summary})
+    fig, axes = figure(ncols=len(arms), width=4.2)
+    for ax, arm in zip(axes, arms):
+        for i, k in enumerate(sorted({s["k"] for s in summary})):
+            pts = sorted((s for s in summary if s["arm"] == arm and s["k"] == k), key=lambda s: s["step"])
+            ax.plot([s["step"] for s in pts], [s["ratio"] / k for s in pts], "o-", color=f"C{i}", label=f"k = {k:g} measured")
+            ax.plot([s["step"] for s in pts], [s["R_finite_predicted_at_l_eff"] / k for s in pts], "x--", color=f"C{i}",
+                    label=f"k = {k:g} joint optimum at l_eff")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(0.0, color="black", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_title(arm, fontsize=9)
+        ax.set_xlabel("fine-tuning steps on D_t")
+    axes[0].set_ylabel("ratio / k")
+    axes[0].legend(fontsize=6)
+    paths = [save_figure(fig, folder / "sequential_ratio.png")]
+
+    rows = results["rows"]
+    fig, (a1, a2) = figure(ncols=2, width=4.8)
+    for i, k in enumerate(sorted({r["k"] for r in rows})):
+        for j, arm in enumerate(arms):
+            pts = sorted((r for r in rows if r["k"] == k and r["arm"] == arm and r["seed"] == rows[0]["seed"]), key=lambda r: r["step"])
+            style = ["-", "--", ":", "-."][j % 4]
+            a1.plot([r["step"] for r in pts], [r["delta_gamma_align"] for r in pts], style, color=f"C{i}", label=f"k={k:g} {arm}")
+            a2.plot([r["step"] for r in pts], [r["delta_gamma_pretrain"] for r in pts], style, color=f"C{i}")
+    for ax, name in ((a1, "Delta gamma_a"), (a2, "Delta gamma_p")):
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1e-6)
+        ax.set_xlabel("steps")
+        ax.set_ylabel(f"{name} (bits/token), first seed")
+    a1.legend(fontsize=5)
+    paths.append(save_figure(fig, folder / "sequential_rates.png"))
+    return paths
+
+
+EXPERIMENT = register(Experiment(
+    name="sequential-ratio",
+    question="Fine-tuning on D_t alone after the joint optimum of D_p + D_a: does Delta gamma_a / -Delta gamma_p scale with k?",
+    prediction="THEORY §4.1 (open); first order and the joint optimum at l_eff as references (§2.1-2.2)",
+    config_class=SequentialRatioConfig,
+    quick=quick_config,
+    run=run,
+    plot=plot,
+    summarize=summarize,
+))
