@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 LN2 = math.log(2.0)
+_MASKED = -1e30  # a logit whose softmax probability is exactly 0 in float32 and float64, without inf arithmetic
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
@@ -81,9 +82,17 @@ class SequenceData:
 
     Rows are the distinct sequences with non-zero count; ``probs`` sums to 1. ``mean_length`` is
     :math:`E|x|` (tokens per response, the per-token rates' denominator).
+
+    ``logit_mask`` (positions x (alphabet + BOS), 0 or -1e30: probability exactly 0 after the softmax) restricts each position's softmax to the
+    tokens a sequence of the world can have there: never BOS; with ``end_lengths = (min_length,
+    length)`` (variable lengths, end token = the last data id) the end token only from position
+    ``min_length`` on and only it after ``length`` content tokens. Without it the optimum would put
+    probability 0 on those tokens, a point at infinity that training approaches like 1/steps; with it
+    the joint optimum of a full-support world is an interior point.
     """
 
-    def __init__(self, data: WeightedSequences, data_vocab_size: int, *, device: str = "cpu", dtype=torch.float64):
+    def __init__(self, data: WeightedSequences, data_vocab_size: int, *, end_lengths: tuple[int, int] | None = None,
+                 device: str = "cpu", dtype=torch.float64):
         d = data.nonzero()
         if d.size == 0:
             raise ValueError("the dataset is empty: nothing to train on or measure")
@@ -101,6 +110,14 @@ class SequenceData:
         self.probs = torch.as_tensor(d.probs, device=device, dtype=dtype)
         self.lengths = torch.as_tensor(lengths, device=device, dtype=dtype)
         self.mean_length = float((d.probs * lengths).sum())
+        mask = np.zeros((L, self.bos + 1))
+        mask[:, self.bos] = _MASKED
+        if end_lengths is not None:
+            lo, hi = end_lengths
+            end = self.bos - 1
+            mask[:lo, end] = _MASKED
+            mask[hi:, :end] = _MASKED
+        self.logit_mask = torch.as_tensor(mask, device=device, dtype=dtype)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -108,14 +125,14 @@ class SequenceData:
     def subset(self, rows: torch.Tensor) -> SimpleNamespace:
         """Rows ``rows`` (with repetition) as a minibatch with equal weights."""
         return SimpleNamespace(input_ids=self.input_ids[rows], targets=self.targets[rows], mask=self.mask[rows],
-                               probs=torch.full((len(rows),), 1.0 / len(rows), dtype=self.probs.dtype, device=rows.device))
+                               logit_mask=self.logit_mask, probs=torch.full((len(rows),), 1.0 / len(rows), dtype=self.probs.dtype, device=rows.device))
 
 
 def sequence_log_probs(model, data) -> torch.Tensor:
     r""":math:`\ln p_\theta(x)` for every row of ``data`` (nats; shape ``(n,)``), differentiable."""
-    logits = model(input_ids=data.input_ids).logits
+    logits = model(input_ids=data.input_ids).logits + data.logit_mask
     lp = torch.log_softmax(logits, dim=-1).gather(-1, data.targets.unsqueeze(-1)).squeeze(-1)
-    return (lp * data.mask).sum(-1)
+    return torch.where(data.mask > 0, lp, 0.0).sum(-1)  # padding targets may be masked tokens (-1e30): select, never multiply
 
 
 def nll(model, data) -> torch.Tensor:

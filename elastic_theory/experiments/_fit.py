@@ -39,10 +39,12 @@ class Fitter:
         self.vocab = world.config.data_vocab_size
         self.max_length = world.config.length + (world.config.end_token is not None)
         self.dtype = DTYPES[model.dtype]
+        c = world.config
+        self.end_lengths = None if c.min_length is None else (c.min_length, c.length)
 
     def data(self, ws: WeightedSequences) -> SequenceData:
         """``ws`` as tensors on this device and dtype."""
-        return SequenceData(ws, self.vocab, device=self.device, dtype=self.dtype)
+        return SequenceData(ws, self.vocab, end_lengths=self.end_lengths, device=self.device, dtype=self.dtype)
 
     def new_model(self, seed: int):
         """A fresh model initialized from ``seed``."""

@@ -1,0 +1,208 @@
+"""Experiments on trained transformers: derived agreement with the theory, resume after a kill, plots, bad input.
+
+The end-to-end run trains a 1-layer, 8-wide GPT-2 on a 12-sequence world (seconds).
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.experiments import apply_overrides, config_to_dict, get, names
+from elastic_theory.experiments.joint_ratio import JointRatioConfig, rate_error_bound_bits
+from elastic_theory.experiments.sequential_ratio import fit_effective_l
+from elastic_theory.synthetic import SyntheticWorld, WorldConfig
+from elastic_theory.trainconfig import ModelConfig, StageConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Variable lengths (2 or 3 tokens + end token): the per-token R differs from the per-response R, so a unit
+# mix-up shows; k = 4, l = 0.2 < l* = 0.25.
+TINY = JointRatioConfig(
+    world=WorldConfig(vocab_size=2, length=3, min_length=2, prompt_length=1, n_prompts=2, resolution=24),
+    model=ModelConfig(n_layer=1, n_embd=8, n_head=1), ks=(4.0,), ls=(0.2,), l_ratio=0.2, seeds=(0,),
+    base=(StageConfig("adam", 3e-2, 100), StageConfig("lbfgs", 1.0, 150, "constant")),
+    base_warm=(StageConfig("lbfgs", 1.0, 150, "constant"),),
+    perturb=(StageConfig("lbfgs", 1.0, 150, "constant"),), influence=False,
+)
+
+
+def write_config(path: Path, config=TINY, name="joint-ratio") -> Path:
+    path.write_text(json.dumps({"experiment": name, "config": config_to_dict(config)}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("jr")
+    cfg = write_config(tmp / "tiny.json")
+    out = tmp / "run"
+    result = CliRunner().invoke(app, ["experiment", "joint-ratio", "--config", str(cfg), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return tmp, out, json.loads((out / "results.json").read_text())
+
+
+def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
+    """Measured rate changes equal the joint optimum's for the same data within rate_error_bound_bits of each model's KL."""
+    _, out, res = tiny_run
+    world = SyntheticWorld(TINY.world)
+    d = world.datasets(4, 0.2, TINY.w)
+    n = d.pretrain.size + d.align.size
+    rows = {r["l"]: r for r in res["rows"]}
+    bounds = {}
+    for l, r in rows.items():
+        total = n + l * d.align.size
+        for role, share in (("align", d.align.size / total), ("pretrain", d.pretrain.size / total)):
+            mean_len = float((d.role(role).probs * [len(s) for s in d.role(role).sequences]).sum())
+            bounds[(l, role)] = rate_error_bound_bits(r["kl_to_optimum_bits"], share, mean_len)
+            assert abs(r[f"gamma_{role}"] - r[f"gamma_{role}_optimum"]) <= bounds[(l, role)]
+    da_pred = rows[0.2]["gamma_align_optimum"] - rows[0.0]["gamma_align_optimum"]
+    dp_pred = rows[0.2]["gamma_pretrain_optimum"] - rows[0.0]["gamma_pretrain_optimum"]
+    ea, ep = bounds[(0.2, "align")] + bounds[(0.0, "align")], bounds[(0.2, "pretrain")] + bounds[(0.0, "pretrain")]
+    # the bound must be far tighter than the effect, or the test could not tell right from wrong
+    assert ea < 0.1 * da_pred and ep < 0.1 * -dp_pred
+    s = res["summary"][0]
+    lo, hi = (da_pred - ea) / -(dp_pred - ep), (da_pred + ea) / -(dp_pred + ep)
+    assert lo <= s["R_measured"] <= hi
+    # the per-token prediction is not the per-response one here (mean lengths differ): a unit mix-up would miss
+    pm = d.perturbation_model()
+    per_response = (pm.rates(pm.align, 0.2).cross_entropy_bits - pm.rates(pm.align, 0.0).cross_entropy_bits) / -(
+        pm.rates(pm.pretrain, 0.2).cross_entropy_bits - pm.rates(pm.pretrain, 0.0).cross_entropy_bits)
+    assert s["R_predicted"] == pytest.approx(da_pred / -dp_pred, rel=1e-12)
+    assert not lo <= per_response <= hi
+    # the data files hold exactly what was trained on
+    assert rows[0.2]["data"]["perturb"].endswith("perturb.jsonl") and (out / rows[0.2]["data"]["perturb"]).stat().st_size > 0
+
+
+def test_resume_after_a_kill_gives_identical_results(tiny_run, tmp_path):
+    tmp, _, reference = tiny_run
+    cfg = tmp / "tiny.json"
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "elastic_theory", "experiment", "joint-ratio", "--config", str(cfg),
+                             "--out", str(out), "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((out / "units").glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    assert done and not (out / "results.json").exists()
+    result = CliRunner().invoke(app, ["experiment", "joint-ratio", "--config", str(cfg), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert {p: (out / "units" / p).stat().st_mtime_ns for p in done} == done  # finished units were not recomputed
+    resumed = json.loads((out / "results.json").read_text())
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(resumed["rows"]) == strip(reference["rows"]) and resumed["summary"] == reference["summary"]
+
+
+def test_plot_redraws_from_saved_results_and_from_a_tracker_file(tiny_run, tmp_path):
+    _, out, _ = tiny_run
+    for png in out.glob("*.png"):
+        png.unlink()
+    result = CliRunner().invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.png")) == ["joint_ratio_R.png", "joint_ratio_changes.png"]
+    track = tmp_path / "rates.jsonl"
+    track.write_text("".join(json.dumps({"step": s, "dataset": d, "bits_per_token": 2.0 - 0.1 * s, "bits_per_byte": 0.5})
+                             + "\n" for s in range(3) for d in ("wiki", "news")))
+    result = CliRunner().invoke(app, ["plot", str(track)])
+    assert result.exit_code == 0 and (tmp_path / "rates.png").stat().st_size > 1000
+    track.write_text('{"step": 1}\n')
+    result = CliRunner().invoke(app, ["plot", str(track)])
+    assert result.exit_code == 2 and "needs step, dataset and bits_per_token" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["joint-ratio", "--set", "ks=[0]"], "k = |D_p|/|D_a| must be finite and > 0, got 0.0"),
+        (["joint-ratio", "--set", "ls=[-0.1, 0.2]"], "l = |D_t|/|D_a| must be finite and >= 0, got -0.1"),
+        (["joint-ratio", "--set", "w=[0.5, 0.2, 0.2]"], "w must be three non-negative weights (w1, w2, w3) summing to 1"),
+        (["sequential-ratio", "--set", "ks=[-4]"], "k = |D_p|/|D_a| must be finite and > 0, got -4.0"),
+        (["nonesuch"], "unknown experiment 'nonesuch'; known: "),
+        (["joint-ratio", "--set", "model.width=3"], "unknown config key 'model.width'"),
+        (["joint-ratio", "--set", "seeds"], "expected KEY=VALUE"),
+        (["joint-ratio", "--seeds", "1,x"], "--seeds '1,x': expected integers"),
+        (["joint-ratio", "--quick", "--set", "world.vocab_size=1"], "world.vocab_size must be an integer >= 2"),
+    ],
+)
+def test_bad_configs_exit_2_with_one_line(args, message, tmp_path):
+    result = CliRunner().invoke(app, ["experiment", *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_output_folder_of_another_experiment_is_refused(tiny_run):
+    _, out, _ = tiny_run
+    result = CliRunner().invoke(app, ["experiment", "sequential-ratio", "--quick", "--out", str(out)])
+    assert result.exit_code == 2 and "holds a run of experiment 'joint-ratio', not 'sequential-ratio'" in result.output
+
+
+def test_full_configs_in_experiments_folder_are_the_defaults():
+    """The documented results come from experiments/NAME.json; they must be the modules' full configs."""
+    for name in names():
+        path = ROOT / "experiments" / f"{name}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            assert saved == {"experiment": name, "config": config_to_dict(get(name).full())}, name
+    assert apply_overrides(get("joint-ratio").quick(), ["seeds=[5]"]).seeds == (5,)
+
+
+def test_influence_of_the_tabular_optimum_is_the_exact_derivative():
+    """At the exact joint optimum of a tabular learner, -H^-1 grad CE_t moves the rates at the §2.1 rate."""
+    import torch
+
+    from elastic_theory.empirical.training import SequenceData, TabularModel, influence_dgamma_dl
+
+    world = SyntheticWorld(WorldConfig(vocab_size=2, length=3, min_length=2, prompt_length=1, n_prompts=2, resolution=24))
+    d = world.datasets(8, 0.1, (0.6, 0.2, 0.2))
+    base = d.without_perturbation()
+    V = world.config.data_vocab_size
+    model = TabularModel(base.union, V)
+    ev = {r: SequenceData(d.role(r), V) for r in ("pretrain", "align")}
+    factor = d.align.size / (d.pretrain.size + d.align.size)
+    out = influence_dgamma_dl(model, SequenceData(base.union, V), SequenceData(d.perturb, V), ev, factor,
+                              max_iter=200, rtol=1e-12)
+    pm = d.perturbation_model()
+    for role, tree in (("pretrain", pm.pretrain), ("align", pm.align)):
+        exact = pm.rates(tree, 0.0).dgamma_dl_bits_per_token
+        assert out["dgamma_dl"][role] == pytest.approx(exact, rel=1e-6), role
+    assert torch.get_default_dtype() == torch.float32  # nothing changed global torch state
+
+
+def test_first_order_ratio_is_k_at_a_stationary_point():
+    """|D_p| grad CE_p + |D_a| grad CE_a = 0 at the joint optimum, so any first step moves the rates in ratio k (per response)."""
+    from elastic_theory.empirical.training import SequenceData, TabularModel, first_order_changes
+
+    world = SyntheticWorld(WorldConfig(vocab_size=3, length=3, prompt_length=1, n_prompts=3, resolution=60))
+    for k in (4, 64):
+        d = world.datasets(k, 0.1, (0.6, 0.2, 0.2))
+        V = world.config.data_vocab_size
+        fo = first_order_changes(TabularModel(d.without_perturbation().union, V), SequenceData(d.perturb, V),
+                                 {r: SequenceData(d.role(r), V) for r in ("pretrain", "align")}, lr=1.0)
+        assert fo["align"] / -fo["pretrain"] == pytest.approx(k, rel=1e-9)
+
+
+def test_effective_l_recovers_the_l_of_a_joint_optimum():
+    rng = np.random.default_rng(0)
+    base, pt = rng.integers(1, 20, size=30).astype(float), rng.dirichlet(np.ones(30))
+    n, a = base.sum(), 7.0
+    for l in (0.0, 0.05, 0.8):
+        p_l = (base + l * a * pt) / (n + l * a)
+        fit = fit_effective_l(np.log(p_l), base, pt, n, a)
+        assert fit["l_eff"] == pytest.approx(l, abs=1e-6) and fit["kl_bits"] < 1e-12
+    assert math.isfinite(fit_effective_l(np.log(np.full(30, 1 / 30)), base, pt, n, a)["kl_bits"])

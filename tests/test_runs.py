@@ -1,0 +1,40 @@
+"""Run directories: config first, units computed once, other runs refused."""
+
+import json
+
+import pytest
+
+from elastic_theory.runs import RunDir, read_run, unit_key
+
+
+def test_unit_is_computed_once_and_survives_reopening(tmp_path):
+    calls = []
+    run = RunDir.open(tmp_path / "r", "exp", {"a": 1, "t": (1, 2)})
+
+    def compute():
+        calls.append(1)
+        return {"x": 0.5, "inf": float("inf")}
+
+    assert run.unit("u", compute) == {"x": 0.5, "inf": "inf"}
+    again = RunDir.open(tmp_path / "r", "exp", {"a": 1, "t": [1, 2]})  # tuple and list are the same config
+    assert again.unit("u", compute) == {"x": 0.5, "inf": "inf"} and calls == [1]
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert "git_commit" in prov and len(prov["resumed"]) == 1
+    assert read_run(tmp_path / "r")[:2] == ("exp", {"a": 1, "t": [1, 2]})
+
+
+def test_refuses_another_experiment_or_configuration(tmp_path):
+    RunDir.open(tmp_path / "r", "exp", {"a": 1})
+    with pytest.raises(ValueError, match="holds a run of experiment 'exp', not 'other'"):
+        RunDir.open(tmp_path / "r", "other", {"a": 1})
+    with pytest.raises(ValueError, match=r"different configuration \(differs in: a\)"):
+        RunDir.open(tmp_path / "r", "exp", {"a": 2})
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "f.txt").write_text("x")
+    with pytest.raises(ValueError, match="non-empty folder without a run's config.json"):
+        RunDir.check(tmp_path / "junk", "exp", {})
+
+
+def test_unit_key_is_a_safe_file_name():
+    assert unit_key(k=4.0, l=0.1, seed=0) == "k=4.0_l=0.1_seed=0"
+    assert "/" not in unit_key(path="a/b c")
