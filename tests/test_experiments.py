@@ -1,6 +1,6 @@
 """Experiments on trained transformers: derived agreement with the theory, resume after a kill, plots, bad input.
 
-The end-to-end run trains a 1-layer, 8-wide GPT-2 on a 12-sequence world (seconds).
+The end-to-end run trains a 1-layer, 16-wide GPT-2 on a 12-sequence world (seconds).
 """
 
 import json
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # mix-up shows; k = 4, l = 0.2 < l* = 0.25.
 TINY = JointRatioConfig(
     world=WorldConfig(vocab_size=2, length=3, min_length=2, prompt_length=1, n_prompts=2, resolution=24),
-    model=ModelConfig(n_layer=1, n_embd=8, n_head=1), ks=(4.0,), ls=(0.2,), l_ratio=0.2, seeds=(0,),
+    model=ModelConfig(n_layer=1, n_embd=16, n_head=1), ks=(4.0,), ls=(0.2,), l_ratio=0.2, seeds=(0,),
     base=(StageConfig("adam", 3e-2, 100), StageConfig("lbfgs", 1.0, 150, "constant")),
     base_warm=(StageConfig("lbfgs", 1.0, 150, "constant"),),
     perturb=(StageConfig("lbfgs", 1.0, 150, "constant"),), influence=False,
@@ -61,9 +61,13 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
     bounds = {}
     for l, r in rows.items():
         total = n + l * d.align.size
+        # The KL is a float64 sum of p(x) * (log p(x) - log q(x)); its rounding is a few eps times sum p |log p| = H,
+        # so 8 eps H (~1e-15 bits) stands for it. The bound then is ~1e-7, 10^5 below the effect: even a rounding
+        # 1000x larger would not decide the test.
+        rounding = 8 * np.finfo(np.float64).eps * world.datasets(4, l, TINY.w).union.tree(world.config.data_vocab_size).entropy()
         for role, share in (("align", d.align.size / total), ("pretrain", d.pretrain.size / total)):
             mean_len = float((d.role(role).probs * [len(s) for s in d.role(role).sequences]).sum())
-            bounds[(l, role)] = rate_error_bound_bits(r["kl_to_optimum_bits"], share, mean_len)
+            bounds[(l, role)] = rate_error_bound_bits(r["kl_to_optimum_bits"], share, mean_len, rounding)
             assert abs(r[f"gamma_{role}"] - r[f"gamma_{role}_optimum"]) <= bounds[(l, role)]
     da_pred = rows[0.2]["gamma_align_optimum"] - rows[0.0]["gamma_align_optimum"]
     dp_pred = rows[0.2]["gamma_pretrain_optimum"] - rows[0.0]["gamma_pretrain_optimum"]

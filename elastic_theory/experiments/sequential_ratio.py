@@ -44,13 +44,13 @@ class SequentialRatioConfig:
     """Full configuration (the defaults); ``quick_config()`` is the 3-minute one."""
 
     world: WorldConfig = WorldConfig(vocab_size=3, length=3, prompt_length=1, n_prompts=3, resolution=60)
-    model: ModelConfig = ModelConfig(n_layer=2, n_embd=16, n_head=2, dtype="float64")
+    model: ModelConfig = ModelConfig(n_layer=1, n_embd=16, n_head=2, dtype="float64")
     w: tuple[float, float, float] = (0.6, 0.2, 0.2)
     ks: tuple[float, ...] = (4.0, 16.0, 64.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     base: tuple[StageConfig, ...] = (
-        StageConfig(optimizer="adam", lr=2e-2, steps=400, schedule="cosine"),
-        StageConfig(optimizer="lbfgs", lr=1.0, steps=200, schedule="constant"),
+        StageConfig(optimizer="adam", lr=2e-2, steps=300, schedule="cosine"),
+        StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),
     )
     base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant"),)
     arms: tuple[StageConfig, ...] = (
