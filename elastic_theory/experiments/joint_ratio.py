@@ -45,11 +45,11 @@ class JointRatioConfig:
     mode: str = "exact"
     n_align: int = 200
     base: tuple[StageConfig, ...] = (
-        StageConfig(optimizer="adam", lr=2e-2, steps=300, schedule="cosine"),
-        StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),
+        StageConfig(optimizer="adam", lr=1e-2, steps=1000, schedule="cosine"),
+        StageConfig(optimizer="lbfgs", lr=1.0, steps=500, schedule="constant"),
     )
-    base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant"),)
-    perturb: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=100, schedule="constant"),)
+    base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),)
+    perturb: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),)
     warm_start: bool = True
     influence: bool = True
     influence_cg_iterations: int = 100
