@@ -49,10 +49,10 @@ class SequentialRatioConfig:
     ks: tuple[float, ...] = (4.0, 16.0, 64.0)
     seeds: tuple[int, ...] = (0, 1, 2)
     base: tuple[StageConfig, ...] = (
-        StageConfig(optimizer="adam", lr=2e-2, steps=300, schedule="cosine"),
-        StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),
+        StageConfig(optimizer="adam", lr=1e-2, steps=1000, schedule="cosine"),
+        StageConfig(optimizer="lbfgs", lr=1.0, steps=500, schedule="constant"),
     )
-    base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=150, schedule="constant"),)
+    base_warm: tuple[StageConfig, ...] = (StageConfig(optimizer="lbfgs", lr=1.0, steps=300, schedule="constant"),)
     arms: tuple[StageConfig, ...] = (
         StageConfig(optimizer="sgd", lr=1e-5, steps=40, schedule="constant"),
         StageConfig(optimizer="sgd", lr=1e-4, steps=40, schedule="constant"),
