@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--every", type=int, default=10, help="tracking interval in steps (the experiments use 1 to 10)")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--n-layer", type=int, default=2)
+    ap.add_argument("--n-layer", type=int, default=1)
     ap.add_argument("--n-embd", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
