@@ -210,3 +210,26 @@ def test_effective_l_recovers_the_l_of_a_joint_optimum():
         fit = fit_effective_l(np.log(p_l), base, pt, n, a)
         assert fit["l_eff"] == pytest.approx(l, abs=1e-6) and fit["kl_bits"] < 1e-12
     assert math.isfinite(fit_effective_l(np.log(np.full(30, 1 / 30)), base, pt, n, a)["kl_bits"])
+
+
+def test_tiny_sequential_ratio_end_to_end(tmp_path):
+    """A tiny sequential run: first-order ratios equal the per-token R(k, 0) of the same data, tracks are drawn."""
+    from elastic_theory.experiments.sequential_ratio import SequentialRatioConfig
+
+    cfg = SequentialRatioConfig(
+        world=TINY.world, model=TINY.model, ks=(4.0,), seeds=(0,), base=TINY.base, base_warm=TINY.base_warm,
+        arms=(StageConfig("sgd", 1e-5, 3, "constant"),), report_steps=(1, 3),
+    )
+    path = write_config(tmp_path / "seq.json", cfg, "sequential-ratio")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["experiment", "sequential-ratio", "--config", str(path), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    (fo,) = res["first_order"]
+    # variable lengths: the per-token R at l = 0 is k E_p|x| / E_a|x|, not k
+    assert fo["R_predicted_l0"] != pytest.approx(4.0, rel=1e-3)
+    assert fo["ratio_tabular"] == pytest.approx(fo["R_predicted_l0"], rel=1e-9)
+    assert [r["step"] for r in res["rows"]] == [1, 3]
+    track = out / res["tracks"][next(iter(res["tracks"]))]
+    assert len(track.read_text().splitlines()) == 2 * 4  # two datasets at steps 0..3
+    assert CliRunner().invoke(app, ["plot", str(track)]).exit_code == 0 and track.with_suffix(".png").is_file()
