@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console
+from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console, require_extra
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -61,6 +61,8 @@ def experiment_command(
     out = out if out is not None else Path("runs") / (name + ("-quick" if quick else ""))
     cfg = config_to_dict(config)
     RunDir.check(out, exp.name, cfg)
+    for module, extra in (("torch", "empirical"), ("transformers", "empirical"), ("matplotlib", "plots")):
+        require_extra(module, extra, "experiment")
     if device.startswith("cuda"):
         import torch
 
@@ -94,6 +96,7 @@ def plot_command(
     from ..experiments._plotting import plot_track
     from ..runs import read_run
 
+    require_extra("matplotlib", "plots", "plot")
     if path.is_file():
         typer.echo(f"plot: {plot_track(path)}")
         return
