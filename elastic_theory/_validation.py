@@ -12,7 +12,6 @@ __all__ = [
     "check_finite_nonnegative",
     "check_positive_sizes",
     "check_vocab_size",
-    "probability_sum_tolerance",
 ]
 
 
@@ -64,19 +63,6 @@ def check_positive_sizes(sizes, n: int, name: str = "sizes") -> np.ndarray:
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name} must be finite and > 0 (a dataset size); entry {i} is {arr[i]!r}")
     return arr
-
-
-def probability_sum_tolerance(n_terms: int, dtype=np.float64) -> float:
-    """Tolerance for ``|sum(p) - 1|`` of ``n_terms`` probabilities stored in ``dtype``.
-
-    Recursive summation of n non-negative terms that add up to 1 has absolute error at most
-    (n - 1) u, u = eps/2 the unit roundoff (Higham, *Accuracy and Stability*, eq. 4.4); each
-    stored probability may itself carry a relative rounding error of u. So n * eps bounds both,
-    with a floor of 8 eps for tiny n. For float32 softmax outputs over 50k tokens this is 6e-3;
-    for float64 and 50k tokens 1.1e-11.
-    """
-    eps = float(np.finfo(dtype).eps)
-    return max(8.0, float(n_terms)) * eps
 
 
 def log_base_factor(base: float) -> float:

@@ -35,6 +35,7 @@ from functools import cached_property
 import numpy as np
 
 from ._validation import check_depth
+from .tolerances import sum_tolerance
 from .tree import TokenTree, check_token_range, pad_sequences, split_chunks
 
 __all__ = [
@@ -101,11 +102,10 @@ def huffman_code(probs: np.ndarray | Sequence[float]) -> HuffmanCode:
 def _ceil_bits(h: float, n_terms: int) -> int:
     """``ceil(h)`` for an entropy computed in float64, snapping values within rounding of an integer.
 
-    An entropy summed over ``n_terms`` terms carries a relative rounding error of about
-    ``n_terms * eps``; ``4 * n_terms * eps * max(1, h)`` absolute covers it, so an exact 2 that
-    came out as 2.0000000000000004 gives 2, not 3.
+    An entropy summed over ``n_terms`` terms is within :func:`~elastic_theory.tolerances.sum_tolerance`
+    of its exact value, so an exact 2 that came out as 2.0000000000000004 gives 2, not 3.
     """
-    tol = 4.0 * max(n_terms, 1) * np.finfo(np.float64).eps * max(1.0, h)
+    tol = sum_tolerance(n_terms, h)
     k = round(h)
     return int(k) if abs(h - k) <= tol else math.ceil(h)
 

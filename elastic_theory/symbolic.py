@@ -11,7 +11,7 @@ differentiates :math:`CE(P_i, p_l) = -\sum_x P_i(x)\ln p_l(x)` (nats per respons
 to compare with. :func:`general_formula_residual` checks the §2.1 formula for three arbitrary
 (overlapping) three-leaf distributions. :func:`cross_check` evaluates every symbolic result at
 exact ``Rational`` points and compares with :mod:`elastic_theory.elasticity` (float64) within
-:func:`float64_tolerance`.
+:func:`elastic_theory.tolerances.closed_form_tolerance`.
 
 sympy is imported inside the functions, so importing this module is free.
 """
@@ -23,11 +23,11 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 
 from . import elasticity
+from .tolerances import closed_form_tolerance
 
-__all__ = ["RATIONAL_POINTS", "CrossCheck", "Derivation", "cross_check", "derive", "float64_tolerance", "general_formula_residual"]
+__all__ = ["RATIONAL_POINTS", "CrossCheck", "Derivation", "cross_check", "derive", "general_formula_residual"]
 
 #: Exact evaluation points (k, l, w3) inside the sign region l < w3/(1-w3): small and large k,
 #: l from tiny to near the threshold, w3 = 1 included. Chosen by hand to cover those corners.
@@ -170,17 +170,5 @@ def cross_check(points=RATIONAL_POINTS) -> list[CrossCheck]:
             elasticity.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * elasticity.LN2,
         ]
         err = max(abs(x - float(e)) / abs(float(e)) for x, e in zip(numeric, exact))
-        out.append(CrossCheck(k, l, w3, exact[0], exact[1], exact[2], float(err), float64_tolerance(k, l, w3)))
+        out.append(CrossCheck(k, l, w3, exact[0], exact[1], exact[2], float(err), closed_form_tolerance(k, l, w3)))
     return out
-
-
-def float64_tolerance(k: Fraction, l: Fraction, w3: Fraction, n_ops: int = 16) -> float:
-    r"""Relative error bound of the float64 closed forms at ``(k, l, w3)``.
-
-    Each closed form takes at most ``n_ops`` = 16 roundings of relative size eps/2 on well-conditioned
-    terms, so 16 eps; the one subtraction :math:`w_3 - (1-w_3)l` amplifies the rounding of its inputs by
-    its condition number :math:`\kappa = w_3/(w_3 - (1-w_3)l)` (large near :math:`l^*`).
-    """
-    kappa = float(w3 / (w3 - (1 - w3) * l)) if w3 > 0 else 1.0
-    return n_ops * max(1.0, kappa) * float(np.finfo(np.float64).eps)
-

@@ -52,7 +52,7 @@ def probability_vectors(draw, n: int, min_prob: float = 0.0) -> np.ndarray:
     :math:`p_i = m + (1 - n m)\, w_i / \sum_j w_j`, :math:`m` = ``min_prob``.
 
     Guarantees: shape ``(n,)``; every entry finite, ``> 0`` and ``>= min_prob``;
-    :math:`|\sum_i p_i - 1| \le` :func:`~elastic_theory._validation.probability_sum_tolerance` ``(n)``.
+    :math:`|\sum_i p_i - 1| \le` :func:`~elastic_theory.tolerances.probability_sum_tolerance` ``(n)``.
     Requires ``n >= 1`` and ``0 <= min_prob <= 1/n``.
     """
     n = check_count(n, "n", 1)

@@ -43,8 +43,8 @@ from ._validation import (
     check_positive_sizes,
     check_vocab_size,
     log_base_factor,
-    probability_sum_tolerance,
 )
+from .tolerances import probability_sum_tolerance, sum_tolerance
 
 __all__ = [
     "LeafDistribution",
@@ -192,8 +192,8 @@ class TokenTree:
         balance -= eos_weight
         balance -= cut_weight
         np.abs(balance, out=balance)
-        # Each weight is a sum of at most n_nodes float terms; 4 * n * eps relative bounds the rounding.
-        balance -= 4.0 * n * np.finfo(np.float64).eps * weight
+        # Each weight is a sum of at most n_nodes float terms, each a few roundings from exact.
+        balance -= sum_tolerance(n) * weight
         if (balance > 1e-300).any():
             i = int(np.flatnonzero(balance > 1e-300)[0])
             children = float(weight[1:][parent[1:] == i].sum())
@@ -345,7 +345,7 @@ class TokenTree:
         ``next_token_probs(prefixes)`` gets a list of prefixes (tuples of token ids, the empty
         tuple for the root) and returns an array of shape ``(len(prefixes), vocab_size)``: the
         model's next-token distribution after each prefix. Each row must sum to 1 within
-        :func:`~elastic_theory._validation.probability_sum_tolerance` of its dtype.
+        :func:`~elastic_theory.tolerances.probability_sum_tolerance` of its dtype.
 
         ``eos_token``: the id whose probability ends the response (an EOS leaf); it never becomes
         a child. With ``candidates``, only those tokens (and ``eos_token``) are expanded and the

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import zlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -27,17 +30,41 @@ def test_thm34_huffman_bounds():
 
 
 def test_thm34_ceiling_formula():
-    """|E[c] ceil(H_d) - E[c] E_Huffman[len]| < E[c]: off by less than 1 bit per chunk, and not exact in general."""
+    """Measured: |ceil(H_d) - E_Huffman[len]| < 1 bit per chunk (both lie in [H_d, H_d + 1)); how far and how often."""
     ev = _check("thm34_ceiling_formula")
-    assert 0.0 < ev.largest_error < 1.0
-    assert ev.details["exact_cases"] < ev.cases
+    d = ev.details
+    assert ev.tolerance == 1.0 and 0.0 < ev.largest_error == d["max_bits_per_chunk"] < 1.0
+    assert 0 <= d["exact_cases"] < ev.cases and 0.0 < d["median_bits_per_chunk"] <= d["p90_bits_per_chunk"] <= d["max_bits_per_chunk"]
+    example = d["example_1/2_1/4_1/4"]
+    assert (example["huffman_bits_per_chunk"], example["paper_ideal_code_bits"]) == (1.5, 2.0)
+
+
+def test_thm34_ceiling_formula_fails_for_a_wrong_ceiling(monkeypatch):
+    """The measurement's invariant can fail: a ceiling one bit too high puts paper - Huffman >= 1 bit per chunk."""
+    from elastic_theory import coding
+
+    monkeypatch.setattr(coding, "_ceil_bits", lambda h, n: math.ceil(h) + 1)
+    assert claims.run_verification(0, ["thm34_ceiling_formula"]).results[0].verdict == "fails"
 
 
 def test_mixture_lemma():
-    """p_{D_1 ∪ ... ∪ D_n} = sum_i |D_i| P_i / sum_i |D_i| (leaf by leaf) and it minimizes sum_i |D_i| CE(P_i, q)."""
+    """The joint model is the empirical distribution of the concatenated responses (either size unit), and KKT-optimal."""
     ev = _check("mixture_lemma")
-    assert ev.largest_error <= ev.tolerance
-    assert ev.details["max_gibbs_gain_bits"] <= 0.0
+    assert ev.error_in_tolerances <= 1.0 and ev.cases == 80
+    assert ev.details["max_perturbation_gain_nats"] <= ev.tolerance
+
+
+def test_mixture_lemma_catches_a_token_weighted_mixture(monkeypatch):
+    """Weighting the mixture by token counts instead of response counts (the size_unit="tokens" bug) fails the check."""
+    real = elasticity.mixture
+
+    def by_tokens(trees, sizes=None):
+        sizes = [t.n_sequences for t in trees] if sizes is None else sizes
+        return real(trees, [s * t.mean_length for t, s in zip(trees, sizes)])
+
+    monkeypatch.setattr(elasticity, "mixture", by_tokens)
+    ev = claims.run_verification(0, ["mixture_lemma"]).results[0].evidence
+    assert ev.verdict == "fails" and ev.error_in_tolerances > 1e6
 
 
 def test_general_perturbation_formula():
@@ -52,13 +79,48 @@ def test_closed_form_ratio():
 
 
 def test_theorem_signs():
-    """d gamma_p/dl < 0 < d gamma_a/dl for w3 > 0 and 0 <= l < w3/(1 - w3)."""
-    assert _check("theorem_signs").details["min_ratio_of_derivatives"] > 0
+    """d gamma_p/dl < 0 < d gamma_a/dl for w3 > 0 and 0 <= l < w3/(1 - w3); sign_valid False, SignClaimWarning beyond."""
+    ev = _check("theorem_signs")
+    assert ev.error_in_tolerances <= 1.0
+    d = ev.details
+    assert d["beyond_threshold_points"] >= 200 and d["grid_points"] + d["token_tree_points"] == ev.cases
+
+
+def _flip_sign_valid(monkeypatch):
+    real = elasticity.closed_form
+    monkeypatch.setattr(elasticity, "closed_form", lambda *a, **kw: dataclasses.replace(real(*a, **kw), sign_valid=True))
+
+
+def _abs_dgamma_p(monkeypatch):
+    real = elasticity.dgamma_p_dl
+    monkeypatch.setattr(elasticity, "dgamma_p_dl", lambda k, l, w3: -abs(real(k, l, w3)))
+
+
+def _no_warning(monkeypatch):
+    monkeypatch.setattr(elasticity, "_warn_beyond", lambda *a, **kw: None)
+
+
+def _tree_signs_always_theorem(monkeypatch):
+    real = elasticity.PerturbationModel.rates
+
+    def rates(self, data, l):
+        r = real(self, data, l)
+        return dataclasses.replace(r, dcross_entropy_dl_bits=-abs(r.dcross_entropy_dl_bits)) if data is self.pretrain else r
+
+    monkeypatch.setattr(elasticity.PerturbationModel, "rates", rates)
+
+
+@pytest.mark.parametrize("mutate", [_flip_sign_valid, _abs_dgamma_p, _no_warning, _tree_signs_always_theorem])
+def test_theorem_signs_fails_for_a_wrong_library(monkeypatch, mutate):
+    """Each library defect in the sign region (sign_valid, d gamma_p/dl's sign, the warning, the trees' sign) fails it."""
+    mutate(monkeypatch)
+    assert claims.run_verification(0, ["theorem_signs"]).results[0].verdict == "fails"
 
 
 def test_ratio_lower_bound():
-    """R(k, l, w3) >= k on 0 <= l < l*."""
-    assert _check("ratio_lower_bound").largest_error == 0.0
+    """R(k, l, w3) >= k on 0 <= l < l* (exactly; R = k at l = 0), float64 R within its rounding bound."""
+    ev = _check("ratio_lower_bound")
+    assert ev.error_in_tolerances <= 1.0 and Fraction(ev.details["min_R_over_k"]) == 1
 
 
 def test_ratio_upper_bound():
@@ -129,9 +191,18 @@ def test_pareto_assumption_text():
 
 
 def test_sign_beyond_threshold():
-    """Fails: d gamma_p/dl >= 0 for some l > l* = w3/(1 - w3), with a SignClaimWarning."""
-    ce = _check("sign_beyond_threshold").counterexample
-    assert ce["l"] > ce["l_star"] and ce["dgamma_p_dl_tree"] > 0 and ce["warned"]
+    """Fails: d gamma_p/dl >= 0 for some l > l* = w3/(1 - w3), token trees and closed form agreeing, with a SignClaimWarning."""
+    ev = _check("sign_beyond_threshold")
+    ce = ev.counterexample
+    assert ce["l"] > ce["l_star"] and ce["dgamma_p_dl_tree"] > 0 and ce["dgamma_p_dl_closed_form"] > 0 and ce["warned"]
+    assert ev.error_in_tolerances <= 1.0 and ev.details["warning_mismatches"] == []
+
+
+@pytest.mark.parametrize("mutate", [_abs_dgamma_p, _no_warning, _tree_signs_always_theorem])
+def test_sign_beyond_threshold_is_inconclusive_when_its_evidence_disagrees(monkeypatch, mutate):
+    """A closed form with the wrong sign, a missing warning or token trees with the wrong sign: no verdict, not 'fails'."""
+    mutate(monkeypatch)
+    assert claims.run_verification(0, ["sign_beyond_threshold"]).results[0].verdict == "inconclusive"
 
 
 def test_no_shared_perturbation():
@@ -192,7 +263,22 @@ def test_json_and_markdown_shapes():
     """JSON has {"claims": [{"id", "statement", "expected", "verdict", ...}]}; markdown has one row per claim."""
     report = claims.run_verification(0, ["ratio_lower_bound", "no_shared_perturbation"])
     data = report.to_json()
-    assert {"id", "statement", "expected", "verdict", "cases", "largest_error", "counterexample"} <= set(data["claims"][0])
+    assert {"id", "statement", "expected", "verdict", "cases", "largest_error", "tolerance", "error_in_tolerances",
+            "counterexample"} <= set(data["claims"][0])
     assert data["all_agree"] is True
     md = claims.render_markdown(report)
     assert md.count("\n") == 4 and "| ratio_lower_bound |" in md
+
+
+def test_worst_keeps_error_and_tolerance_of_the_same_case():
+    """Worst keeps the case with the largest error in units of its own tolerance, not the largest raw error."""
+    w = claims.Worst()
+    assert not w.record(1e-3, 1.0, {"case": "large error, loose"})
+    assert w.record(1e-9, 1e-12, {"case": "small error, violating"})
+    assert not w.record(0.5, 1.0, lambda: {"case": "never built"})
+    assert (w.error, w.tolerance, w.case, w.cases, w.violations) == (1e-9, 1e-12, {"case": "small error, violating"}, 3, 1)
+    ev = w.evidence("s")
+    assert ev.verdict == "fails" and ev.counterexample == {"case": "small error, violating"}
+    assert ev.error_in_tolerances == pytest.approx(1e3)
+    assert claims.error_in_tolerances(0.0, 0.0) == 0.0 and claims.error_in_tolerances(1e-300, 0.0) == math.inf
+    assert claims.Worst().record(math.nan, 1.0, {}) is True

@@ -9,6 +9,7 @@ import sympy as sp
 
 from elastic_theory import elasticity as el
 from elastic_theory import symbolic
+from elastic_theory.tolerances import closed_form_tolerance
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,8 @@ def test_exact_rational_points(derivation, point):
     assert check.max_relative_error <= check.tolerance
 
 
-def test_float64_tolerance_grows_near_threshold():
+def test_closed_form_tolerance_grows_near_threshold():
     """The cross-check tolerance is 16 eps times the condition number of w3 - (1 - w3) l."""
-    far = symbolic.float64_tolerance(Fraction(10), Fraction(0), Fraction(1, 2))
-    near = symbolic.float64_tolerance(Fraction(10), Fraction(99, 100), Fraction(1, 2))
+    far = closed_form_tolerance(Fraction(10), Fraction(0), Fraction(1, 2))
+    near = closed_form_tolerance(Fraction(10), Fraction(99, 100), Fraction(1, 2))
     assert near == 100 * far  # kappa = (1/2)/(1/2 - 99/200) = 100 exactly; 16 eps * 100 has no rounding

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elastic_theory._validation import probability_sum_tolerance
+from elastic_theory.tolerances import probability_sum_tolerance
 from elastic_theory.testing import (
     MAX_DECADES,
     SMALL_VOCAB_MAX,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elastic_theory._validation import probability_sum_tolerance
+from elastic_theory.tolerances import probability_sum_tolerance
 from elastic_theory.testing import datasets, mixtures, probability_vectors, token_trees, tree_families, weighted_datasets
 from elastic_theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences, split_chunks
 
