@@ -25,6 +25,14 @@ def test_gamma_of_the_data_model_is_its_entropy_rate():
     assert normalized_gamma(data=d, model=d, offset="log_leaves") == 0.0
 
 
+def test_log_leaves_offset_divides_by_the_maximum_depth():
+    """log_leaves = log2(M) / d with d the maximum depth, not the mean length: [0] and [1, 1, 1] give log2(2)/3, not 1/2."""
+    d = TokenTree.from_sequences([[0], [1, 1, 1]], 2)
+    assert (d.n_leaves, d.max_depth, d.mean_length) == (2, 3, 2.0)
+    assert rate_offset(d, "log_leaves") == 1 / 3  # log2(2) = 1 exactly, one division
+    assert normalized_gamma(data=d, model=d, offset="log_leaves") == gamma(data=d, model=d) - 1 / 3
+
+
 def test_gamma_under_a_skewed_model_exactly():
     # data [0,1], [1,1] half/half; model 3/4 on [0,1], 1/4 on [1,1]: CE = (log2(4/3) + 2)/2 bits, / 2 tokens
     data = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
