@@ -398,3 +398,17 @@ def test_single_leaf_entropy_is_plus_zero():
     t = TokenTree.from_sequences([[0, 1]], 2)
     for value in (t.entropy(), t.entropy(base=math.e), cross_entropy(data=t, model=t), kl_divergence(data=t, model=t)):
         assert value == 0.0 and math.copysign(1.0, value) == 1.0
+
+
+def test_padded_array_error_names_the_row_that_is_too_long():
+    """A length above the array width is reported for its own row, not for an earlier full-width row."""
+    tokens = np.zeros((3, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"lengths\[2\] = 3 is outside \[0, 2\]"):
+        pad_sequences(tokens, np.array([2, 1, 3]))
+
+
+def test_next_token_fn_accepts_token_zero_as_eos():
+    """eos_token may be any id in 0..V-1, 0 included: token 0 ends the response, token 1 continues."""
+    t = TokenTree.from_next_token_fn(lambda prefixes: np.full((len(prefixes), 2), 0.5), 2, depth=1, eos_token=0)
+    # EOS at the root 1/2; after [1]: EOS 1/4 and the cut continuation 1/4 (dyadic: exact)
+    assert t.leaves.prob.tolist() == [0.5, 0.25, 0.25] and t.leaves.is_eos.tolist() == [True, True, False]
