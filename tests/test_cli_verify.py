@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,11 +13,10 @@ from typer.testing import CliRunner
 
 from elastic_theory import claims
 from elastic_theory.cli import app
+from elastic_theory.tolerances import roundings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "theory.md"
 runner = CliRunner()
-
-EPS = sys.float_info.epsilon
 
 
 def _run(*args: str):
@@ -89,7 +87,7 @@ def test_ratio_json(tmp_path):
     # (w3 k + l)/(w3 - (1 - w3) l) = 100.01/0.091 (hand computation), exactly for the binary inputs given;
     # the float path rounds w3 k, + l and the quotient, the margin exactly rounded once: 4 eps.
     exact = (Fraction(0.1) * 1000 + Fraction(0.01)) / (Fraction(0.1) - (1 - Fraction(0.1)) * Fraction(0.01))
-    assert abs(Fraction(data["R"]) - exact) <= 4 * EPS * exact
+    assert abs(Fraction(data["R"]) - exact) <= roundings(4) * exact
     assert data["sign_valid"] is True
 
 
@@ -191,7 +189,7 @@ def test_perturb_json(tmp_path):
         assert {"cross_entropy_bits", "dcross_entropy_dl_bits"} <= set(data[name])
     # k = 2, w3 = 1/2, l = 1/2: R = (1 + 1/2)/(1/2 - 1/4) = 6 (hand computation).
     # Each derivative is ~8 roundings of O(1) terms (8 eps), so their quotient is within 16 eps (measured: 2 eps).
-    assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=16 * EPS)
+    assert data["k"] == 2.0 and data["R"] == pytest.approx(6.0, rel=roundings(16))
 
 
 def test_perturb_in_tokens_keeps_the_model_and_names_the_units(tmp_path):

@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 
 from elastic_theory.coding import ChunkCoder, _ceil_bits, code_length_report, huffman_code
 from elastic_theory.testing import datasets, probability_vectors, token_trees
+from elastic_theory.tolerances import entropy_tolerance, roundings
 from elastic_theory.tree import TokenTree, mixture
-
-EPS = np.finfo(np.float64).eps
-
-
-def entropy_tol(n_terms: int) -> float:
-    """n_terms terms -p log2 p, each off by a few ulps of |log2 p| <= 63: 64 * n_terms * eps bits."""
-    return 64.0 * max(n_terms, 1) * EPS
-
 
 # ---------------------------------------------------------------- exact small cases
 def test_huffman_half_quarter_quarter():
@@ -56,7 +49,7 @@ def test_chunks_multiply_the_per_chunk_lengths():
     r = code_length_report(t, 2)
     h = -(1 / 3 * math.log2(1 / 3) + 2 / 3 * math.log2(2 / 3))
     assert r.mean_chunks == 1.5 and r.huffman_bits_per_chunk == 1.0 and r.huffman_expected_bits == 1.5
-    assert abs(r.entropy_bits - 1.5 * h) <= entropy_tol(2)
+    assert abs(r.entropy_bits - 1.5 * h) <= entropy_tolerance(2)
     assert r.paper_ideal_code_bits == 1.5  # ceil(0.918...) = 1 bit per chunk
     assert r.full_entropy_bits == 1.0  # two equally likely responses
 
@@ -84,7 +77,7 @@ def test_huffman_bounds_and_kraft_equality(p):
     code = huffman_code(p)
     q = p / p.sum()
     h = float(-(q * np.log2(q)).sum())
-    tol = entropy_tol(p.size)
+    tol = entropy_tolerance(p.size)
     assert h - tol <= code.expected_length < h + 1 + tol
     assert sum(Fraction(1, 2 ** int(n)) for n in code.lengths) == 1
     assert code.kraft_sum == 1.0
@@ -96,7 +89,7 @@ def test_huffman_beats_the_shannon_code(p):
     code = huffman_code(p)
     q = p / p.sum()
     shannon = float((q * np.ceil(-np.log2(q))).sum())
-    assert code.expected_length <= shannon + 4 * p.size * EPS  # two float sums of p.size terms
+    assert code.expected_length <= shannon + roundings(4 * p.size)  # two float sums of p.size terms
 
 
 @given(token_trees(max_len=7), st.integers(1, 4))
@@ -104,19 +97,19 @@ def test_report_bounds(tree, d):
     """Per response: c H_d <= Huffman < c (H_d + 1); Thm 3.4 within c bits of Huffman; chunk code >= H."""
     r = code_length_report(tree, d)
     c = r.mean_chunks
-    tol = c * entropy_tol(r.n_leaves)
+    tol = c * entropy_tolerance(r.n_leaves)
     assert r.entropy_bits - tol <= r.huffman_expected_bits < r.entropy_bits + c + tol
     assert r.entropy_bits - tol <= r.paper_ideal_code_bits < r.entropy_bits + c + tol
     assert abs(r.discrepancy_bits) < c + tol
     # chunks decode to whole responses, so the chunk code is a code for responses: Shannon's bound
-    assert r.entropy_bits >= r.full_entropy_bits - entropy_tol(r.n_leaves + tree.n_leaves) * max(1.0, c)
+    assert r.entropy_bits >= r.full_entropy_bits - entropy_tolerance(r.n_leaves + tree.n_leaves) * max(1.0, c)
 
 
 @given(token_trees(max_len=4))
 def test_report_at_full_depth_is_the_tree_entropy(tree):
     r = code_length_report(tree, 4)
     assert r.mean_chunks == 1.0 and r.n_leaves == tree.n_leaves
-    assert abs(r.entropy_bits - tree.entropy()) <= entropy_tol(tree.n_leaves)
+    assert abs(r.entropy_bits - tree.entropy()) <= entropy_tolerance(tree.n_leaves)
 
 
 @given(datasets(vocab_size=3, max_size=30, max_len=9), st.integers(1, 5), datasets(vocab_size=3, max_len=9))

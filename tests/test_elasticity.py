@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from elastic_theory import elasticity as el
 from elastic_theory.highprec import mp_dcross_entropy_dl
 from elastic_theory.testing import theorem_settings
+from elastic_theory.tolerances import perturbation_derivative_tolerance, roundings, sum_tolerance
 from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence
 
-EPS = float(np.finfo(np.float64).eps)
 
 
 def _small_model() -> el.PerturbationModel:
@@ -31,10 +31,10 @@ def test_exact_small_case():
     m = _small_model()
     ra, rp = m.rates(m.align, 0.5), m.rates(m.pretrain, 0.5)
     # A handful of float operations on O(1) numbers: 8 eps relative.
-    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(2 / 7, rel=8 * EPS)
-    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 21, rel=8 * EPS)
+    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(2 / 7, rel=roundings(8))
+    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 21, rel=roundings(8))
     assert el.ratio_R_exact(Fraction(2), Fraction(1, 2), Fraction(1, 2)) == 6
-    assert m.ratio(0.5) == pytest.approx(6, rel=16 * EPS)
+    assert m.ratio(0.5) == pytest.approx(6, rel=roundings(16))
     assert m.k == 2.0
 
 
@@ -55,7 +55,7 @@ def test_cross_entropy_matches_mixture_tree(setting, l):
     for data in (model.pretrain, model.align, model.perturb):
         ce = model.rates(data, l).cross_entropy_bits
         # Both sum the same <= n_leaves log terms from probabilities rounded in different orders.
-        tol = 8 * (data.n_leaves + 8) * EPS * max(1.0, abs(ce))
+        tol = sum_tolerance(data.n_leaves, ce, ulps_per_term=8)
         assert abs(ce - cross_entropy(data=data, model=joint)) <= tol
         assert model.rates(data, l).kl_bits == pytest.approx(kl_divergence(data=data, model=joint), abs=tol)
 
@@ -69,7 +69,7 @@ def test_general_formula_against_mpmath(setting, l):
         r = model.rates(data, l)
         # The formula's only inexact step is the n-term sum E[P_t/p_l] (abs. error (n + 8) eps * shared) and the
         # leaf probabilities' rounding; 8 (n + 8) eps (1 + shared) in units of the derivative's scale covers both.
-        tol = 8 * (data.n_leaves + 8) * EPS * (1 + r.shared_mass)
+        tol = perturbation_derivative_tolerance(data.n_leaves, r.shared_mass)
         assert abs(r.dcross_entropy_dl_bits - mp_dcross_entropy_dl(data=data, model=model, l=l)) <= tol * scale
 
 
@@ -81,11 +81,11 @@ def test_disjoint_trees_reproduce_closed_forms(setting, u):
     model = el.PerturbationModel.from_components(comps, w, k)
     ra, rp = model.rates(model.align, l), model.rates(model.pretrain, l)
     # dCE_a: shared mass is 0, so the formula is a few roundings.
-    assert ra.dcross_entropy_dl_bits == pytest.approx(el.dgamma_a_dl_per_response(k, l), rel=16 * EPS)
+    assert ra.dcross_entropy_dl_bits == pytest.approx(el.dgamma_a_dl_per_response(k, l), rel=roundings(16))
     # dCE_p = scale (1 - shared): 1 - shared is ~1/k, so its relative error is the sum's error times
     # the condition number shared/|1 - shared|.
     kappa = rp.shared_mass / abs(1 - rp.shared_mass)
-    tol = 8 * (model.pretrain.n_leaves + 8) * EPS * (1 + rp.shared_mass) * max(1.0, kappa)
+    tol = perturbation_derivative_tolerance(model.pretrain.n_leaves, rp.shared_mass, kappa)
     assert rp.dcross_entropy_dl_bits == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=tol)
     assert ra.shared_mass == 0.0
 
@@ -96,7 +96,7 @@ def test_dgamma_p_keeps_digits_at_large_k():
     exact = -(w3 - (1 - w3) * l) / ((1 + k + l) * (k * w3 + l))  # nats, the §2.2 formula in Fractions
     got = el.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * el.LN2
     # ~10 roundings plus the inputs' own rounding (1e-9 and 0.1 are not binary): 16 eps.
-    assert got == pytest.approx(float(exact), rel=16 * EPS)
+    assert got == pytest.approx(float(exact), rel=roundings(16))
 
 
 def test_w3_zero_gives_minus_one():
@@ -122,7 +122,7 @@ def test_beyond_threshold_warns_and_returns_values():
     assert cf.theta_upper is None
     # 0.1 is not binary: its rounding (eps/2) enters through w3 - (1 - w3) l with condition number
     # |w3/(w3 - (1 - w3) l)| = 2/7 < 1, plus ~4 roundings of the formula: 16 eps is a safe bound.
-    assert cf.R == pytest.approx(float(el.ratio_R_exact(Fraction(1000), Fraction(1, 2), Fraction(1, 10))), rel=16 * EPS)
+    assert cf.R == pytest.approx(float(el.ratio_R_exact(Fraction(1000), Fraction(1, 2), Fraction(1, 10))), rel=roundings(16))
 
 
 def test_no_warning_inside_region():
@@ -140,7 +140,7 @@ def test_theta_upper_equals_ratio_at_lam():
     lo, hi = el.theta_constants(1000, 0.1, 0.05)
     # Inputs 0.1 and 0.05 are not binary (eps/2 each, condition number w3/(w3 - (1 - w3) lam) = 1.8),
     # plus ~4 roundings of the formula: 16 eps.
-    assert lo == 1.0 and hi == pytest.approx(float(el.theta_upper_exact(k, w3, lam)), rel=16 * EPS)
+    assert lo == 1.0 and hi == pytest.approx(float(el.theta_upper_exact(k, w3, lam)), rel=roundings(16))
 
 
 @pytest.mark.parametrize(
@@ -192,8 +192,8 @@ def test_token_size_unit_does_not_change_the_model():
     for data in (p, a, t):
         rt, rr = by_tok.rates(data, 0.4), by_resp.rates(data, 0.2)
         assert rt.cross_entropy_bits == rr.cross_entropy_bits
-        assert rt.dcross_entropy_dl_bits == pytest.approx(0.5 * rr.dcross_entropy_dl_bits, rel=4 * EPS)
-    assert by_tok.ratio(0.4) == pytest.approx(by_resp.ratio(0.2), rel=8 * EPS)
+        assert rt.dcross_entropy_dl_bits == pytest.approx(0.5 * rr.dcross_entropy_dl_bits, rel=roundings(4))
+    assert by_tok.ratio(0.4) == pytest.approx(by_resp.ratio(0.2), rel=roundings(8))
     assert by_tok.hooke_residual(0.4) == by_resp.hooke_residual(0.2)
 
 
@@ -209,7 +209,7 @@ def test_hooke_invariant_first_order():
     for l in (1e-1, 1e-2, 1e-3, 1e-4):
         h = el.hooke_invariant(100, l, 0.5)
         # 32 eps relative: hooke_invariant's stated precision (test_hooke_invariant_matches_mpmath).
-        assert 0 <= h.relative_residual <= h.first_order_bound * (1 + 32 * EPS)
+        assert 0 <= h.relative_residual <= h.first_order_bound * (1 + roundings(32))
         if prev is not None:
             assert h.relative_residual < prev
         prev = h.relative_residual
@@ -234,14 +234,14 @@ def test_hooke_invariant_matches_mpmath(k):
             l = u * el.sign_threshold(w3)
             h, ref = el.hooke_invariant(k, l, w3), reference_hooke(k, l, w3)
             for field in HOOKE_FIELDS:
-                assert getattr(h, field) == pytest.approx(ref[field], rel=32 * EPS), (k, l, w3, field)
+                assert getattr(h, field) == pytest.approx(ref[field], rel=roundings(32)), (k, l, w3, field)
 
 
 @pytest.mark.parametrize(("k", "l", "w3"), [(1e7, 1.1e-10, 0.1), (1e12, 1e-3, 0.5)])
 def test_hooke_invariant_at_the_reported_points(k, l, w3):
     """The issue's two points, by value: 40-digit relative residuals 4.95000055e-10 and 5.000000000009992e-4."""
     want = {(1e7, 1.1e-10, 0.1): 4.950000549999999e-10, (1e12, 1e-3, 0.5): 5.000000000009992e-4}[(k, l, w3)]
-    assert el.hooke_invariant(k, l, w3).relative_residual == pytest.approx(want, rel=32 * EPS)
+    assert el.hooke_invariant(k, l, w3).relative_residual == pytest.approx(want, rel=roundings(32))
 
 
 @pytest.mark.parametrize("k", [Fraction(1, 10), Fraction(1), Fraction(10), Fraction(10**6), Fraction(10**12)])
@@ -254,7 +254,7 @@ def test_first_order_bound_is_exactly_one_minus_k_over_R(k, w3, u):
     l = float(u * w3 / (1 - w3))
     kf, wf = float(k), float(w3)
     exact = 1 - Fraction(kf) / el.ratio_R_exact(Fraction(kf), Fraction(l), Fraction(wf))
-    assert el.hooke_invariant(kf, l, wf).first_order_bound == pytest.approx(float(exact), rel=8 * EPS)
+    assert el.hooke_invariant(kf, l, wf).first_order_bound == pytest.approx(float(exact), rel=roundings(8))
 
 
 def _disjoint_components(odd: bool = False) -> tuple[TokenTree, TokenTree, TokenTree]:
@@ -290,9 +290,9 @@ def test_rates_derivative_keeps_its_digits_at_large_k(k, w, odd):
     for l in (1e-4, 0.5 * el.sign_threshold(w[2])):
         got = m.rates(m.pretrain, l).dcross_entropy_dl_bits
         ref = mp_dcross_entropy_dl(data=m.pretrain, model=m, l=l, dps=int(2 * math.log10(k)) + 40)
-        assert got == pytest.approx(ref, rel=el.PRECISION + 16 * EPS), (k, l)
+        assert got == pytest.approx(ref, rel=el.PRECISION + roundings(16)), (k, l)
         if w[2] == 0.25 and not odd:
-            assert got == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=el.PRECISION + 16 * EPS), (k, l)
+            assert got == pytest.approx(el.dgamma_p_dl_per_response(k, l, w[2]), rel=el.PRECISION + roundings(16)), (k, l)
 
 
 @pytest.mark.parametrize("k", [2.0] + LARGE_K)
@@ -307,7 +307,7 @@ def test_model_hooke_residual_matches_mpmath(k, w, odd):
     from elastic_theory.highprec import mp_hooke_residual
 
     m = el.PerturbationModel.from_components(_disjoint_components(odd), w, k)
-    tol = 2 * el.PRECISION + 16 * EPS
+    tol = 2 * el.PRECISION + roundings(16)
     for l in (1e-4, 0.5 * el.sign_threshold(w[2])):
         got = m.hooke_residual(l)
         assert got == pytest.approx(mp_hooke_residual(m, l, dps=80), rel=tol), (k, l)
@@ -328,8 +328,8 @@ def test_closed_form_derivatives_are_per_response():
     m = el.PerturbationModel.from_components(comps, WEIGHTS[0], 10.0)
     ra, rp = m.rates(m.align, 0.1), m.rates(m.pretrain, 0.1)
     da, dp = el.dgamma_a_dl_per_response(10.0, 0.1), el.dgamma_p_dl_per_response(10.0, 0.1, 0.25)
-    assert ra.dcross_entropy_dl_bits == pytest.approx(da, rel=16 * EPS)
-    assert ra.dgamma_dl_bits_per_token * m.align.mean_length == pytest.approx(da, rel=16 * EPS)
+    assert ra.dcross_entropy_dl_bits == pytest.approx(da, rel=roundings(16))
+    assert ra.dgamma_dl_bits_per_token * m.align.mean_length == pytest.approx(da, rel=roundings(16))
     assert rp.dgamma_dl_bits_per_token * m.pretrain.mean_length == pytest.approx(dp, rel=el.PRECISION)
     assert m.align.mean_length == pytest.approx(5 / 3) and not ra.dgamma_dl_bits_per_token == pytest.approx(da)
 
@@ -347,7 +347,7 @@ def test_model_hooke_residual_matches_closed_form():
     # Numerator d_a + k d_p (k = 2) from four cross-entropies of ~1.6 bits, each a 3-term sum with ~4 eps
     # absolute error: about (2 + 2 * 2) * 4 eps = 24 eps, plus the closed form's log1p roundings: 32 eps,
     # divided by |delta gamma_a| = 0.047 (measured error: 3.3 eps / delta).
-    assert m.hooke_residual(0.1) == pytest.approx(h.relative_residual, abs=32 * EPS / h.delta_gamma_a)
+    assert m.hooke_residual(0.1) == pytest.approx(h.relative_residual, abs=roundings(32) / h.delta_gamma_a)
 
 
 def test_inverse_alignment_predicate():
@@ -357,9 +357,9 @@ def test_inverse_alignment_predicate():
     data = TokenTree.from_sequences([[0], [1], [1]], 2)
     gap = el.rho(p0=p0, p0_prime=p0p, kind="rate_gap", data=data)
     # gamma(p0, data) = 1 bit/token; gamma(p0', data) = (log2(3/2) + 2 log2 3)/3 (hand computation).
-    assert gap == pytest.approx(abs((math.log2(1.5) + 2 * math.log2(3)) / 3 - 1), rel=8 * EPS)
-    assert el.rho(p0=p0, p0_prime=p0p, kind="kl") == pytest.approx(kl_divergence(data=p0p, model=p0), rel=8 * EPS)
-    assert el.rho(p0=p0, p0_prime=p0p, kind="kl_reverse") == pytest.approx(kl_divergence(data=p0, model=p0p), rel=8 * EPS)
+    assert gap == pytest.approx(abs((math.log2(1.5) + 2 * math.log2(3)) / 3 - 1), rel=roundings(8))
+    assert el.rho(p0=p0, p0_prime=p0p, kind="kl") == pytest.approx(kl_divergence(data=p0p, model=p0), rel=roundings(8))
+    assert el.rho(p0=p0, p0_prime=p0p, kind="kl_reverse") == pytest.approx(kl_divergence(data=p0, model=p0p), rel=roundings(8))
     # gap = 0.2516...: eps0 = 0.3 admits it, eps0 = 0.2 does not; |D_b|/|D_a| = 0.5 is not << 1.
     assert el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.3, size_b=10, size_a=1000, data=data).elastic
     assert not el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.3, size_b=500, size_a=1000, data=data).elastic
@@ -381,7 +381,7 @@ def test_disjoint_components_share_no_leaf(setting):
             lv = comps[i].leaves
             matched = comps[j].match(comps[i])[lv.node]
             assert (matched < 0).all() or (comps[j].eos_weight[np.maximum(matched, 0)][lv.is_eos] == 0).all()
-    assert w[2] >= 1e-3 * (1 - 8 * EPS) and abs(w.sum() - 1) <= 4 * EPS and k >= 1
+    assert w[2] >= 1e-3 * (1 - roundings(8)) and abs(w.sum() - 1) <= roundings(4) and k >= 1
 
 
 @given(st.floats(min_value=1e-6, max_value=1 - 1e-6), st.integers(min_value=-4, max_value=4))

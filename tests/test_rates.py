@@ -3,16 +3,13 @@
 import math
 from fractions import Fraction
 
-import numpy as np
 import pytest
 from hypothesis import assume, given
 
 from elastic_theory.rates import OFFSETS, gamma, normalized_gamma, rate_offset
 from elastic_theory.testing import tree_families
+from elastic_theory.tolerances import entropy_tolerance, roundings
 from elastic_theory.tree import TokenTree, kl_divergence, mixture
-
-EPS = np.finfo(np.float64).eps
-
 
 def test_gamma_of_the_data_model_is_its_entropy_rate():
     # two equally likely 2-token responses: H = 1 bit per response, 2 tokens -> 1/2 bit per token
@@ -38,9 +35,9 @@ def test_gamma_under_a_skewed_model_exactly():
     data = TokenTree.from_sequences([[0, 1], [1, 1]], 2)
     model = TokenTree.from_sequences([[0, 1], [1, 1]], 2, counts=[3, 1])
     want = (2 - math.log2(3) / 2) / 2
-    assert abs(gamma(data=data, model=model) - want) <= 4 * EPS  # log2(3), one subtraction, two halvings (exact)
+    assert abs(gamma(data=data, model=model) - want) <= roundings(4)  # log2(3), one subtraction, two halvings (exact)
     # normalized (entropy-rate offset) = KL / E|x| = (CE - 1) / 2
-    assert abs(normalized_gamma(data=data, model=model) - (want - 0.5)) <= 8 * EPS
+    assert abs(normalized_gamma(data=data, model=model) - (want - 0.5)) <= roundings(8)
 
 
 @given(tree_families(2))
@@ -50,7 +47,7 @@ def test_normalized_rate_is_rate_minus_offset(family):
     model = mixture([data, other])
     g = gamma(data=data, model=model)
     # both sides are sums over <= n_leaves terms of magnitude <= 64 bits: 128 n eps absolute
-    tol = 128 * data.n_leaves * EPS / data.mean_length
+    tol = 2 * entropy_tolerance(data.n_leaves) / data.mean_length
     for offset in OFFSETS:
         assert abs(normalized_gamma(data=data, model=model, offset=offset) - (g - rate_offset(data, offset))) <= tol
     assert normalized_gamma(data=data, model=model) >= -tol

@@ -8,21 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from elastic_theory.tolerances import probability_sum_tolerance
 from elastic_theory.testing import datasets, mixtures, probability_vectors, token_trees, tree_families, weighted_datasets
+from elastic_theory.tolerances import entropy_tolerance, probability_sum_tolerance, roundings
 from elastic_theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences, split_chunks
-
-EPS = np.finfo(np.float64).eps
-
-
-def entropy_tol(n_terms: int) -> float:
-    """Absolute error bound for a float64 sum of n_terms terms -p log2 p with p >= 2^-63.
-
-    Each term carries a few ulps relative error on |log2 p| <= 63 (p from a division of integer
-    counts <= 2^63), so the sum is off by at most n_terms * 64 * eps bits.
-    """
-    return 64.0 * max(n_terms, 1) * EPS
-
 
 def leaf_map(tree: TokenTree) -> dict[tuple[tuple[int, ...], bool], float]:
     """{(prefix, is_eos): probability}: the leaf distribution keyed by content, not node id."""
@@ -52,7 +40,7 @@ def test_entropy_of_half_quarter_quarter_is_three_halves():
     assert sorted(Fraction(p) for p in t.leaves.prob) == [Fraction(1, 4), Fraction(1, 4), Fraction(1, 2)]
     assert Fraction(t.entropy()) == Fraction(3, 2)
     # base 4 goes through natural logs: two roundings (log, 1/log 4) off 3/4 = (3/2 bits) / log2(4)
-    assert abs(t.entropy(base=4) - 0.75) <= 2 * EPS
+    assert abs(t.entropy(base=4) - 0.75) <= roundings(2)
 
 
 def test_counts_versus_weights_size_convention():
@@ -108,8 +96,8 @@ def test_cross_entropy_and_kl_exact():
     model = TokenTree.from_sequences([[0], [1]], 2, counts=[3, 1])
     ce, kl = cross_entropy(data=data, model=model), kl_divergence(data=data, model=model)
     # 2 * eps: one rounding in log2(3) and one in the final subtraction
-    assert abs(ce - (2 - math.log2(3) / 2)) <= 2 * 2 * EPS
-    assert abs(kl - (ce - 1.0)) <= 4 * 2 * EPS  # H(data) = 1 bit exactly
+    assert abs(ce - (2 - math.log2(3) / 2)) <= roundings(4)
+    assert abs(kl - (ce - 1.0)) <= roundings(8)  # H(data) = 1 bit exactly
 
 
 def test_from_next_token_fn_exact():
@@ -149,7 +137,7 @@ def test_from_next_token_fn_reproduces_a_data_tree():
     got = leaf_map(model)
     assert got.keys() == want.keys()
     # products of <= 3 conditionals, each one rounding: 4 eps relative
-    assert all(abs(got[k] - want[k]) <= 4 * EPS for k in want)
+    assert all(abs(got[k] - want[k]) <= roundings(4) for k in want)
 
 
 # ---------------------------------------------------------------- properties
@@ -200,7 +188,7 @@ def test_entropy_chain_rule(tree):
         outcomes = np.array(children[u] + [tree.eos_weight[u], tree.cut_weight[u]])
         q = outcomes[outcomes > 0] / tree.weight[u]
         chain += tree.weight[u] / W * float(-(q * np.log2(q)).sum())
-    assert abs(tree.entropy() - chain) <= entropy_tol(2 * tree.n_nodes + tree.n_leaves)
+    assert abs(tree.entropy() - chain) <= entropy_tolerance(2 * tree.n_nodes + tree.n_leaves)
 
 
 @given(weighted_datasets(vocab_size=4), weighted_datasets(vocab_size=4))
@@ -221,7 +209,7 @@ def test_mixture_leaf_probabilities_are_size_weighted(drawn):
     for key, p in m.items():
         want = sum(s * part.get(key, 0.0) for s, part in zip(sizes, parts)) / sizes.sum()
         # sums of 3 scaled terms plus the normalization: 16 eps relative covers every rounding
-        assert abs(p - want) <= 16 * EPS * want
+        assert abs(p - want) <= roundings(16) * want
 
 
 @given(tree_families(2))
@@ -229,7 +217,7 @@ def test_gibbs_inequality(family):
     """CE(P, p) >= H(P) and KL(P || p) >= 0 for a model p covering P's support (here a mixture)."""
     data, other = family
     model = mixture([data, other])
-    tol = entropy_tol(data.n_leaves)
+    tol = entropy_tolerance(data.n_leaves)
     assert cross_entropy(data=data, model=model) >= data.entropy() - tol
     assert kl_divergence(data=data, model=model) >= -tol
     assert abs(kl_divergence(data=data, model=data)) <= tol
@@ -240,7 +228,7 @@ def test_gibbs_inequality(family):
 def test_invariance_under_relabelling(family, perm):
     data, other = family
     model = mixture([data, other])
-    tol = entropy_tol(model.n_leaves)
+    tol = entropy_tolerance(model.n_leaves)
     assert abs(data.relabel(perm).entropy() - data.entropy()) <= tol
     assert abs(cross_entropy(data=data.relabel(perm), model=model.relabel(perm)) - cross_entropy(data=data, model=model)) <= tol
 
@@ -251,9 +239,9 @@ def test_probabilities_across_magnitudes(p):
     n = p.size
     t = TokenTree.from_sequences([[i] for i in range(n)], max(n, 2), weights=p)
     got = np.sort(t.leaves.prob)
-    assert np.allclose(got, np.sort(p / p.sum()), rtol=4 * n * EPS, atol=0)  # renormalization: n eps
+    assert np.allclose(got, np.sort(p / p.sum()), rtol=roundings(4 * n), atol=0)  # renormalization: n eps
     q = p / p.sum()
-    assert abs(t.entropy() - float(-(q * np.log2(q)).sum())) <= entropy_tol(n)
+    assert abs(t.entropy() - float(-(q * np.log2(q)).sum())) <= entropy_tolerance(n)
 
 
 @given(datasets(vocab_size=50_000, max_size=8, max_len=4), st.sampled_from([2, 257, 50_000]))
