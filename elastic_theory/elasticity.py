@@ -50,6 +50,7 @@ from typing import Literal
 import numpy as np
 
 from .rates import gamma
+from .tolerances import probability_sum_tolerance
 from .tree import LeafDistribution, TokenTree, check_support, kl_divergence, mixture, model_leaf_mass
 
 __all__ = [
@@ -550,7 +551,7 @@ class PerturbationModel:
         """
         k = float(check_k(k))
         w_arr = np.asarray(w, dtype=np.float64)
-        if w_arr.shape != (3,) or (w_arr < 0).any() or abs(w_arr.sum() - 1.0) > 8 * np.finfo(np.float64).eps:
+        if w_arr.shape != (3,) or (w_arr < 0).any() or abs(w_arr.sum() - 1.0) > probability_sum_tolerance(3):
             raise ValueError(f"w must be three non-negative weights summing to 1, got {w!r}")
         keep = [j for j in range(3) if w_arr[j] > 0]
         pretrain = mixture([components[j] for j in keep], [k * w_arr[j] for j in keep])

@@ -440,3 +440,27 @@ def test_closed_forms_at_the_edges_of_float64():
     assert cf.dgamma_p_dl_per_response < 0
     cf = el.closed_form(5e-324, 0.0, 1e-300)
     assert cf.dgamma_p_dl_per_response == -math.inf and cf.R == 5e-324 and cf.sign_valid
+
+
+def test_derivative_with_alignment_size_not_one():
+    """|D_a| = 3 responses, |D_p| = 2 (every other test has |D_a| = 1, where l |D_a| and l / |D_a| coincide).
+
+    D_p = {[0], [2]}, D_a = {[1]} x 3, D_t = {[2]}: p_l has masses (1, 3, 1 + 3l) / (5 + 3l). At l = 1/3, by
+    hand: dCE_a/dl = 3/(5 + 3l) = 1/2 nats, dCE_p/dl = 3/(5 + 3l) - (1/2) 3/(1 + 3l) = -1/4 nats.
+    """
+    m = el.PerturbationModel.from_trees(
+        TokenTree.from_sequences([[0], [2]], 3), TokenTree.from_sequences([[1]] * 3, 3), TokenTree.from_sequences([[2]], 3)
+    )
+    assert (m.size_pretrain, m.size_align) == (2.0, 3.0)
+    ra, rp = m.rates(m.align, 1 / 3), m.rates(m.pretrain, 1 / 3)
+    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(1 / 2, rel=roundings(8))
+    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 4, rel=roundings(8))
+
+
+@pytest.mark.parametrize("w", [(0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (1.2, -0.1, -0.1), (0.5, 0.5)])
+def test_components_weights_must_sum_to_one(w):
+    """w must be three non-negative weights summing to 1 (within the rounding of a 3-term sum)."""
+    comps = tuple(TokenTree.from_sequences([[j]], 3) for j in range(3))
+    with pytest.raises(ValueError, match="w must be three non-negative weights summing to 1"):
+        el.PerturbationModel.from_components(comps, w, 10.0)
+    el.PerturbationModel.from_components(comps, (0.1, 0.2, 0.7), 10.0)  # 0.1 + 0.2 + 0.7 = 1 within one rounding

@@ -94,8 +94,11 @@ def verify_command(
     """Check every claim of the elasticity theory; exit 0 only if every verdict is the expected one.
 
     Verdicts: holds, approximate (true up to a stated deviation), fails (a counterexample was
-    found) or inconclusive (a statistical test too weak to decide; its size and power are shown).
-    A claim expected to fail passes when the counterexample is found.
+    found), measured (a report of how far and how often, for a statement without a sharp
+    criterion; it still fails if its invariants break) or inconclusive (no verdict: a statistical
+    test too weak to decide, its size and power shown, or the check's own consistency conditions
+    failed). A claim expected to fail passes when the counterexample is found. Each row gives the
+    worst case's error in units of its own tolerance (> 1: violated).
     """
     from ..claims import render_markdown, render_table, run_verification
     from ..io import write_json_atomic
