@@ -370,6 +370,9 @@ def test_inverse_alignment_predicate():
         el.rho(p0=p0, p0_prime=p0p, kind="l2")
     with pytest.raises(ValueError, match="eps0 must be finite and >= 0, got -1.0"):
         el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=-1.0, size_b=1, size_a=1, data=data)
+    for size_b, size_a in ((1, 0), (0, 1), (-1, 5)):  # either size alone being bad is an error
+        with pytest.raises(ValueError, match="dataset sizes must be > 0"):
+            el.inverse_alignment(p0=p0, p0_prime=p0p, eps0=0.3, size_b=size_b, size_a=size_a, data=data)
 
 
 @given(theorem_settings(disjoint=True))
@@ -464,3 +467,13 @@ def test_components_weights_must_sum_to_one(w):
     with pytest.raises(ValueError, match="w must be three non-negative weights summing to 1"):
         el.PerturbationModel.from_components(comps, w, 10.0)
     el.PerturbationModel.from_components(comps, (0.1, 0.2, 0.7), 10.0)  # 0.1 + 0.2 + 0.7 = 1 within one rounding
+
+
+def test_hooke_invariant_at_w3_one():
+    """w3 = 1 (D_p is all perturbation-type data, l* = inf) is inside the Hooke invariant's domain.
+
+    The relative residual lies in [0, first-order bound], and the bound is l (1 + k(1 - w3))/(k w3 + l) = l/(k + l).
+    """
+    h = el.hooke_invariant(10.0, 0.5, 1.0)
+    assert h.first_order_bound == pytest.approx(0.5 / 10.5, rel=roundings(8))
+    assert 0.0 < h.relative_residual <= h.first_order_bound
