@@ -92,8 +92,8 @@ def _flip_sign_valid(monkeypatch):
 
 
 def _abs_dgamma_p(monkeypatch):
-    real = elasticity.dgamma_p_dl
-    monkeypatch.setattr(elasticity, "dgamma_p_dl", lambda k, l, w3: -abs(real(k, l, w3)))
+    real = elasticity.dgamma_p_dl_per_response
+    monkeypatch.setattr(elasticity, "dgamma_p_dl_per_response", lambda k, l, w3: -abs(real(k, l, w3)))
 
 
 def _no_warning(monkeypatch):
@@ -130,7 +130,9 @@ def test_ratio_upper_bound():
 
 def test_ratio_limit():
     """lim_{l -> 0} R(k, l, w3) = k, with R/k - 1 = l (1 + k(1-w3)) / (k (w3 - (1-w3) l))."""
-    assert _check("ratio_limit").largest_error < 1e-9  # at l = 1e-12 l*/2 the exact gap is O(1e-12 (1-w3)/w3)
+    ev = _check("ratio_limit")
+    assert ev.largest_error == 0.0 and ev.tolerance == 0.0  # exact arithmetic: identity and monotonicity hold exactly
+    assert 0 < ev.details["largest_gap_at_smallest_l"] < 1e-9  # at l = 1e-12 l*/2 the exact gap is O(1e-12 (1-w3)/w3)
 
 
 def test_ratio_limit_names_its_worst_point():

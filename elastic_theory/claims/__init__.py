@@ -1,0 +1,52 @@
+r"""The claims registry: each statement of the paper (and of our reconstruction) with a check that can refute it.
+
+A :class:`Claim` has an ``id``, a one-line ``statement`` in the paper's terms, where it comes
+from, the verdict we *expect* (one of :data:`VERDICTS`; ``inconclusive`` for a test too weak to
+decide, its power shown) and a ``check`` that gets an explicit
+``np.random.Generator`` and returns :class:`Evidence`: the verdict the check itself reached, the
+number of cases tried, the worst case's error (a bound's violation, a formula's deviation, or the
+disagreement of two computations) with that same case's tolerance, and, where one was found, a
+counterexample. Every check records its cases one way, with :class:`Worst`: the worst case is the
+one whose error is largest in units of its own tolerance, and ``error_in_tolerances`` > 1 means a
+violation. Tolerances come from :mod:`elastic_theory.tolerances`. The verdict comes from the
+evidence only, so it can disagree with the expectation; :func:`run_verification` runs the
+registry and :attr:`VerificationReport.all_agree` is True only when every verdict is the
+expected one.
+
+Layout: :mod:`~elastic_theory.claims.registry` (:class:`Claim`, :class:`Evidence`,
+:class:`Worst`, :func:`register`), :mod:`~elastic_theory.claims.report` (running and rendering),
+:mod:`~elastic_theory.claims.cases` (seeded generators and exact grids), and one module per
+topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``numerics``, ``pareto_mass``,
+``failures``; importing the package registers them in that order (the order of the table).
+
+Randomized checks draw their cases from ``rng`` with the small generators of ``cases``, so a seed
+fixes every number. (Hypothesis draws are not used for them: Hypothesis mixes constants read
+from the source of every imported local module into its draws, so its examples change with
+unrelated code edits and with how the package is installed.) The counterexample search for
+overlapping supports is a real Hypothesis search (``hypothesis.find`` over
+:func:`elastic_theory.testing.theorem_settings`, seeded ``random.Random``); its table row
+therefore states the kind of counterexample found, and ``--json`` holds the example itself.
+"""
+
+from __future__ import annotations
+
+# The topic modules register their claims on import; this order is the order of the verify table.
+from . import thm34, joint_training, elasticity_theorem, numerics, pareto_mass, failures  # noqa: F401
+from .registry import CLAIMS, VERDICTS, Claim, Evidence, Verdict, Worst, error_in_tolerances, register
+from .report import ClaimResult, VerificationReport, render_markdown, render_table, run_verification
+
+__all__ = [
+    "CLAIMS",
+    "Claim",
+    "ClaimResult",
+    "Evidence",
+    "VERDICTS",
+    "Verdict",
+    "VerificationReport",
+    "Worst",
+    "error_in_tolerances",
+    "register",
+    "render_markdown",
+    "render_table",
+    "run_verification",
+]
