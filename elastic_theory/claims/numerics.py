@@ -12,11 +12,14 @@ from .registry import Evidence, Worst, register
 
 
 def _digits_evidence(rows, attr: str, summary: Callable[[Any], str]) -> Evidence:
-    """Relative error 10^-digits of each precision-table row against the 10-digit promise (tolerance 1e-10)."""
+    """Relative error 10^-digits of each precision-table row against the 10-digit promise (tolerance 1e-10).
+
+    ``details["rows"]`` keeps the whole table (``verify --plots`` draws precision.png from it).
+    """
     worst = Worst()
     for r in rows:
         worst.record(10.0 ** -getattr(r, attr), 1e-10, lambda: dict(r.__dict__))
-    return worst.evidence(summary(min(rows, key=lambda r: getattr(r, attr))))
+    return worst.evidence(summary(min(rows, key=lambda r: getattr(r, attr))), {"rows": [r.__dict__ for r in rows]})
 
 
 @register(
