@@ -246,9 +246,10 @@ def test_offset_claim_fails_for_a_wrong_offset(monkeypatch):
     """The claim's verdict can come out otherwise: an offset off by 0.05 nats (e.g. a dropped term) leaves a constant
     error, the slopes go to 0 and the check says "fails" (run at alpha = 4 only, M = 2^8..2^14, to keep it short)."""
     from elastic_theory import claims
+    from elastic_theory.claims import pareto_mass
 
-    monkeypatch.setattr(claims, "PARETO_ALPHAS", (4.0,))
-    monkeypatch.setattr(claims, "PARETO_MS", (2**8, 2**10, 2**12, 2**14))
+    monkeypatch.setattr(pareto_mass, "PARETO_ALPHAS", (4.0,))
+    monkeypatch.setattr(pareto_mass, "PARETO_MS", (2**8, 2**10, 2**12, 2**14))
     right = claims.CLAIMS["pareto_entropy_offset"].check(np.random.default_rng(0))
     assert right.verdict == "approximate"
     true_offset = pareto.entropy_offset
