@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 
 from .rates import gamma
-from .tolerances import probability_sum_tolerance
+from .tolerances import EPS, probability_sum_tolerance, roundings
 from .tree import LeafDistribution, TokenTree, check_support, kl_divergence, mixture, model_leaf_mass
 
 __all__ = [
@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 LN2 = math.log(2.0)
-_EPS = float(np.finfo(np.float64).eps)
 _LAM_NAME = "lam (end of the interval 0 <= l <= lam of the Theta constants)"
 SizeUnit = Literal["responses", "tokens"]
 Rho = Literal["rate_gap", "kl", "kl_reverse"]
@@ -348,7 +347,7 @@ def _hooke_series(u: float, rho: float) -> float:
         power *= u
         term = power / n * geometric
         total += term if n % 2 == 0 else -term
-        if term <= 0.25 * _EPS * total:
+        if term <= 0.25 * EPS * total:
             return total
         geometric = 1.0 + rho * geometric
 
@@ -410,11 +409,11 @@ def _accurate_sum(evaluate: Callable[[_Backend], tuple[object, object]]) -> floa
     of its magnitude. Float64 first; mpmath with more digits while the error bound exceeds PRECISION * |sum|.
     """
     value, magnitude = evaluate(_FLOAT)
-    if 16.0 * _EPS * magnitude <= PRECISION * abs(value):
+    if roundings(16) * magnitude <= PRECISION * abs(value):
         return float(value)
     import mpmath
 
-    cond = magnitude / abs(value) if value else 1.0 / _EPS
+    cond = magnitude / abs(value) if value else 1.0 / EPS
     dps, zeros = 20 + math.ceil(math.log10(max(cond, 1.0))), int(value == 0)
     while True:
         with mpmath.workdps(dps):
