@@ -35,6 +35,7 @@ __all__ = [
     "behaviour_score",
     "compare_drops",
     "data_to_revert",
+    "first_crossing",
     "logit",
 ]
 
@@ -124,6 +125,34 @@ def compare_drops(drops_small: dict[str, list[float]], drops_large: dict[str, li
     return DropComparison(diff, faster)
 
 
+def first_crossing(amounts, values, level: float, *, log: bool = False) -> float:
+    r"""Smallest amount at which ``values`` (measured at increasing ``amounts`` >= 0) reach ``level`` or below.
+
+    Returns the first amount if already there, ``inf`` if never, else the crossing of the values
+    (of their natural log with ``log=True``; values must then be > 0) interpolated linearly in the
+    amount between the bracketing points.
+    """
+    n = np.asarray(amounts, dtype=np.float64).reshape(-1)
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if n.shape != v.shape or n.size == 0:
+        raise ValueError(f"need one value per amount, got {n.size} amounts and {v.size} values")
+    if (np.diff(n) <= 0).any() or (n < 0).any():
+        raise ValueError("perturbation amounts must be >= 0 and strictly increasing")
+    if not np.isfinite(v).all() or (log and (v < 0).any()):
+        raise ValueError("values must be finite" + (" and >= 0" if log else ""))
+    below = np.flatnonzero(v <= level)
+    if below.size == 0:
+        return math.inf
+    j = int(below[0])
+    if j == 0:
+        return float(n[0])
+    if log:
+        a, b, target = math.log(v[j - 1]), math.log(max(v[j], np.finfo(np.float64).tiny)), math.log(level)
+    else:
+        a, b, target = v[j - 1], v[j], level
+    return float(n[j - 1] + (a - target) / (a - b) * (n[j] - n[j - 1]))
+
+
 def data_to_revert(amounts, kl, eps: float) -> float:
     r"""Smallest perturbation amount at which ``kl`` (:math:`KL(p_n\|p_0)` at each amount) reaches ``eps``.
 
@@ -131,22 +160,6 @@ def data_to_revert(amounts, kl, eps: float) -> float:
     there, ``inf`` if it never gets there (say so: more perturbation is needed), and otherwise the
     crossing of :math:`\ln KL` interpolated linearly in the amount between the bracketing points.
     """
-    n = np.asarray(amounts, dtype=np.float64).reshape(-1)
-    d = np.asarray(kl, dtype=np.float64).reshape(-1)
-    if n.shape != d.shape or n.size == 0:
-        raise ValueError(f"data_to_revert needs one KL per amount, got {n.size} amounts and {d.size} KLs")
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be finite and > 0, got {eps!r}")
-    if (np.diff(n) <= 0).any() or (n < 0).any():
-        raise ValueError("perturbation amounts must be >= 0 and strictly increasing")
-    if not (np.isfinite(d).all() and (d >= 0).all()):
-        raise ValueError("KL values must be finite and >= 0")
-    below = np.flatnonzero(d <= eps)
-    if below.size == 0:
-        return math.inf
-    j = int(below[0])
-    if j == 0:
-        return float(n[0])
-    a, b = math.log(d[j - 1]), math.log(max(d[j], np.finfo(np.float64).tiny))
-    t = (a - math.log(eps)) / (a - b)
-    return float(n[j - 1] + t * (n[j] - n[j - 1]))
+    return first_crossing(amounts, kl, eps, log=True)

@@ -1,0 +1,219 @@
+r"""Experiment 5, scaling (paper Fig. 5-6): does rebound grow with model size and pre-training volume?
+
+Two sweeps, per seed, with the rebound protocol of :mod:`~elastic_theory.experiments.rebound` at
+one alignment amount (``align_amount`` positive examples) and one perturbation amount
+(``perturb_amount`` negative examples):
+
+* **size**: GPT-2 models ``(n_layer, n_embd)`` from ``sizes``, each pre-trained like the rebound
+  experiment (full batch, Adam, cosine, ``pretrain_steps``);
+* **volume**: the base model (``n_layer`` x ``n_embd``) after each of ``volumes`` steps of one
+  constant-rate full-batch pre-training run (checkpoints of a single run, like TinyLlama's).
+
+Rebound speed of one model, on each scale: the drop of the behaviour score (probability, and
+log-odds) from the aligned model to the model after the negative data, and the *fraction of the
+alignment gain undone*, :math:`(s_{aligned} - s_{after}) / (s_{aligned} - s_{pretrained})` in
+probability. The trend test: per seed, the least-squares slope of each speed against
+:math:`\log_2` size (parameters) or :math:`\log_2` volume, with its interval over seeds; the paper's
+claim holds here if the slope's interval is above 0.
+
+A GPU configuration (:data:`GPU`) takes the size sweep to about 85M parameters (12 x 768); it is
+defined but has not been measured on this project's machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..behaviour import SCALES
+from ..runs import RunDir
+from ..seedstats import seed_interval
+from . import Context, Experiment, register
+from ._sequential import SequentialSetup, export_data, run_seeds
+
+__all__ = ["GPU", "ScalingConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
+
+NAME = "scaling"
+PAPER = {
+    "size": "rebound grows with model size (Qwen1.5 0.5B, 4B, 7B; Fig. 5)",
+    "volume": "rebound grows with pre-training volume (TinyLlama 2.0T, 2.5T, 3.0T tokens; barely visible at 0.1T; Fig. 6)",
+}
+SPEEDS = ("drop_probability", "drop_log_odds", "fraction_undone")
+
+
+@dataclass(frozen=True)
+class ScalingConfig(SequentialSetup):
+    """Sizes as (n_layer, n_embd) pairs, pre-training volumes in steps, one alignment and one perturbation amount."""
+
+    sizes: tuple[tuple[int, int], ...] = ((1, 8), (2, 16), (2, 32), (2, 64))
+    volumes: tuple[int, ...] = (125, 250, 500, 1000)
+    align_amount: int = 1024
+    perturb_amount: int = 256
+
+    def __post_init__(self):
+        super().__post_init__()
+        sizes = [tuple(s) for s in self.sizes]
+        if len(set(sizes)) < 4:
+            raise ValueError(f"sizes needs >= 4 distinct (n_layer, n_embd) pairs, got {sizes}")
+        for n_layer, n_embd in sizes:
+            if n_layer < 1 or n_embd < 1 or n_embd % self.model.n_head:
+                raise ValueError(f"size ({n_layer}, {n_embd}): n_layer, n_embd >= 1 and n_embd a multiple of "
+                                 f"model.n_head = {self.model.n_head}")
+        vols = list(self.volumes)
+        if len(set(vols)) < 4 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in vols):
+            raise ValueError(f"volumes needs >= 4 distinct positive step counts, got {vols}")
+        self.check_amounts("align_amount", (self.align_amount,), 1)
+        self.check_amounts("perturb_amount", (self.perturb_amount,), 1)
+
+
+GPU = ScalingConfig(sizes=((2, 128), (4, 256), (8, 512), (12, 768)), volumes=(250, 500, 1000, 2000))
+"""Models up to ~85M parameters: for a CUDA device (``--device cuda``); unmeasured here (no GPU was available)."""
+
+
+def quick_config() -> ScalingConfig:
+    """Two seeds, short pre-training: about 2.5 CPU minutes."""
+    return ScalingConfig(pretrain=dataclasses.replace(ScalingConfig.pretrain, steps=300), seeds=(0, 1),
+                         sizes=((1, 8), (1, 16), (2, 16), (2, 32)), volumes=(50, 100, 200, 400))
+
+
+def _speeds(sw, pre, seed: int, config: ScalingConfig) -> dict:
+    start = sw.behaviour(pre)
+    (aligned,) = sw.checkpoints(pre, "aligned", [config.align_amount], sw.generator(seed, 0))
+    a = sw.behaviour(aligned)
+    (after,) = sw.checkpoints(aligned, "unaligned", [config.perturb_amount], sw.generator(seed, 1))
+    b = sw.behaviour(after)
+    gain = a["probability"] - start["probability"]
+    return {
+        "pretrained": start, "aligned": a, "after": b,
+        "drop_probability": a["probability"] - b["probability"],
+        "drop_log_odds": a["log_odds"] - b["log_odds"],
+        "fraction_undone": (a["probability"] - b["probability"]) / gain if gain > 0 else float("nan"),
+    }
+
+
+def measure_seed(config: ScalingConfig, seed: int, state_path=None, device: str = "cpu") -> dict:
+    """One seed: rebound speeds of every size and every pre-training volume."""
+    from ..empirical.sequential import SequentialWorld
+
+    sw = SequentialWorld(config, device)
+    size_rows = []
+    for n_layer, n_embd in config.sizes:
+        model = sw.model_config(n_layer=n_layer, n_embd=n_embd)
+        pre = sw.pretrained(seed, model=model)
+        n_params = sum(p.numel() for p in pre.parameters())
+        size_rows.append({"n_layer": n_layer, "n_embd": n_embd, "n_params": n_params, **_speeds(sw, pre, seed, config)})
+    volume_rows = [{"pretrain_steps": v, "constant_rate": True, **_speeds(sw, net, seed, config)}
+                   for v, net in zip(sorted(set(config.volumes)), sw.pretraining_checkpoints(seed, config.volumes))]
+    return {"seed": seed, "size": size_rows, "volume": volume_rows}
+
+
+def _trend(units: list[dict], sweep: str, x_key: str) -> dict:
+    out = {}
+    for speed in SPEEDS:
+        slopes = []
+        for u in units:
+            x = np.log2([r[x_key] for r in u[sweep]])
+            y = np.array([r[speed] for r in u[sweep]])
+            slopes.append(float(np.polyfit(x, y, 1)[0]) if np.isfinite(y).all() else np.nan)
+        finite = [s for s in slopes if np.isfinite(s)]
+        ci = seed_interval(finite) if finite else None
+        out[speed] = {
+            "slope_per_doubling": ci.as_dict() if ci else None,
+            "seeds_used": f"{len(finite)}/{len(slopes)}",
+            "grows": None if ci is None or not ci.excludes(0.0) else bool(ci.low > 0),
+        }
+    return out
+
+
+def analyse(config: ScalingConfig, units: list[dict]) -> dict:
+    """Speeds per size and per volume with seed intervals, and the trend slopes per doubling."""
+    def table(sweep: str, keys: tuple[str, ...]) -> list[dict]:
+        rows = []
+        for i, first in enumerate(units[0][sweep]):
+            vals = [u[sweep][i] for u in units]
+            rows.append({**{k: first[k] for k in keys},
+                         **{s: seed_interval([v[s] for v in vals]).as_dict() for s in SPEEDS
+                            if all(np.isfinite(v[s]) for v in vals)},
+                         **{f"{stage}_{scale}": seed_interval([v[stage][scale] for v in vals]).as_dict()
+                            for stage in ("pretrained", "aligned", "after") for scale in SCALES}})
+        return rows
+
+    return {
+        "experiment": NAME,
+        "seeds": [u["seed"] for u in units],
+        "size": table("size", ("n_layer", "n_embd", "n_params")),
+        "volume": table("volume", ("pretrain_steps",)),
+        "trend": {"size": _trend(units, "size", "n_params"), "volume": _trend(units, "volume", "pretrain_steps")},
+        "paper": PAPER,
+    }
+
+
+def plot(results: dict, folder: Path) -> list[Path]:
+    """``scaling.png``: each rebound speed against parameters and against pre-training steps (log axes)."""
+    from ._plotting import figure, save_figure
+
+    paths = []
+    for sweep, x_key, label in (("size", "n_params", "parameters"), ("volume", "pretrain_steps", "pre-training steps")):
+        fig, axes = figure(3, width=4.5, height=3.6)
+        rows = results[sweep]
+        for ax, speed in zip(axes, SPEEDS):
+            pts = [(r[x_key], r[speed]) for r in rows if speed in r]
+            if pts:
+                xs = np.array([p[0] for p in pts], dtype=float)
+                m = np.array([p[1]["mean"] for p in pts])
+                err = np.nan_to_num(np.array([[p[1]["mean"] - p[1]["low"] for p in pts],
+                                              [p[1]["high"] - p[1]["mean"] for p in pts]], dtype=float))
+                ax.errorbar(xs, m, yerr=err, marker="o", capsize=3)
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_title(speed.replace("_", " "), fontsize=9)
+        fig.suptitle(f"Rebound speed against {label}; bars = 95% over seeds", fontsize=9)
+        paths.append(save_figure(fig, Path(folder) / f"scaling_{sweep}.png"))
+    return paths
+
+
+def _fmt(ci) -> str:
+    if ci is None:
+        return "n/a"
+    if ci["n"] < 2:
+        return f"{ci['mean']:.3g}"
+    return f"{ci['mean']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
+
+
+def summarize(results: dict) -> str:
+    """Markdown: speeds per size and per volume, and the trend slopes per doubling."""
+    lines = [f"scaling: seeds {results['seeds']}; 95% t-intervals over seeds", "",
+             "| sweep | x | aligned score | drop (probability) | drop (log-odds) | fraction undone |", "|---|---|---|---|---|---|"]
+    for sweep, label in (("size", "n_params"), ("volume", "pretrain_steps")):
+        for r in results[sweep]:
+            x = f"{r['n_layer']}x{r['n_embd']} ({r['n_params']:,} params)" if sweep == "size" else f"{r[label]} steps"
+            lines.append(f"| {sweep} | {x} | {_fmt(r['aligned_probability'])} | {_fmt(r.get('drop_probability'))} | "
+                         f"{_fmt(r.get('drop_log_odds'))} | {_fmt(r.get('fraction_undone'))} |")
+    lines += ["", "| trend (slope per doubling) | drop (probability) | drop (log-odds) | fraction undone |", "|---|---|---|---|"]
+    for sweep in ("size", "volume"):
+        t = results["trend"][sweep]
+        cells = [f"{_fmt(t[s]['slope_per_doubling'])}: {dict([(True, 'grows'), (False, 'shrinks'), (None, 'unresolved')])[t[s]['grows']]}"
+                 for s in SPEEDS]
+        lines.append(f"| {sweep} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(cfg: ScalingConfig, run_dir: RunDir, ctx: Context) -> dict:
+    """Train and measure every seed (one cached unit each), then analyse."""
+    data = export_data(cfg, run_dir)
+    return {**analyse(cfg, run_seeds(cfg, run_dir, ctx, NAME, measure_seed)), "data": data}
+
+
+EXPERIMENT = register(Experiment(
+    name=NAME,
+    question="Does the rebound (speed of losing alignment under negative data) grow with model size and pre-training volume?",
+    prediction="paper Fig. 5-6: it grows with both; THEORY §2: the ratio grows with k = |D_p|/|D_a| (here: volume)",
+    config_class=ScalingConfig,
+    quick=quick_config,
+    run=run,
+    plot=plot,
+    summarize=summarize,
+))
