@@ -102,6 +102,8 @@ def measure_seed(config: ResistanceConfig, seed: int, state_path=None, device: s
             "inverse_control": loss(j, control[i], 100 + 10 * j + i),
             "target_entropy_forward": entropy[j] / L,
             "target_entropy_inverse": entropy[i] / L,
+            "target_entropy_control_forward": entropy_bits(control[j]) / L,
+            "target_entropy_control_inverse": entropy_bits(control[i]) / L,
         }
     return {"seed": seed, "entropy_bits_per_token": [h / L for h in entropy],
             "pretrained_entropy_bits_per_token": entropy_bits(p0) / L, "pairs": pairs}
