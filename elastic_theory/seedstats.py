@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["SeedInterval", "paired_difference", "seed_interval"]
+__all__ = ["SeedInterval", "error_bars", "format_interval", "paired_difference", "seed_interval"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,26 @@ def paired_difference(a, b, level: float = 0.95) -> SeedInterval:
     if a.shape != b.shape:
         raise ValueError(f"a paired comparison needs one value per seed in both conditions, got {a.size} and {b.size}")
     return seed_interval(a - b, level)
+
+
+def _saved(value) -> float:
+    """A number from saved results (JSON stores non-finite floats as the strings 'nan', 'inf', '-inf')."""
+    return float(value)
+
+
+def format_interval(saved: dict | None, digits: int = 3) -> str:
+    """``mean [low, high]`` of a saved :meth:`SeedInterval.as_dict` (``n/a`` for None, the mean alone for 1 seed)."""
+    if saved is None:
+        return "n/a"
+    mean = _saved(saved["mean"])
+    if saved["n"] < 2:
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} [{_saved(saved['low']):.{digits}g}, {_saved(saved['high']):.{digits}g}]"
+
+
+def error_bars(saved: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and matplotlib ``yerr`` (2 x n, zero where a point has no interval) of saved intervals."""
+    mean = np.array([_saved(d["mean"]) for d in saved])
+    low = np.array([_saved(d["low"]) for d in saved])
+    high = np.array([_saved(d["high"]) for d in saved])
+    return mean, np.nan_to_num(np.vstack([mean - low, high - mean]))

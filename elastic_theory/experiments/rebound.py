@@ -35,7 +35,7 @@ import numpy as np
 
 from ..behaviour import SCALES, compare_drops, data_to_revert, first_crossing
 from ..runs import RunDir
-from ..seedstats import seed_interval
+from ..seedstats import error_bars, format_interval, seed_interval
 from ..twophase import fit_two_phase, hinge
 from . import Context, Experiment, register
 from ._sequential import SequentialSetup, export_data, run_seeds
@@ -156,17 +156,17 @@ def plot(results: dict, folder: Path) -> list[Path]:
     for a, curve in results["curves"].items():
         x = np.array([p["perturb_amount"] for p in curve[1:]], dtype=float)
         for ax, key in zip(axes, (*SCALES, "kl_to_pretrained_bits")):
-            m, lo, hi = (np.array([p[key][q] for p in curve[1:]], dtype=float) for q in ("mean", "low", "high"))
+            m, err = error_bars([p[key] for p in curve[1:]])
             line, = ax.plot(x, m, "o", label=f"n+ = {a}")
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-            ax.axhline(curve[0][key]["mean"], color=line.get_color(), ls=":", lw=1)
+            ax.fill_between(x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
+            ax.axhline(float(curve[0][key]["mean"]), color=line.get_color(), ls=":", lw=1)
             if key in SCALES:
                 f = results["two_phase"][a][key]
                 xs = np.geomspace(x.min(), x.max(), 100)
                 ax.plot(xs, hinge(xs, f["intercept"], f["slope_before"], f["slope_after"], f["breakpoint_log"]),
                         color=line.get_color(), lw=1)
     for ax, key in zip(axes[:2], SCALES):
-        ax.axhline(results["pretrained"][key]["mean"], color="k", ls="--", lw=1, label="pre-trained")
+        ax.axhline(float(results["pretrained"][key]["mean"]), color="k", ls="--", lw=1, label="pre-trained")
     axes[2].axhline(results["data_to_revert"]["eps_bits"], color="k", ls="--", lw=1, label="eps")
     axes[2].set_yscale("log")
     for ax, title in zip(axes, ("P(aligned answer | prompt)", "log-odds of it (nats)",
@@ -179,35 +179,27 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return [save_figure(fig, Path(folder) / "rebound.png")]
 
 
-def _fmt(ci: dict) -> str:
-    if ci is None:
-        return "n/a"
-    if ci["n"] < 2:
-        return f"{ci['mean']:.3g}"
-    return f"{ci['mean']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
-
-
 def summarize(results: dict) -> str:
     """Markdown: the drop comparison on both scales, the two-phase fits, and data to revert."""
     d = results["drop_comparison"]
-    lines = [f"rebound: seeds {results['seeds']}; pre-trained score {_fmt(results['pretrained']['probability'])} "
-             f"(log-odds {_fmt(results['pretrained']['log_odds'])}); 95% t-intervals over seeds", "",
+    lines = [f"rebound: seeds {results['seeds']}; pre-trained score {format_interval(results['pretrained']['probability'])} "
+             f"(log-odds {format_interval(results['pretrained']['log_odds'])}); 95% t-intervals over seeds", "",
              f"| drop measure (n+ = {d['align_large']} minus n+ = {d['align_small']}, per seed) | probability | log-odds | verdict |",
              "|---|---|---|---|"]
     for key, label in (("first_drop", "drop over the first n- step"), ("fast_phase_slope", "fast-phase slope (per e-fold of n-)")):
         c = d[key]
-        lines.append(f"| {label} | {_fmt(c['difference']['probability'])} | {_fmt(c['difference']['log_odds'])} | {c['verdict']} |")
+        lines.append(f"| {label} | {format_interval(c['difference']['probability'])} | {format_interval(c['difference']['log_odds'])} | {c['verdict']} |")
     lines += ["", "| n+ | scale | score at n- = 0 | breakpoint n- [95% CI] | slope before / after | p(one line) | "
               "n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |", "|---|---|---|---|---|---|---|---|---|"]
     for a, fits in results["two_phase"].items():
         r = results["data_to_revert"]["by_align"][a]
         for scale, f in fits.items():
             ci = f"{f['breakpoint']:.0f} [{f['ci'][0]:.0f}, {f['ci'][1]:.0f}]" + (" (censored)" if f["ci_censored"] else "")
-            revert = _fmt(r["interval"]) if r["interval"] else f"not reached ({r['reached_in']})"
-            lines.append(f"| {a} | {scale} | {_fmt(results['curves'][a][0][scale])} | {ci} | "
+            revert = format_interval(r["interval"]) if r["interval"] else f"not reached ({r['reached_in']})"
+            lines.append(f"| {a} | {scale} | {format_interval(results['curves'][a][0][scale])} | {ci} | "
                          f"{f['slope_before']:.3g} / {f['slope_after']:.3g} | {f['p_two_phase']:.3g} | "
-                         f"{_fmt(r['to_pretrained_score']['interval'])} | {revert} | "
-                         f"{_fmt(r['min_kl_bits'])} |")
+                         f"{format_interval(r['to_pretrained_score']['interval'])} | {revert} | "
+                         f"{format_interval(r['min_kl_bits'])} |")
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runs import RunDir
-from ..seedstats import paired_difference, seed_interval
+from ..seedstats import error_bars, format_interval, paired_difference, seed_interval
 from . import Context, Experiment, register
 from ._sequential import SequentialSetup, export_data, run_seeds
 
@@ -152,9 +152,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
     x = np.arange(len(rows))
     for off, name, hatch in ((-0.3, "forward", ""), (-0.1, "inverse", ""), (0.1, "forward_control", "//"),
                              (0.3, "inverse_control", "//")):
-        m = np.array([r[name]["mean"] for r in rows])
-        err = np.array([[r[name]["mean"] - r[name]["low"] for r in rows], [r[name]["high"] - r[name]["mean"] for r in rows]])
-        ax.bar(x + off, m, 0.2, yerr=np.nan_to_num(err), hatch=hatch, label=name.replace("_", " "), capsize=3)
+        m, err = error_bars([r[name] for r in rows])
+        ax.bar(x + off, m, 0.2, yerr=err, hatch=hatch, label=name.replace("_", " "), capsize=3)
     ax.set_xticks(x, [f"theta{r['pair'][0]} vs theta{r['pair'][2]}" for r in rows])
     ax.set_ylabel("alignment loss CE(target, fine-tuned), bits/token")
     ax.set_title("Resistance: forward (earlier <- later outputs) vs inverse; hatched = entropy-matched control",
@@ -163,23 +162,17 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return [save_figure(fig, Path(folder) / "resistance.png")]
 
 
-def _fmt(ci: dict) -> str:
-    if ci["n"] < 2:
-        return f"{ci['mean']:.4g}"
-    return f"{ci['mean']:.4g} [{ci['low']:.3g}, {ci['high']:.3g}]"
-
-
 def summarize(results: dict) -> str:
     """Markdown: per pair, forward and inverse loss, the gaps and the entropy-adjusted gap."""
-    ent = ", ".join(_fmt(e) for e in results["entropy_bits_per_token"])
+    ent = ", ".join(format_interval(e) for e in results["entropy_bits_per_token"])
     lines = [f"resistance: seeds {results['seeds']}; checkpoints after {results['checkpoints']} aligned examples; "
-             f"output entropy (bits/token) {ent}; pre-trained {_fmt(results['pretrained_entropy_bits_per_token'])}; "
+             f"output entropy (bits/token) {ent}; pre-trained {format_interval(results['pretrained_entropy_bits_per_token'])}; "
              f"inverse < forward in {results['inverse_lower']}", "",
              "| pair i-j | forward (theta_i <- q_j) | inverse (theta_j <- q_i) | forward - inverse | excess-loss gap | "
              "control gap (entropy-matched) | entropy-adjusted gap |", "|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        lines.append(f"| {r['pair']} | {_fmt(r['forward'])} | {_fmt(r['inverse'])} | {_fmt(r['gap_forward_minus_inverse'])} | "
-                     f"{_fmt(r['excess_gap'])} | {_fmt(r['control_gap'])} | {_fmt(r['entropy_adjusted_gap'])} |")
+        lines.append(f"| {r['pair']} | {format_interval(r['forward'])} | {format_interval(r['inverse'])} | {format_interval(r['gap_forward_minus_inverse'])} | "
+                     f"{format_interval(r['excess_gap'])} | {format_interval(r['control_gap'])} | {format_interval(r['entropy_adjusted_gap'])} |")
     return "\n".join(lines)
 
 

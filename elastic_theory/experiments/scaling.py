@@ -30,7 +30,7 @@ import numpy as np
 
 from ..behaviour import SCALES
 from ..runs import RunDir
-from ..seedstats import seed_interval
+from ..seedstats import error_bars, format_interval, seed_interval
 from . import Context, Experiment, register
 from ._sequential import SequentialSetup, export_data, run_seeds
 
@@ -52,6 +52,7 @@ class ScalingConfig(SequentialSetup):
     volumes: tuple[int, ...] = (125, 250, 500, 1000)
     align_amount: int = 1024
     perturb_amount: int = 256
+    seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
         super().__post_init__()
@@ -116,7 +117,7 @@ def _trend(units: list[dict], sweep: str, x_key: str) -> dict:
         slopes = []
         for u in units:
             x = np.log2([r[x_key] for r in u[sweep]])
-            y = np.array([r[speed] for r in u[sweep]])
+            y = np.array([float(r[speed]) for r in u[sweep]])
             slopes.append(float(np.polyfit(x, y, 1)[0]) if np.isfinite(y).all() else np.nan)
         finite = [s for s in slopes if np.isfinite(s)]
         ci = seed_interval(finite) if finite else None
@@ -135,8 +136,8 @@ def analyse(config: ScalingConfig, units: list[dict]) -> dict:
         for i, first in enumerate(units[0][sweep]):
             vals = [u[sweep][i] for u in units]
             rows.append({**{k: first[k] for k in keys},
-                         **{s: seed_interval([v[s] for v in vals]).as_dict() for s in SPEEDS
-                            if all(np.isfinite(v[s]) for v in vals)},
+                         **{s: seed_interval([float(v[s]) for v in vals]).as_dict() for s in SPEEDS
+                            if all(np.isfinite(float(v[s])) for v in vals)},
                          **{f"{stage}_{scale}": seed_interval([v[stage][scale] for v in vals]).as_dict()
                             for stage in ("pretrained", "aligned", "after") for scale in SCALES}})
         return rows
@@ -163,9 +164,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
             pts = [(r[x_key], r[speed]) for r in rows if speed in r]
             if pts:
                 xs = np.array([p[0] for p in pts], dtype=float)
-                m = np.array([p[1]["mean"] for p in pts])
-                err = np.nan_to_num(np.array([[p[1]["mean"] - p[1]["low"] for p in pts],
-                                              [p[1]["high"] - p[1]["mean"] for p in pts]], dtype=float))
+                m, err = error_bars([p[1] for p in pts])
                 ax.errorbar(xs, m, yerr=err, marker="o", capsize=3)
             ax.set_xscale("log")
             ax.set_xlabel(label)
@@ -175,14 +174,6 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return paths
 
 
-def _fmt(ci) -> str:
-    if ci is None:
-        return "n/a"
-    if ci["n"] < 2:
-        return f"{ci['mean']:.3g}"
-    return f"{ci['mean']:.3g} [{ci['low']:.3g}, {ci['high']:.3g}]"
-
-
 def summarize(results: dict) -> str:
     """Markdown: speeds per size and per volume, and the trend slopes per doubling."""
     lines = [f"scaling: seeds {results['seeds']}; 95% t-intervals over seeds", "",
@@ -190,12 +181,12 @@ def summarize(results: dict) -> str:
     for sweep, label in (("size", "n_params"), ("volume", "pretrain_steps")):
         for r in results[sweep]:
             x = f"{r['n_layer']}x{r['n_embd']} ({r['n_params']:,} params)" if sweep == "size" else f"{r[label]} steps"
-            lines.append(f"| {sweep} | {x} | {_fmt(r['aligned_probability'])} | {_fmt(r.get('drop_probability'))} | "
-                         f"{_fmt(r.get('drop_log_odds'))} | {_fmt(r.get('fraction_undone'))} |")
+            lines.append(f"| {sweep} | {x} | {format_interval(r['aligned_probability'])} | {format_interval(r.get('drop_probability'))} | "
+                         f"{format_interval(r.get('drop_log_odds'))} | {format_interval(r.get('fraction_undone'))} |")
     lines += ["", "| trend (slope per doubling) | drop (probability) | drop (log-odds) | fraction undone |", "|---|---|---|---|"]
     for sweep in ("size", "volume"):
         t = results["trend"][sweep]
-        cells = [f"{_fmt(t[s]['slope_per_doubling'])}: {dict([(True, 'grows'), (False, 'shrinks'), (None, 'unresolved')])[t[s]['grows']]}"
+        cells = [f"{format_interval(t[s]['slope_per_doubling'])}: {dict([(True, 'grows'), (False, 'shrinks'), (None, 'unresolved')])[t[s]['grows']]}"
                  for s in SPEEDS]
         lines.append(f"| {sweep} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
