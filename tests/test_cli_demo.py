@@ -7,12 +7,14 @@ import sys
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
-from elastic_theory.cli.demo_cmd import DEMO_DEPTHS, ratio_predictions
+from elastic_theory.cli.demo_cmd import DEMO_DEPTHS, DEMO_EXPERIMENTS, ratio_predictions, write_report
+
+import pytest
 
 
 def test_demo_runs_and_writes_consistent_json(tmp_path):
     out = tmp_path / "demo.json"
-    result = CliRunner().invoke(app, ["demo", "--json", str(out)])
+    result = CliRunner().invoke(app, ["demo", "--json", str(out), "--no-experiments"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["verify"]["all_agree"] is True
@@ -41,3 +43,44 @@ def test_ratio_predictions_match_the_closed_form():
         assert math.isclose(row["R"], (w3 * k + l) / (w3 - (1 - w3) * l), rel_tol=4 * sys.float_info.epsilon)
         assert row["sign_valid"] == (l < w3 / (1 - w3))
     assert [r["sign_valid"] for r in rows] == [True, False]
+
+
+def test_demo_report_holds_claims_ratios_and_each_experiment_with_its_plots(tmp_path):
+    """The report is built from saved runs: a tiny rebound run stands in for the quick one."""
+    from elastic_theory.claims import run_verification
+    from tests.test_experiments_sequential import _run, _tiny_rebound
+    from elastic_theory.experiments import rebound
+
+    res = _run(rebound, _tiny_rebound(), tmp_path / "rebound")
+    (tmp_path / "rebound" / "results.json").write_text(json.dumps(res))
+    rebound.plot(res, tmp_path / "rebound")
+    report = run_verification(0)
+    path = write_report(tmp_path, report, ratio_predictions(), names=("rebound",), seconds={"rebound": 1.0})
+    text = path.read_text()
+    assert text.count("| claim | statement |") == 1 and report.summary in text
+    assert "| 1e+06 | 0.2 | 0.1 |" in text and "fails (l >= l*)" in text
+    assert rebound.summarize(res) in text
+    assert "![rebound](rebound/rebound.png)" in text and (tmp_path / "rebound" / "rebound.png").is_file()
+
+
+def test_demo_refuses_an_output_it_cannot_use_before_any_work(tmp_path):
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    result = CliRunner().invoke(app, ["demo", "--out", str(afile)])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        f"error: --out {afile} is a file; give a folder for the demo's runs and report"]
+    other = tmp_path / "d" / DEMO_EXPERIMENTS[1]
+    other.mkdir(parents=True)
+    (other / "config.json").write_text(json.dumps({"experiment": "scaling", "config": {}}))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "holds a run of experiment 'scaling'" in result.output
+
+
+@pytest.mark.slow
+def test_full_demo_writes_the_report(tmp_path):
+    """The real demo: verify, quick joint-ratio and rebound side by side, and the report (minutes)."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "report.md").read_text()
+    for name in DEMO_EXPERIMENTS:
+        assert f"{name} (quick)" in text and (tmp_path / name / "results.json").is_file()
