@@ -27,7 +27,7 @@ class SequentialSetup:
     world: WorldConfig = WorldConfig(vocab_size=8, length=4, prompt_length=2, n_general=32, n_prompts=32, resolution=1000)
     w: tuple[float, float, float] = (0.6, 0.2, 0.2)
     model: ModelConfig = ModelConfig(n_layer=2, n_embd=32, n_head=2, dtype="float32")
-    pretrain: StageConfig = StageConfig(optimizer="adam", lr=1e-2, steps=1000, schedule="cosine")
+    pretrain: StageConfig = StageConfig(optimizer="adam", lr=1e-2, steps=600, schedule="cosine")
     finetune_optimizer: str = "adam"
     finetune_lr: float = 3e-4
     batch_size: int = 64
