@@ -18,7 +18,8 @@ from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence, model_l
 
 CORE_MODULES = ("tree", "coding", "rates", "io", "elasticity", "symbolic", "highprec", "pareto", "claims",
                 "testing", "examples", "cli", "comparison", "corpora", "synthetic", "runs", "trainconfig", "experiments",
-                "experiments.joint_ratio", "experiments.sequential_ratio")
+                "experiments.joint_ratio", "experiments.sequential_ratio", "behaviour", "twophase", "seedstats",
+                "resistance", "experiments.resistance", "experiments.rebound", "experiments.scaling")
 
 
 def test_core_import_does_not_load_torch_or_transformers():
