@@ -50,3 +50,15 @@ def test_data_to_revert_interpolates_log_kl():
     assert data_to_revert(n, kl, 1e-9) == math.inf
     with pytest.raises(ValueError, match="strictly increasing"):
         data_to_revert([0, 0, 1], [1, 1, 1], 0.1)
+
+
+def test_first_crossing_interpolates_linearly_in_the_amount():
+    """A score falling linearly from 0.8 by 0.001 per example reaches 0.35 at exactly 450 examples.
+
+    An interpolation in ln(amount) instead would land at 64 * (512/64)**((0.736 - 0.35)/(0.736 - 0.288)) != 450."""
+    from elastic_theory.behaviour import first_crossing
+
+    n = np.array([0, 64, 128, 256, 512, 1024.0])
+    score = 0.8 - 0.001 * n
+    assert first_crossing(n, score, 0.35) == pytest.approx(450.0, rel=1e-12)
+    assert first_crossing(n, score, 0.9) == 0.0 and first_crossing(n, score, -1.0) == math.inf
