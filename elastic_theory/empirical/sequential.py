@@ -85,22 +85,6 @@ class SequentialWorld:
             save_state(net, state_path)
         return net
 
-    def pretraining_checkpoints(self, seed: int, steps: Sequence[int], model: ModelConfig | None = None) -> list:
-        """Copies of one constant-rate run of the ``pretrain`` stage (full batch) after each of ``steps``.
-
-        Pre-training volume as checkpoints of a single run, as the paper's TinyLlama checkpoints are.
-        """
-        net = build_model(model or self.setup.model, self.V, self.L + 1, seed=seed, device=self.device)
-        wanted, kept = set(int(n) for n in steps), []
-
-        def on_step(step: int, _loss: float) -> None:
-            if step in wanted:
-                kept.append(copy.deepcopy(net))
-
-        stage = dataclasses.replace(self.setup.pretrain, steps=max(wanted), schedule="constant")
-        train_stage(net, self.data["pretrain"], stage, on_step=on_step)
-        return kept
-
     def generator(self, *parts: int) -> torch.Generator:
         """A torch generator seeded from ``parts`` (seed, amount, ...): the minibatch order of one fine-tuning run."""
         return torch.Generator().manual_seed(int(np.random.SeedSequence(list(parts)).generate_state(1)[0]))

@@ -6,8 +6,9 @@ one alignment amount (``align_amount`` positive examples) and one perturbation a
 
 * **size**: GPT-2 models ``(n_layer, n_embd)`` from ``sizes``, each pre-trained like the rebound
   experiment (full batch, Adam, cosine, ``pretrain_steps``);
-* **volume**: the base model (``n_layer`` x ``n_embd``) after each of ``volumes`` steps of one
-  constant-rate full-batch pre-training run (checkpoints of a single run, like TinyLlama's).
+* **volume**: the base model (``model``) pre-trained for each of ``volumes`` steps, each run with its
+  own cosine schedule annealed to 0 (checkpoints of one constant-rate run at this learning rate were
+  unstable: their scores jumped between checkpoints, so each volume is a finished run instead).
 
 Rebound speed of one model, on each scale: the drop of the behaviour score (probability, and
 log-odds) from the aligned model to the model after the negative data, and the *fraction of the
@@ -31,6 +32,7 @@ import numpy as np
 from ..behaviour import SCALES
 from ..runs import RunDir
 from ..seedstats import error_bars, format_interval, seed_interval
+from ..trainconfig import StageConfig
 from . import Context, Experiment, register
 from ._sequential import SequentialSetup, export_data, run_seeds
 
@@ -48,8 +50,9 @@ SPEEDS = ("drop_probability", "drop_log_odds", "fraction_undone")
 class ScalingConfig(SequentialSetup):
     """Sizes as (n_layer, n_embd) pairs, pre-training volumes in steps, one alignment and one perturbation amount."""
 
+    pretrain: StageConfig = StageConfig(optimizer="adam", lr=5e-3, steps=600, schedule="cosine")
     sizes: tuple[tuple[int, int], ...] = ((1, 8), (2, 16), (2, 32), (2, 64))
-    volumes: tuple[int, ...] = (125, 250, 500, 1000)
+    volumes: tuple[int, ...] = (75, 150, 300, 600)
     align_amount: int = 1024
     perturb_amount: int = 256
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -70,17 +73,20 @@ class ScalingConfig(SequentialSetup):
         self.check_amounts("perturb_amount", (self.perturb_amount,), 1)
 
 
-GPU = ScalingConfig(sizes=((2, 128), (4, 256), (8, 512), (12, 768)), volumes=(250, 500, 1000, 2000))
+GPU = ScalingConfig(sizes=((2, 128), (4, 256), (8, 512), (12, 768)), volumes=(300, 600, 1200, 2400),
+                    pretrain=StageConfig(optimizer="adam", lr=1e-3, steps=2400, schedule="cosine"))
 """Models up to ~85M parameters: for a CUDA device (``--device cuda``); unmeasured here (no GPU was available)."""
 
 
 def quick_config() -> ScalingConfig:
     """Two seeds, short pre-training: about 2.5 CPU minutes."""
     return ScalingConfig(pretrain=dataclasses.replace(ScalingConfig.pretrain, steps=300), seeds=(0, 1),
-                         sizes=((1, 8), (1, 16), (2, 16), (2, 32)), volumes=(50, 100, 200, 400))
+                         sizes=((1, 8), (1, 16), (2, 16), (2, 32)), volumes=(40, 80, 160, 300))
 
 
 def _speeds(sw, pre, seed: int, config: ScalingConfig) -> dict:
+    from ..empirical.training import kl_bits
+
     start = sw.behaviour(pre)
     (aligned,) = sw.checkpoints(pre, "aligned", [config.align_amount], sw.generator(seed, 0))
     a = sw.behaviour(aligned)
@@ -89,6 +95,7 @@ def _speeds(sw, pre, seed: int, config: ScalingConfig) -> dict:
     gain = a["probability"] - start["probability"]
     return {
         "pretrained": start, "aligned": a, "after": b,
+        "pretrain_kl_bits": kl_bits(pre, sw.data["pretrain"]),
         "drop_probability": a["probability"] - b["probability"],
         "drop_log_odds": a["log_odds"] - b["log_odds"],
         "fraction_undone": (a["probability"] - b["probability"]) / gain if gain > 0 else float("nan"),
@@ -106,8 +113,8 @@ def measure_seed(config: ScalingConfig, seed: int, state_path=None, device: str 
         pre = sw.pretrained(seed, model=model)
         n_params = sum(p.numel() for p in pre.parameters())
         size_rows.append({"n_layer": n_layer, "n_embd": n_embd, "n_params": n_params, **_speeds(sw, pre, seed, config)})
-    volume_rows = [{"pretrain_steps": v, "constant_rate": True, **_speeds(sw, net, seed, config)}
-                   for v, net in zip(sorted(set(config.volumes)), sw.pretraining_checkpoints(seed, config.volumes))]
+    volume_rows = [{"pretrain_steps": v, **_speeds(sw, sw.pretrained(seed, steps=v), seed, config)}
+                   for v in sorted(set(config.volumes))]
     return {"seed": seed, "size": size_rows, "volume": volume_rows}
 
 
@@ -136,6 +143,7 @@ def analyse(config: ScalingConfig, units: list[dict]) -> dict:
         for i, first in enumerate(units[0][sweep]):
             vals = [u[sweep][i] for u in units]
             rows.append({**{k: first[k] for k in keys},
+                         "pretrain_kl_bits": seed_interval([v["pretrain_kl_bits"] for v in vals]).as_dict(),
                          **{s: seed_interval([float(v[s]) for v in vals]).as_dict() for s in SPEEDS
                             if all(np.isfinite(float(v[s])) for v in vals)},
                          **{f"{stage}_{scale}": seed_interval([v[stage][scale] for v in vals]).as_dict()
@@ -177,11 +185,13 @@ def plot(results: dict, folder: Path) -> list[Path]:
 def summarize(results: dict) -> str:
     """Markdown: speeds per size and per volume, and the trend slopes per doubling."""
     lines = [f"scaling: seeds {results['seeds']}; 95% t-intervals over seeds", "",
-             "| sweep | x | aligned score | drop (probability) | drop (log-odds) | fraction undone |", "|---|---|---|---|---|---|"]
+             "| sweep | x | KL(mixture ‖ pre-trained), bits | pre-trained score | aligned score | drop (probability) | "
+             "drop (log-odds) | fraction undone |", "|---|---|---|---|---|---|---|---|"]
     for sweep, label in (("size", "n_params"), ("volume", "pretrain_steps")):
         for r in results[sweep]:
             x = f"{r['n_layer']}x{r['n_embd']} ({r['n_params']:,} params)" if sweep == "size" else f"{r[label]} steps"
-            lines.append(f"| {sweep} | {x} | {format_interval(r['aligned_probability'])} | {format_interval(r.get('drop_probability'))} | "
+            lines.append(f"| {sweep} | {x} | {format_interval(r['pretrain_kl_bits'])} | {format_interval(r['pretrained_probability'])} | "
+                         f"{format_interval(r['aligned_probability'])} | {format_interval(r.get('drop_probability'))} | "
                          f"{format_interval(r.get('drop_log_odds'))} | {format_interval(r.get('fraction_undone'))} |")
     lines += ["", "| trend (slope per doubling) | drop (probability) | drop (log-odds) | fraction undone |", "|---|---|---|---|"]
     for sweep in ("size", "volume"):
