@@ -18,8 +18,9 @@ over to unseen prompts: the score averages over all prompts of the world, not he
 
 Analysis: the two-phase fit of each curve in :math:`\ln n_-` (:mod:`elastic_theory.twophase`,
 pooled over seeds, breakpoint with its profile interval, bootstrap test against one line); the
-drop over the first :math:`n_-` and the fast-phase slope, compared per seed between the smallest
-and largest :math:`n_+` on both scales (:func:`~elastic_theory.behaviour.compare_drops`); and the
+drop over the first :math:`n_-`, the drop per e-fold of :math:`n_-` over the whole grid (one line)
+and in the steeper of the two phases (the paper's fast phase comes first; which one is steeper is
+measured, not assumed), compared per seed between the smallest and largest :math:`n_+` on both scales (:func:`~elastic_theory.behaviour.compare_drops`); and the
 data to revert, the :math:`n_-` at which :math:`KL(p \| p_0) \le \varepsilon` (Table 3's form), and
 the :math:`n_-` at which the score first falls back to the pre-trained model's (both interpolated
 linearly between grid points; in log KL for the former).
@@ -103,7 +104,7 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
     aligns = [str(n) for n in sorted(set(config.align_amounts))]
     amounts = [0, *sorted(set(config.perturb_amounts))]
     curves, fits, revert = {}, {}, {}
-    slopes = {a: {s: [] for s in SCALES} for a in aligns}
+    speeds = {m: {a: {s: [] for s in SCALES} for a in aligns} for m in ("overall", "steepest")}
     for a in aligns:
         per_seed = [u["curves"][a] for u in units]
         curves[a] = [
@@ -117,8 +118,11 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
             y = np.array([p[scale] for c in per_seed for p in c[1:]])
             fits[a][scale] = fit_two_phase(x, y, n_bootstrap=config.n_bootstrap, rng=rng).as_dict()
             for c in per_seed:
-                slopes[a][scale].append(-fit_two_phase([p["amount"] for p in c[1:]], [p[scale] for p in c[1:]]).slope_before)
-            fits[a][scale]["fast_phase_drop_per_efold"] = seed_interval(slopes[a][scale]).as_dict()
+                f = fit_two_phase([p["amount"] for p in c[1:]], [p[scale] for p in c[1:]])
+                speeds["overall"][a][scale].append(-f.line_slope)
+                speeds["steepest"][a][scale].append(max(-f.slope_before, -f.slope_after))
+            for m in speeds:
+                fits[a][scale][f"{m}_drop_per_efold"] = seed_interval(speeds[m][a][scale]).as_dict()
         values = [data_to_revert(amounts, [p["kl_to_pretrained_bits"] for p in c], config.eps_bits) for c in per_seed]
         finite = [v for v in values if np.isfinite(v)]
         back = [first_crossing(amounts, [p["probability"] for p in c], u["pretrained"]["probability"])
@@ -134,7 +138,8 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
     small, large = aligns[0], aligns[-1]
     by_seed = {a: [u["curves"][a] for u in units] for a in (small, large)}
     first = compare_drops(*({s: [_first_drop(c, s) for c in by_seed[a]] for s in SCALES} for a in (small, large)))
-    fast = compare_drops(slopes[small], slopes[large])
+    overall = compare_drops(speeds["overall"][small], speeds["overall"][large])
+    steepest = compare_drops(speeds["steepest"][small], speeds["steepest"][large])
     return {
         "experiment": NAME,
         "seeds": [u["seed"] for u in units],
@@ -142,7 +147,8 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
         "curves": curves,
         "two_phase": fits,
         "drop_comparison": {"align_small": int(small), "align_large": int(large),
-                            "first_drop": first.as_dict(), "fast_phase_slope": fast.as_dict()},
+                            "first_drop": first.as_dict(), "overall_slope": overall.as_dict(),
+                            "steepest_phase_slope": steepest.as_dict()},
         "data_to_revert": {"eps_bits": config.eps_bits, "by_align": revert},
         "paper": PAPER,
     }
@@ -186,7 +192,9 @@ def summarize(results: dict) -> str:
              f"(log-odds {format_interval(results['pretrained']['log_odds'])}); 95% t-intervals over seeds", "",
              f"| drop measure (n+ = {d['align_large']} minus n+ = {d['align_small']}, per seed) | probability | log-odds | verdict |",
              "|---|---|---|---|"]
-    for key, label in (("first_drop", "drop over the first n- step"), ("fast_phase_slope", "fast-phase slope (per e-fold of n-)")):
+    for key, label in (("first_drop", "drop over the first n- step"),
+                       ("overall_slope", "drop per e-fold of n-, one line over the grid"),
+                       ("steepest_phase_slope", "drop per e-fold of n-, steeper of the two phases")):
         c = d[key]
         lines.append(f"| {label} | {format_interval(c['difference']['probability'])} | {format_interval(c['difference']['log_odds'])} | {c['verdict']} |")
     lines += ["", "| n+ | scale | score at n- = 0 | breakpoint n- [95% CI] | slope before / after | p(one line) | "
