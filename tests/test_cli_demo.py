@@ -84,3 +84,11 @@ def test_full_demo_writes_the_report(tmp_path):
     text = (tmp_path / "report.md").read_text()
     for name in DEMO_EXPERIMENTS:
         assert f"{name} (quick)" in text and (tmp_path / name / "results.json").is_file()
+
+
+def test_quick_experiment_failure_is_one_line_with_its_log(tmp_path):
+    """A child that fails (here: an unknown --set key) is reported with its last error line and its log."""
+    from elastic_theory.cli.demo_cmd import run_quick_experiments
+
+    with pytest.raises(ValueError, match=r"quick rebound failed \(exit 2\): error: .*nonsense.*rebound\.log"):
+        run_quick_experiments(tmp_path, names=("rebound",), extra=("--set", "nonsense=1"))

@@ -88,30 +88,32 @@ def run_quick_experiments(out: Path, names=DEMO_EXPERIMENTS, extra: tuple[str, .
     """Run ``elastic-theory experiment NAME --quick --out OUT/NAME`` for each name, in parallel on >= 2 cores.
 
     Each child gets one torch thread (unless ``OMP_NUM_THREADS`` is set), so two of them fill two
-    cores. A run that exists resumes. Returns wall seconds per experiment; a failed child raises
-    ``ValueError`` with its last error line. Ctrl-C reaches the children too: their finished units stay.
+    cores; its stderr goes to ``OUT/NAME.log``. A run that exists resumes. Returns the wall seconds
+    of each experiment; a failed child raises ``ValueError`` with its last error line. Ctrl-C reaches
+    the children too: their finished units stay.
     """
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     parallel = (os.cpu_count() or 1) >= 2
-    seconds, procs = {}, {}
+    out.mkdir(parents=True, exist_ok=True)
+    seconds, running = {}, {}
     for name in names:
         cmd = [sys.executable, "-m", "elastic_theory", "experiment", name, "--quick", "--out", str(out / name),
                "--no-progress", *extra]
-        procs[name] = (time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                             text=True, env=env))
-        if not parallel:
-            _wait(name, *procs.pop(name), seconds)
-    for name, (t0, proc) in procs.items():
-        _wait(name, t0, proc, seconds)
+        log = out / f"{name}.log"
+        with log.open("w", encoding="utf-8") as err:
+            running[name] = (time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env), log)
+        while running and (not parallel or len(running) == len(names) or name == names[-1]):
+            for key, (t0, proc, path) in list(running.items()):
+                if proc.poll() is not None:
+                    seconds[key] = time.perf_counter() - t0
+                    del running[key]
+                    if proc.returncode != 0:
+                        for _, other, _ in running.values():
+                            other.terminate()
+                        last = (path.read_text(encoding="utf-8").strip().splitlines() or ["no message"])[-1]
+                        raise ValueError(f"quick {key} failed (exit {proc.returncode}): {last} (full log: {path})")
+            time.sleep(0.2)
     return seconds
-
-
-def _wait(name: str, t0: float, proc: subprocess.Popen, seconds: dict) -> None:
-    _, err = proc.communicate()
-    seconds[name] = time.perf_counter() - t0
-    if proc.returncode != 0:
-        last = (err.strip().splitlines() or ["no message"])[-1]
-        raise ValueError(f"quick {name} failed (exit {proc.returncode}): {last}")
 
 
 def write_report(out: Path, report, ratios: list[dict], names=DEMO_EXPERIMENTS, seconds: dict | None = None) -> Path:
