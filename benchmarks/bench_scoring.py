@@ -25,6 +25,8 @@ Run: ``python benchmarks/bench_scoring.py`` (CPU, under ~5 minutes on 2 cores) o
 
 from __future__ import annotations
 
+import _project_python  # noqa: F401  (first: one clear line under an interpreter without the project)
+
 import argparse
 import json
 import math

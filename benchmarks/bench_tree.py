@@ -22,6 +22,8 @@ Run: ``python benchmarks/bench_tree.py`` (defaults n = 10^6, L = 32, seed 0); ``
 
 from __future__ import annotations
 
+import _project_python  # noqa: F401  (first: one clear line under an interpreter without the project)
+
 import argparse
 import platform
 import resource

@@ -9,6 +9,8 @@ the 60 s budget of issue 3 and the per-claim times from the JSON of the last run
 
 from __future__ import annotations
 
+import _project_python  # noqa: F401  (first: one clear line under an interpreter without the project)
+
 import argparse
 import json
 import statistics

@@ -71,8 +71,8 @@ def test_tree_missing_file_exits_2(tmp_path):
     ("args", "message"),
     [
         (lambda tmp, data: ["--data", str(tmp)], "is a folder; give the JSONL file itself"),
-        (lambda tmp, data: ["--data", str(data), "--json", str(tmp)], "is a folder; give a file path for the JSON output"),
-        (lambda tmp, data: ["--data", str(data), "--json", str(data / "out.json")], "d.jsonl: File exists"),
+        (lambda tmp, data: ["--data", str(data), "--json", str(tmp)], "is a folder; give a file path for the output"),
+        (lambda tmp, data: ["--data", str(data), "--json", str(data / "out.json")], "--json " + "{tmp}/d.jsonl/out.json: {tmp}/d.jsonl is a file, not a folder"),
     ],
 )
 def test_tree_unusable_paths_exit_2(tmp_path, args, message):
@@ -80,7 +80,7 @@ def test_tree_unusable_paths_exit_2(tmp_path, args, message):
     data = write(tmp_path, "[0]\n[1]\n")
     result = CliRunner().invoke(app, ["tree", *args(tmp_path, data), "--depth", "1"])
     assert result.exit_code == 2
-    assert message in result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught OSError
 
 

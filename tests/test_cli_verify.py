@@ -58,11 +58,12 @@ def test_verify_plots(tmp_path):
 
 
 def test_verify_plots_into_a_file_exits_2(tmp_path):
-    """--plots naming an existing file: a one-line error naming it and exit 2, not a FileExistsError traceback."""
+    """--plots naming an existing file: a one-line error naming the option and the file, exit 2, before any claim runs."""
     target = tmp_path / "taken.png"
     target.write_bytes(b"")
     res = _run("verify", "--claim", "mixture_lemma", "--plots", str(target))
-    assert res.exit_code == 2 and f"{target}: File exists" in res.stderr
+    assert res.exit_code == 2 and f"--plots {target}: is a file; give a folder" in res.stderr
+    assert "verdicts as expected" not in res.output
 
 
 def test_docs_table_is_the_verify_output():
@@ -234,17 +235,18 @@ def test_perturb_bad_input(tmp_path):
 
 
 def test_perturb_with_rates_that_do_not_move_reports_nan(tmp_path):
-    """Three files of empty responses: both derivatives are 0, so the JSON's R is "nan" (not "inf")."""
+    """Three files of empty responses: both derivatives are 0, so R is NaN (not inf): null in the JSON, with the
+    reason under its JSON Pointer in "non_finite" (io.to_jsonable's encoding)."""
     e = _write(tmp_path / "e.jsonl", [[]])
     out = tmp_path / "r.json"
     res = _run("perturb", "--pretrain", str(e), "--align", str(e), "--perturb", str(e), "--l", "0.5", "--json", str(out))
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert (data["align"]["dcross_entropy_dl_bits"], data["pretrain"]["dcross_entropy_dl_bits"]) == (0.0, 0.0)
-    assert data["R"] == "nan" and data["sign_valid"] is False
+    assert data["R"] is None and data["non_finite"]["/R"] == "nan" and data["sign_valid"] is False
 
 
 def test_negative_seed_is_bad_input():
     """--seed -1: exit 2 with a message naming the seed (numpy's own error does not say which input)."""
     res = _run("verify", "--seed", "-1", "--claim", "mixture_lemma")
-    assert res.exit_code == 2 and "the seed must be a non-negative integer" in res.stderr
+    assert res.exit_code == 2 and "--seed must be an integer >= 0, got -1" in res.stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from elastic_theory.empirical import Document, read_documents
+from elastic_theory.empirical import Document, check_documents, read_documents
+from elastic_theory.empirical.data import DatasetWarning
 
 
 def test_plain_text_is_one_document_per_non_blank_line(tmp_path):
@@ -23,11 +25,63 @@ def test_jsonl_reads_the_chosen_field(tmp_path):
         read_documents(path)
 
 
-def test_a_folder_is_one_document_per_file(tmp_path):
+def test_a_folder_is_one_document_per_file_and_says_what_it_skips(tmp_path):
     (tmp_path / "b.txt").write_text("bee\n")
     (tmp_path / "a.txt").write_text("ay")
     (tmp_path / ".hidden").write_text("skipped")
-    assert [(d.name.rsplit("/", 1)[-1], d.text) for d in read_documents(tmp_path)] == [("a.txt", "ay"), ("b.txt", "bee\n")]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.txt").write_text("not read")
+    with pytest.warns(DatasetWarning, match=r"skipped 2 entries that are not documents \(\.hidden, sub/\)"):
+        docs = read_documents(tmp_path)
+    assert [(d.name.rsplit("/", 1)[-1], d.text) for d in docs] == [("a.txt", "ay"), ("b.txt", "bee\n")]
+
+
+def test_a_json_file_is_parsed_as_an_array(tmp_path):
+    """A .json array (of texts or of objects) is documents, never one plain-text document holding the JSON."""
+    texts = tmp_path / "t.json"
+    texts.write_text(json.dumps(["one", "two"]))
+    assert [(d.name, d.text) for d in read_documents(texts)] == [(f"{texts}[0]", "one"), (f"{texts}[1]", "two")]
+    objects = tmp_path / "o.json"
+    objects.write_text(json.dumps([{"body": "x"}, {"body": "y"}]))
+    assert [d.text for d in read_documents(objects, text_field="body")] == ["x", "y"]
+    single = tmp_path / "s.json"
+    single.write_text(json.dumps({"text": "one object"}))
+    with pytest.raises(ValueError, match="holds a JSON dict; a .json dataset must be an array"):
+        read_documents(single)
+    with pytest.raises(ValueError, match=rf"{objects}\[0\]: expected a text or an object with a 'text' field"):
+        read_documents(objects)
+    lines = tmp_path / "l.json"
+    lines.write_text('{"text": "a"}\n{"text": "b"}\n')
+    with pytest.raises(ValueError, match="not valid JSON.*name the file .jsonl"):
+        read_documents(lines)
+
+
+def test_whitespace_only_documents_are_rejected(tmp_path):
+    (tmp_path / "w.jsonl").write_text(json.dumps({"text": " \n\t"}) + "\n")
+    with pytest.raises(ValueError, match=r"w.jsonl:1: the document is only whitespace"):
+        read_documents(tmp_path / "w.jsonl")
+    with pytest.raises(ValueError, match=r"only whitespace"):
+        check_documents(["fine", "   "])
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    """A UTF-8 BOM marks the encoding: it is dropped, so it neither enters the text nor the byte count."""
+    for name, body in (("p.txt", "caf\u00e9\nb\n"), ("j.jsonl", json.dumps({"text": "caf\u00e9"}) + "\n")):
+        plain, marked = tmp_path / name, tmp_path / f"bom-{name}"
+        plain.write_text(body, encoding="utf-8")
+        marked.write_text(body, encoding="utf-8-sig")
+        assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+        assert [d.text for d in read_documents(marked)] == [d.text for d in read_documents(plain)]
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.txt").write_text("abc", encoding="utf-8-sig")
+    assert [d.text for d in read_documents(folder)] == ["abc"]
+
+
+def test_a_special_file_is_not_a_missing_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="not a regular file or folder"):
+        read_documents(tmp_path / "pipe")
 
 
 def test_a_saved_datasets_dataset_reads_its_text_column(tmp_path):

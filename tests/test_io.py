@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from elastic_theory.io import infer_vocab_size, read_token_jsonl, to_jsonable, write_json_atomic
+from elastic_theory.io import check_output_path, infer_vocab_size, read_token_jsonl, to_jsonable, write_json_atomic
 
 
 def test_read_round_trip_skips_blank_lines(tmp_path):
@@ -59,8 +59,64 @@ def test_infer_vocab_size():
 
 def test_to_jsonable_plain_values():
     obj = {"a": np.int64(3), "b": np.float32(0.5), "c": np.arange(2), "d": (math.inf, -math.inf, math.nan), 1: np.bool_(True)}
-    assert to_jsonable(obj) == {"a": 3, "b": 0.5, "c": [0, 1], "d": ["inf", "-inf", "nan"], "1": True}
+    assert to_jsonable(obj) == {"a": 3, "b": 0.5, "c": [0, 1], "d": [None, None, None], "1": True,
+                                "non_finite": {"/d/0": "inf", "/d/1": "-inf", "/d/2": "nan"}}
     json.dumps(to_jsonable(obj), allow_nan=False)  # strict JSON
+
+
+def test_non_finite_numbers_are_null_with_a_reason_at_their_json_pointer():
+    """One encoding everywhere: a number field holds a number or null (never the string "inf"), and the reason
+    sits in the top-level "non_finite" map under the field's JSON Pointer (RFC 6901: "/" in a key is "~1")."""
+    obj = {"R": math.inf, "nested": {"a/b": [1.0, -math.inf]}, "ok": 2.0}
+    out = to_jsonable(obj)
+    assert out["R"] is None and out["nested"]["a/b"] == [1.0, None] and out["ok"] == 2.0
+    assert out["non_finite"] == {"/R": "inf", "/nested/a~1b/1": "-inf"}
+    assert all(not isinstance(v, str) for v in (out["R"], *out["nested"]["a/b"]))
+    assert "non_finite" not in to_jsonable({"x": 1.0})  # only present when needed
+    with pytest.raises(ValueError, match="top-level JSON object"):
+        to_jsonable([math.nan])
+    with pytest.raises(ValueError, match="may not use the key"):
+        to_jsonable({"non_finite": 1, "x": math.nan})
+
+
+def test_output_to_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json_atomic(link, {"x": 1})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"x": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+def test_output_to_a_fifo_is_refused_and_left_alone(tmp_path):
+    """A FIFO (like a device node) is not a regular file: the atomic rename would replace it, so it is refused."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path / "link"):
+        if path.name == "link":
+            path.symlink_to(fifo)
+        with pytest.raises(ValueError, match="is not a regular file.*use '-' for standard output"):
+            write_json_atomic(path, {"x": 1})
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pipe"]  # no temporary file either
+
+
+def test_dash_means_standard_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_json_atomic("-", {"x": math.nan})
+    assert json.loads(capsys.readouterr().out) == {"x": None, "non_finite": {"/x": "nan"}}
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def test_output_path_messages_name_the_option_and_the_culprit(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match=r"^--json .*afile/x.json: .*afile is a file, not a folder"):
+        check_output_path(tmp_path / "afile" / "x.json", "--json")
+    with pytest.raises(ValueError, match=r"^--out .*: is a folder"):
+        check_output_path(tmp_path, "--out")
+    assert check_output_path(tmp_path / "new" / "deeper" / "x.json") == tmp_path / "new" / "deeper" / "x.json"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
 def test_write_json_atomic(tmp_path):
@@ -78,7 +134,7 @@ def test_folders_are_rejected_with_a_message(tmp_path):
     IsADirectoryError naming the temporary file)."""
     with pytest.raises(ValueError, match="is a folder; give the JSONL file itself"):
         read_token_jsonl(tmp_path)
-    with pytest.raises(ValueError, match="is a folder; give a file path for the JSON output"):
+    with pytest.raises(ValueError, match="is a folder; give a file path for the output"):
         write_json_atomic(tmp_path, {"x": 1})
     assert list(tmp_path.iterdir()) == []  # nothing written
 

@@ -16,7 +16,7 @@ from elastic_theory.tolerances import roundings
 from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence, model_leaf_probs
 
 
-CORE_MODULES = ("tree", "coding", "rates", "io", "elasticity", "symbolic", "highprec", "pareto", "claims",
+CORE_MODULES = ("tree", "coding", "rates", "io", "provenance", "elasticity", "symbolic", "highprec", "pareto", "claims",
                 "testing", "examples", "cli", "comparison", "corpora", "synthetic", "runs", "trainconfig", "experiments",
                 "experiments.joint_ratio", "experiments.sequential_ratio", "behaviour", "twophase", "seedstats",
                 "resistance", "experiments.resistance", "experiments.rebound", "experiments.scaling")

@@ -9,5 +9,5 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point of the ``elastic-theory`` script."""
-    app()
+    """Entry point of the ``elastic-theory`` script (and of ``python -m elastic_theory``, named the same in help)."""
+    app(prog_name="elastic-theory")

@@ -1,11 +1,33 @@
-"""The typer application that every ``elastic-theory`` subcommand registers on."""
+"""The typer application that every ``elastic-theory`` subcommand registers on, and the machinery they share.
+
+A new command should use these helpers, so that every command behaves alike:
+
+* :func:`bad_input_exits_2` around the command: bad input (``ValueError``, an ``OSError`` on a
+  user's path, a number too large for float64) is one ``error: ...`` line and exit code 2; Ctrl-C is
+  one ``interrupted`` line and exit code 130 (:func:`interrupted` for a command that keeps partial
+  results first);
+* :func:`json_option` / :func:`folder_option` for output paths: checked when the command line is
+  parsed, before any expensive work (:func:`elastic_theory.io.check_output_path`); ``-`` is stdout;
+* :func:`write_result` to write a result file: atomic, non-finite numbers encoded as documented in
+  :func:`elastic_theory.io.to_jsonable`, the versions and command line recorded under ``provenance``
+  (:func:`elastic_theory.provenance.provenance`);
+* :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
+  goes into rich output, where ``[...]`` would otherwise be read as markup;
+* :func:`threads_option` / :func:`apply_threads` wherever torch runs;
+* :func:`hypothesis_outside_cwd` around code that runs Hypothesis searches;
+* :func:`console` for tables (fits the terminal's width).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 
@@ -15,23 +37,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: readable metavars (FILE, NAME=PATH, not <path>, <list[str]>) and example blocks kept as written.
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable)
 
 BAD_INPUT_EXIT_CODE = 2
+PIPE_COLUMNS = 120
+"""Table width when output goes to a file or pipe and ``COLUMNS`` is not set."""
+INTERRUPTED_EXIT_CODE = 130
+"""Exit code after Ctrl-C: 128 + SIGINT, what shells report for a process ended by Ctrl-C."""
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` to stderr and return the exit (code 2, as for bad command-line input) to raise."""
+    """Print ``error: message`` to stderr and return the exit (code 2, as for bad command-line input) to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(BAD_INPUT_EXIT_CODE)
 
 
+def interrupted(message: str = "interrupted") -> typer.Exit:
+    """Print ``message`` (one line, starting on a fresh line after a progress bar) to stderr and return the
+    exit (code 130) to raise. Commands that keep partial results write them first and say where."""
+    typer.echo(f"\n{message}", err=True)
+    return typer.Exit(INTERRUPTED_EXIT_CODE)
+
+
 def bad_input_exits_2(fn: F) -> F:
-    """Decorator for commands: a ``ValueError`` from the library, or an ``OSError`` on a path the user
-    gave (an output folder that is a file, a directory given as the JSON output, no permission),
-    becomes a one-line error and exit code 2."""
+    """Decorator for commands: one line and an exit code instead of a traceback.
+
+    * ``ValueError`` from the library, or an ``OSError`` on a path the user gave: ``error: ...``, exit 2;
+    * ``OverflowError``/``FloatingPointError``: an option's value is too large for the arithmetic, exit 2;
+    * ``KeyboardInterrupt`` (Ctrl-C): ``interrupted``, exit 130.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -41,6 +79,10 @@ def bad_input_exits_2(fn: F) -> F:
             raise fail(str(exc)) from None
         except OSError as exc:
             raise fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from None
+        except (OverflowError, FloatingPointError) as exc:
+            raise fail(f"a value is too large for the arithmetic ({exc}); give smaller option values") from None
+        except KeyboardInterrupt:
+            raise interrupted() from None
 
     return wrapper
 
@@ -79,8 +121,136 @@ def parse_named_options(items: list[str], option: str, value: str, example: str,
     return out
 
 
-def console():
-    """A rich console on stdout (imported lazily: commands that print JSON only never pay for it)."""
+def escape(text: Any) -> str:
+    """``str(text)`` safe for rich markup: ``wiki[en]`` or ``runs/ft[step=500]`` print as written."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+
+def _check_output(option: str) -> Callable[[Any], Any]:
+    def callback(value):
+        if value is None:
+            return None
+        from ..io import check_output_path
+
+        try:
+            check_output_path(value, option)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        return value
+
+    return callback
+
+
+def json_option(help: str, option: str = "--json") -> Any:
+    """A ``--json FILE`` option whose path is checked at parse time (before any work; ``-`` is stdout)."""
+    return typer.Option(None, option, metavar="FILE", help=f"{help} Use - for standard output.",
+                        callback=_check_output(option))
+
+
+def _check_folder(option: str) -> Callable[[Any], Any]:
+    def callback(value):
+        if value is None:
+            return None
+        from ..io import check_output_path
+
+        path = Path(value)
+        try:
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"{option} {path}: is a file; give a folder (it is created if missing)")
+            if not path.exists():
+                check_output_path(path, option)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        return value
+
+    return callback
+
+
+def folder_option(help: str, option: str) -> Any:
+    """An output-folder option checked at parse time: an existing file, or a parent that is a file, is refused."""
+    return typer.Option(None, option, metavar="DIR", help=help, callback=_check_folder(option))
+
+
+def write_result(path: str | Path, result: dict, out_console=None) -> None:
+    """Write a command's result file: ``result`` plus ``"provenance"`` (versions, command line, time).
+
+    ``-`` writes the JSON to stdout; any other path is written atomically and ``wrote PATH`` goes to
+    stderr (so that stdout stays the command's table or JSON). Non-finite numbers are encoded as
+    documented in :func:`elastic_theory.io.to_jsonable`.
+    """
+    from ..io import STDOUT, write_json_atomic
+    from ..provenance import provenance
+
+    write_json_atomic(path, {**result, "provenance": provenance()})
+    if str(path) != STDOUT:
+        typer.echo(f"wrote {path}", err=True)
+
+
+def threads_option() -> Any:
+    """A ``--threads N`` option for commands that run torch (apply it with :func:`apply_threads`)."""
+    return typer.Option(
+        None, "--threads", metavar="N",
+        help="CPU threads for torch; default: torch's choice (all cores). With other jobs on the cores, 1 can be "
+             "several times faster (docs/benchmarks.md).",
+    )
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads to ``threads`` (None keeps torch's default); returns the number in use."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def hypothesis_outside_cwd() -> Iterator[None]:
+    """Run Hypothesis with its storage (example database, constants cache) in a temporary folder that is
+    removed afterwards, so a command never leaves ``.hypothesis/`` in the user's working directory.
+    The previous storage folder is restored on exit (it matters when the CLI runs inside a test session)."""
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    with tempfile.TemporaryDirectory(prefix="elastic-theory-hypothesis-") as home:
+        configuration.set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            configuration.set_hypothesis_home_dir(previous)
+
+
+def console(json_out: Any = None):
+    """A rich console on stdout, or on stderr when ``json_out`` is ``-`` (the JSON then has stdout to itself).
+
+    Width: the terminal's, or ``COLUMNS`` when set; output to a file or pipe without ``COLUMNS`` is
+    laid out for :data:`PIPE_COLUMNS` columns (rich's own default there would be 80).
+    """
     from rich.console import Console
 
-    return Console(file=sys.stdout, width=120)
+    from ..io import STDOUT
+
+    file = sys.stderr if json_out is not None and str(json_out) == STDOUT else sys.stdout
+    fixed = not (os.environ.get("COLUMNS") or (hasattr(file, "isatty") and file.isatty()))
+    return Console(file=file, width=PIPE_COLUMNS if fixed else None)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"elastic-theory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Check, measure and rerun the elasticity result of 'Language Models Resist Alignment' (Ji et al., ACL 2025).
+
+    Start with 'elastic-theory demo', then 'elastic-theory COMMAND --help'. Docs: docs/ in the source tree.
+    """

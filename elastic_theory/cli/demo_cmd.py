@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console
+from .app import app, bad_input_exits_2, console, escape, hypothesis_outside_cwd, json_option, write_result
 from .ratio_cmd import closed_form_result
 from .verify_cmd import MISMATCH_EXIT_CODE
 
@@ -142,33 +142,127 @@ def write_report(out: Path, report, ratios: list[dict], names=DEMO_EXPERIMENTS, 
     return path
 
 
+WIDE_TABLE_COLUMNS = 120
+"""From this terminal width on, the demo's claims table also shows each claim's evidence."""
+
+_CODING_ROWS = (
+    ("n_leaves", "distinct chunks M", "{:,}"),
+    ("mean_chunks", "E[#chunks] per response", "{:.3f}"),
+    ("full_entropy_bits", "H, whole responses", "{:.3f}"),
+    ("entropy_bits", "ideal chunk code E[c] H_d", "{:.3f}"),
+    ("huffman_expected_bits", "Huffman chunk code", "{:.3f}"),
+    ("paper_ideal_code_bits", "Thm 3.4: E[c] ceil(H_d)", "{:.3f}"),
+    ("discrepancy_bits", "Thm 3.4 - Huffman", "{:+.3f}"),
+    ("coded_bits", "ANS coder, measured", "{:.3f}"),
+    ("coded_over_ideal", "ANS / ideal", "{:.5f}"),
+)
+
+
+def claims_table(report, width: int):
+    """The verdict of every claim in a table that fits ``width`` columns: claim ids never break, and
+    the evidence column is shown from :data:`WIDE_TABLE_COLUMNS` on (``verify`` shows everything)."""
+    from rich import box
+    from rich.table import Table
+
+    colour = {"holds": "green", "approximate": "yellow", "fails": "magenta", "measured": "cyan", "inconclusive": "blue"}
+    table = Table(title=f"elasticity claims (seed {report.seed})", box=box.SIMPLE_HEAD, expand=False)
+    table.add_column("claim", no_wrap=True)
+    table.add_column("expected", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("as expected", overflow="fold")
+    wide = width >= WIDE_TABLE_COLUMNS
+    if wide:
+        table.add_column("evidence", overflow="fold", ratio=1)
+    for r in report.results:
+        row = [escape(r.id), r.expected, f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]",
+               "yes" if r.agrees else "[bold red]NO[/]"]
+        table.add_row(*row, *([escape(r.evidence.summary)] if wide else []))
+    return table
+
+
+def coding_table(coding: dict):
+    """Code lengths per depth, one column per depth (fits 80 columns for the four demo depths)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="bits per response; responses coded as chunks of <= d tokens", box=box.SIMPLE_HEAD)
+    table.add_column("quantity", no_wrap=True)
+    for r in coding["depths"]:
+        table.add_column(f"d = {r['depth']}", justify="right", no_wrap=True)
+    for key, label, fmt in _CODING_ROWS:
+        table.add_row(escape(label), *(fmt.format(r[key]) for r in coding["depths"]))
+    table.add_row("round trip", *("exact" if r["round_trip_exact"] else "[red]MISMATCH[/]" for r in coding["depths"]))
+    return table
+
+
+def ratio_table(ratios: list[dict]):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="R = (d gamma_a/dl) / (-d gamma_p/dl); theorem: R = Theta(k) for l < l* = w3/(1-w3)",
+                  box=box.SIMPLE_HEAD)
+    for col in ("k", "l", "w3", "R", "R/k", "l*", "sign claim"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in ratios:
+        table.add_row(f"{r['k']:g}", f"{r['l']:g}", f"{r['w3']:g}", f"{r['R']:.6g}", f"{r['R_over_k']:.6g}",
+                      f"{r['l_star']:.4g}", "holds" if r["sign_valid"] else "[magenta]fails (l >= l*)[/]")
+    return table
+
+
+def next_steps() -> list[tuple[str, str]]:
+    """What to try after the demo, as (what it does, command), for the commands this installation has."""
+    names = {c.name for c in app.registered_commands}
+    steps = [
+        ("every claim with its evidence, as JSON, and figures", "elastic-theory verify --json verify.json --plots plots/"),
+        ("the predicted ratio at your own (k, l, w3)", "elastic-theory ratio --k 1000 --l 0.01 --w3 0.1"),
+        ("code lengths of a token dataset (one JSON list of ids per line)", "elastic-theory tree --data examples/D.jsonl --depth 8"),
+        ("bits per byte of a real language model on your text",
+         "elastic-theory measure --model smollm2-135m --data prose=examples/prose.jsonl"),
+    ]
+    if "experiment" in names:
+        steps.append(("the paper's experiments, rerun", "elastic-theory experiment --help"))
+    if "compare" in names:
+        steps.append(("rates of two models side by side", "elastic-theory compare --help"))
+    steps.append(("options and examples of every command", "elastic-theory COMMAND --help"))
+    steps.append(("the math behind every number", "docs/theory.md, docs/measurement.md, docs/protocol.md"))
+    return steps
+
+
 @app.command("demo")
 @bad_input_exits_2
 def demo_command(
-    json_out: Path | None = typer.Option(None, "--json", help="Also write every number shown as JSON to this file."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the randomized claim checks."),
-    out_dir: Path = typer.Option(Path("demo-report"), "--out", help="Folder for the quick experiments' runs and report.md (rerun to resume)."),
-    experiments: bool = typer.Option(True, "--experiments/--no-experiments", help="Run the quick joint-ratio and rebound experiments and write the report."),
+    json_out: Path | None = json_option("Also write every number shown as JSON to this file."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the randomized claim checks."),
+    out_dir: Path = typer.Option(Path("demo-report"), "--out", metavar="DIR",
+                                 help="Folder for the quick experiments' runs and report.md (rerun to resume)."),
+    experiments: bool = typer.Option(True, "--experiments/--no-experiments",
+                                     help="Run the quick joint-ratio and rebound experiments and write the report."),
 ) -> None:
     """Verify the theory claim by claim, code a real-text corpus, show the predicted rate ratios, run the quick
     joint-ratio and rebound experiments (about 3 minutes on 2 cores), and write a markdown report with their plots.
 
-    Exit code 0 only if every claim's verdict is the expected one (as ``elastic-theory verify``).
+    Exit code 0 only if every claim's verdict is the expected one (as elastic-theory verify).
+    Takes a few minutes on two CPU cores (about a minute with --no-experiments); tables fit the
+    terminal's width.
+
+    Examples:
+
+    \b
+      elastic-theory demo
+      elastic-theory demo --no-experiments --seed 1 --json demo.json
+      elastic-theory demo --out demo-report   # rerun to resume the quick experiments
     """
-    from rich.markup import escape
-    from rich.table import Table
+    from ..claims import run_verification
 
-    from ..claims import render_table, run_verification
-    from ..io import write_json_atomic
-
-    if json_out is not None and json_out.is_dir():
-        raise ValueError(f"--json {json_out} is a folder; give a file path for the JSON output")
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {seed}")
     if experiments:
         check_experiment_dirs(out_dir)
-    out = console()
+    out = console(json_out)
     out.rule("1. The elasticity theory, claim by claim (elastic-theory verify)")
-    report = run_verification(seed)
-    out.print(render_table(report))
+    with hypothesis_outside_cwd():
+        report = run_verification(seed)
+    out.print(claims_table(report, out.width))
     out.print(report.summary)
 
     out.rule("2. Compression protocol on real text (elastic-theory tree)")
@@ -176,28 +270,11 @@ def demo_command(
     c = coding["corpus"]
     out.print(f"{c['name']}: {c['n_responses']} responses, {c['distinct_responses']} distinct, "
               f"mean {c['mean_length_tokens']:.1f} tokens, V = {c['vocab_size']}")
-    table = Table(title="bits per response; responses coded as chunks of <= d tokens")
-    for col in ("d", "M chunks", "E[#chunks]", "H (whole)", "E[c]*H_d", "Huffman", "Thm 3.4", "Thm 3.4 - Huffman",
-                "ANS coded", "coded/ideal", "round trip"):
-        table.add_column(escape(col), justify="right")
-    for r in coding["depths"]:
-        table.add_row(
-            str(r["depth"]), f"{r['n_leaves']:,}", f"{r['mean_chunks']:.3f}", f"{r['full_entropy_bits']:.3f}",
-            f"{r['entropy_bits']:.3f}", f"{r['huffman_expected_bits']:.3f}", f"{r['paper_ideal_code_bits']:.3f}",
-            f"{r['discrepancy_bits']:+.3f}", f"{r['coded_bits']:.3f}", f"{r['coded_over_ideal']:.5f}",
-            "exact" if r["round_trip_exact"] else "[red]MISMATCH[/]",
-        )
-    out.print(table)
+    out.print(coding_table(coding))
 
     out.rule("3. Predicted ratio of rate changes, disjoint supports (elastic-theory ratio)")
     ratios = ratio_predictions()
-    table = Table(title="R = (d gamma_a/dl) / (-d gamma_p/dl); theorem: R = Theta(k) for l < l* = w3/(1-w3)")
-    for col in ("k", "l", "w3", "R", "R/k", "l*", "sign claim"):
-        table.add_column(col, justify="right")
-    for r in ratios:
-        table.add_row(f"{r['k']:g}", f"{r['l']:g}", f"{r['w3']:g}", f"{r['R']:.6g}", f"{r['R_over_k']:.6g}",
-                      f"{r['l_star']:.4g}", "holds" if r["sign_valid"] else "[magenta]fails (l >= l*)[/]")
-    out.print(table)
+    out.print(ratio_table(ratios))
 
     results = {"verify": report.to_json(), "coding": coding, "ratio": ratios}
     if experiments:
@@ -218,7 +295,10 @@ def demo_command(
         out.rule("5. Report")
         out.print(f"wrote {write_report(out_dir, report, ratios, seconds=seconds)}")
     if json_out is not None:
-        write_json_atomic(json_out, results)
-        out.print(f"wrote {json_out}")
+        write_result(json_out, {**results, "config": {"seed": seed, "out": str(out_dir), "experiments": experiments}})
+    out.rule("What to try next")
+    out.print("(in a checkout set up by scripts/bootstrap.sh, first: source .venv/bin/activate)", highlight=False)
+    for what, command in next_steps():
+        out.print(f"{escape(what)}:\n  {escape(command)}", highlight=False)
     if not report.all_agree:
         raise typer.Exit(MISMATCH_EXIT_CODE)

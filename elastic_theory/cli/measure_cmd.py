@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, parse_named_options, require_extra
+from .app import (
+    app, apply_threads, bad_input_exits_2, console, escape, interrupted, json_option, parse_named_options, require_extra,
+    threads_option, write_result,
+)
+
+BOOTSTRAP_MEMORY_LIMIT = 4 * 2**30
+"""Bytes the bootstrap may allocate: scipy resamples all at once, about 24 bytes per resample per document
+(two float64 resampled arrays and the int64 indices)."""
+_BOOTSTRAP_BYTES_PER_CELL = 24
 
 
 def parse_data_options(items: list[str]) -> dict[str, Path]:
@@ -14,75 +25,208 @@ def parse_data_options(items: list[str]) -> dict[str, Path]:
     return {name: Path(path) for name, path in parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl").items()}
 
 
+def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:
+    """The numeric options of ``measure``, checked before any file is read (``ValueError`` naming the option)."""
+    if context is not None and context < 2:
+        raise ValueError(f"--context must be an integer >= 2 (the prefix token plus one token), got {context}")
+    if stride is not None and (stride < 1 or (context is not None and stride > context)):
+        raise ValueError(f"--stride must be an integer in 1..context ({context if context is not None else 'context'}), "
+                         f"got {stride}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0 (it seeds the bootstrap's generator), got {seed}")
+    if n_resamples < 1:
+        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+
+
+def check_bootstrap_memory(n_resamples: int, documents: dict[str, list]) -> None:
+    """Refuse an ``--n-resamples`` whose bootstrap would not fit in :data:`BOOTSTRAP_MEMORY_LIMIT` (before scoring)."""
+    name, docs = max(documents.items(), key=lambda item: len(item[1]))
+    need = _BOOTSTRAP_BYTES_PER_CELL * n_resamples * len(docs)
+    if need > BOOTSTRAP_MEMORY_LIMIT:
+        most = BOOTSTRAP_MEMORY_LIMIT // (_BOOTSTRAP_BYTES_PER_CELL * len(docs))
+        raise ValueError(f"--n-resamples {n_resamples}: the bootstrap over the {len(docs)} documents of {name!r} would "
+                         f"need about {need / 2**30:.3g} GiB; use at most {most} (2000 gives intervals to about 1%)")
+
+
+def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
+    """Every dataset's documents; errors name the ``--data`` option, warnings (skipped files) go to stderr."""
+    from ..empirical.data import DatasetWarning, read_documents
+
+    out = {}
+    for name, path in paths.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DatasetWarning)
+            try:
+                out[name] = read_documents(path, text_field)
+            except ValueError as exc:
+                raise ValueError(f"--data {name}={path}: {exc}") from None
+        for w in caught:
+            if issubclass(w.category, DatasetWarning):
+                typer.echo(f"warning: --data {name}: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+_PLAIN_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils",)
+"""Library modules that draw a plain ``tqdm`` bar outside their library's progress switch (GGUF conversion)."""
+
+
+@contextlib.contextmanager
+def library_progress(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` False, silence the progress bars of transformers and huggingface_hub (weight loading,
+    GGUF conversion) inside the block; their previous state is restored afterwards."""
+    if enabled:
+        yield
+        return
+    import functools
+    import importlib
+
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    hub_was_off, hf_was_on = hub_utils.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    hub_utils.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    patched = []
+    for name in _PLAIN_TQDM_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # gguf support not installed: no such bar either
+            continue
+        patched.append((module, module.tqdm))
+        module.tqdm = functools.partial(module.tqdm, disable=True)
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.tqdm = original
+        if not hub_was_off:
+            hub_utils.enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
+
+
 @app.command("measure")
 @bad_input_exits_2
 def measure_command(
-    models: list[str] = typer.Option(..., "--model", help="Model directory (save_pretrained), .gguf file, cached hub name, or smollm2-135m."),
-    data: list[str] = typer.Option(..., "--data", help="NAME=PATH: JSONL (text field), text file (a document per line), folder, or saved datasets dataset. Repeatable."),
-    context: int | None = typer.Option(None, "--context", help="Input positions per window (>= 2); default: the model's maximum length."),
-    stride: int | None = typer.Option(None, "--stride", help="New tokens scored per window after the first (1..context); default: context."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Windows per forward pass; default: 1 on the CPU (measured fastest), 32 on CUDA."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default: CUDA when available."),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16; default: bfloat16 on CUDA, float32 on the CPU."),
-    text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap over documents (95% intervals)."),
-    n_resamples: int = typer.Option(2000, "--n-resamples", help="Bootstrap resamples for the 95% intervals."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON to this file."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (on stderr)."),
+    models: list[str] = typer.Option(..., "--model", metavar="MODEL",
+                              help="Model folder (save_pretrained or a Trainer checkpoint), LoRA/PEFT adapter folder, "
+                                   ".gguf file, cached hub name, or smollm2-135m."),
+    data: list[str] = typer.Option(..., "--data", metavar="NAME=PATH",
+                                   help="A dataset: .jsonl (text field), .json (array), text file (a document per "
+                                        "line), folder (a document per file) or saved datasets folder. Repeatable."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", metavar="PATH",
+                                         help="Tokenizer folder for a model saved without one (e.g. a Trainer checkpoint)."),
+    context: int | None = typer.Option(None, "--context", metavar="N", help="Input positions per window (>= 2); default: the model's maximum length."),
+    stride: int | None = typer.Option(None, "--stride", metavar="N", help="New tokens scored per window after the first (1..context); default: context."),
+    batch_size: int | None = typer.Option(None, "--batch-size", metavar="N", help="Windows per forward pass; default: 1 on the CPU (measured fastest), 32 on CUDA."),
+    device: str | None = typer.Option(None, "--device", metavar="DEVICE", help="cpu, cuda or cuda:N; default: CUDA when available."),
+    dtype: str | None = typer.Option(None, "--dtype", metavar="DTYPE", help="float32, bfloat16 or float16; default: bfloat16 on CUDA, float32 on the CPU."),
+    text_field: str = typer.Option("text", "--text-field", metavar="FIELD", help="JSON field / dataset column holding the text."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the bootstrap over documents (95% intervals)."),
+    n_resamples: int = typer.Option(2000, "--n-resamples", metavar="N", help="Bootstrap resamples for the 95% intervals."),
+    threads: int | None = threads_option(),
+    json_out: Path | None = json_option("Also write the results (and the resolved settings and versions) as JSON to this file."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per dataset (on stderr)."),
 ) -> None:
     """Score every token of every document and report bits per token, bits per byte and 95% intervals.
 
     Documents are raw text: no chat template, no special tokens counted; the first token of each
     document is conditioned on BOS (EOS without BOS). Bits per byte divide by the UTF-8 bytes of
-    the text, so models with different tokenizers are comparable. See docs/measurement.md.
+    the text, so models with different tokenizers are comparable. Ctrl-C keeps the datasets
+    already finished (in --json, marked "partial"). See docs/measurement.md.
+
+    Examples:
+
+    \b
+      elastic-theory measure --model smollm2-135m --data prose=examples/prose.jsonl --threads 1
+      elastic-theory measure --model runs/checkpoint-500 --tokenizer runs/base --data lines=examples/prose.txt --json rates.json
+      elastic-theory measure --model runs/lora-adapter --data a=examples/prose.jsonl --data b=examples/prose.txt --no-progress
     """
     import numpy as np
 
     for module in ("torch", "transformers"):
         require_extra(module, "empirical", "measure")
-    from ..empirical import load_model_and_tokenizer, measure_rates, read_documents
-    from ..io import write_json_atomic
+    from ..empirical import load_model_and_tokenizer, locate_model, measure_rates, resolve_device
 
     if len(models) > 1:
         raise ValueError(f"--model is given {len(models)} times, and measure scores one model; to compare models, "
                          "use: elastic-theory compare --base MODEL --checkpoint NAME=MODEL ...")
     model = models[0]
-    if n_resamples < 1:
-        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+    check_measure_options(context, stride, batch_size, seed, n_resamples)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be an integer >= 1, got {threads}")
     paths = parse_data_options(data)
-    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
-    lm, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    results = {
-        name: measure_rates(
-            lm, tokenizer, docs, rng=rng, context=context, stride=stride, batch_size=batch_size,
-            n_resamples=n_resamples, progress=progress,
-        )
-        for name, docs in documents.items()
-    }
+    resolve_device(device)
+    documents = read_datasets(paths, text_field)
+    check_bootstrap_memory(n_resamples, documents)
+    source = locate_model(model, tokenizer)
+    n_threads = apply_threads(threads)
+    with library_progress(progress):
+        lm, tok = load_model_and_tokenizer(model, device=device, dtype=dtype, source=source)
+
+    from ..empirical.scoring import default_batch_size, max_context
+
     param = next(lm.parameters())
-    report = {
-        "model": model,
-        "datasets": {name: est.to_dict() for name, est in results.items()},
-        "config": {
-            "context": context, "stride": stride, "batch_size": batch_size, "device": str(param.device),
-            "dtype": str(param.dtype).removeprefix("torch."), "text_field": text_field, "seed": seed,
-            "n_resamples": n_resamples, "data": {name: str(path) for name, path in paths.items()},
-        },
+    resolved_context = context if context is not None else max_context(lm)
+    config = {
+        "model": source.describe(),
+        "model_class": type(lm).__name__, "n_parameters": int(sum(p.numel() for p in lm.parameters())),
+        "context": resolved_context, "stride": stride if stride is not None else resolved_context,
+        "batch_size": batch_size if batch_size is not None else default_batch_size(param.device),
+        "device": str(param.device), "dtype": str(param.dtype).removeprefix("torch."), "threads": n_threads,
+        "text_field": text_field, "seed": seed, "n_resamples": n_resamples,
+        "data": {name: str(path) for name, path in paths.items()},
     }
-    _print_table(report)
+    rng = np.random.default_rng(seed)
+    results = {}
+    try:
+        for name, docs in documents.items():
+            results[name] = measure_rates(
+                lm, tok, docs, rng=rng, context=context, stride=stride, batch_size=batch_size,
+                n_resamples=n_resamples, progress=name if progress else False,
+            )
+    except KeyboardInterrupt:
+        unfinished = [name for name in documents if name not in results]
+        report = _report(model, results, config, partial=unfinished)
+        if results:
+            _print_table(report, json_out)
+        kept = ""
+        if json_out is not None and results:
+            write_result(json_out, report)
+            kept = f"; kept {len(results)} finished dataset(s) in {json_out} (marked partial)"
+        elif results:
+            kept = f"; {len(results)} finished dataset(s) shown above"
+        raise interrupted(f"interrupted during dataset {unfinished[0]!r}{kept}") from None
+    report = _report(model, results, config, partial=[])
+    _print_table(report, json_out)
     if json_out is not None:
-        write_json_atomic(json_out, report)
+        write_result(json_out, report)
 
 
-def _print_table(report: dict) -> None:
+def _report(model: str, results: dict, config: dict, partial: list[str]) -> dict:
+    """The JSON of ``measure``; ``partial`` lists the datasets not measured (Ctrl-C), and ``"partial"`` says if any."""
+    return {
+        "model": model,
+        "partial": bool(partial),
+        "not_measured": partial,
+        "datasets": {name: est.to_dict() for name, est in results.items()},
+        "config": config,
+    }
+
+
+def _print_table(report: dict, json_out) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{report['model']}: compression rates (95% bootstrap intervals over documents)")
+    partial = " (PARTIAL: interrupted)" if report["partial"] else ""
+    table = Table(title=f"{escape(report['model'])}: compression rates (95% bootstrap intervals over documents){partial}")
     for col in ("dataset", "bits/token", "bits/byte", "95% CI bits/byte", "tokens", "bytes", "documents"):
         table.add_column(col, justify="left" if col == "dataset" else "right")
     for name, r in report["datasets"].items():
         ci = "n/a (1 document)" if r["ci95"] is None else f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]"
-        table.add_row(name, f"{r['bits_per_token']:.4f}", f"{r['bits_per_byte']:.4f}", ci, str(r["n_tokens"]),
+        table.add_row(escape(name), f"{r['bits_per_token']:.4f}", f"{r['bits_per_byte']:.4f}", ci, str(r["n_tokens"]),
                       str(r["n_bytes"]), str(r["n_documents"]))
-    console().print(table)
+    console(json_out).print(table)

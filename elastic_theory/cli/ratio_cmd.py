@@ -8,13 +8,17 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console
+from .app import app, bad_input_exits_2, console, escape, json_option, write_result
 
 
-def _emit(result: dict, json_out: Path | None, title: str) -> None:
+def _cell(value) -> str:
+    """A table cell: floats (infinite and NaN included) in 10 significant digits, anything else as text."""
+    return f"{value:.10g}" if isinstance(value, float) else escape(value)
+
+
+def _emit(result: dict, json_out: Path | None, title: str, config: dict | None = None) -> None:
+    """Print ``result`` as a table; with ``json_out``, write it (plus ``config``, the inputs not in the result)."""
     from rich.table import Table
-
-    from ..io import to_jsonable, write_json_atomic
 
     table = Table(title=title)
     table.add_column("quantity")
@@ -25,12 +29,12 @@ def _emit(result: dict, json_out: Path | None, title: str) -> None:
             if isinstance(value, dict):
                 rows(f"{prefix}{key}.", value)
             else:
-                table.add_row(prefix + key, f"{value:.10g}" if isinstance(value, float) else str(to_jsonable(value)))
+                table.add_row(escape(prefix + key), _cell(value))
 
     rows("", result)
-    console().print(table)
+    console(json_out).print(table)
     if json_out is not None:
-        write_json_atomic(json_out, result)
+        write_result(json_out, result if config is None else {**result, "config": config})
 
 
 def parse_real(text: str, option: str):
@@ -71,11 +75,11 @@ def closed_form_result(k, l, w3, lam=None) -> tuple[dict, list[str]]:
 @app.command("ratio")
 @bad_input_exits_2
 def ratio_command(
-    k: str = typer.Option(..., "--k", help="k = |D_p|/|D_a| > 0 (pre-training over alignment size); a float or 4/5."),
-    l: str = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0 (perturbation over alignment size); a float or 4/5."),
-    w3: str = typer.Option(..., "--w3", help="Weight in [0, 1] of the perturbation distribution inside D_p; a float or 4/5."),
-    lam: str | None = typer.Option(None, "--lam", help="Theta constants on 0 <= l <= lam (default: lam = l); a float or 4/5."),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
+    k: str = typer.Option(..., "--k", metavar="K", help="k = |D_p|/|D_a| > 0 (pre-training over alignment size); a float or 4/5."),
+    l: str = typer.Option(..., "--l", metavar="L", help="l = |D_t|/|D_a| >= 0 (perturbation over alignment size); a float or 4/5."),
+    w3: str = typer.Option(..., "--w3", metavar="W3", help="Weight in [0, 1] of the perturbation distribution inside D_p; a float or 4/5."),
+    lam: str | None = typer.Option(None, "--lam", metavar="LAM", help="Theta constants on 0 <= l <= lam (default: lam = l); a float or 4/5."),
+    json_out: Path | None = json_option("Also write the numbers as JSON to this file."),
 ) -> None:
     """R(k, l, w3) = (w3 k + l)/(w3 - (1 - w3) l), both derivatives, l* and the Theta constants (disjoint supports).
 
@@ -83,6 +87,13 @@ def ratio_command(
     threshold l* = w3/(1 - w3) and R are then decided in exact arithmetic of those fractions. Beyond l* a
     warning goes to stderr (the sign claim no longer holds) and the exact values are still printed; so does
     a --lam below --l (the Theta band then covers only 0 <= l <= lam).
+
+    Examples:
+
+    \b
+      elastic-theory ratio --k 1000 --l 0.01 --w3 0.1
+      elastic-theory ratio --k 1e6 --l 0.001 --w3 0.1 --lam 0.05 --json ratio.json
+      elastic-theory ratio --k 1000 --l 4 --w3 4/5   # exactly at l* = 4: the sign claim fails
     """
     args = {name: parse_real(text, f"--{name}") for name, text in (("k", k), ("l", l), ("w3", w3))}
     result, warned = closed_form_result(**args, lam=None if lam is None else parse_real(lam, "--lam"))
@@ -134,16 +145,16 @@ def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, s
 @app.command("perturb")
 @bad_input_exits_2
 def perturb_command(
-    pretrain: Path = typer.Option(..., "--pretrain", help="JSONL: one list of token ids per line (D_p)."),
-    align: Path = typer.Option(..., "--align", help="JSONL alignment set D_a."),
-    perturb: Path = typer.Option(..., "--perturb", help="JSONL perturbation set D_t (only its distribution is used)."),
-    l: float = typer.Option(..., "--l", help="l = |D_t|/|D_a| >= 0."),
-    vocab_size: int | None = typer.Option(None, "--vocab-size", help="Alphabet size; default: largest token id + 1."),
+    pretrain: Path = typer.Option(..., "--pretrain", metavar="FILE", help="JSONL: one list of token ids per line (D_p)."),
+    align: Path = typer.Option(..., "--align", metavar="FILE", help="JSONL alignment set D_a."),
+    perturb: Path = typer.Option(..., "--perturb", metavar="FILE", help="JSONL perturbation set D_t (only its distribution is used)."),
+    l: float = typer.Option(..., "--l", metavar="L", help="l = |D_t|/|D_a| >= 0."),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", metavar="V", help="Alphabet size; default: largest token id + 1."),
     size_unit: str = typer.Option(
-        "responses", "--size-unit",
+        "responses", "--size-unit", metavar="UNIT",
         help="How --l is read: 'responses' (default) or 'tokens' (|D_t| = l |D_a| in tokens). The model is the same.",
     ),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON to this file."),
+    json_out: Path | None = json_option("Also write the numbers as JSON to this file."),
 ) -> None:
     """Rates of D_p and D_a under the joint model of D_p, D_a and l|D_a| copies of D_t, with exact l-derivatives.
 
@@ -152,17 +163,31 @@ def perturb_command(
     always covered by the model; D_t's own rates are added for l > 0 (at l = 0 the model may give
     its responses probability 0). If the signs are not d gamma_p/dl < 0 < d gamma_a/dl, a
     warning goes to stderr and the values are printed.
+
+    Examples:
+
+    \b
+      elastic-theory perturb --pretrain examples/P.jsonl --align examples/A.jsonl --perturb examples/T.jsonl --l 0.01
+      elastic-theory perturb --pretrain examples/P.jsonl --align examples/A.jsonl --perturb examples/T.jsonl --l 0 --json out.json
     """
     from ..elasticity import check_l
     from ..io import read_token_jsonl
 
     l = check_l(l)
     data = [read_token_jsonl(p, vocab_size) for p in (pretrain, align, perturb)]
-    result = perturb_result(*data, l, vocab_size, size_unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy overflow/invalid: a one-line error, never NaN silently
+        try:
+            result = perturb_result(*data, l, vocab_size, size_unit)
+        except RuntimeWarning as exc:
+            raise ValueError(f"--l {l:g}: the float64 arithmetic of the joint model fails at this l ({exc}); "
+                             "give a smaller --l") from None
     if not result["sign_valid"]:
         typer.echo(
             "warning: for these datasets at this l the theorem's sign claim (d gamma_p/dl < 0 < d gamma_a/dl) "
             "does not hold; the exact values follow.",
             err=True,
         )
-    _emit(result, json_out, f"joint model at l = {l:g} ({size_unit}), k = {result['k']:.6g} responses (THEORY §2.1)")
+    _emit(result, json_out, f"joint model at l = {l:g} ({size_unit}), k = {result['k']:.6g} responses (THEORY §2.1)",
+          config={"pretrain": str(pretrain), "align": str(align), "perturb": str(perturb), "l": l,
+                  "vocab_size": vocab_size, "size_unit": size_unit})

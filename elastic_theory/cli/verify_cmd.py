@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, require_extra
+from .app import (
+    app, bad_input_exits_2, console, folder_option, hypothesis_outside_cwd, json_option, require_extra, write_result,
+)
 
 #: Exit code when a verdict differs from the expected one (bad input is 2).
 MISMATCH_EXIT_CODE = 1
@@ -82,14 +84,21 @@ def write_plots(report_json: dict, directory: Path) -> list[Path]:
     return written
 
 
+def _claim_ids() -> str:
+    from ..claims import CLAIMS
+
+    return ", ".join(CLAIMS)
+
+
 @app.command("verify")
 @bad_input_exits_2
 def verify_command(
-    json_out: Path | None = typer.Option(None, "--json", help="Write every claim with its evidence as JSON to this file."),
-    plots: Path | None = typer.Option(None, "--plots", help="Write ratio.png, precision.png and pareto.png to this folder."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every randomized check (same seed, same table)."),
+    json_out: Path | None = json_option("Write every claim with its evidence as JSON to this file."),
+    plots: Path | None = folder_option("Write ratio.png, precision.png and pareto.png to this folder.", "--plots"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of every randomized check (same seed, same table)."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the table as GitHub markdown (the table in docs/theory.md)."),
-    claim: list[str] | None = typer.Option(None, "--claim", help="Run only this claim id (repeatable)."),
+    claim: list[str] | None = typer.Option(None, "--claim", metavar="ID",
+                                           help=f"Run only this claim (repeatable). Claim ids: {_claim_ids()}."),
 ) -> None:
     """Check every claim of the elasticity theory; exit 0 only if every verdict is the expected one.
 
@@ -98,23 +107,33 @@ def verify_command(
     criterion; it still fails if its invariants break) or inconclusive (no verdict: a statistical
     test too weak to decide, its size and power shown, or the check's own consistency conditions
     failed). A claim expected to fail passes when the counterexample is found. Each row gives the
-    worst case's error in units of its own tolerance (> 1: violated).
+    worst case's error in units of its own tolerance (> 1: violated). Exit code 1 when a verdict
+    differs from the expected one.
+
+    Examples:
+
+    
+      elastic-theory verify
+      elastic-theory verify --claim ratio_lower_bound --claim overlapping_supports
+      elastic-theory verify --json verify.json --plots plots/
     """
     from ..claims import render_markdown, render_table, run_verification
-    from ..io import write_json_atomic
 
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {seed}")
     if plots is not None:
         require_extra("matplotlib", "plots", "--plots")
-    report = run_verification(seed, claim or None)
+    with hypothesis_outside_cwd():
+        report = run_verification(seed, claim or None)
     if markdown:
-        typer.echo(render_markdown(report), nl=False)
+        typer.echo(render_markdown(report), nl=False, err=json_out is not None and str(json_out) == "-")
     else:
-        out = console()
+        out = console(json_out)
         out.print(render_table(report))
         out.print(report.summary)
     data = report.to_json()
     if json_out is not None:
-        write_json_atomic(json_out, data)
+        write_result(json_out, data)
     if plots is not None:
         for path in write_plots(data, plots):
             typer.echo(f"wrote {path}", err=True)

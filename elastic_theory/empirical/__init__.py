@@ -6,7 +6,7 @@ This subpackage imports torch and transformers; the rest of :mod:`elastic_theory
 from __future__ import annotations
 
 from .data import Document, check_documents, read_documents
-from .loading import load_model_and_tokenizer, resolve_device, smollm2_gguf_path
+from .loading import ModelSource, load_model_and_tokenizer, locate_model, resolve_device, smollm2_gguf_path
 from .scoring import (
     DocumentScore,
     RateEstimate,
@@ -26,6 +26,7 @@ __all__ = [
     "Document",
     "DocumentScore",
     "ModelCode",
+    "ModelSource",
     "RateTracker",
     "RateEstimate",
     "bootstrap_ci",
@@ -34,6 +35,7 @@ __all__ = [
     "compress_text",
     "decompress_text",
     "load_model_and_tokenizer",
+    "locate_model",
     "measure_rates",
     "model_token_tree",
     "next_token_probabilities",

@@ -6,16 +6,22 @@ scored is exactly the text read here, and its UTF-8 bytes are the bytes counted.
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import decode_utf8, iter_jsonl
+from ..io import UTF8_BOM, decode_utf8, iter_jsonl
 
-__all__ = ["Document", "check_documents", "read_documents"]
+__all__ = ["DatasetWarning", "Document", "check_documents", "read_documents"]
 
-_JSON_SUFFIXES = (".jsonl", ".ndjson")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+class DatasetWarning(UserWarning):
+    """Something in a dataset folder was not read (a subfolder, a hidden file): the CLI prints it as a warning."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,20 @@ def check_documents(documents: Sequence[Document | str], source: str = "dataset"
             raise ValueError(f"{d.name}: the text must be a string, got {type(d.text).__name__}")
         if not d.text:
             raise ValueError(f"{d.name}: empty document; remove it (an empty text has no rate)")
+        if not d.text.strip():
+            raise ValueError(f"{d.name}: the document is only whitespace; remove it (it is not text to measure)")
     return out
+
+
+def _text_of_file(path: Path) -> str:
+    """A whole file as UTF-8 text; a leading byte-order mark is dropped (it marks the encoding, it is not text)."""
+    return decode_utf8(path.read_bytes().removeprefix(UTF8_BOM), str(path))
 
 
 def _read_lines(path: Path) -> list[Document]:
     """One document per non-blank line; the newline (and a CR before it) is not part of the document."""
     docs = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    for lineno, raw in enumerate(path.read_bytes().removeprefix(UTF8_BOM).split(b"\n"), start=1):
         raw = raw.removesuffix(b"\r")
         if raw.strip():
             docs.append(Document(f"{path}:{lineno}", decode_utf8(raw, f"{path}:{lineno}")))
@@ -59,6 +72,41 @@ def _read_jsonl(path: Path, text_field: str) -> list[Document]:
             raise ValueError(f"{where}: expected a JSON object with a {text_field!r} field (choose the field with --text-field)")
         docs.append(Document(where, record[text_field]))
     return docs
+
+
+def _read_json(path: Path, text_field: str) -> list[Document]:
+    """A ``.json`` file holding one array: of texts, or of objects with ``text_field``."""
+    try:
+        data = json.loads(_text_of_file(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); a .json dataset is one array of texts "
+                         "or of objects (for one object per line, name the file .jsonl)") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}; a .json dataset must be an array of texts "
+                         f"or of objects with a {text_field!r} field (one object per line: name the file .jsonl)")
+    docs = []
+    for i, item in enumerate(data):
+        where = f"{path}[{i}]"
+        if isinstance(item, str):
+            docs.append(Document(where, item))
+        elif isinstance(item, dict) and text_field in item:
+            docs.append(Document(where, item[text_field]))
+        else:
+            raise ValueError(f"{where}: expected a text or an object with a {text_field!r} field "
+                             "(choose the field with --text-field)")
+    return docs
+
+
+def _read_folder(path: Path) -> list[Document]:
+    """One document per regular file of the folder (names sorted); a warning lists what is skipped."""
+    entries = sorted(path.iterdir())
+    files = [p for p in entries if p.is_file() and not p.name.startswith(".")]
+    skipped = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in files]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"{path}: skipped {len(skipped)} entries that are not documents ({shown}); only the "
+                      "folder's own visible regular files are read, not subfolders", DatasetWarning, stacklevel=3)
+    return [Document(str(p), _text_of_file(p)) for p in files]
 
 
 def _read_saved_dataset(path: Path, text_field: str) -> list[Document]:
@@ -79,23 +127,34 @@ def read_documents(path: str | os.PathLike, text_field: str = "text") -> list[Do
 
     * a ``.jsonl``/``.ndjson`` file: one JSON object per line, the text in ``text_field``
       (blank lines are skipped);
+    * a ``.json`` file: one JSON array, of texts or of objects with ``text_field``;
     * any other file: plain text, one document per non-blank line (without its line ending);
     * a folder written by ``datasets.Dataset.save_to_disk`` (has ``state.json``): the
       ``text_field`` column (needs the optional ``datasets`` package);
-    * any other folder: one document per regular file (whole file, names sorted, hidden files skipped).
+    * any other folder: one document per regular file (whole file, names sorted); subfolders and
+      hidden files are not read, and a :class:`DatasetWarning` lists them.
 
-    Raises ``ValueError`` naming the file and line (or row) for text that is not valid UTF-8, a
-    bad JSON line, an empty document, or a dataset with no documents.
+    A UTF-8 byte-order mark at the start of a file is dropped (it marks the encoding; it is not
+    text and its 3 bytes are not counted). Raises ``ValueError`` naming the file and line (or row)
+    for text that is not valid UTF-8, a bad JSON line, a ``.json`` file that is not an array, an
+    empty or whitespace-only document, a path that is not a regular file or folder, or a dataset
+    with no documents.
     """
     path = Path(path)
     if path.is_dir():
         if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
             docs = _read_saved_dataset(path, text_field)
         else:
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            docs = [Document(str(p), decode_utf8(p.read_bytes(), str(p))) for p in files]
+            docs = _read_folder(path)
     elif path.is_file():
-        docs = _read_jsonl(path, text_field) if path.suffix in _JSON_SUFFIXES else _read_lines(path)
+        if path.suffix in _JSONL_SUFFIXES:
+            docs = _read_jsonl(path, text_field)
+        elif path.suffix == ".json":
+            docs = _read_json(path, text_field)
+        else:
+            docs = _read_lines(path)
+    elif path.exists():
+        raise ValueError(f"{path}: not a regular file or folder (a device, FIFO or socket); give a dataset file or folder")
     else:
         raise ValueError(f"{path}: no such file or folder")
     return check_documents(docs, source=str(path))

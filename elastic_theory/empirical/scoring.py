@@ -142,7 +142,7 @@ def score_token_ids(
     stride: int | None = None,
     batch_size: int | None = None,
     names: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> list[np.ndarray]:
     r"""Natural-log probabilities :math:`\ln p(x_t \mid x_{<t})` of every token of every sequence.
 
@@ -150,7 +150,8 @@ def score_token_ids(
     :func:`rolling_windows`; windows are sorted by length and run ``batch_size`` at a time
     (right-padded, with an attention mask where lengths differ) under
     ``torch.inference_mode``. Log-softmax is computed in float32 whatever the model's dtype.
-    The model is put in eval mode and its previous mode restored.
+    The model is put in eval mode and its previous mode restored. ``progress``: show a tqdm bar
+    (on stderr) counting tokens; a string labels the bar (e.g. the dataset's name).
 
     Raises ``ValueError`` naming the sequence (``names``) and token position where the logits are
     NaN or infinite, or for an empty sequence.
@@ -175,7 +176,10 @@ def score_token_ids(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=sum(s.size for s in seqs), unit="tok", disable=not progress) as bar:
+        with torch.inference_mode(), tqdm(
+            total=sum(s.size for s in seqs), unit="tok", disable=not progress,
+            desc=progress if isinstance(progress, str) else None,
+        ) as bar:
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b : b + batch_size]
                 _score_batch(model, batch, z, out, names, device, prefix_token, trim=stride is not None and stride < context)
@@ -249,7 +253,7 @@ def score_documents(
     context: int | None = None,
     stride: int | None = None,
     batch_size: int | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> list[DocumentScore]:
     """Score every token of every document (see :func:`score_token_ids`); one :class:`DocumentScore` each.
 
@@ -358,7 +362,7 @@ def measure_rates(
     stride: int | None = None,
     batch_size: int | None = None,
     n_resamples: int = 2000,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> RateEstimate:
     """:func:`score_documents` then :func:`rate_estimate`: the rates of one dataset under one model."""
     scores = score_documents(

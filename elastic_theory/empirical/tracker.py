@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..io import to_jsonable
 from .data import Document, check_documents
 from .scoring import DocumentScore, encode_documents, max_context, prefix_token_id, rate_estimate, score_token_ids
 
@@ -87,7 +88,8 @@ class RateTracker:
                 "seconds": time.perf_counter() - t0, "time": time.time(),
             })
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in records)
+            # each line its own object, in the project's encoding of non-finite numbers (io.to_jsonable)
+            fh.writelines(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in records)
         return records
 
     def maybe_measure(self, model, step: int) -> list[dict]:
