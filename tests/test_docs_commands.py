@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
 _STARTS = ("elastic-theory", "python ", ".venv/bin/")
 _SLOW = ("--model", " demo", "pytest", "generate_highprec")
+_BARE_RUNNABLE = ("verify", "demo", "--help", "--version")  # other `elastic-theory X` spans name a command, not run it
 _UNCHECKED = ("elastic-theory compare --base", "elastic-theory corpus ", "elastic-theory experiment ",
               "elastic-theory plot ")  # README commands that arrived in the last rebase; not yet made runnable as pasted
 RUN_LONG = os.environ.get("RUN_LONG_COMMANDS") == "1"
@@ -49,7 +50,9 @@ def page_commands() -> list[tuple[str, str]]:
                 continue
             candidates = [line.split("  #")[0].split(" # ")[0].strip()] if in_bash else re.findall(r"`([^`]+)`", line)
             for cmd in candidates:
-                runnable = cmd.startswith(_STARTS) and " " in cmd and not _is_synopsis(cmd)
+                words = cmd.split()
+                mention = len(words) == 2 and words[0] == "elastic-theory" and words[1] not in _BARE_RUNNABLE
+                runnable = cmd.startswith(_STARTS) and " " in cmd and not _is_synopsis(cmd) and not mention
                 if runnable:
                     found.setdefault(cmd, where)
     return [(where, cmd) for cmd, where in found.items()]

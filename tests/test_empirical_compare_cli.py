@@ -50,7 +50,8 @@ def setup(tmp_path_factory):
 
 def _run(root, *args, cache=True):
     cache_args = ["--cache-dir", str(root / "cache")] if cache else ["--no-cache"]
-    return CliRunner().invoke(app, ["compare", *map(str, args), *cache_args, "--no-progress"])
+    # wide enough that no header wraps, whatever COLUMNS the test runner has
+    return CliRunner().invoke(app, ["compare", *map(str, args), *cache_args, "--no-progress"], env={"COLUMNS": "200"})
 
 
 def _data(root):

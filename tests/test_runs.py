@@ -15,9 +15,11 @@ def test_unit_is_computed_once_and_survives_reopening(tmp_path):
         calls.append(1)
         return {"x": 0.5, "inf": float("inf")}
 
-    assert run.unit("u", compute) == {"x": 0.5, "inf": "inf"}
+    # io.to_jsonable's encoding: null, with the reason under the value's JSON Pointer in "non_finite"
+    stored = {"x": 0.5, "inf": None, "non_finite": {"/inf": "inf"}}
+    assert run.unit("u", compute) == stored
     again = RunDir.open(tmp_path / "r", "exp", {"a": 1, "t": [1, 2]})  # tuple and list are the same config
-    assert again.unit("u", compute) == {"x": 0.5, "inf": "inf"} and calls == [1]
+    assert again.unit("u", compute) == stored and calls == [1]
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert "git_commit" in prov and len(prov["resumed"]) == 1
     assert read_run(tmp_path / "r")[:2] == ("exp", {"a": 1, "t": [1, 2]})
