@@ -143,7 +143,7 @@ def test_demo_fits_the_terminal_and_says_what_to_try_next(width, monkeypatch):
     real = claims.run_verification
     subset = ["general_perturbation_formula", "sign_beyond_threshold", "mixture_lemma"]
     monkeypatch.setattr(claims, "run_verification", lambda seed: real(seed, subset))
-    res = runner.invoke(app, ["demo"], env={"COLUMNS": str(width)})
+    res = runner.invoke(app, ["demo", "--no-experiments"], env={"COLUMNS": str(width)})
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert max(len(line) for line in lines) <= width

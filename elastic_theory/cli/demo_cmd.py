@@ -278,7 +278,7 @@ def demo_command(
 
     results = {"verify": report.to_json(), "coding": coding, "ratio": ratios}
     if experiments:
-        out.rule("4. Quick experiments: joint-ratio and rebound (elastic-theory experiment NAME --quick)")
+        out.rule("4. Quick experiments (elastic-theory experiment NAME --quick)")
         out.print(f"running {' and '.join(DEMO_EXPERIMENTS)} side by side in {out_dir} (a few minutes; a rerun resumes) ...")
         try:
             seconds = run_quick_experiments(out_dir)
