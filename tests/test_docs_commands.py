@@ -1,14 +1,18 @@
 """Every shell command in README.md, docs/ and examples/ runs as pasted, in a fresh copy of the checkout.
 
-The commands are taken from the pages themselves: each line of a ```bash block, and each inline code
-span that starts with ``elastic-theory``, ``python`` or ``.venv/bin/``. Not run: the set-up command
+The commands are taken from the pages themselves: each line of a ```bash block (lines ending in a backslash
+joined with the next, as the shell does), and each inline code span that starts with
+``elastic-theory``, ``python``, ``nice -n`` or ``.venv/bin/``. A command that needs an earlier one's
+output (a plot of a run, a comparison of the models a script writes) is one line joined with
+``&&`` on the page, so each command runs on its own. Not run: the set-up command
 (``bash scripts/bootstrap.sh``, which this test suite is already running under), ``source
 .venv/bin/activate`` (simulated: ``elastic-theory`` and ``python`` on PATH are this interpreter, as
 after activation), and synopses with placeholders (``--k K``, ``--json OUT``, ``[--lam LAM]``,
 ``benchmarks/...``). A fresh copy is used because commands write files (``--json out.json``,
-``plots/``, the example generator). Commands that load SmolLM2, run the whole verification or
-the doc tests are marked ``slow``; the benchmark and study scripts (``benchmarks/``, ``scripts/``;
-minutes to hours each) also run only with ``RUN_LONG_COMMANDS=1``; a command that needs a GPU is
+``plots/``, the example generator). Commands that load SmolLM2, train models (the tiny example models, a
+``--quick`` experiment), run the whole verification or the doc tests are marked ``slow``; the
+benchmark and study scripts (``benchmarks/``, ``scripts/``) and the full experiments (minutes to
+hours each) also run only with ``RUN_LONG_COMMANDS=1``; a command that needs a GPU is
 marked ``gpu``.
 """
 
@@ -25,30 +29,36 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
-_STARTS = ("elastic-theory", "python ", ".venv/bin/")
-_SLOW = ("--model", " demo", "pytest", "generate_highprec")
+_STARTS = ("elastic-theory", "python ", "nice -n ", ".venv/bin/")
+_SLOW = ("--model", " demo", "pytest", "generate_highprec", "make_tiny_models", "experiment ")
 _BARE_RUNNABLE = ("verify", "demo", "--help", "--version")  # other `elastic-theory X` spans name a command, not run it
-_UNCHECKED = ("elastic-theory compare --base", "elastic-theory corpus ", "elastic-theory experiment ",
-              "elastic-theory plot ")  # README commands that arrived in the last rebase; not yet made runnable as pasted
 RUN_LONG = os.environ.get("RUN_LONG_COMMANDS") == "1"
 _LONG = ("benchmarks/", "scripts/")  # benchmark and study scripts: minutes to hours each
 
 
 def _is_synopsis(command: str) -> bool:
-    return any(re.fullmatch(r"[A-Z][A-Z_]*", tok) or "[" in tok or tok.endswith("...") for tok in command.split())
+    return any(re.fullmatch(r"[A-Z][A-Z_]*", tok) or ("[" in tok and tok[0] not in "'\"") or tok.endswith("...")
+               for tok in command.split())  # a quoted '[...]' is a JSON value (--set 'ks=[1,2]'), not an optional part
 
 
 def page_commands() -> list[tuple[str, str]]:
     """``(page:line, command)`` for every runnable command of the pages, in page order, without duplicates."""
     found: dict[str, str] = {}
     for page in PAGES:
-        in_bash = False
+        in_bash, pending = False, ""
         for lineno, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
             where = f"{page.relative_to(ROOT)}:{lineno}"
             if line.startswith("```"):
                 in_bash = line.strip() in ("```bash", "```sh") if not in_bash else False
                 continue
-            candidates = [line.split("  #")[0].split(" # ")[0].strip()] if in_bash else re.findall(r"`([^`]+)`", line)
+            if in_bash:
+                pending += line.split("  #")[0].split(" # ")[0].strip()
+                if pending.endswith("\\"):  # continued on the next line
+                    pending = pending[:-1].rstrip() + " "
+                    continue
+                candidates, pending = [pending], ""
+            else:
+                candidates = re.findall(r"`([^`]+)`", line)
             for cmd in candidates:
                 words = cmd.split()
                 mention = len(words) == 2 and words[0] == "elastic-theory" and words[1] not in _BARE_RUNNABLE
@@ -60,14 +70,13 @@ def page_commands() -> list[tuple[str, str]]:
 
 def _marks(command: str):
     marks = []
-    if any(s in command for s in _LONG):  # bench_scoring --repeats 3 is about 15 minutes: opt-in, CI has 90 minutes
-        marks.append(pytest.mark.skipif(not RUN_LONG, reason="benchmark or study script: set RUN_LONG_COMMANDS=1"))
+    full_experiment = " experiment " in f" {command}" and "--quick" not in command and "--help" not in command
+    if full_experiment or any(s in command for s in _LONG):  # bench_scoring --repeats 3 is about 15 minutes: opt-in, CI has 90 minutes
+        marks.append(pytest.mark.skipif(not RUN_LONG, reason="benchmark, study script or full experiment: set RUN_LONG_COMMANDS=1"))
     if "--suite gpu" in command:
         marks.append(pytest.mark.gpu)
-    if command.startswith(_UNCHECKED):
-        marks.append(pytest.mark.xfail(strict=False, reason="names files no example ships (runs/sft, a.jsonl): to check"))
     full_verify = command.startswith("elastic-theory verify") and "--claim" not in command and "--help" not in command
-    if marks or full_verify or any(s in command for s in _SLOW) or command.startswith(_UNCHECKED):
+    if marks or full_verify or any(s in command for s in _SLOW):
         marks.append(pytest.mark.slow)
     return marks
 
@@ -78,7 +87,7 @@ def fresh_checkout(tmp_path_factory):
     ``source .venv/bin/activate``) running this interpreter on the copy's sources."""
     root = tmp_path_factory.mktemp("clone") / "elastic-theory"
     shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache", "plots", "*.json.tmp"))
+        ".git", ".venv", "__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache", "plots", "*.json.tmp", "runs", "demo-report", "models"))
     bin_dir = root.parent / "bin"
     bin_dir.mkdir()
     for name, target in (("elastic-theory", f'"{sys.executable}" -m elastic_theory'), ("python", f'"{sys.executable}"')):
