@@ -42,3 +42,16 @@ def test_paired_difference_removes_the_shared_seed_effect():
     assert not seed_interval(a).excludes(float(np.mean(b)))
     with pytest.raises(ValueError, match="one value per seed in both"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_experiments_mean_ci95_is_the_seed_interval_of_the_finite_seeds():
+    """joint-/sequential-ratio's mean_ci95: the Student-t interval (t_{0.975,2} = 4.303 for 3 seeds, not the normal
+    1.96), an undefined seed (inf ratio) left out of the mean rather than raising, and no interval from one seed."""
+    from elastic_theory.experiments._stats import mean_ci95
+
+    mean, ci = mean_ci95([1.0, 2.0, 3.0, math.inf])
+    half = 4.302652729749462 / math.sqrt(3)  # scipy.stats.t.ppf(0.975, 2) * s / sqrt(n), s = 1
+    assert mean == 2.0 and ci == pytest.approx([2.0 - half, 2.0 + half], rel=1e-12)
+    assert mean_ci95([5.0, math.nan]) == (5.0, None)
+    m, c = mean_ci95([math.inf])
+    assert math.isnan(m) and c is None
