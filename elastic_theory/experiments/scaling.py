@@ -103,18 +103,28 @@ def _speeds(sw, pre, seed: int, config: ScalingConfig) -> dict:
 
 
 def measure_seed(config: ScalingConfig, seed: int, state_path=None, device: str = "cpu") -> dict:
-    """One seed: rebound speeds of every size and every pre-training volume."""
+    """One seed: rebound speeds of every size and every pre-training volume.
+
+    A size sweep point and a volume sweep point with the same model and step count (the default model
+    at the default steps is in both sweeps) are the same seeded run: it is trained and measured once.
+    """
     from ..empirical.sequential import SequentialWorld
 
     sw = SequentialWorld(config, device)
+    measured: dict = {}
+
+    def speeds(model, steps: int) -> tuple[int, dict]:
+        if (model, steps) not in measured:
+            pre = sw.pretrained(seed, model=model, steps=steps)
+            measured[model, steps] = (sum(p.numel() for p in pre.parameters()), _speeds(sw, pre, seed, config))
+        return measured[model, steps]
+
+    base_steps = sw.setup.pretrain.steps
     size_rows = []
     for n_layer, n_embd in config.sizes:
-        model = sw.model_config(n_layer=n_layer, n_embd=n_embd)
-        pre = sw.pretrained(seed, model=model)
-        n_params = sum(p.numel() for p in pre.parameters())
-        size_rows.append({"n_layer": n_layer, "n_embd": n_embd, "n_params": n_params, **_speeds(sw, pre, seed, config)})
-    volume_rows = [{"pretrain_steps": v, **_speeds(sw, sw.pretrained(seed, steps=v), seed, config)}
-                   for v in sorted(set(config.volumes))]
+        n_params, row = speeds(sw.model_config(n_layer=n_layer, n_embd=n_embd), base_steps)
+        size_rows.append({"n_layer": n_layer, "n_embd": n_embd, "n_params": n_params, **row})
+    volume_rows = [{"pretrain_steps": v, **speeds(sw.setup.model, v)[1]} for v in sorted(set(config.volumes))]
     return {"seed": seed, "size": size_rows, "volume": volume_rows}
 
 
