@@ -231,3 +231,22 @@ def test_fingerprint_changes_with_any_model_file_and_covers_an_adapters_base(set
     before = model_fingerprint(adapter)
     (copy / "config.json").write_text(json.dumps(config))  # the base changes, the adapter folder does not
     assert model_fingerprint(adapter) != before
+
+
+def test_one_comparison_reads_each_model_file_once(setup, tmp_path, monkeypatch):
+    """A base named under two labels and again under an adapter: with the digests shared, every base file is hashed
+    once (without sharing: three times), and the fingerprints equal the unshared ones."""
+    import elastic_theory.empirical.compare as compare
+
+    root, _ = setup
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(root / "base")}))
+    alone = [compare.model_fingerprint(p) for p in (root / "base", root / "base", adapter)]
+    reads = []
+    real = compare._file_sha256
+    monkeypatch.setattr(compare, "_file_sha256", lambda f: reads.append(f.resolve()) or real(f))
+    digests = {}
+    shared = [compare.model_fingerprint(p, digests) for p in (root / "base", root / "base", adapter)]
+    assert shared == alone
+    assert len(reads) == len(set(reads)) == len(list((root / "base").iterdir())) + 1

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-import warnings
 from fractions import Fraction
 
 import numpy as np
 
 from .. import elasticity, symbolic
 from ..tolerances import closed_form_tolerance, perturbation_derivative_tolerance, roundings
-from .cases import exact_dgamma_dl, exact_grid, k_grid, l_of, random_setting, U_BEYOND, U_GRID, W3_GRID
+from .cases import (
+    exact_dgamma_dl, exact_grid, exact_margin, k_grid, l_of, random_setting, sign_warned, U_BEYOND, U_GRID, W3_GRID,
+)
 from .registry import Evidence, Worst, holds_or_fails, register
 
 
@@ -67,14 +68,11 @@ def _theorem_signs(rng: np.random.Generator) -> Evidence:
     points += [(k, l, Fraction(0)) for k in k_grid() for l in (Fraction(0), Fraction(1, 1000), Fraction(1))]
     for K, L, W3 in points:
         k, l, w3 = float(K), float(L), float(W3)
-        margin = Fraction(w3) - (1 - Fraction(w3)) * Fraction(l)
+        margin = exact_margin(l, w3)
         inside = w3 > 0 and margin > 0
         n_grid += 1
         n_beyond += not inside
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", elasticity.SignClaimWarning)
-            cf = elasticity.closed_form(k, l, w3)
-        warned = any(issubclass(c.category, elasticity.SignClaimWarning) for c in caught)
+        cf, warned = sign_warned(lambda: elasticity.closed_form(k, l, w3))
         da, dp = (float(x) for x in exact_dgamma_dl(k, l, w3))
         case = lambda quantity: {"quantity": quantity, "k": k, "l": l, "w3": w3, "sign_valid": cf.sign_valid,  # noqa: E731
                                  "dgamma_a_dl": cf.dgamma_a_dl_per_response, "dgamma_p_dl": cf.dgamma_p_dl_per_response, "R": cf.R, "warned": warned}
@@ -86,9 +84,9 @@ def _theorem_signs(rng: np.random.Generator) -> Evidence:
             worst.record(err, roundings(4) if exact else 0.0, lambda: case(name))
     n_tree = 0
     for comps, w, k in (random_setting(rng, disjoint=True) for _ in range(40)):
+        model = elasticity.PerturbationModel.from_components(comps, w, k)
         for u in (float(rng.uniform(0.0, 0.9)), float(rng.uniform(1.1, 10.0))):
             l = min(u * elasticity.sign_threshold(w[2]), 100.0)
-            model = elasticity.PerturbationModel.from_components(comps, w, k)
             scale = 1.0 / ((1.0 + k + l) * elasticity.LN2)
             exact = [float(x) / elasticity.LN2 for x in exact_dgamma_dl(k, l, w[2])]
             n_tree += 1

@@ -76,8 +76,9 @@ def _w3_zero(rng: np.random.Generator) -> Evidence:
         for l in (1e-3, 0.1, 1.0):
             with warnings.catch_warnings():  # l >= l* = 0 always: the warning is the point here
                 warnings.simplefilter("ignore", elasticity.SignClaimWarning)
-                R_tree, R_cf = model.ratio(l), elasticity.ratio_R(k, l, 0.0)
-            rp = model.rates(model.pretrain, l)
+                ra, rp = model.rates(model.align, l), model.rates(model.pretrain, l)  # what model.ratio(l) computes
+                R_tree = elasticity.derivative_ratio(ra.dcross_entropy_dl_bits, rp.dcross_entropy_dl_bits)
+                R_cf = elasticity.ratio_R(k, l, 0.0)
             # R = d_a/(-d_p): each derivative carries its rounding bound relative to its scale; |R| = 1 here.
             agree.record(abs(R_tree - R_cf), 2.0 * perturbation_derivative_tolerance(model.pretrain.n_leaves, rp.shared_mass),
                          {"k": k, "l": l, "R_tree": R_tree, "R_closed_form": R_cf})

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..comparison import DatasetScores
 from .data import Document
-from .loading import SMOLLM2_ALIAS, default_cache_dir, resolve_device, smollm2_gguf_path
+from .loading import SMOLLM2_ALIAS, base_of_adapter, default_cache_dir, resolve_device, smollm2_gguf_path
 from .scoring import encode_documents, score_documents
 
 __all__ = [
@@ -65,26 +65,26 @@ def _model_files(name_or_path: str) -> list[Path]:
             raise ValueError(f"model {name_or_path!r}: no such file or folder, and not in the local Hugging Face cache")
         path = Path(cached).parent
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    adapter = path / "adapter_config.json"
-    if adapter.is_file() and not (path / "config.json").is_file():  # a PEFT adapter: its base model's files count too
-        try:
-            base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
-        except (OSError, ValueError, AttributeError):
-            base = None
-        if not base:
-            raise ValueError(f"{adapter}: names no base_model_name_or_path; the adapter needs its base model")
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():  # a PEFT adapter: its base model's files count too
+        base = base_of_adapter(path)
         files += _model_files(str(base))
     return files
 
 
-def model_fingerprint(name_or_path: str | os.PathLike) -> str:
+def model_fingerprint(name_or_path: str | os.PathLike, digests: dict[Path, str] | None = None) -> str:
     """SHA-256 over the names and contents of the files a model loads from (weights, config, tokenizer).
 
     Reads every byte (about 1 s per 500 MB); raises ``ValueError`` for a model that is not there.
+    ``digests`` (resolved file path -> SHA-256), shared by the calls of one comparison, reads each file
+    once: a base model under several adapters, or one model named twice, is hashed once.
     """
+    digests = {} if digests is None else digests
     h = hashlib.sha256()
     for f in _model_files(str(name_or_path)):
-        h.update(f"{f.name}\0{_file_sha256(f)}\0".encode())
+        key = f.resolve()
+        if key not in digests:
+            digests[key] = _file_sha256(f)
+        h.update(f"{f.name}\0{digests[key]}\0".encode())
     return h.hexdigest()
 
 
@@ -205,7 +205,8 @@ def score_models(
     Models with the same files (a label given twice) are loaded and scored once.
     """
     data_hashes = {d: documents_digest(docs) for d, docs in datasets.items()}
-    fingerprints = {label: model_fingerprint(path) for label, path in models.items()}
+    digests: dict[Path, str] = {}
+    fingerprints = {label: model_fingerprint(path, digests) for label, path in models.items()}
     out: dict[str, dict[str, DatasetScores]] = {}
     for label, path in models.items():
         keys = {d: cache.key(fingerprints[label], data_hashes[d], settings) for d in datasets}

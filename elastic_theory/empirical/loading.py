@@ -193,7 +193,8 @@ def _has_tokenizer(path: Path) -> bool:
     return any((path / f).is_file() for f in _TOKENIZER_FILES)
 
 
-def _base_of_adapter(path: Path) -> str:
+def base_of_adapter(path: Path) -> str:
+    """The base model a PEFT adapter folder names (``base_model_name_or_path``); ``ValueError`` if it names none."""
     try:
         config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -227,7 +228,7 @@ def locate_model(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike |
         return ModelSource(name, str(path.parent), path.name, None, explicit_tok or str(path.parent), explicit_tok is None)
     if path.is_dir():
         if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
-            base = locate_model(_base_of_adapter(path), explicit_tok or (name if _has_tokenizer(path) else None))
+            base = locate_model(base_of_adapter(path), explicit_tok or (name if _has_tokenizer(path) else None))
             return ModelSource(name, base.location, base.gguf_file, name, base.tokenizer, base.tokenizer_in_gguf)
         if not (path / "config.json").is_file():
             raise ValueError(f"{path}: a model directory needs a config.json (save the model with model.save_pretrained) "
