@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "ModelConfig", "StageConfig"]
+__all__ = ["ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig", "StageConfig"]
 
 DTYPE_NAMES = ("float64", "float32")
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
@@ -65,5 +65,51 @@ class StageConfig:
             raise ValueError(f"batch_size must be None (full batch) or an integer >= 1, got {self.batch_size!r}")
         if self.batch_size is not None and self.optimizer == "lbfgs":
             raise ValueError("lbfgs needs the full batch: set batch_size to None")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+
+ALGORITHMS = ("sft", "dpo")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning a pretrained causal LM on preference pairs (:mod:`elastic_theory.empirical.finetune`).
+
+    ``algorithm``: ``sft`` (next-token loss on the target response, prompt masked; trl's
+    ``SFTTrainer``) or ``dpo`` (the target response chosen over the other one; trl's
+    ``DPOTrainer``, strength ``beta``). ``lora``: train a LoRA adapter (peft) of rank ``lora_r``
+    on the modules named in ``lora_targets`` instead of every weight. ``batch_size`` examples per
+    optimizer step (over all processes), ``epochs`` passes over the examples in their given order,
+    sequences cut to ``max_length`` tokens, AdamW at a constant ``lr``. ``fsdp``: shard the model
+    with FSDP when launched on several processes (torchrun / accelerate launch).
+    """
+
+    algorithm: str = "sft"
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lr: float = 1e-4
+    batch_size: int = 8
+    epochs: int = 1
+    max_length: int = 128
+    beta: float = 0.1
+    weight_decay: float = 0.0
+    fsdp: bool = False
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
+        for name in ("lora_r", "lora_alpha", "batch_size", "epochs", "max_length"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
+            raise ValueError(f"lora_targets must be non-empty module names, got {self.lora_targets!r}")
+        for name in ("lr", "beta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be finite and > 0, got {v!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
