@@ -8,6 +8,7 @@
   positive and 100 negative (gensim's test data, ``pang_lee_polarity.cor``):
   :func:`polarity_sentences`, judged offline by VADER (:func:`vader_compound`, lexicon bundled
   with ``vadersentiment``).
+  :func:`polarity_pairs` makes them preference pairs (a positive vs a negative sentence).
 * **Pre-training proxy** for gamma_p: gensim's sample of 106 English Wikipedia articles
   (CC BY-SA), as prose without markup: :func:`wikipedia_sample`.
 * **Users' data**: :func:`read_pairs_jsonl` and :func:`read_texts_jsonl` read the same shapes
@@ -41,6 +42,8 @@ __all__ = [
     "jailbreakbench_pairs",
     "package_data_file",
     "pair_texts",
+    "POLARITY_PROMPT",
+    "polarity_pairs",
     "polarity_sentences",
     "read_pairs_jsonl",
     "read_texts_jsonl",
@@ -125,6 +128,31 @@ def polarity_sentences() -> list[LabelledText]:
         if tag in labels and text.strip():
             out.append(LabelledText(f"{path.name}:{lineno}", text.strip(), labels[tag]))
     return out
+
+
+POLARITY_PROMPT = "Write one sentence of a movie review."
+"""The instruction every polarity pair shares (the paper's IMDb setting asks for a positive review)."""
+
+
+def polarity_pairs(*, seed: int, prompt: str = POLARITY_PROMPT) -> list[PreferencePair]:
+    """The Pang-Lee sentences as 100 preference pairs: ``prompt`` (the same for all), aligned = a positive
+    sentence, unaligned = a negative one.
+
+    Positive sentence i (file order) is paired with negative sentence ``perm[i]``,
+    ``perm = np.random.default_rng(seed).permutation(100)``, so each sentence is in exactly one pair.
+    A pair's ``name`` is ``"<positive file:line>|<negative file:line>"`` and its category
+    ``"polarity"``. Since the prompt repeats, split with the name as the key,
+    ``split_train_measure(pairs, ..., key=lambda p: p.name)``: distinct pairs hold distinct
+    sentences, so no sentence is on both sides.
+    """
+    sentences = polarity_sentences()
+    positive = [s for s in sentences if s.label == "positive"]
+    negative = [s for s in sentences if s.label == "negative"]
+    if len(positive) != len(negative):
+        raise ValueError(f"expected as many positive as negative sentences, got {len(positive)} and {len(negative)}")
+    perm = np.random.default_rng(seed).permutation(len(negative))
+    return [PreferencePair(f"{pos.name}|{negative[j].name}", prompt, pos.text, negative[j].text, "polarity")
+            for pos, j in zip(positive, perm)]
 
 
 def wikipedia_sample(unit: str = "article", min_chars: int = 200) -> list[LabelledText]:

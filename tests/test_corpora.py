@@ -48,6 +48,25 @@ def test_vader_separates_the_polarity_labels():
     assert corpora.vader_compound(["A dull, terrible waste of time."])[0] < -0.5
 
 
+def test_polarity_pairs_use_each_sentence_once_and_split_disjointly_by_name():
+    pairs = corpora.polarity_pairs(seed=3)
+    sentences = corpora.polarity_sentences()
+    label = {s.text: s.label for s in sentences}
+    assert len(pairs) == 100 and {p.prompt for p in pairs} == {corpora.POLARITY_PROMPT}
+    assert all(label[p.aligned] == "positive" and label[p.unaligned] == "negative" for p in pairs)
+    # every sentence in exactly one pair (kills pairing with replacement)
+    assert sorted(p.aligned for p in pairs) == sorted(s.text for s in sentences if s.label == "positive")
+    assert sorted(p.unaligned for p in pairs) == sorted(s.text for s in sentences if s.label == "negative")
+    assert corpora.polarity_pairs(seed=3) == pairs and corpora.polarity_pairs(seed=4) != pairs
+    split = corpora.split_train_measure(pairs, n_measure=20, seed=0, key=lambda p: p.name)
+    assert len(split.measure) == 20 and len(split.train) == 80
+    train_text = {t for p in split.train for t in (p.aligned, p.unaligned)}
+    assert not train_text & {t for p in split.measure for t in (p.aligned, p.unaligned)}
+    # the default key (the prompt) sees one distinct item: the documented reason to pass the name
+    with pytest.raises(ValueError, match="1 distinct items"):
+        corpora.split_train_measure(pairs, n_measure=20, seed=0)
+
+
 @pytest.fixture(scope="module")
 def wikipedia():
     return corpora.wikipedia_sample("article", min_chars=0), corpora.wikipedia_sample("paragraph")
