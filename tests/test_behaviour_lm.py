@@ -154,6 +154,24 @@ def test_kl_to_base_equals_the_brute_force_sum_in_bits(tok, model, perturbed):
         blm.kl_to_base_per_token(perturbed, stored, tok, TEXTS[:1])
 
 
+def test_bad_input_is_refused_with_a_message(tok, model):
+    other_tok = byte_bpe_tokenizer(TEXTS, vocab_size=290)
+    other = tiny_gpt2(other_tok, seed=0, n_positions=256)
+    with pytest.raises(ValueError, match="same tokenizer and vocabulary"):
+        blm.kl_to_base_per_token(other, model, tok, TEXTS)
+    with pytest.raises(ValueError, match="no pairs"):
+        blm.margins(model, tok, [])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=0)
+    with pytest.raises(ValueError, match="texts are required"):
+        blm.kl_to_base_per_token(model, model, tok)
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        blm.kl_to_base_per_token(model, model, tok, ["word " * 300])
+    # a response that already ends with EOS gets no second one (as trl)
+    p = PAIRS[0]
+    assert blm.response_token_ids(tok, p.prompt, p.aligned + tok.eos_token) == blm.response_token_ids(tok, p.prompt, p.aligned)
+
+
 def test_refusal_markers_match_the_first_sentence_only():
     assert all(blm.is_refusal(r) for r in corpora.REFUSALS)
     assert not any(blm.is_refusal(p.unaligned) for p in corpora.jailbreakbench_pairs())  # 100 "Sure, here is" targets

@@ -147,6 +147,11 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     limit = max_context(model)
     device = _device(model)
+    vocab = model.get_input_embeddings().num_embeddings
+    top = max((max(s) for s in sequences), default=0)
+    if top >= vocab:
+        raise ValueError(f"token id {top} is outside the model's vocabulary of {vocab}: the model and the tokenizer "
+                         "(or the two models of a KL) need the same tokenizer and vocabulary")
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
@@ -196,7 +201,8 @@ def response_log_probs(model, tokenizer, pairs: Sequence[PreferencePair], side: 
     seqs = [ids for ids, _ in encoded]
     starts = [s for _, s in encoded]
     log_prob = np.zeros(len(pairs))
-    for i, rows in _log_prob_rows(model, seqs, starts, batch_size or _default_batch_size(model)):
+    batch_size = _default_batch_size(model) if batch_size is None else batch_size
+    for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
         target = torch.as_tensor(seqs[i][starts[i] :], device=rows.device)
         log_prob[i] = float(rows.gather(1, target[:, None]).double().sum())
     return ResponseLogProbs(log_prob, np.array([len(s) - st for s, st in zip(seqs, starts)], dtype=np.int64))
