@@ -143,7 +143,8 @@ def polarity_pairs(*, seed: int, prompt: str = POLARITY_PROMPT) -> list[Preferen
     A pair's ``name`` is ``"<positive file:line>|<negative file:line>"`` and its category
     ``"polarity"``. Since the prompt repeats, split with the name as the key,
     ``split_train_measure(pairs, ..., key=lambda p: p.name)``: distinct pairs hold distinct
-    sentences, so no sentence is on both sides.
+    sentences, so no sentence is on both sides. The shared prompt suits log-probability margins;
+    a greedy generation score needs distinct prompts (one prompt gives one greedy generation).
     """
     sentences = polarity_sentences()
     positive = [s for s in sentences if s.label == "positive"]

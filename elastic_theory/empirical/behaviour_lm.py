@@ -417,7 +417,10 @@ def refusal_rate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: in
 def sentiment_score(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = 32, batch_size: int = 8,
                     ) -> Generations:
     """VADER compound of each greedy generation (``scores``, in [-1, 1]; ``mean``) and the fraction at or above
-    :data:`POSITIVE_THRESHOLD` (``rate``)."""
+    :data:`POSITIVE_THRESHOLD` (``rate``).
+
+    Greedy decoding maps equal prompts to equal generations: ``corpora.polarity_pairs`` share one
+    prompt, so scoring its pairs' prompts gives one generation repeated; pass distinct prompts."""
     texts = generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     scores = vader_compound(texts)
     return Generations(float((scores >= POSITIVE_THRESHOLD).mean()), scores, texts)
