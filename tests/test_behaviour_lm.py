@@ -116,13 +116,23 @@ def perturbed(model):
 
 
 def _brute_force_kl_bits(model, base, tok, texts) -> float:
-    """Mean over positions of sum_v p log2(p/q), each position from separate float64 softmaxes of its prefix."""
+    """Mean over positions of sum_v p log2(p/q), each position from separate float64 softmaxes of its prefix.
+
+    Texts: every token after the prefix token; pairs: the response tokens of both sides (prompt
+    tokens and the response appended with EOS, built here by hand)."""
     from elastic_theory.empirical.scoring import prefix_token_id
 
-    total, count = 0.0, 0
+    sequences = []
     for text in texts:
-        ids = [prefix_token_id(tok)] + tok(text=text, add_special_tokens=False)["input_ids"]
-        for j in range(1, len(ids)):
+        if isinstance(text, PreferencePair):
+            prompt_ids = tok(text=prompt_text(tok, text.prompt))["input_ids"]
+            sequences += [(prompt_ids + tok(text=r, add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+                           len(prompt_ids)) for r in (text.aligned, text.unaligned)]
+        else:
+            sequences.append(([prefix_token_id(tok)] + tok(text=text, add_special_tokens=False)["input_ids"], 1))
+    total, count = 0.0, 0
+    for ids, start in sequences:
+        for j in range(start, len(ids)):
             log_p, log_q = _next_token_log_probs(model, ids[:j]), _next_token_log_probs(base, ids[:j])
             total += float((log_p.exp() * (log_p - log_q)).sum()) / math.log(2)
             count += 1
@@ -152,6 +162,17 @@ def test_kl_to_base_equals_the_brute_force_sum_in_bits(tok, model, perturbed):
     assert lo <= got.bits_per_token <= hi
     with pytest.raises(ValueError, match="texts differ"):
         blm.kl_to_base_per_token(perturbed, stored, tok, TEXTS[:1])
+
+
+def test_kl_on_pairs_covers_the_response_tokens_of_both_sides(tok, model, perturbed):
+    """Same brute force, over the response positions only (kills scoring the prompt, or one side only)."""
+    stored = blm.base_log_probs(model, tok, PAIRS)
+    got = blm.kl_to_base_per_token(perturbed, stored, tok, PAIRS)
+    assert got.bits_per_token == pytest.approx(_brute_force_kl_bits(perturbed, model, tok, PAIRS), rel=1e-4)
+    responses = blm.margins(model, tok, PAIRS)
+    assert list(got.per_text_tokens) == [n for a, u in zip(responses.aligned.n_tokens, responses.unaligned.n_tokens)
+                                         for n in (a, u)]
+    assert blm.kl_to_base_per_token(model, stored, tok).bits_per_token == 0.0
 
 
 def test_bad_input_is_refused_with_a_message(tok, model):

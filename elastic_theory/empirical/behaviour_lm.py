@@ -23,7 +23,8 @@ pairs with a seeded percentile-bootstrap 95% interval
 
 **KL to the base model** (:func:`kl_to_base_per_token`). On held-out texts tokenized as
 :func:`~elastic_theory.empirical.scoring.encode_documents` does (``measure``'s convention: no
-special tokens, the first token conditioned on BOS, else EOS), the mean over all token positions
+special tokens, the first token conditioned on BOS, else EOS), or on held-out preference pairs
+(the response tokens of both sides, as trained on), the mean over all token positions
 :math:`i` of :math:`\mathrm{KL}(p_\theta(\cdot \mid z_{<i}) \,\|\, p_0(\cdot \mid z_{<i})) =
 \sum_v p_\theta(v \mid z_{<i}) \log_2 \frac{p_\theta(v \mid z_{<i})}{p_0(v \mid z_{<i})}`, summed
 exactly over the vocabulary, in **bits per token** (pooled: total bits over total positions).
@@ -258,12 +259,15 @@ def margins(model, tokenizer, pairs: Sequence[PreferencePair], *, batch_size: in
 class BaseLogProbs:
     """The base model's next-token log-probabilities on a fixed set of texts, computed once.
 
-    ``token_ids[d]``: text d's tokens with the prefix token first (``z_0 .. z_n``);
-    ``log_probs[d]``: float32 ``[n, V]``, row i the distribution that predicts ``z_{i+1}``.
+    ``token_ids[d]``: sequence d's tokens (a text: the prefix token first, ``z_0 .. z_n``; a pair's
+    side: ``prompt_text(prompt) + response + EOS``); ``starts[d]``: its first measured token (1 for
+    a text, the response start for a pair); ``log_probs[d]``: float32 ``[len - start, V]``, row i the
+    distribution that predicts token ``start + i``.
     """
 
     names: list[str]
     token_ids: list[list[int]]
+    starts: list[int]
     log_probs: list[torch.Tensor]
 
     @property
@@ -276,19 +280,28 @@ class BaseLogProbs:
         return sum(lp.numel() * lp.element_size() for lp in self.log_probs)
 
 
-def _text_sequences(tokenizer, texts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
-    docs = check_documents(list(texts), source="texts")
-    if not docs:
+def _kl_sequences(tokenizer, texts: Sequence[str] | Sequence[PreferencePair],
+                  ) -> tuple[list[str], list[list[int]], list[int]]:
+    """Names, token ids and first measured positions of the KL's texts (see :func:`kl_to_base_per_token`)."""
+    if not texts:
         raise ValueError("no texts to measure KL on")
+    if all(isinstance(t, PreferencePair) for t in texts):
+        names = [f"{p.name}:{side}" for p in texts for side in SIDES]
+        encoded = [response_token_ids(tokenizer, p.prompt, getattr(p, side)) for p in texts for side in SIDES]
+        return names, [ids for ids, _ in encoded], [start for _, start in encoded]
+    docs = check_documents(list(texts), source="texts")
     prefix = prefix_token_id(tokenizer)
-    return [d.name for d in docs], [[prefix, *ids] for ids in encode_documents(tokenizer, docs)]
+    seqs = [[prefix, *ids] for ids in encode_documents(tokenizer, docs)]
+    return [d.name for d in docs], seqs, [1] * len(seqs)
 
 
-def base_log_probs(base_model, tokenizer, texts: Sequence[str], *, batch_size: int = 1) -> BaseLogProbs:
-    """Run the base model once over ``texts`` and keep its log-probabilities for :func:`kl_to_base_per_token`."""
-    names, seqs = _text_sequences(tokenizer, texts)
-    rows = dict(_log_prob_rows(base_model, seqs, [1] * len(seqs), batch_size))
-    return BaseLogProbs(names, seqs, [rows[i].cpu() for i in range(len(seqs))])
+def base_log_probs(base_model, tokenizer, texts: Sequence[str] | Sequence[PreferencePair], *,
+                   batch_size: int = 1) -> BaseLogProbs:
+    """Run the base model once over ``texts`` (strings, or preference pairs: see :func:`kl_to_base_per_token`)
+    and keep its log-probabilities for :func:`kl_to_base_per_token`."""
+    names, seqs, starts = _kl_sequences(tokenizer, texts)
+    rows = dict(_log_prob_rows(base_model, seqs, starts, batch_size))
+    return BaseLogProbs(names, seqs, starts, [rows[i].cpu() for i in range(len(seqs))])
 
 
 @dataclass(frozen=True)
@@ -306,28 +319,32 @@ class KLPerToken:
                             n_resamples)
 
 
-def kl_to_base_per_token(model, base_logprobs_or_model, tokenizer, texts: Sequence[str] | None = None, *,
+def kl_to_base_per_token(model, base_logprobs_or_model, tokenizer,
+                         texts: Sequence[str] | Sequence[PreferencePair] | None = None, *,
                          batch_size: int = 1) -> KLPerToken:
     r"""Mean over token positions of :math:`\mathrm{KL}(p_\theta \| p_0)` in bits per token (module docstring).
 
-    ``base_logprobs_or_model``: a :class:`BaseLogProbs` (then ``texts`` may be omitted; if given it
-    must be the same texts) or the base model itself (``texts`` required; both models run over each
-    batch, nothing is stored). The model must share the base's tokenizer and vocabulary.
+    ``texts``: strings (every token position, tokenized as ``measure`` does), or preference pairs
+    (the response positions of both sides, tokenized as :func:`response_token_ids`: the KL on the
+    alignment task's own responses; one "text" per pair and side). ``base_logprobs_or_model``: a
+    :class:`BaseLogProbs` (then ``texts`` may be omitted; if given it must be the same texts) or the
+    base model itself (``texts`` required; both models run over each batch, nothing is stored). The
+    model must share the base's tokenizer and vocabulary.
     """
     if isinstance(base_logprobs_or_model, BaseLogProbs):
         base = base_logprobs_or_model
-        if texts is not None and _text_sequences(tokenizer, texts)[1] != base.token_ids:
+        if texts is not None and _kl_sequences(tokenizer, texts)[1:] != (base.token_ids, base.starts):
             raise ValueError("the texts differ from those the base log-probabilities were computed on")
-        seqs = base.token_ids
+        seqs, starts = base.token_ids, base.starts
         base_rows = iter(enumerate(base.log_probs))
     else:
         if texts is None:
             raise ValueError("texts are required when the base is a model")
-        _, seqs = _text_sequences(tokenizer, texts)
-        base_rows = _log_prob_rows(base_logprobs_or_model, seqs, [1] * len(seqs), batch_size)
+        _, seqs, starts = _kl_sequences(tokenizer, texts)
+        base_rows = _log_prob_rows(base_logprobs_or_model, seqs, starts, batch_size)
     bits = np.zeros(len(seqs))
     base_by_index = {}
-    for i, rows in _log_prob_rows(model, seqs, [1] * len(seqs), batch_size):
+    for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
         while i not in base_by_index:
             j, q = next(base_rows)
             base_by_index[j] = q
@@ -336,7 +353,7 @@ def kl_to_base_per_token(model, base_logprobs_or_model, tokenizer, texts: Sequen
             raise ValueError(f"the base gives {tuple(log_q.shape)} log-probabilities where the model gives "
                              f"{tuple(rows.shape)}: the two need the same tokenizer and vocabulary")
         bits[i] = float((rows.exp() * (rows - log_q)).sum(dtype=torch.float64)) / LN2
-    tokens = np.array([len(s) - 1 for s in seqs], dtype=np.int64)
+    tokens = np.array([len(s) - start for s, start in zip(seqs, starts)], dtype=np.int64)
     return KLPerToken(float(bits.sum() / tokens.sum()), int(tokens.sum()), bits, tokens)
 
 
