@@ -17,19 +17,39 @@ model is pushed towards:
 
 Examples are taken in the given order (no shuffling: the caller draws the seeded permutation,
 so the first ``m`` examples of a longer run are exactly a shorter run's data), ``batch_size`` per
-optimizer step over all processes.
+optimizer step over all processes. Training runs in the model's own dtype (no mixed precision, no
+activation checkpointing: trl's defaults would change both) and prints nothing unless
+``progress``; the loss of every optimizer step is kept (:class:`FinetuneResult`).
+
+Bad input raises a one-line ``ValueError`` before any expensive work: a LoRA target module the
+model lacks, more examples per batch than there are, a ``max_length`` beyond the model's context
+for examples that need it; running out of memory during training becomes a ``ValueError`` that
+suggests a smaller ``batch_size``, a shorter ``max_length`` or LoRA.
+
+:func:`save_checkpoint` writes the result where ``measure`` and ``compare`` read it (a LoRA
+adapter folder, or a full ``save_pretrained`` folder with the tokenizer), atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from ..corpora import PreferencePair
 from ..trainconfig import FinetuneConfig
 
-__all__ = ["SIDES", "finetune", "prompt_text"]
+__all__ = ["SIDES", "FinetuneResult", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
 
 SIDES = ("aligned", "unaligned")
 
@@ -46,59 +66,155 @@ def prompt_text(tokenizer, prompt: str) -> str:
     return prompt + "\n"
 
 
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What :func:`run_finetune` returns: the trained ``model`` (eval mode; a ``peft.PeftModel`` with LoRA)
+    and ``losses[i]``, the training loss of optimizer step ``i + 1`` (mean over all processes): for ``sft``
+    the mean negative log-likelihood in nats per target-response token of that batch, for ``dpo`` the
+    batch mean of the DPO loss (nats)."""
+
+    model: object
+    losses: tuple[float, ...]
+
+
 def _world_size() -> int:
     import torch.distributed as dist
 
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def finetune(
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def _context_length(model) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _lora_config(model, config: FinetuneConfig):
+    """peft's ``LoraConfig`` for ``config``; ``ValueError`` naming a target module the model does not have.
+
+    A target matches a module whose dotted name equals it or ends with ``"." + target`` (peft's rule for
+    a list of names). GPT-2's ``Conv1D`` layers store the weight transposed: ``fan_in_fan_out`` is set
+    when every matched module is one (peft would otherwise switch it with a warning).
+    """
+    from peft import LoraConfig
+    from transformers.pytorch_utils import Conv1D
+
+    modules = dict(model.named_modules())
+    matched = []
+    for target in config.lora_targets:
+        hits = [m for name, m in modules.items() if name == target or name.endswith("." + target)]
+        if not hits:
+            linear = sorted({name.rsplit(".", 1)[-1] for name, m in modules.items()
+                             if isinstance(m, (torch.nn.Linear, Conv1D))})
+            shown = ", ".join(linear[:8]) + (", ..." if len(linear) > 8 else "")
+            raise ValueError(f"LoRA target module {target!r} is not in the model ({type(model).__name__}); "
+                             f"its linear modules are: {shown}")
+        matched += hits
+    conv1d = all(isinstance(m, Conv1D) for m in matched)
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
+                      lora_dropout=0.0, task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
+
+
+def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, world: int) -> None:
+    """Every check that needs no training, so that bad input fails before the expensive part."""
+    if target not in SIDES:
+        raise ValueError(f"target must be one of {SIDES}, got {target!r}")
+    if not pairs:
+        raise ValueError("no examples to fine-tune on")
+    if config.batch_size > len(pairs):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(pairs)} examples: "
+                         f"set batch_size <= {len(pairs)}")
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes")
+    if _is_peft(model) and not config.lora:
+        raise ValueError("the model carries a LoRA adapter: fine-tune it with lora=True, or merge it first "
+                         "(model.merge_and_unload())")
+    if _is_peft(model) and config.algorithm == "dpo":
+        raise ValueError("DPO on a model that already carries a LoRA adapter would take the base model without the "
+                         "adapter as its reference: merge the adapter first (model.merge_and_unload())")
+    context = _context_length(model)
+    if context is not None and config.max_length > context:
+        longest = max(len(tokenizer(prompt_text(tokenizer, p.prompt) + r).input_ids)
+                      for p in pairs for r in (p.aligned, p.unaligned)) + 1  # + EOS
+        if longest > context:
+            raise ValueError(f"max_length {config.max_length} exceeds the model's context of {context} tokens and "
+                             f"the longest example has {longest}: set max_length <= {context}")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
+@contextlib.contextmanager
+def _quiet_and_seeded(progress: bool) -> Iterator[None]:
+    """Hide what the libraries print that a caller cannot act on, and leave the global RNGs as they were.
+
+    The warnings hidden are transformers 5's deprecation notices about gradient checkpointing, raised
+    inside peft and trl when they ask whether it is on (it is off here); ``datasets``' progress bars
+    are hidden unless ``progress``. ``Trainer`` seeds the global RNGs (``transformers.set_seed``): the
+    states of Python's, NumPy's and torch's generators are restored afterwards.
+    """
+    import datasets
+    from datasets.utils import are_progress_bars_disabled
+
+    bars_were_off = are_progress_bars_disabled()
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
+        warnings.filterwarnings("ignore", message=r".*`?(is_)?gradient_checkpointing\w*`? is deprecated",
+                                category=FutureWarning)
+        if not progress:
+            datasets.disable_progress_bars()
+        try:
+            yield
+        finally:
+            if not progress and not bars_were_off:
+                datasets.enable_progress_bars()
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def run_finetune(
     model,
     tokenizer,
     pairs: Sequence[PreferencePair],
     config: FinetuneConfig,
     *,
     target: str = "aligned",
-    out_dir: str | Path,
+    out_dir: str | os.PathLike | None = None,
     seed: int = 0,
     on_step: Callable[[int, object], None] | None = None,
     progress: bool = False,
-):
-    """Fine-tune ``model`` on ``pairs`` towards ``target`` (see the module docstring); return the trained model.
+    tracker=None,
+) -> FinetuneResult:
+    """Fine-tune ``model`` on ``pairs`` towards ``target`` (see the module docstring); return the model and the losses.
 
     ``on_step(step, model)`` is called before the first step (step 0) and after every optimizer
-    step. With ``config.lora`` the returned model is a ``peft.PeftModel``. ``out_dir`` receives the
-    trainer's scratch files only (no checkpoints are written here).
+    step; ``tracker`` (a :class:`~elastic_theory.empirical.RateTracker`) measures at step 0 and
+    every ``tracker.every`` steps. The model is trained in place (with LoRA, the adapter's layers
+    are inserted into it); with ``config.lora`` the returned model is a ``peft.PeftModel`` (a model
+    that is one already goes on training its adapter). ``out_dir`` receives the trainer's scratch
+    files only (none by default: no checkpoints are written; a temporary folder when None).
+    ``progress`` shows a progress bar with the loss.
     """
-    import datasets
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    if target not in SIDES:
-        raise ValueError(f"target must be one of {SIDES}, got {target!r}")
-    if not pairs:
-        raise ValueError("no examples to fine-tune on")
-    if not progress:
-        datasets.disable_progress_bars()
+    world = _world_size()
+    _check_inputs(model, tokenizer, pairs, config, target, world)
+    peft_config = _lora_config(model, config) if config.lora and not _is_peft(model) else None
     other = SIDES[1 - SIDES.index(target)]
     prompts = [prompt_text(tokenizer, p.prompt) for p in pairs]
-    world = _world_size()
-    if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes")
-    common = dict(
-        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size // world, gradient_accumulation_steps=1,
-        num_train_epochs=config.epochs, learning_rate=config.lr, lr_scheduler_type="constant", warmup_steps=0,
-        weight_decay=config.weight_decay, save_strategy="no", report_to=[], logging_steps=1, seed=seed, data_seed=seed,
-        disable_tqdm=not progress, train_sampling_strategy="sequential", max_length=config.max_length,
-        use_cpu=next(model.parameters()).device.type == "cpu",
-    )
-    if config.fsdp:
-        common.update(fsdp="full_shard auto_wrap")
-    peft_config = None
-    if config.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
-                                 lora_dropout=0.0, task_type="CAUSAL_LM")
+    losses: list[float] = []
 
     class StepCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -109,19 +225,117 @@ def finetune(
             if on_step is not None:
                 on_step(state.global_step, model)
 
-    if config.algorithm == "sft":
-        from trl import SFTConfig, SFTTrainer
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
 
-        data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data, processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=[StepCallback()])
-    else:
-        from trl import DPOConfig, DPOTrainer
+    class LossBar(ProgressCallback):
+        """The progress bar with the loss as its postfix, instead of a printed dictionary per step."""
 
-        data = datasets.Dataset.from_dict({"prompt": prompts, "chosen": [getattr(p, target) for p in pairs],
-                                           "rejected": [getattr(p, other) for p in pairs]})
-        ref = None if config.lora else copy.deepcopy(model).eval().requires_grad_(False)
-        trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(beta=config.beta, **common), train_dataset=data,
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[StepCallback()])
-    trainer.train()
-    return trainer.model.eval()
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
+
+    callbacks = [StepCallback()] + ([] if tracker is None else [tracker.as_trainer_callback()])
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_and_seeded(progress))
+        if out_dir is None:
+            out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="finetune-"))
+        import datasets
+
+        common = dict(
+            output_dir=str(out_dir), per_device_train_batch_size=config.batch_size // world,
+            gradient_accumulation_steps=1, num_train_epochs=config.epochs, learning_rate=config.lr,
+            lr_scheduler_type="constant", warmup_steps=0, weight_decay=config.weight_decay, save_strategy="no",
+            report_to=[], logging_steps=1, seed=seed, data_seed=seed, disable_tqdm=True,
+            train_sampling_strategy="sequential", max_length=config.max_length,
+            use_cpu=next(model.parameters()).device.type == "cpu",
+            bf16=False, fp16=False, activation_checkpointing=False,
+        )
+        if config.fsdp:
+            common.update(fsdp="full_shard auto_wrap")
+        if config.algorithm == "sft":
+            from trl import SFTConfig, SFTTrainer
+
+            data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
+            trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data, processing_class=tokenizer,
+                                 peft_config=peft_config, callbacks=callbacks)
+        else:
+            from trl import DPOConfig, DPOTrainer
+
+            data = datasets.Dataset.from_dict({"prompt": prompts, "chosen": [getattr(p, target) for p in pairs],
+                                               "rejected": [getattr(p, other) for p in pairs]})
+            ref = None if config.lora else copy.deepcopy(model).eval().requires_grad_(False)
+            trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(beta=config.beta, **common),
+                                 train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
+                                 callbacks=callbacks)
+        trainer.remove_callback(PrinterCallback)
+        if progress:
+            trainer.add_callback(LossBar())
+        try:
+            trainer.train()
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            raise ValueError(
+                f"out of memory while fine-tuning ({config.algorithm}, batch_size {config.batch_size}, max_length "
+                f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size, a shorter "
+                f"max_length{'' if config.lora else ' or LoRA (--lora)'}"
+            ) from None
+    return FinetuneResult(trainer.model.eval(), tuple(losses))
+
+
+def finetune(
+    model,
+    tokenizer,
+    pairs: Sequence[PreferencePair],
+    config: FinetuneConfig,
+    *,
+    target: str = "aligned",
+    out_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    on_step: Callable[[int, object], None] | None = None,
+    progress: bool = False,
+    tracker=None,
+):
+    """:func:`run_finetune`, returning the trained model only (see there for the arguments)."""
+    return run_finetune(model, tokenizer, pairs, config, target=target, out_dir=out_dir, seed=seed, on_step=on_step,
+                        progress=progress, tracker=tracker).model
+
+
+def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a fine-tuned model where ``measure``, ``compare`` and ``load_model_and_tokenizer`` read it; return the path.
+
+    A ``peft.PeftModel``: its adapter folder (``adapter_config.json`` naming the base model's
+    location, the adapter weights, and the tokenizer), loaded later as base + merged adapter; the
+    base model must have been loaded from a location (``load_model_and_tokenizer``), not built from a
+    config. Any other model: ``save_pretrained`` (safetensors) with the tokenizer. Written into a
+    temporary folder next to ``path`` and renamed into place, so ``path`` is either absent or complete;
+    an existing ``path`` is an error unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists: choose another path or pass overwrite=True")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a folder")
+    if _is_peft(model):
+        base = getattr(model.get_base_model().config, "name_or_path", "")
+        if not base:
+            raise ValueError("the LoRA adapter's base model has no location to name (it was built from a config): "
+                             "save the base with save_pretrained and load it from there before fine-tuning")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
