@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import random
 import shutil
 import tempfile
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -148,6 +150,31 @@ def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, 
                              f"the longest example has {longest}: set max_length <= {context}")
 
 
+def _patched_modules(model) -> list:
+    """The modules on which trl's fused LM head replaced ``forward`` (an instance attribute)."""
+    found = [model, model.get_base_model()] if _is_peft(model) else [model]
+    return [m for m in found if "forward" in vars(m)]
+
+
+def _copyable_fused_forward(model) -> None:
+    """Make trl's fused-LM-head ``forward`` safe to deepcopy.
+
+    trl's patch keeps the original *bound* ``forward`` in a closure for ordinary calls, so a deep copy
+    of the model (taken in ``on_step``, say) would run the original model's weights in every ordinary
+    forward pass. The replacement here calls the class's ``forward`` on whichever object it is bound to.
+    """
+    for module in _patched_modules(model):
+        fused = vars(module)["forward"].__func__
+
+        @functools.wraps(type(module).forward)
+        def forward(self, *args, fused_lm_head=False, _fused=fused, **kwargs):
+            if fused_lm_head:
+                return _fused(self, *args, fused_lm_head=True, **kwargs)
+            return type(self).forward(self, *args, **kwargs)
+
+        module.forward = types.MethodType(forward, module)
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, torch.OutOfMemoryError) or (
@@ -155,13 +182,14 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_and_seeded(progress: bool) -> Iterator[None]:
+def _quiet_and_seeded(progress: bool, seed: int) -> Iterator[None]:
     """Hide what the libraries print that a caller cannot act on, and leave the global RNGs as they were.
 
     The warnings hidden are transformers 5's deprecation notices about gradient checkpointing, raised
     inside peft and trl when they ask whether it is on (it is off here); ``datasets``' progress bars
     are hidden unless ``progress``. ``Trainer`` seeds the global RNGs (``transformers.set_seed``): the
-    states of Python's, NumPy's and torch's generators are restored afterwards.
+    states of Python's, NumPy's and torch's generators are restored afterwards; torch's is seeded with
+    ``seed`` inside.
     """
     import datasets
     from datasets.utils import are_progress_bars_disabled
@@ -174,6 +202,7 @@ def _quiet_and_seeded(progress: bool) -> Iterator[None]:
                                 category=FutureWarning)
         if not progress:
             datasets.disable_progress_bars()
+        torch.manual_seed(seed)  # LoRA's initialization draws before the trainer seeds
         try:
             yield
         finally:
@@ -238,7 +267,7 @@ def run_finetune(
 
     callbacks = [StepCallback()] + ([] if tracker is None else [tracker.as_trainer_callback()])
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_quiet_and_seeded(progress))
+        stack.enter_context(_quiet_and_seeded(progress, seed))
         if out_dir is None:
             out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="finetune-"))
         import datasets
@@ -272,6 +301,7 @@ def run_finetune(
         trainer.remove_callback(PrinterCallback)
         if progress:
             trainer.add_callback(LossBar())
+        _copyable_fused_forward(trainer.model)
         try:
             trainer.train()
         except RuntimeError as exc:
@@ -282,6 +312,9 @@ def run_finetune(
                 f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size, a shorter "
                 f"max_length{'' if config.lora else ' or LoRA (--lora)'}"
             ) from None
+        finally:
+            for module in _patched_modules(trainer.model):
+                del module.forward  # the class's own forward again
     return FinetuneResult(trainer.model.eval(), tuple(losses))
 
 

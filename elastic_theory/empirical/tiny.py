@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["SPECIAL_TOKEN", "byte_bpe_tokenizer", "tiny_gpt2"]
+__all__ = ["SPECIAL_TOKEN", "byte_bpe_tokenizer", "tiny_gpt2", "tiny_llama"]
 
 SPECIAL_TOKEN = "<|endoftext|>"
 """The tokenizer's only special token, used as BOS, EOS and padding (as GPT-2 does)."""
@@ -57,4 +57,20 @@ def tiny_gpt2(tokenizer, *, seed: int, n_layer: int = 2, n_embd: int = 32, n_hea
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(config)
+    return model.eval()
+
+
+def tiny_llama(tokenizer, *, seed: int, n_layer: int = 2, hidden: int = 32, n_head: int = 2, n_positions: int = 64):
+    """A randomly initialized ``LlamaForCausalLM`` for ``tokenizer`` (SmolLM2's architecture: ``q_proj``,
+    ``v_proj`` ... as LoRA targets; MLP width ``2 * hidden``), in eval mode; seeded like :func:`tiny_gpt2`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=n_layer,
+        num_attention_heads=n_head, num_key_value_heads=n_head, max_position_embeddings=n_positions,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
     return model.eval()
