@@ -258,6 +258,13 @@ def test_max_length_beyond_the_context(tok):
         finetune(tiny_llama(tok, seed=0), tok, long, FinetuneConfig(batch_size=2, max_length=128))
 
 
+def test_prompt_filling_max_length(tok):
+    # kills: trl silently dropping the example, so that the run trains on fewer examples than given
+    long = [PAIRS[0], PreferencePair("long", "x " * 30, "no", "yes", "")]
+    with pytest.raises(ValueError, match="1 of 2 examples have no response token within max_length 16"):
+        finetune(tiny_llama(tok, seed=0), tok, long, FinetuneConfig(batch_size=2, max_length=16))
+
+
 @pytest.mark.parametrize("error", [
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "

@@ -289,6 +289,10 @@ def run_finetune(
             data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
             trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data, processing_class=tokenizer,
                                  peft_config=peft_config, callbacks=callbacks)
+            dropped = len(pairs) - len(trainer.train_dataset)
+            if dropped:  # trl drops examples whose response was cut off entirely
+                raise ValueError(f"{dropped} of {len(pairs)} examples have no response token within max_length "
+                                 f"{config.max_length} (the prompt fills it): raise max_length or shorten the prompts")
         else:
             from trl import DPOConfig, DPOTrainer
 
