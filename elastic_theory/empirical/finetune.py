@@ -289,10 +289,6 @@ def run_finetune(
             data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
             trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=data, processing_class=tokenizer,
                                  peft_config=peft_config, callbacks=callbacks)
-            dropped = len(pairs) - len(trainer.train_dataset)
-            if dropped:  # trl drops examples whose response was cut off entirely
-                raise ValueError(f"{dropped} of {len(pairs)} examples have no response token within max_length "
-                                 f"{config.max_length} (the prompt fills it): raise max_length or shorten the prompts")
         else:
             from trl import DPOConfig, DPOTrainer
 
@@ -305,16 +301,20 @@ def run_finetune(
         trainer.remove_callback(PrinterCallback)
         if progress:
             trainer.add_callback(LossBar())
-        _copyable_fused_forward(trainer.model)
         try:
+            dropped = len(pairs) - len(trainer.train_dataset)
+            if dropped:  # trl drops examples whose response was cut off entirely
+                raise ValueError(f"{dropped} of {len(pairs)} examples have no response token within max_length "
+                                 f"{config.max_length} (the prompt fills it): raise max_length or shorten the prompts")
+            _copyable_fused_forward(trainer.model)
             trainer.train()
         except RuntimeError as exc:
             if not _is_out_of_memory(exc):
                 raise
             raise ValueError(
                 f"out of memory while fine-tuning ({config.algorithm}, batch_size {config.batch_size}, max_length "
-                f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size, a shorter "
-                f"max_length{'' if config.lora else ' or LoRA (--lora)'}"
+                f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size"
+                + (" or a shorter max_length" if config.lora else ", a shorter max_length or LoRA (--lora)")
             ) from None
         finally:
             for module in _patched_modules(trainer.model):
