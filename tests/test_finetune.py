@@ -100,9 +100,10 @@ def test_sft_batch_loss_is_a_mean_over_tokens_not_over_sequences(tok):
     # Short, novel responses next to long repetitive ones, on a model trained on the long ones first:
     # per-token losses differ a lot between the two kinds, so the two means differ.
     longs = [PreferencePair(f"l{i}", PAIRS[i].prompt, " Sorry." * 8, "Sure", "") for i in range(4)]
-    batch = [PreferencePair("s0", "Why?", "No.", "Yes.", ""), longs[0], PreferencePair("s1", "How?", "Not so.", "So.", ""),
-             longs[1]]
-    model = finetune(tiny_llama(tok, seed=2), tok, longs, FinetuneConfig(lr=1e-2, batch_size=2, epochs=3, max_length=64))
+    shorts = [PreferencePair("s0", "Why?", "No.", "Yes.", ""), PreferencePair("s1", "How?", "Not so.", "So.", "")]
+    batch = [shorts[0], longs[0], shorts[1], longs[1]]
+    pre = FinetuneConfig(lr=1e-2, batch_size=2, epochs=3, max_length=64)
+    model = finetune(tiny_llama(tok, seed=2), tok, longs, pre)
     first = copy.deepcopy(model)
     res = run_finetune(model, tok, batch, FinetuneConfig(lr=1e-2, batch_size=4, max_length=64))
     per_token = sft_loss(first, tok, batch, "aligned")
@@ -121,7 +122,9 @@ def test_lora_trains_the_adapter_only(tok):
     assert any("q_proj" in k for k in lora) and any("v_proj" in k for k in lora)
     # kills: lora=True ignored (every weight trained) or the base unfrozen next to the adapter
     for name, w in base.items():
-        key = name.replace("q_proj.weight", "q_proj.base_layer.weight").replace("v_proj.weight", "v_proj.base_layer.weight")
+        key = name
+        for target in ("q_proj", "v_proj"):  # peft keeps the wrapped layer's weight under base_layer
+            key = key.replace(f"{target}.weight", f"{target}.base_layer.weight")
         assert torch.equal(state[key], w), name
     # kills: an adapter that never trains (B stays at its zero initialization)
     assert any(v.abs().max() > 0 for k, v in lora.items() if "lora_B" in k)

@@ -341,7 +341,7 @@ def finetune(
 
 
 def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a fine-tuned model where ``measure``, ``compare`` and ``load_model_and_tokenizer`` read it; return the path.
+    """Save a fine-tuned model where ``measure``, ``compare`` and ``load_model_and_tokenizer`` read it; return ``path``.
 
     A ``peft.PeftModel``: its adapter folder (``adapter_config.json`` naming the base model's
     location, the adapter weights, and the tokenizer), loaded later as base + merged adapter; the
