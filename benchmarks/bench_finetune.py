@@ -3,14 +3,16 @@
 In one process, on the same model and the same batch of ``--batch`` prompt-response examples of
 ``--tokens`` tokens each (no padding), times an optimizer step (forward, backward, AdamW step) of
 
-* bare: ``model(input_ids, labels=labels).loss.backward(); opt.step(); opt.zero_grad()`` with
+* bare: ``model(input_ids, labels=labels).loss.backward()``, gradient norm clipped to 1 (the
+  Trainer's default), ``opt.step(); opt.zero_grad()`` with
   transformers (and ``peft.get_peft_model`` for LoRA), the prompt's labels masked as SFT does;
 * finetune: SFT through trl's ``SFTTrainer`` as :func:`run_finetune` runs it (the batch repeated
   ``--steps`` times, in order), timed between its ``on_step`` calls.
 
 The first step of each is left out (allocation, warm-up); medians over the steps and over
-``--reps`` interleaved repetitions (the machine is shared). Prints the time per step of each, the
-ratio finetune / bare, and finetune's one-off setup time (data preparation and trainer construction,
+``--reps`` interleaved repetitions. Prints the wall-clock and the CPU time (of this process, one
+thread: what other jobs on a shared machine do not inflate) per step of each, the ratios finetune /
+bare, and finetune's one-off setup time (data preparation and trainer construction,
 before step 0). Full fine-tuning and LoRA (r 8 on q_proj and v_proj).
 
 Run: ``python benchmarks/bench_finetune.py`` (a tiny Llama, about a minute on 2 idle cores);
@@ -69,6 +71,17 @@ def lora_config(cfg: FinetuneConfig):
                       task_type="CAUSAL_LM")
 
 
+def clocks() -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): on a shared machine the CPU time is the one that other jobs
+    do not inflate (with one thread, as here, it is the time the step would take alone)."""
+    return time.perf_counter(), time.process_time()
+
+
+def step_times(times: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Per-step (wall, CPU) seconds from consecutive clock readings, leaving out the first step."""
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(times[1:], times[2:])]
+
+
 def bare_steps(model, ids, labels, cfg: FinetuneConfig, steps: int) -> list[float]:
     """Seconds of each optimizer step after the first, of a plain transformers/peft loop."""
     if cfg.lora:
@@ -79,22 +92,25 @@ def bare_steps(model, ids, labels, cfg: FinetuneConfig, steps: int) -> list[floa
         with quiet_peft_deprecations():
             model = get_peft_model(model, lora_config(cfg))
     model.train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
-    times = [time.perf_counter()]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    times = [clocks()]
     for _ in range(steps):
         model(input_ids=ids, labels=labels).loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # as the Trainer does by default (max_grad_norm 1)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter())
-    return [b - a for a, b in zip(times[1:], times[2:])]
+        times.append(clocks())
+    return step_times(times)
 
 
 def finetune_steps(model, tok, pairs, cfg: FinetuneConfig, steps: int) -> tuple[list[float], float]:
-    """Seconds of each optimizer step after the first through run_finetune, and the setup before step 0."""
+    """(wall, CPU) seconds of each optimizer step after the first through run_finetune, and the wall-clock setup
+    before step 0."""
     times = []
     t0 = time.perf_counter()
-    run_finetune(model, tok, pairs * steps, cfg, on_step=lambda step, m: times.append(time.perf_counter()))
-    return [b - a for a, b in zip(times[1:], times[2:])], times[0] - t0
+    run_finetune(model, tok, pairs * steps, cfg, on_step=lambda step, m: times.append(clocks()))
+    return step_times(times), times[0][0] - t0
 
 
 def main() -> None:
@@ -141,11 +157,14 @@ def main() -> None:
             steps, s = finetune_steps(make(), tok, pairs, cfg, args.steps)
             mach += steps
             setup.append(s)
-        b, m = statistics.median(bare), statistics.median(mach)
-        out["modes"][mode] = {"bare_s_per_step": b, "finetune_s_per_step": m, "ratio": m / b,
-                              "finetune_setup_s": statistics.median(setup)}
-        print(f"{mode}: bare {b:.4f} s/step, finetune {m:.4f} s/step, ratio {m / b:.3f}, "
-              f"setup {statistics.median(setup):.2f} s", flush=True)
+        row = {"finetune_setup_s": statistics.median(setup)}
+        for i, clock in enumerate(("wall", "cpu")):
+            b, m = statistics.median(t[i] for t in bare), statistics.median(t[i] for t in mach)
+            row.update({f"bare_{clock}_s_per_step": b, f"finetune_{clock}_s_per_step": m, f"{clock}_ratio": m / b})
+        out["modes"][mode] = row
+        print(f"{mode}: " + ", ".join(f"{clock}: bare {row[f'bare_{clock}_s_per_step']:.4f} s/step, finetune "
+                                      f"{row[f'finetune_{clock}_s_per_step']:.4f} s/step, ratio {row[f'{clock}_ratio']:.3f}"
+                                      for clock in ("wall", "cpu")) + f"; setup {row['finetune_setup_s']:.2f} s", flush=True)
     print(json.dumps(out, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))
