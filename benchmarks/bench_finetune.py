@@ -162,9 +162,10 @@ def main() -> None:
             b, m = statistics.median(t[i] for t in bare), statistics.median(t[i] for t in mach)
             row.update({f"bare_{clock}_s_per_step": b, f"finetune_{clock}_s_per_step": m, f"{clock}_ratio": m / b})
         out["modes"][mode] = row
-        print(f"{mode}: " + ", ".join(f"{clock}: bare {row[f'bare_{clock}_s_per_step']:.4f} s/step, finetune "
-                                      f"{row[f'finetune_{clock}_s_per_step']:.4f} s/step, ratio {row[f'{clock}_ratio']:.3f}"
-                                      for clock in ("wall", "cpu")) + f"; setup {row['finetune_setup_s']:.2f} s", flush=True)
+        parts = [f"{clock}: bare {row[f'bare_{clock}_s_per_step']:.4f} s/step, finetune "
+                 f"{row[f'finetune_{clock}_s_per_step']:.4f} s/step, ratio {row[f'{clock}_ratio']:.3f}"
+                 for clock in ("wall", "cpu")]
+        print(f"{mode}: {'; '.join(parts)}; setup {row['finetune_setup_s']:.2f} s", flush=True)
     print(json.dumps(out, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2))

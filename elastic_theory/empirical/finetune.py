@@ -309,8 +309,9 @@ def run_finetune(
             from trl import SFTConfig, SFTTrainer
 
             data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
-            trainer = (SFTTrainer if not common["use_cpu"] else _plain_loss_sft_trainer())(model=model, args=SFTConfig(**common), train_dataset=data, processing_class=tokenizer,
-                                 peft_config=peft_config, callbacks=callbacks)
+            trainer_class = _plain_loss_sft_trainer() if common["use_cpu"] else SFTTrainer
+            trainer = trainer_class(model=model, args=SFTConfig(**common), train_dataset=data,
+                                    processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
         else:
             from trl import DPOConfig, DPOTrainer
 
