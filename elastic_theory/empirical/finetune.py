@@ -24,7 +24,8 @@ activation checkpointing: trl's defaults would change both) and prints nothing u
 
 Bad input raises a one-line ``ValueError`` before any expensive work: a LoRA target module the
 model lacks, more examples per batch than there are, a ``max_length`` beyond the model's context
-for examples that need it, an example whose prompt fills ``max_length`` (trl would drop it); running out of memory during training becomes a ``ValueError`` that
+for examples that need it, an example whose prompt fills ``max_length`` (trl would drop it);
+running out of memory during training becomes a ``ValueError`` that
 suggests a smaller ``batch_size``, a shorter ``max_length`` or LoRA.
 
 :func:`save_checkpoint` writes the result where ``measure`` and ``compare`` read it (a LoRA
