@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,24 +21,61 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str | None, overrides: list[str]):
-    """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--seeds``, then ``--set``."""
-    from ..experiments import apply_overrides, get, read_config_file
+LM_VARIANTS = {"rebound": "lm-rebound", "data-to-revert": "lm-data-to-revert"}
+"""Protocols that also run on a pretrained LM: ``experiment NAME --model M`` runs the registered ``lm-`` experiment."""
 
-    exp = get(name)
+
+def experiment_name(name: str, model: str | None, algorithm: str | None, lora: bool) -> str:
+    """The registered experiment that ``experiment NAME`` with these real-model options runs.
+
+    ``--model``, ``--algorithm`` or ``--lora`` turn ``rebound`` and ``data-to-revert`` into their
+    real-model experiments (``data-to-revert`` has no synthetic one, so it always does); other
+    experiments run on the synthetic world and refuse them.
+    """
+    from ..experiments import names
+
+    real = model is not None or algorithm is not None or lora
+    if name in LM_VARIANTS and (real or name not in names()):
+        return LM_VARIANTS[name]
+    if real and name not in LM_VARIANTS.values():
+        raise ValueError(f"--model, --algorithm and --lora apply to {', '.join(LM_VARIANTS)} (a pretrained LM); "
+                         f"{name!r} runs on the synthetic world: drop them")
+    return name
+
+
+def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str | None, overrides: list[str],
+                   model: str | None = None, algorithm: str | None = None, lora: bool = False):
+    """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--model``,
+    ``--algorithm``, ``--lora`` and ``--seeds``, then ``--set``."""
+    from ..experiments import apply_overrides, get, read_config_file
+    from ..trainconfig import ALGORITHMS
+
+    if algorithm is not None and algorithm not in ALGORITHMS:
+        raise ValueError(f"--algorithm {algorithm!r}: unknown alignment algorithm; known: {', '.join(ALGORITHMS)}")
+    exp = get(experiment_name(name, model, algorithm, lora))
     if quick and config_file is not None:
         raise ValueError("give --quick or --config, not both")
     config = exp.quick() if quick else exp.full() if config_file is None else read_config_file(config_file, exp)
-    items = list(overrides)
+    items = []
+    if model is not None:
+        items.append("model=" + json.dumps(model))
+    if algorithm is not None:
+        items.append("finetune.algorithm=" + json.dumps(algorithm))
+    if lora:
+        items.append("finetune.lora=true")
     if seeds is not None:
         items.append("seeds=" + str(list(_parse_seeds(seeds))))
-    return exp, apply_overrides(config, items)
+    return exp, apply_overrides(config, [*items, *overrides])
 
 
 @app.command("experiment")
 @bad_input_exits_2
 def experiment_command(
     name: str = typer.Argument(..., help="Experiment name (joint-ratio, sequential-ratio, ...; see experiments/README.md)."),
+    model: str | None = typer.Option(None, "--model", help="Run rebound / data-to-revert on this pretrained LM (a name or path "
+                                     "that measure accepts, e.g. smollm2-135m) instead of the synthetic world."),
+    algorithm: str | None = typer.Option(None, "--algorithm", help="Alignment algorithm of a real-model run: sft or dpo."),
+    lora: bool = typer.Option(False, "--lora", help="Real-model run: train LoRA adapters instead of every weight."),
     quick: bool = typer.Option(False, "--quick", help="The quick configuration (at most 3 CPU minutes)."),
     config_file: Path | None = typer.Option(None, "--config", help="A config file like experiments/NAME.json (default: the full config)."),
     seeds: str | None = typer.Option(None, "--seeds", help="Seeds, comma-separated (replaces the config's), e.g. 0,1,2."),
@@ -53,12 +91,12 @@ def experiment_command(
     """
     from ..runs import RunDir
 
-    exp, config = resolve_config(name, quick, config_file, seeds, overrides)
+    exp, config = resolve_config(name, quick, config_file, seeds, overrides, model, algorithm, lora)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
     from ..experiments import Context, config_to_dict
 
-    out = out if out is not None else Path("runs") / (name + ("-quick" if quick else ""))
+    out = out if out is not None else Path("runs") / (exp.name + ("-quick" if quick else ""))
     cfg = config_to_dict(config)
     RunDir.check(out, exp.name, cfg)
     for module, extra in (("torch", "empirical"), ("transformers", "empirical"), ("matplotlib", "plots")):
@@ -68,6 +106,7 @@ def experiment_command(
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    exp.validate(config)
     run = RunDir.open(out, exp.name, cfg, device=device)
 
     def bar(total: int, desc: str):
@@ -109,4 +148,4 @@ def plot_command(
     typer.echo("plots: " + (", ".join(str(p) for p in plots) or "none"))
 
 
-__all__ = ["BAD_INPUT_EXIT_CODE", "experiment_command", "plot_command", "resolve_config"]
+__all__ = ["BAD_INPUT_EXIT_CODE", "LM_VARIANTS", "experiment_command", "experiment_name", "plot_command", "resolve_config"]

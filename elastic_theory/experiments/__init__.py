@@ -9,7 +9,10 @@ at the top of the repository holds and the documented results come from), a ``qu
 * ``run(config, run, ctx) -> results``: trains and measures, caching every unit of work in the
   :class:`~elastic_theory.runs.RunDir` ``run`` (so an interrupted run resumes), returns a JSON-able dict;
 * ``plot(results, folder) -> [paths]``: PNGs drawn only from saved results;
-* ``summarize(results) -> str``: a markdown table of the answer.
+* ``summarize(results) -> str``: a markdown table of the answer;
+
+and optionally ``defaults()`` (the full config when it is not the class's defaults) and
+``check(config)`` (input checks that read data, run by the command line before anything loads).
 
 Adding an experiment = adding a module here (it is imported by :func:`load_all`) and its full
 config under ``experiments/``. Config helpers (:func:`config_to_dict`, :func:`config_from_dict`,
@@ -82,10 +85,17 @@ class Experiment:
     run: Callable[..., dict]
     plot: Callable[[dict, Path], list[Path]]
     summarize: Callable[[dict], str]
+    defaults: Callable[[], Any] | None = None
+    check: Callable[[Any], None] | None = None
 
     def full(self):
-        """The full configuration: the config class's defaults."""
-        return self.config_class()
+        """The full configuration: ``defaults()`` when given (two experiments sharing a config class), else the class's defaults."""
+        return self.config_class() if self.defaults is None else self.defaults()
+
+    def validate(self, config) -> None:
+        """Checks that need more than the config (data present and large enough), run before any model loads."""
+        if self.check is not None:
+            self.check(config)
 
 
 def register(experiment: Experiment) -> Experiment:
