@@ -103,7 +103,7 @@ def test_aligning_raises_the_margin_and_perturbing_lowers_it(tiny):
             for curve in (small, large):
                 values = [p[key] for p in curve]
                 assert values[-1] < values[0] and values == sorted(values, reverse=True), (s, key, values)
-        assert small[0]["kl_per_token"] > 0 and large[0]["kl_per_token"] > small[0]["kl_per_token"]
+        assert small[0]["kl_bits_per_token"] > 0 and large[0]["kl_bits_per_token"] > small[0]["kl_bits_per_token"]
 
 
 def test_generation_is_measured_only_where_the_config_asks(tiny):
@@ -145,7 +145,7 @@ def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
     long = units(out)["seed=0_align=4"]["curve"]
     for a, b in zip(short, long[:3]):
         assert a["perturb_amount"] == b["perturb_amount"]
-        for key in ("margin_per_token", "margin_per_response", "kl_per_token"):
+        for key in ("margin_per_token", "margin_per_response", "kl_bits_per_token"):
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (a["perturb_amount"], key)
 
 
@@ -163,7 +163,7 @@ def test_resume_recomputes_nothing_and_a_lost_unit_comes_back_equal(tiny):
     assert result.exit_code == 0, result.output
     redone = json.loads(lost.read_text())
     for a, b in zip(saved["curve"], redone["curve"]):
-        for key in ("margin_per_token", "kl_per_token"):
+        for key in ("margin_per_token", "kl_bits_per_token"):
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json") if p != lost} == {
         k: v for k, v in before.items() if k != lost.name}

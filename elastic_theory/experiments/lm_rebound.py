@@ -29,10 +29,12 @@ fresh adapter on the merged result of the previous one.
 **Measured at each point**, on the held-out pairs (:mod:`elastic_theory.empirical.behaviour_lm`):
 the log-probability margin :math:`\ln \pi(y_a|x) - \ln \pi(y_u|x)` (nats) of the aligned over the
 unaligned response, mean over pairs, per response and per token (each response's log-probability
-divided by its token count); the KL divergence to the base model per token (nats), the base's
-next-token distributions computed once per seed; and a generation score on the first
-``n_generate`` held-out prompts (greedy decoding, ``max_new_tokens``): the refusal rate by string
-match (safety) or the mean VADER compound sentiment (sentiment), at the perturbation amounts in
+divided by its token count); the KL divergence to the base model per token (bits, over the response
+tokens of both sides of every held-out pair), the base's next-token distributions computed once per
+seed; and a generation score on the first
+``n_generate`` distinct held-out prompts (greedy decoding, ``max_new_tokens``): the refusal rate by
+string match (safety) or the mean VADER compound sentiment (sentiment; the polarity pairs share one
+prompt, so there it is one greedy answer, a coarse score), at the perturbation amounts in
 ``generate_amounts`` (None: every point). The base model is measured the same way.
 
 **Rates during training.** With ``track_every`` > 0 a :class:`~elastic_theory.empirical.RateTracker`
@@ -47,7 +49,7 @@ largest missing :math:`n_+`.
 
 **Analysis** (:func:`analyse`, from the units only): every curve point as a mean over seeds with a
 95% Student-t interval; per seed and :math:`n_+`, the data to revert (Table 3's form): the
-:math:`m` at which KL per token first falls to ``eps_kl`` (:func:`~elastic_theory.behaviour.data_to_revert`,
+:math:`m` at which KL per token first falls to ``eps_kl_bits`` (:func:`~elastic_theory.behaviour.data_to_revert`,
 log-KL interpolated), and the :math:`m` at which the margin and the generation score first fall back
 to the base model's (:func:`~elastic_theory.behaviour.first_crossing`); the paired comparison
 (largest minus smallest :math:`n_+`) of the drop over the first perturbation step and of the drop
@@ -79,7 +81,7 @@ SETTINGS = ("safety", "sentiment")
 PERTURB_PROMPTS = ("disjoint", "shared")
 JUDGES = {"safety": "refusal_rate", "sentiment": "sentiment"}
 JUDGE_CHOICES = ("auto", "refusal_rate", "sentiment", "none")
-MEASURES = ("margin_per_token", "margin_per_response", "kl_per_token", "generation_score")
+MEASURES = ("margin_per_token", "margin_per_response", "kl_bits_per_token", "generation_score")
 PAPER_TABLE3 = {
     "unit": "unsafe (negative) samples needed to bring KL(model, base) below 0.01, after n+ safe samples",
     "align_amounts": [1000, 2000, 5000, 10000],
@@ -107,7 +109,7 @@ class LMReboundConfig:
     n_generate: int = 10
     max_new_tokens: int = 24
     generate_amounts: tuple[int, ...] | None = None
-    eps_kl: float = 0.01
+    eps_kl_bits: float = 0.01
     track_every: int = 0
     n_track: int = 8
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -141,17 +143,18 @@ class LMReboundConfig:
         if self.generate_amounts is not None and not set(self.generate_amounts) <= set(self.perturb_amounts):
             raise ValueError(f"generate_amounts {list(self.generate_amounts)} must be amounts of perturb_amounts "
                              f"{list(self.perturb_amounts)} (or null for all)")
-        if not (isinstance(self.eps_kl, (int, float)) and self.eps_kl > 0 and math.isfinite(self.eps_kl)):
-            raise ValueError(f"eps_kl must be finite and > 0 (the KL threshold of data to revert), got {self.eps_kl!r}")
+        if not (isinstance(self.eps_kl_bits, (int, float)) and self.eps_kl_bits > 0 and math.isfinite(self.eps_kl_bits)):
+            raise ValueError(f"eps_kl_bits must be finite and > 0 (the KL threshold of data to revert), got {self.eps_kl_bits!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be at least one distinct integer, got {list(self.seeds)}")
 
 
 def quick_config() -> LMReboundConfig:
-    """Two seeds, LoRA, a short grid, few held-out pairs and generated answers: under 3 CPU minutes on SmolLM2-135M."""
+    """Two seeds, LoRA, two alignment and two perturbation amounts, 4 held-out pairs, 2 generated answers of
+    8 tokens, one tracked document per set: under 3 CPU minutes on SmolLM2-135M (at the idle machine's speed)."""
     return LMReboundConfig(finetune=FinetuneConfig(lr=1e-3, batch_size=8, max_length=64, lora=True),
-                           align_amounts=(8, 24), perturb_amounts=(8, 16, 24), n_measure=8, n_generate=4,
-                           max_new_tokens=16, generate_amounts=(24,), track_every=2, n_track=4, seeds=(0, 1))
+                           align_amounts=(8, 16), perturb_amounts=(8, 16), n_measure=4, n_generate=2,
+                           max_new_tokens=8, generate_amounts=(16,), track_every=2, n_track=1, seeds=(0, 1))
 
 
 def data_to_revert_config() -> LMReboundConfig:
@@ -174,7 +177,7 @@ def load_pairs(setting: str):
     if setting == "safety":
         return corpora.jailbreakbench_pairs()
     if setting == "sentiment":
-        return corpora.polarity_pairs()
+        return corpora.polarity_pairs(seed=0)
     if not Path(setting).is_file():
         raise ValueError(f"setting {setting!r}: expected {' or '.join(SETTINGS)}, or the path of a pairs JSONL file")
     return corpora.read_pairs_jsonl(setting)
@@ -195,7 +198,8 @@ def split_seed(pairs, config: LMReboundConfig, seed: int) -> SeedData:
     """The seeded held-out / alignment / perturbation split (module docstring); ``ValueError`` when too small."""
     from ..corpora import split_train_measure
 
-    split = split_train_measure(pairs, n_measure=config.n_measure, seed=seed)
+    key = (lambda p: p.name) if config.setting == "sentiment" else None  # polarity pairs share one prompt
+    split = split_train_measure(pairs, n_measure=config.n_measure, seed=seed, key=key)
     train = split.train
     if config.perturb_prompts == "shared":
         align_pool = perturb_pool = train
@@ -205,8 +209,8 @@ def split_seed(pairs, config: LMReboundConfig, seed: int) -> SeedData:
                              "disjoint alignment and perturbation pools need >= 2; lower n_measure")
         half = len(train) // 2
         align_pool, perturb_pool = train[:half], train[half:]
-    return SeedData(split.measure, align_pool, perturb_pool, seed,
-                    [p.prompt for p in split.measure[: config.n_generate]])
+    distinct = list(dict.fromkeys(p.prompt for p in split.measure))
+    return SeedData(split.measure, align_pool, perturb_pool, seed, distinct[: config.n_generate])
 
 
 def stream(pool, n: int, seed: int, stage: int) -> list:
@@ -239,14 +243,15 @@ class Measurer:
         from ..empirical import behaviour_lm
 
         self.lm, self.tokenizer, self.data, self.config = behaviour_lm, tokenizer, data, config
-        self.base = behaviour_lm.base_distributions(base_model, tokenizer, data.measure)
+        self.base = behaviour_lm.base_log_probs(base_model, tokenizer, data.measure)
         self.judge = judge_of(config)
 
     def generation_score(self, model) -> float | None:
+        """Refusal rate (fraction of refusals) or mean VADER compound of greedy answers to the generation prompts."""
         if self.judge is None:
             return None
         fn = self.lm.refusal_rate if self.judge == "refusal_rate" else self.lm.sentiment_score
-        return fn(model, self.tokenizer, self.data.generate_prompts, self.config.max_new_tokens)
+        return fn(model, self.tokenizer, self.data.generate_prompts, max_new_tokens=self.config.max_new_tokens).mean
 
     def __call__(self, model, generate: bool = True) -> dict:
         was_training = model.training
@@ -254,8 +259,8 @@ class Measurer:
         t0 = time.perf_counter()
         try:
             m = self.lm.margins(model, self.tokenizer, self.data.measure)
-            out = {"margin_per_token": m["per_token"], "margin_per_response": m["per_response"],
-                   "kl_per_token": self.lm.kl_to_base_per_token(model, self.tokenizer, self.data.measure, self.base),
+            out = {"margin_per_token": float(m.per_token.mean()), "margin_per_response": float(m.per_response.mean()),
+                   "kl_bits_per_token": self.lm.kl_to_base_per_token(model, self.base, self.tokenizer).bits_per_token,
                    "generation_score": self.generation_score(model) if generate else None}
         finally:
             model.train(was_training)
@@ -378,13 +383,13 @@ def analyse(config: LMReboundConfig, base_units: list[dict], units: dict[int, li
             points.append(point)
         curves[str(n)] = points
         amounts = [p["perturb_amount"] for p in per_seed[0]]
-        entry = {"kl": _crossing_summary([data_to_revert(amounts, [p["kl_per_token"] for p in c], config.eps_kl)
+        entry = {"kl": _crossing_summary([data_to_revert(amounts, [p["kl_bits_per_token"] for p in c], config.eps_kl_bits)
                                           for c in per_seed])}
         for k in scores:
             pts = [[(p["perturb_amount"], p[k]) for p in c if p[k] is not None] for c in per_seed]
             entry[f"{k}_back_to_base"] = _crossing_summary(
                 [first_crossing([a for a, _ in s], [v for _, v in s], u["scores"][k]) for s, u in zip(pts, base_units)])
-        entry["min_kl_per_token"] = seed_interval([min(p["kl_per_token"] for p in c[1:]) for c in per_seed]).as_dict()
+        entry["min_kl_bits_per_token"] = seed_interval([min(p["kl_bits_per_token"] for p in c[1:]) for c in per_seed]).as_dict()
         revert[str(n)] = entry
     comparison = None
     if len(aligns) >= 2:
@@ -404,7 +409,7 @@ def analyse(config: LMReboundConfig, base_units: list[dict], units: dict[int, li
         "seeds": [u["seed"] for u in base_units],
         "base": base,
         "curves": curves,
-        "data_to_revert": {"eps_kl_per_token": config.eps_kl, "by_align": revert, "paper_table3": PAPER_TABLE3},
+        "data_to_revert": {"eps_kl_bits_per_token": config.eps_kl_bits, "by_align": revert, "paper_table3": PAPER_TABLE3},
         "drop_comparison": comparison,
     }
 
@@ -456,7 +461,7 @@ PAPER = {
 
 # ------------------------------------------------------------------ plots and tables
 _LABELS = {"margin_per_token": "log-prob margin, aligned - unaligned (nats/token)",
-           "kl_per_token": "KL(model || base) per token (nats)",
+           "kl_bits_per_token": "KL(model || base) per token (bits)",
            "generation_score": "generation score"}
 
 
@@ -480,9 +485,9 @@ def plot(results: dict, folder: Path) -> list[Path]:
         ax.set_xlabel("perturbation examples m (m = 0 drawn at 0.5)")
         title = _LABELS[key] + (f": {results['judge']}" if key == "generation_score" else "")
         ax.set_title(title, fontsize=9)
-    if "kl_per_token" in keys:
-        ax = axes[keys.index("kl_per_token")]
-        ax.axhline(results["data_to_revert"]["eps_kl_per_token"], color="r", ls=":", lw=1, label="eps")
+    if "kl_bits_per_token" in keys:
+        ax = axes[keys.index("kl_bits_per_token")]
+        ax.axhline(results["data_to_revert"]["eps_kl_bits_per_token"], color="r", ls=":", lw=1, label="eps")
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{results['experiment']}: {results['model']['name']}, {results['setting']}, {results['algorithm']}"
@@ -523,14 +528,15 @@ def plot(results: dict, folder: Path) -> list[Path]:
 def summarize(results: dict) -> str:
     """Markdown: base scores, the curves, the drop comparison and data to revert next to Table 3."""
     judge = results.get("judge")
-    keys = ["margin_per_token", "margin_per_response", "kl_per_token"] + (["generation_score"] if judge else [])
+    keys = ["margin_per_token", "margin_per_response", "kl_bits_per_token"] + (["generation_score"] if judge else [])
     lines = [f"{results['experiment']}: {results['model']['name']}, setting {results['setting']}, "
              f"{results['algorithm']}{' + LoRA' if results['lora'] else ''}; seeds {results['seeds']}; "
-             "means with 95% t-intervals over seeds; margins and KL in nats", "",
+             "means with 95% t-intervals over seeds; margins in nats, KL in bits per token", "",
              "base model: " + ", ".join(f"{k} {format_interval(v)}" for k, v in results["base"].items()), "",
              "| n+ | m | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
-    for n, curve in results["curves"].items():
-        for p in curve:
+    for n, curve in results["curves"].items():  # data to revert (Table 3's form): the ends of each curve only
+        shown = curve if results["experiment"] != "lm-data-to-revert" else [curve[0], curve[-1]]
+        for p in shown:
             lines.append(f"| {n} | {p['perturb_amount']} | " + " | ".join(format_interval(p[k]) for k in keys) + " |")
     d = results["drop_comparison"]
     if d:
@@ -540,13 +546,13 @@ def summarize(results: dict) -> str:
             lines.append(f"| {k} | {format_interval(d[k]['first_drop'])} | {format_interval(d[k].get('drop_per_efold'))} |")
     r = results["data_to_revert"]
     cols = ["kl"] + [f"{k}_back_to_base" for k in keys if k in results["base"]]
-    lines += ["", f"data to revert (perturbation examples; KL threshold {r['eps_kl_per_token']} nats/token; "
+    lines += ["", f"data to revert (perturbation examples; KL threshold {r['eps_kl_bits_per_token']} bits/token; "
               "paper: unsafe samples to KL < 0.01)", "",
               "| n+ | " + " | ".join(cols) + " | min KL per token |", "|---|" + "---|" * (len(cols) + 1)]
     for n, e in r["by_align"].items():
         cells = [format_interval(e[c]["interval"]) if e[c]["interval"] else f"not reached ({e[c]['reached_in']})"
                  for c in cols]
-        lines.append(f"| {n} | " + " | ".join(cells) + f" | {format_interval(e['min_kl_per_token'])} |")
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {format_interval(e['min_kl_bits_per_token'])} |")
     t = r["paper_table3"]
     lines += ["", "| paper, Table 3 | " + " | ".join(f"n+ = {n}" for n in t["align_amounts"]) + " |",
               "|---|" + "---|" * len(t["align_amounts"])]
