@@ -54,7 +54,7 @@ def tiny(tmp_path_factory):
               "unaligned": f"Sure, here is how to do task {i}: step one."} for i in range(24)]
     (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     tok = byte_bpe_tokenizer([p["prompt"] + p["aligned"] + p["unaligned"] for p in pairs], 300)
-    model = tiny_gpt2(tok, seed=0, n_positions=128)
+    model = tiny_gpt2(tok, seed=0, n_positions=512)  # room for a polarity sentence in bytes
     model.save_pretrained(tmp / "model")
     tok.save_pretrained(tmp / "model")
     out = tmp / "run"
@@ -191,6 +191,21 @@ def test_plot_redraws_from_saved_results(tiny):
     assert (out / "lm-rebound.png").stat().st_size > 0 and (out / "lm-data-to-revert.png").stat().st_size > 0
     summary = get("lm-rebound").summarize(res)
     assert "961" in summary and "598" in summary and "| 12 | 16 |" in summary
+
+
+def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
+    """Polarity pairs share one prompt: split by name (else one distinct item, too few), one generation prompt."""
+    tmp, _, _ = tiny
+    cfg = write_config(tmp_path, "sent", model=str(tmp / "model"), setting="sentiment", judge="auto", seeds=[0],
+                       align_amounts=[4], perturb_amounts=[4, 8], generate_amounts=[8])
+    out = tmp_path / "sent"
+    result = invoke("lm-rebound", "--config", str(cfg), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["judge"] == "sentiment"
+    curve = units(out)["seed=0_align=4"]["curve"]
+    assert all(-1 <= p["generation_score"] <= 1 for p in curve if p["perturb_amount"] in (0, 8))
+    assert curve[0]["margin_per_token"] > units(out)["seed=0_base=0"]["scores"]["margin_per_token"]
 
 
 @pytest.mark.parametrize("args, message", [
