@@ -193,6 +193,24 @@ def test_plot_redraws_from_saved_results(tiny):
     assert "961" in summary and "598" in summary and "| 12 | 16 |" in summary
 
 
+@pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False:UserWarning")  # peft on GPT-2's Conv1D, handled
+def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
+    """--algorithm dpo --lora: each stage trains a fresh adapter on the merged previous one; DPO raises the margin
+    during alignment and lowers it during perturbation (the stages' targets are not swapped)."""
+    tmp, _, _ = tiny
+    out = tmp_path / "dpo"
+    result = invoke("rebound", "--model", str(tmp / "model"), "--algorithm", "dpo", "--lora", "--config",
+                    str(tmp / "cfg.json"), "--set", "finetune.lora_targets=[\"c_attn\"]", "--set", "finetune.lr=0.03",
+                    "--seeds", "0", "--set", "align_amounts=[8]", "--set", "perturb_amounts=[4,8]", "--set",
+                    "generate_amounts=[8]", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())["config"]["finetune"]
+    assert saved["algorithm"] == "dpo" and saved["lora"] is True
+    u = units(out)
+    curve = [p["margin_per_response"] for p in u["seed=0_align=8"]["curve"]]
+    assert u["seed=0_base=0"]["scores"]["margin_per_response"] < curve[0] and curve[-1] < curve[0]
+
+
 def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
     """Polarity pairs share one prompt: split by name (else one distinct item, too few), one generation prompt."""
     tmp, _, _ = tiny
