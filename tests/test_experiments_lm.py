@@ -18,7 +18,6 @@ from elastic_theory.experiments import config_from_dict, config_to_dict, get
 from elastic_theory.experiments.lm_rebound import LMReboundConfig, split_seed, stream
 
 pytest.importorskip("trl")
-pytestmark = pytest.mark.filterwarnings("ignore:.*gradient_checkpointing.*:FutureWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)

@@ -270,9 +270,8 @@ class Measurer:
 def _snapshot(net, template):
     """The current weights of the model being trained (a LoRA adapter merged in), in a copy of ``template``.
 
-    ``template`` is a model that never went through a trainer (the base model): a deepcopy of the
-    trainer's model would keep the ``forward`` that accelerate rebinds on it, which still calls the
-    original (training) model, so every copy would answer like the model at the end of the run.
+    ``template`` is the base model, which never went through a trainer: the copy is a plain model of
+    the base's class that carries no trainer state or adapter, ready for the next stage.
     """
     weights = copy.deepcopy(net).merge_and_unload() if hasattr(net, "merge_and_unload") else net
     clone = copy.deepcopy(template)
@@ -294,20 +293,18 @@ def _tracker(config: LMReboundConfig, tokenizer, data: SeedData, path: Path):
     return RateTracker({"alignment": aligned, "wikipedia": wiki}, tokenizer, path, every=config.track_every)
 
 
-def _train(model, tokenizer, examples, config, target, scratch, seed, at_steps, tracker, bar):
+def _train(model, tokenizer, examples, config, target, seed, at_steps, tracker, bar):
     """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps; return the trained model."""
     from ..empirical.finetune import finetune
 
     def on_step(step, net):
-        if tracker is not None:
-            tracker.maybe_measure(net, step)
         if step in at_steps:
             at_steps[step](net)
         if step:
             bar.update()
 
-    return finetune(model, tokenizer, examples, config.finetune, target=target, out_dir=scratch, seed=seed,
-                    on_step=on_step)
+    return finetune(model, tokenizer, examples, config.finetune, target=target, seed=seed, on_step=on_step,
+                    tracker=tracker)
 
 
 def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pairs, run_dir: RunDir, ctx: Context) -> None:
@@ -328,11 +325,9 @@ def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pair
     perturb = sorted(set(config.perturb_amounts))
     generate_at = set(perturb if config.generate_amounts is None else config.generate_amounts) | {0}
     bar = ctx.bar(max(missing) // b + len(missing) * perturb[-1] // b, f"seed {seed} optimizer steps")
-    scratch = run_dir.path("scratch", f"seed={seed}")
     aligned = {}
     started = time.perf_counter()
-    _train(copy.deepcopy(base_model), tokenizer, stream(data.align_pool, max(missing), seed, 0), config, "aligned",
-           scratch, seed, {n // b: (lambda net, n=n: aligned.__setitem__(n, _snapshot(net, base_model))) for n in missing},
+    _train(copy.deepcopy(base_model), tokenizer, stream(data.align_pool, max(missing), seed, 0), config, "aligned", seed, {n // b: (lambda net, n=n: aligned.__setitem__(n, _snapshot(net, base_model))) for n in missing},
            _tracker(config, tokenizer, data, run_dir.path("tracks", f"{unit_key(seed=seed)}_align.jsonl")), bar)
     align_seconds = time.perf_counter() - started
     examples = stream(data.perturb_pool, perturb[-1], seed, 1)
@@ -341,7 +336,7 @@ def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pair
         t0 = time.perf_counter()
         at = {m // b: (lambda net, m=m: curve.append({"perturb_amount": m, **measure(net, m in generate_at)}))
               for m in (0, *perturb)}
-        _train(aligned.pop(n), tokenizer, examples, config, "unaligned", scratch, seed, at,
+        _train(aligned.pop(n), tokenizer, examples, config, "unaligned", seed, at,
                _tracker(config, tokenizer, data, run_dir.path("tracks", f"{keys[n]}_perturb.jsonl")), bar)
         run_dir.unit(keys[n], lambda: {"seed": seed, "align_amount": n, "curve": curve,
                                        "seconds": {"align_run": align_seconds, "perturb_run": time.perf_counter() - t0}})
