@@ -150,10 +150,10 @@ class LMReboundConfig:
 
 
 def quick_config() -> LMReboundConfig:
-    """Two seeds, LoRA, two alignment and two perturbation amounts, 4 held-out pairs, 2 generated answers of
-    8 tokens, one tracked document per set: under 3 CPU minutes on SmolLM2-135M (at the idle machine's speed)."""
+    """Two seeds, LoRA, two alignment and two perturbation amounts, 3 held-out pairs, 2 generated answers of
+    8 tokens at the last amount, one tracked document per set (see experiments/README.md for its CPU time)."""
     return LMReboundConfig(finetune=FinetuneConfig(lr=1e-3, batch_size=8, max_length=64, lora=True),
-                           align_amounts=(8, 16), perturb_amounts=(8, 16), n_measure=4, n_generate=2,
+                           align_amounts=(8, 16), perturb_amounts=(8, 16), n_measure=3, n_generate=2,
                            max_new_tokens=8, generate_amounts=(16,), track_every=2, n_track=1, seeds=(0, 1))
 
 
