@@ -105,13 +105,13 @@ class LMReboundConfig:
     align_amounts: tuple[int, ...] = (16, 64)
     perturb_amounts: tuple[int, ...] = (8, 16, 24, 32, 48)
     perturb_prompts: str = "disjoint"
-    n_measure: int = 20
-    n_generate: int = 10
+    n_measure: int = 10
+    n_generate: int = 8
     max_new_tokens: int = 24
-    generate_amounts: tuple[int, ...] | None = None
+    generate_amounts: tuple[int, ...] | None = (16, 48)
     eps_kl_bits: float = 0.01
-    track_every: int = 0
-    n_track: int = 8
+    track_every: int = 4
+    n_track: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
@@ -159,7 +159,8 @@ def quick_config() -> LMReboundConfig:
 
 def data_to_revert_config() -> LMReboundConfig:
     """The data-to-revert default: the rebound protocol with a longer perturbation grid (to reach KL <= eps)."""
-    return LMReboundConfig(align_amounts=(16, 48), perturb_amounts=(8, 16, 32, 64, 96), generate_amounts=(32, 96))
+    return LMReboundConfig(align_amounts=(16, 48), perturb_amounts=(8, 16, 32, 64, 96), generate_amounts=(32, 96),
+                           track_every=0)
 
 
 # ------------------------------------------------------------------ data
