@@ -102,16 +102,16 @@ class LMReboundConfig:
     setting: str = "safety"
     judge: str = "auto"
     finetune: FinetuneConfig = FinetuneConfig(lr=1e-4, batch_size=8, max_length=64)
-    align_amounts: tuple[int, ...] = (16, 64)
+    align_amounts: tuple[int, ...] = (16, 48)
     perturb_amounts: tuple[int, ...] = (8, 16, 24, 32, 48)
     perturb_prompts: str = "disjoint"
-    n_measure: int = 10
-    n_generate: int = 8
+    n_measure: int = 6
+    n_generate: int = 6
     max_new_tokens: int = 24
     generate_amounts: tuple[int, ...] | None = (16, 48)
     eps_kl_bits: float = 0.01
-    track_every: int = 4
-    n_track: int = 4
+    track_every: int = 6
+    n_track: int = 2
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
@@ -150,11 +150,11 @@ class LMReboundConfig:
 
 
 def quick_config() -> LMReboundConfig:
-    """Two seeds, LoRA, two alignment and two perturbation amounts, 3 held-out pairs, 2 generated answers of
-    8 tokens at the last amount, one tracked document per set (see experiments/README.md for its CPU time)."""
-    return LMReboundConfig(finetune=FinetuneConfig(lr=1e-3, batch_size=8, max_length=64, lora=True),
-                           align_amounts=(8, 16), perturb_amounts=(8, 16), n_measure=3, n_generate=2,
-                           max_new_tokens=8, generate_amounts=(16,), track_every=2, n_track=1, seeds=(0, 1))
+    """Two seeds, LoRA, batches of 4, two alignment and two perturbation amounts, 3 held-out pairs, 2 generated
+    answers of 8 tokens at the last amount, no rate tracking (see experiments/README.md for its CPU time)."""
+    return LMReboundConfig(finetune=FinetuneConfig(lr=2e-3, batch_size=4, max_length=64, lora=True),
+                           align_amounts=(4, 8), perturb_amounts=(4, 8), n_measure=3, n_generate=2,
+                           max_new_tokens=8, generate_amounts=(8,), track_every=0, seeds=(0, 1))
 
 
 def data_to_revert_config() -> LMReboundConfig:
