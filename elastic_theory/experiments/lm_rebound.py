@@ -376,6 +376,10 @@ def analyse(config: LMReboundConfig, base_units: list[dict], units: dict[int, li
             for k in MEASURES:
                 vals = [c[i][k] for c in per_seed]
                 point[k] = None if any(v is None for v in vals) else seed_interval(vals).as_dict()
+            for k in scores:  # paired by seed: each seed's held-out pairs differ, and so does its base's score
+                vals = [c[i][k] for c in per_seed]
+                point[f"{k}_minus_base"] = None if any(v is None for v in vals) else paired_difference(
+                    vals, [u["scores"][k] for u in base_units]).as_dict()
             points.append(point)
         curves[str(n)] = points
         amounts = [p["perturb_amount"] for p in per_seed[0]]
@@ -456,7 +460,7 @@ PAPER = {
 
 
 # ------------------------------------------------------------------ plots and tables
-_LABELS = {"margin_per_token": "log-prob margin, aligned - unaligned (nats/token)",
+_LABELS = {"margin_per_token_minus_base": "log-prob margin (aligned - unaligned) minus the base's, nats/token",
            "kl_bits_per_token": "KL(model || base) per token (bits)",
            "generation_score": "generation score"}
 
@@ -477,6 +481,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
     for ax, key in zip(axes, keys):
         if key in results["base"]:
             ax.axhline(float(results["base"][key]["mean"]), color="k", ls="--", lw=1, label="base model")
+        if key.endswith("_minus_base"):
+            ax.axhline(0.0, color="k", ls="--", lw=1, label="base model")
         ax.set_xscale("log")
         ax.set_xlabel("perturbation examples m (m = 0 drawn at 0.5)")
         title = _LABELS[key] + (f": {results['judge']}" if key == "generation_score" else "")
