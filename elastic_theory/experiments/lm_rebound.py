@@ -150,10 +150,10 @@ class LMReboundConfig:
 
 
 def quick_config() -> LMReboundConfig:
-    """Two seeds, LoRA, batches of 4, two alignment and two perturbation amounts, 3 held-out pairs, 2 generated
+    """Two seeds, LoRA, batches of 4, two alignment and two perturbation amounts, 2 held-out pairs, 2 generated
     answers of 8 tokens at the last amount, no rate tracking (see experiments/README.md for its CPU time)."""
     return LMReboundConfig(finetune=FinetuneConfig(lr=2e-3, batch_size=4, max_length=64, lora=True),
-                           align_amounts=(4, 8), perturb_amounts=(4, 8), n_measure=3, n_generate=2,
+                           align_amounts=(4, 8), perturb_amounts=(4, 8), n_measure=2, n_generate=2,
                            max_new_tokens=8, generate_amounts=(8,), track_every=0, seeds=(0, 1))
 
 
