@@ -52,6 +52,7 @@ import torch
 
 from ..corpora import PreferencePair
 from ..trainconfig import FinetuneConfig
+from .distributed import check_fsdp_device, world_size
 
 __all__ = ["SIDES", "FinetuneResult", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
 
@@ -79,12 +80,6 @@ class FinetuneResult:
 
     model: object
     losses: tuple[float, ...]
-
-
-def _world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _is_peft(model) -> bool:
@@ -261,7 +256,7 @@ def run_finetune(
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    world = _world_size()
+    world = world_size()  # before the trainer creates the process group: the launcher's WORLD_SIZE
     _check_inputs(model, tokenizer, pairs, config, target, world)
     peft_config = _lora_config(model, config) if config.lora and not _is_peft(model) else None
     other = SIDES[1 - SIDES.index(target)]
@@ -304,8 +299,9 @@ def run_finetune(
             use_cpu=next(model.parameters()).device.type == "cpu",
             bf16=False, fp16=False, activation_checkpointing=False,
         )
-        if config.fsdp:
-            common.update(fsdp="full_shard auto_wrap")
+        if config.fsdp:  # FSDP2, each transformer block its own shard unit
+            check_fsdp_device(config.fsdp, "cpu" if common["use_cpu"] else "accelerator")
+            common.update(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True})
         if config.algorithm == "sft":
             from trl import SFTConfig, SFTTrainer
 
@@ -364,7 +360,7 @@ def finetune(
                         progress=progress, tracker=tracker).model
 
 
-def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: bool = False, state_dict=None) -> Path:
     """Save a fine-tuned model where ``measure``, ``compare`` and ``load_model_and_tokenizer`` read it; return ``path``.
 
     A ``peft.PeftModel``: its adapter folder (``adapter_config.json`` naming the base model's
@@ -372,7 +368,9 @@ def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: boo
     base model must have been loaded from a location (``load_model_and_tokenizer``), not built from a
     config. Any other model: ``save_pretrained`` (safetensors) with the tokenizer. Written into a
     temporary folder next to ``path`` and renamed into place, so ``path`` is either absent or complete;
-    an existing ``path`` is an error unless ``overwrite``.
+    an existing ``path`` is an error unless ``overwrite``. ``state_dict``: the weights to write instead
+    of the model's own (an FSDP-sharded model's, gathered with
+    :func:`~elastic_theory.empirical.distributed.full_state_dict`).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -387,7 +385,7 @@ def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))

@@ -2,9 +2,11 @@
 
 Works from a plain torch loop (:meth:`RateTracker.maybe_measure`) and inside
 ``transformers.Trainer`` (:meth:`RateTracker.as_trainer_callback`). Under ``torch.distributed``
-only rank 0 measures and writes (other ranks return at once); the model is unwrapped from
-DDP's ``.module`` so that measuring never triggers a collective. FSDP-sharded models are not
-supported (every forward pass there needs all ranks): measure a gathered copy instead.
+only rank 0 writes. With DDP every rank holds the whole model, so only rank 0 measures (the others
+return at once) on the model unwrapped from DDP's ``.module``, and measuring triggers no collective.
+With FSDP the parameters are sharded and every forward pass gathers them from all ranks: every
+rank then runs the same measurement (the same documents in the same order, so the collectives
+match) and rank 0 writes; nothing is gathered into one process's memory.
 """
 
 from __future__ import annotations
@@ -15,17 +17,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
-
 from ..io import to_jsonable
 from .data import Document, check_documents
+from .distributed import is_main_process, is_sharded
 from .scoring import DocumentScore, encode_documents, max_context, prefix_token_id, rate_estimate, score_token_ids
 
 __all__ = ["RateTracker"]
-
-
-def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
 
 
 class RateTracker:
@@ -67,10 +64,14 @@ class RateTracker:
             self._data[name] = (docs, encode_documents(tokenizer, docs))
 
     def measure(self, model, step: int) -> list[dict]:
-        """Measure every dataset now, append the lines to ``path`` and return them (rank 0 only)."""
-        if not _is_main_process():
+        """Measure every dataset now, append the lines to ``path`` and return them (rank 0; ``[]`` elsewhere).
+
+        A sharded (FSDP) model is measured by every rank together; see the module docstring."""
+        sharded = is_sharded(model)
+        if not (sharded or is_main_process()):
             return []
-        model = getattr(model, "module", model)
+        if not sharded:
+            model = getattr(model, "module", model)
         context = max_context(model) if self.context is None else self.context
         records = []
         for name, (docs, ids) in self._data.items():
@@ -87,6 +88,8 @@ class RateTracker:
                 "bits_per_byte": est.bits_per_byte, "n_tokens": est.n_tokens, "n_bytes": est.n_bytes,
                 "seconds": time.perf_counter() - t0, "time": time.time(),
             })
+        if not is_main_process():
+            return []
         with self.path.open("a", encoding="utf-8") as fh:
             # each line its own object, in the project's encoding of non-finite numbers (io.to_jsonable)
             fh.writelines(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in records)

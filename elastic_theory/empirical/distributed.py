@@ -1,0 +1,75 @@
+"""Where this process stands in a ``torchrun`` / ``accelerate launch`` job, and the few collective steps the
+package needs itself (the training is distributed by ``transformers.Trainer`` and ``accelerate``).
+
+Before the trainer creates the process group, the launcher's environment says it all: ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` are set by both launchers (absent: one process, rank 0). Once the
+group exists it is asked instead. A model is *sharded* when FSDP holds its parameters (FSDP2's
+``fully_shard``: ``DTensor`` parameters; FSDP1: a ``FullyShardedDataParallel`` wrapper): then every
+forward pass gathers parameters from all ranks, and every rank must take part in it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["check_fsdp_device", "full_state_dict", "is_main_process", "is_sharded", "local_rank", "rank", "world_size"]
+
+
+def _group_ready() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def world_size() -> int:
+    """The number of training processes: the process group's size, or before it exists the launcher's ``WORLD_SIZE``."""
+    return torch.distributed.get_world_size() if _group_ready() else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's global rank: the process group's, or before it exists the launcher's ``RANK`` (0 without one)."""
+    return torch.distributed.get_rank() if _group_ready() else int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (``LOCAL_RANK``; 0 without a launcher): the GPU it trains on."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Rank 0: the one process that writes files (results, tracked rates, the saved model)."""
+    return rank() == 0
+
+
+def is_sharded(model) -> bool:
+    """True when FSDP holds ``model``'s parameters (a forward pass is then a collective of all ranks)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(m, FullyShardedDataParallel) for m in model.modules()) or any(
+        isinstance(p, DTensor) for p in model.parameters())
+
+
+def full_state_dict(model) -> dict[str, torch.Tensor] | None:
+    """The complete parameters of ``model`` on the CPU, on rank 0; ``None`` on the other ranks.
+
+    A sharded model's parameters are gathered (``torch.distributed.checkpoint``'s full state dict,
+    a collective: call it on every rank); an unsharded one (one process, or DDP, where every rank
+    holds the same parameters) is read where it is.
+    """
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return state if is_main_process() else None
+    if not is_main_process():
+        return None
+    return {k: v.detach().cpu() for k, v in getattr(model, "module", model).state_dict().items()}
+
+
+def check_fsdp_device(fsdp: bool, device_type: str) -> None:
+    """``ValueError`` for FSDP on the CPU: accelerate shards only on accelerators, and on the CPU would train
+    with plain DDP instead, silently."""
+    if fsdp and device_type == "cpu":
+        raise ValueError("fsdp needs GPUs: accelerate runs FSDP only on accelerators, and on the CPU it would train "
+                         "with DDP instead; drop fsdp (torchrun then trains with DDP) or train on GPUs")
