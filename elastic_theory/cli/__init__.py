@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import app
-from . import compare_cmd, corpus_cmd, demo_cmd, experiment_cmd, measure_cmd, ratio_cmd, tree_cmd, verify_cmd  # noqa: F401  (registration by import)
+from . import compare_cmd, corpus_cmd, demo_cmd, experiment_cmd, finetune_cmd, measure_cmd, ratio_cmd, tree_cmd, verify_cmd  # noqa: F401  (registration by import)
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,174 @@
+"""``elastic-theory finetune``: SFT or DPO on preference pairs, full or LoRA; the training entry point users launch.
+
+The same command runs in one process and, unchanged, under ``torchrun --nproc-per-node N -m
+elastic_theory finetune ...`` or ``accelerate launch --num_processes N -m elastic_theory finetune
+...`` (DDP; FSDP with ``--set fsdp=true`` on GPUs): the trainer reads the launcher's environment.
+Every process checks the options (all fail alike, before any model loads) and trains; only rank 0
+writes files. See docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from .app import app, apply_threads, bad_input_exits_2, folder_option, interrupted, parse_named_options, require_extra, threads_option, write_result
+
+BUILTIN_DATA = "jailbreakbench"
+FINAL, RESULT, TRACK = "final", "result.json", "track.jsonl"
+_LEFTOVERS = (FINAL, TRACK)
+"""What an interrupted run leaves in its folder (a run that finished also has result.json)."""
+
+
+def finetune_config(algorithm: str, lora: bool, overrides: list[str]):
+    """The :class:`~elastic_theory.trainconfig.FinetuneConfig` of the command line: ``--algorithm``, ``--lora``,
+    then ``--set KEY=VALUE`` (JSON values) for any of its fields."""
+    from ..experiments import apply_overrides
+    from ..trainconfig import ALGORITHMS, FinetuneConfig
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"--algorithm {algorithm!r}: unknown; use one of {', '.join(ALGORITHMS)}")
+    return apply_overrides(FinetuneConfig(algorithm=algorithm, lora=lora), overrides)
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that holds a finished run or anything this command does not write."""
+    if not out.is_dir():
+        return
+    if (out / RESULT).exists():
+        raise ValueError(f"--out {out} holds a finished run ({RESULT}); give another --out folder")
+    other = sorted(p.name for p in out.iterdir() if p.name not in _LEFTOVERS and not p.name.startswith(f".{FINAL}."))
+    if other:
+        raise ValueError(f"--out {out} holds other files ({', '.join(other[:3])}); give a new or empty folder")
+
+
+def read_pairs(data: str):
+    """``jailbreakbench`` (the built-in pairs) or a JSONL file of ``{"prompt", "aligned", "unaligned"}`` objects."""
+    from .. import corpora
+
+    return corpora.jailbreakbench_pairs() if data == BUILTIN_DATA else corpora.read_pairs_jsonl(data)
+
+
+def resolve_training_device(device: str | None) -> str:
+    """``--device``: the GPU of this process's ``LOCAL_RANK`` when CUDA is there (or asked for), else the CPU."""
+    import torch
+
+    from ..empirical.distributed import local_rank
+    from ..empirical.loading import resolve_device
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        device = f"cuda:{local_rank()}"
+    return str(resolve_device(device))
+
+
+@app.command("finetune")
+@bad_input_exits_2
+def finetune_command(
+    model: str = typer.Option(..., "--model", help="The model to fine-tune: anything --model of `measure` accepts."),
+    data: str = typer.Option(..., "--data", metavar="PAIRS", help=f"A JSONL file of {{prompt, aligned, unaligned}} objects, or {BUILTIN_DATA} (built in)."),
+    algorithm: str = typer.Option(..., "--algorithm", help="sft or dpo."),
+    target: str = typer.Option("aligned", "--target", help="The side the model is pushed towards: aligned or unaligned."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of every weight."),
+    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="A FinetuneConfig field (lr, batch_size, epochs, max_length, beta, lora_r, lora_targets, fsdp, ...); JSON values; repeatable."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Training examples (default: all that are not held out)."),
+    n_measure: int = typer.Option(10, "--n-measure", help="Examples held out for measurement (never trained on; their names go into result.json)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and of the training."),
+    track: list[str] = typer.Option([], "--track", metavar="NAME=PATH", help="A dataset (as `measure` reads it) whose rates are written to OUT/track.jsonl during training. Repeatable."),
+    every: int = typer.Option(10, "--every", help="Optimizer steps between tracked measurements (and one before the first step)."),
+    out: Path = folder_option("Folder for final/ (the model or adapter), result.json and track.jsonl.", "--out"),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda; default: CUDA when available (each process its LOCAL_RANK's GPU)."),
+    dtype: str = typer.Option("float32", "--dtype", help="The weights' dtype during training: float32, float64 or bfloat16."),
+    threads: int | None = threads_option(),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (rank 0, on stderr)."),
+) -> None:
+    """Fine-tune MODEL on the training part of a seeded split of the pairs (SFT or DPO; full or LoRA).
+
+    Writes OUT/final (a save_pretrained folder with the tokenizer, or the LoRA adapter: both are
+    models that measure and compare accept), OUT/result.json (config, split, per-step losses,
+    provenance) and, with --track, OUT/track.jsonl. Launch it under torchrun or accelerate launch
+    for several processes; docs/distributed.md gives the commands.
+
+    Example: elastic-theory finetune --model smollm2-135m --data jailbreakbench --algorithm sft --lora --n-train 16 --out runs/ft
+    """
+    if out is None:
+        raise ValueError("give --out DIR, the folder for the fine-tuned model and result.json")
+    for module in ("torch", "transformers", "trl", "peft"):
+        require_extra(module, "empirical", "finetune")
+    from .. import corpora
+    from ..empirical.finetune import SIDES
+
+    config = finetune_config(algorithm, lora, overrides)
+    if target not in SIDES:
+        raise ValueError(f"--target {target!r}: use aligned or unaligned")
+    if every < 1:
+        raise ValueError(f"--every must be an integer >= 1 (optimizer steps between measurements), got {every}")
+    check_out_folder(out)
+    split = corpora.split_train_measure(read_pairs(data), n_measure=n_measure, n_train=n_train, seed=seed)
+    tracked = {}
+    if track:
+        from ..empirical import read_documents
+
+        tracked = {name: read_documents(path) for name, path in parse_named_options(track, "--track", "PATH", "wiki=wiki.jsonl").items()}
+    from ..empirical.distributed import check_fsdp_device
+    from ..empirical.loading import locate_model
+
+    dev = resolve_training_device(device)
+    check_fsdp_device(config.fsdp, dev.split(":")[0])
+    source = locate_model(model)
+    apply_threads(threads)
+    try:
+        report = _train(source, split, config, target=target, tracked=tracked, every=every, out=out, device=dev,
+                        dtype=dtype, seed=seed, progress=progress, data=data)
+    except KeyboardInterrupt:
+        kept = f"{out / TRACK} keeps the rates measured so far; " if tracked else ""
+        raise interrupted(f"interrupted: {kept}no model and no {RESULT} were written") from None
+    if report is not None:
+        write_result(out / RESULT, report)
+
+
+def _train(source, split, config, *, target, tracked, every, out, device, dtype, seed, progress, data) -> dict | None:
+    """Load, train, save ``final/`` and return the report (rank 0; ``None`` on the other ranks)."""
+    from ..empirical import RateTracker, load_model_and_tokenizer
+    from ..empirical.distributed import full_state_dict, is_main_process, is_sharded, world_size
+    from ..empirical.finetune import run_finetune, save_checkpoint
+
+    main = is_main_process()
+    model, tokenizer = load_model_and_tokenizer(source.name, device=device, dtype=dtype, source=source)
+    tracker = None
+    if tracked:
+        tracker = RateTracker(tracked, tokenizer, out / TRACK, every=every)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / TRACK).write_text("", encoding="utf-8")  # an interrupted run's lines are not this run's
+    t0 = time.perf_counter()
+    result = run_finetune(model, tokenizer, split.train, config, target=target, seed=seed, progress=progress and main,
+                          tracker=tracker)
+    seconds = time.perf_counter() - t0
+    state = full_state_dict(result.model) if is_sharded(result.model) else None  # a collective: every rank
+    if not main:
+        return None
+    save_checkpoint(result.model, tokenizer, out / FINAL, overwrite=True, **({} if state is None else {"state_dict": state}))
+    losses = list(result.losses)
+    typer.echo(f"trained {len(losses)} steps on {len(split.train)} examples in {world_size()} process(es), "
+               f"{seconds:.1f} s; loss {losses[0]:.4g} -> {losses[-1]:.4g}" if losses else "trained 0 steps", err=True)
+    return {
+        "model": source.describe(),
+        "data": {"source": data, "seed": split.seed, "n_train": len(split.train), "n_measure": len(split.measure),
+                 "train": [p.name for p in split.train], "measure": [p.name for p in split.measure]},
+        "target": target,
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "losses": losses,
+        "world_size": world_size(),
+        "device": device,
+        "dtype": dtype,
+        "train_seconds": seconds,
+        "final": FINAL,
+        "track": TRACK if tracked else None,
+    }
