@@ -38,3 +38,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def finetune_inputs(tmp_path_factory):
+    """A float64 tiny GPT-2 saved with its tokenizer (``model/``), 24 preference pairs whose responses have unequal
+    lengths (``pairs.jsonl``) and texts to track (``track.jsonl``): the inputs of ``elastic-theory finetune`` tests."""
+    import json
+
+    import torch
+
+    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
+
+    root = tmp_path_factory.mktemp("finetune")
+    words = ["no", "thanks", "never", "sorry", "yes", "sure", "here", "it", "is", "fine"]
+    pairs = [{"prompt": f"question {i} about {words[i % 10]}",
+              "aligned": " ".join(words[(i + j) % 4] for j in range(1 + i % 5)),
+              "unaligned": " ".join(words[4 + (i + j) % 6] for j in range(1 + (3 * i) % 7))} for i in range(24)]
+    texts = [f"{p['prompt']}\n{p['aligned']}" for p in pairs] + [f"{p['prompt']}\n{p['unaligned']}" for p in pairs]
+    tok = byte_bpe_tokenizer(texts, vocab_size=300)
+    model = tiny_gpt2(tok, seed=0, n_layer=1, n_embd=16, n_head=2, n_positions=64).to(torch.float64)
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    (root / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (root / "track.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[::5]))
+    return root

@@ -46,6 +46,17 @@ def check_out_folder(out: Path) -> None:
         raise ValueError(f"--out {out} holds other files ({', '.join(other[:3])}); give a new or empty folder")
 
 
+def check_whole_steps(n_examples: int, batch_size: int) -> None:
+    """Under several processes, refuse a last step with fewer than ``batch_size`` examples: accelerate would
+    fill it with examples from the start (``even_batches``), so the run would differ from one process's."""
+    from ..empirical.distributed import world_size
+
+    if world_size() > 1 and n_examples % batch_size:
+        raise ValueError(f"{n_examples} training examples do not fill whole steps of batch_size {batch_size}: with "
+                         f"{world_size()} processes the last step would repeat examples from the start; give --n-train "
+                         f"a multiple of {batch_size}")
+
+
 def read_pairs(data: str):
     """``jailbreakbench`` (the built-in pairs) or a JSONL file of ``{"prompt", "aligned", "unaligned"}`` objects."""
     from .. import corpora
@@ -110,6 +121,7 @@ def finetune_command(
         raise ValueError(f"--every must be an integer >= 1 (optimizer steps between measurements), got {every}")
     check_out_folder(out)
     split = corpora.split_train_measure(read_pairs(data), n_measure=n_measure, n_train=n_train, seed=seed)
+    check_whole_steps(len(split.train), config.batch_size)
     tracked = {}
     if track:
         from ..empirical import read_documents
@@ -122,6 +134,13 @@ def finetune_command(
     check_fsdp_device(config.fsdp, dev.split(":")[0])
     source = locate_model(model)
     apply_threads(threads)
+    from ..empirical.distributed import is_main_process
+
+    progress = progress and is_main_process()  # one bar, not one per process
+    if not progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     try:
         report = _train(source, split, config, target=target, tracked=tracked, every=every, out=out, device=dev,
                         dtype=dtype, seed=seed, progress=progress, data=data)
@@ -147,7 +166,7 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
             out.mkdir(parents=True, exist_ok=True)
             (out / TRACK).write_text("", encoding="utf-8")  # an interrupted run's lines are not this run's
     t0 = time.perf_counter()
-    result = run_finetune(model, tokenizer, split.train, config, target=target, seed=seed, progress=progress and main,
+    result = run_finetune(model, tokenizer, split.train, config, target=target, seed=seed, progress=progress,
                           tracker=tracker)
     seconds = time.perf_counter() - t0
     state = full_state_dict(result.model) if is_sharded(result.model) else None  # a collective: every rank
