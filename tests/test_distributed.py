@@ -64,78 +64,63 @@ def _env() -> dict[str, str]:
             "TRANSFORMERS_OFFLINE": "1"}
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """A float64 tiny GPT-2 with its tokenizer saved to a folder, preference pairs of unequal lengths, tracked texts."""
-    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
-
-    root = tmp_path_factory.mktemp("distributed")
-    words = ["no", "thanks", "never", "sorry", "yes", "sure", "here", "it", "is", "fine"]
-    pairs = [{"prompt": f"question {i} about {words[i % 10]}",
-              "aligned": " ".join(words[(i + j) % 4] for j in range(1 + i % 5)),
-              "unaligned": " ".join(words[4 + (i + j) % 6] for j in range(1 + (3 * i) % 7))} for i in range(24)]
-    texts = [f"{p['prompt']}\n{p['aligned']}" for p in pairs] + [f"{p['prompt']}\n{p['unaligned']}" for p in pairs]
-    tok = byte_bpe_tokenizer(texts, vocab_size=300)
-    model = tiny_gpt2(tok, seed=0, n_layer=1, n_embd=16, n_head=2, n_positions=64).to(torch.float64)
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    (root / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    (root / "track.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[::5]))
-    return root
+def _torchrun(processes: int = 2) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "--master-addr",
+            "127.0.0.1", "--master-port", str(_free_port())]
 
 
-def _finetune_args(files: Path, out: Path) -> list[str]:
-    return ["-m", "elastic_theory", "finetune", "--model", str(files / "model"), "--data", str(files / "pairs.jsonl"),
+def _finetune_args(inputs: Path, out: Path, *extra: str) -> list[str]:
+    return ["-m", "elastic_theory", "finetune", "--model", str(inputs / "model"), "--data", str(inputs / "pairs.jsonl"),
             "--algorithm", "sft", "--set", f"batch_size={BATCH}", "--set", f"lr={LR}", "--set", "max_length=48",
             "--n-train", str(N_TRAIN), "--n-measure", str(N_MEASURE), "--seed", str(SEED), "--dtype", "float64",
-            "--track", f"t={files / 'track.jsonl'}", "--every", str(EVERY), "--no-progress", "--out", str(out)]
+            "--track", f"t={inputs / 'track.jsonl'}", "--every", str(EVERY), "--no-progress", "--out", str(out), *extra]
 
 
-def _run(command: list[str]) -> None:
-    proc = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+def _run(command: list[str], timeout: float = TIMEOUT) -> None:
+    proc = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
 
 
-def _reversed_within_steps_run(files: Path, out: Path) -> tuple[dict, list[float]]:
+def _reversed_within_steps_run(inputs: Path, out: Path, device: str = "cpu") -> tuple[dict, list[float]]:
     """The reference: one process, the same examples with each step's examples reversed (weights, losses; track in out)."""
     from elastic_theory import corpora
     from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
     from elastic_theory.empirical.finetune import run_finetune
     from elastic_theory.trainconfig import FinetuneConfig
 
-    split = corpora.split_train_measure(corpora.read_pairs_jsonl(files / "pairs.jsonl"), n_measure=N_MEASURE,
+    split = corpora.split_train_measure(corpora.read_pairs_jsonl(inputs / "pairs.jsonl"), n_measure=N_MEASURE,
                                         n_train=N_TRAIN, seed=SEED)
     order = [i for start in range(0, N_TRAIN, BATCH) for i in reversed(range(start, start + BATCH))]
-    model, tok = load_model_and_tokenizer(files / "model", device="cpu", dtype=torch.float64)
+    model, tok = load_model_and_tokenizer(inputs / "model", device=device, dtype=torch.float64)
     out.mkdir()
-    tracker = RateTracker({"t": read_documents(files / "track.jsonl")}, tok, out / "track.jsonl", every=EVERY)
+    tracker = RateTracker({"t": read_documents(inputs / "track.jsonl")}, tok, out / "track.jsonl", every=EVERY)
     result = run_finetune(model, tok, [split.train[i] for i in order],
                           FinetuneConfig(batch_size=BATCH, lr=LR, max_length=48), seed=SEED, tracker=tracker)
-    return {k: v.detach().clone() for k, v in result.model.state_dict().items()}, list(result.losses)
+    return {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}, list(result.losses)
+
+
+def _outcome(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    result = json.loads((folder / "result.json").read_text())
+    return {"weights": load_file(folder / "final" / "model.safetensors"), "losses": result["losses"], "result": result,
+            "track": [json.loads(line) for line in (folder / "track.jsonl").read_text().splitlines()]}
 
 
 @pytest.fixture(scope="module")
-def runs(files):
+def runs(finetune_inputs):
     """The one-process run, the two-process run (torchrun, gloo) and the reversed-order reference."""
     from safetensors.torch import load_file
 
-    one, two, ref = files / "one", files / "two", files / "reversed"
-    _run([sys.executable, *_finetune_args(files, one)])
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-          "--master-port", str(_free_port()), *_finetune_args(files, two)])
-    ref_weights, ref_losses = _reversed_within_steps_run(files, ref)
-    out = {}
-    for name, folder in (("one", one), ("two", two)):
-        result = json.loads((folder / "result.json").read_text())
-        out[name] = {"weights": load_file(folder / "final" / "model.safetensors"), "losses": result["losses"],
-                     "result": result, "track": _track(folder)}
-    out["reversed"] = {"weights": ref_weights, "losses": ref_losses, "track": _track(ref)}
-    return out
-
-
-def _track(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "track.jsonl").read_text().splitlines()]
+    inputs = finetune_inputs
+    _run([sys.executable, *_finetune_args(inputs, inputs / "one")])
+    _run([*_torchrun(), *_finetune_args(inputs, inputs / "two")])
+    weights, losses = _reversed_within_steps_run(inputs, inputs / "reversed")
+    track = [json.loads(line) for line in (inputs / "reversed" / "track.jsonl").read_text().splitlines()]
+    return {"one": _outcome(inputs / "one"), "two": _outcome(inputs / "two"),
+            "reversed": {"weights": weights, "losses": losses, "track": track},
+            "initial": load_file(inputs / "model" / "model.safetensors")}
 
 
 def _max_weight_difference(a: dict, b: dict) -> float:
@@ -143,37 +128,120 @@ def _max_weight_difference(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-def test_two_processes_train_the_same_weights_as_one(runs):
-    one, two, ref = runs["one"]["weights"], runs["two"]["weights"], runs["reversed"]["weights"]
-    null = _max_weight_difference(one, ref)
-    moved = _max_weight_difference(one, load_model_weights(runs))
+def _weights_agree(one: dict, other: dict, reference: dict, initial: dict, label: str) -> None:
+    """``other`` within :data:`NULL_FACTOR` times the reference's distance from ``one`` (plus float64 rounding of
+    the largest weight), and that tolerance far below what one update moves (so a wrong step cannot hide in it)."""
+    null = _max_weight_difference(one, reference)
+    moved = _max_weight_difference(one, initial)
     tolerance = NULL_FACTOR * null + 4 * 2.0**-53 * max(float(w.abs().max()) for w in one.values())
-    difference = _max_weight_difference(one, two)
-    print(f"max |w_2proc - w_1proc| = {difference:.3e}; reversed-order reference {null:.3e}; "
+    difference = _max_weight_difference(one, other)
+    print(f"{label}: max |w - w_1proc| = {difference:.3e}; reversed-order reference {null:.3e}; "
           f"tolerance {tolerance:.3e}; largest weight change in training {moved:.3e}")
     assert difference <= tolerance
-    assert tolerance < 1e-3 * moved  # the check can see a wrong step: an update moves weights by about lr
+    assert tolerance < 1e-3 * moved
 
 
-def load_model_weights(runs) -> dict:
-    from safetensors.torch import load_file
+def test_two_processes_train_the_same_weights_as_one(runs):
+    _weights_agree(runs["one"]["weights"], runs["two"]["weights"], runs["reversed"]["weights"], runs["initial"],
+                   "torchrun, 2 processes, gloo")
 
-    return load_file(Path(runs["one"]["result"]["model"]["location"]) / "model.safetensors")
 
-
-def test_two_processes_log_the_same_step_losses(runs):
-    one, two, ref = (runs[k]["losses"] for k in ("one", "two", "reversed"))
+def _losses_agree(one: list[float], two: list[float], ref: list[float]) -> None:
     assert len(one) == len(two) == len(ref) == N_TRAIN // BATCH
-    assert runs["two"]["result"]["world_size"] == 2 and runs["one"]["result"]["world_size"] == 1
     for a, b, r in zip(one, two, ref):
         assert abs(a - b) <= NULL_FACTOR * abs(a - r) + 2 * U32 * abs(a), (one, two, ref)
 
 
-def test_two_processes_track_the_same_rates_once(runs):
-    one, two, ref = (runs[k]["track"] for k in ("one", "two", "reversed"))
+def test_two_processes_log_the_same_step_losses(runs):
+    _losses_agree(*(runs[k]["losses"] for k in ("one", "two", "reversed")))
+    assert runs["two"]["result"]["world_size"] == 2 and runs["one"]["result"]["world_size"] == 1
+
+
+def _tracks_agree(one: list[dict], two: list[dict], ref: list[dict]) -> None:
     steps = [0, *range(EVERY, N_TRAIN // BATCH + 1, EVERY)]
     assert [r["step"] for r in one] == [r["step"] for r in two] == [r["step"] for r in ref] == steps
     for a, b, r in zip(one, two, ref):
         for key in ("bits_per_token", "bits_per_byte"):
             assert abs(a[key] - b[key]) <= NULL_FACTOR * abs(a[key] - r[key]) + 4 * 2.0**-53 * a[key], (key, a, b, r)
         assert (a["n_tokens"], a["n_bytes"]) == (b["n_tokens"], b["n_bytes"])
+
+
+def test_two_processes_track_the_same_rates_once(runs):
+    _tracks_agree(*(runs[k]["track"] for k in ("one", "two", "reversed")))
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_command_as_torchrun(runs, finetune_inputs, tmp_path):
+    """``accelerate launch --multi_gpu --num_processes 2`` starts the same two processes (on the CPU too; without
+    ``--multi_gpu`` it starts one process on a machine without GPUs): the weights equal torchrun's exactly."""
+    _run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+          "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+          *_finetune_args(finetune_inputs, tmp_path / "acc")])
+    launched = _outcome(tmp_path / "acc")
+    assert launched["result"]["world_size"] == 2
+    assert _max_weight_difference(runs["two"]["weights"], launched["weights"]) == 0.0
+    assert launched["track"] == [{**r, "seconds": a["seconds"], "time": a["time"]}
+                                 for r, a in zip(runs["two"]["track"], launched["track"])]
+
+
+_SHARDED_TRACKER = """
+import sys, torch, torch.distributed as dist
+from pathlib import Path
+from torch.distributed.fsdp import fully_shard
+from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
+from elastic_theory.empirical.distributed import full_state_dict, is_sharded
+
+inputs, out = Path(sys.argv[1]), Path(sys.argv[2])
+dist.init_process_group("gloo")
+model, tok = load_model_and_tokenizer(inputs / "model", device="cpu", dtype=torch.float64)
+for block in model.transformer.h:
+    fully_shard(block)
+fully_shard(model)
+assert is_sharded(model)
+tracker = RateTracker({"t": read_documents(inputs / "track.jsonl")}, tok, out / "track.jsonl", every=1)
+records = tracker.measure(model, 0)
+assert len(records) == (1 if dist.get_rank() == 0 else 0)
+state = full_state_dict(model)
+if dist.get_rank() == 0:
+    torch.save(state, out / "gathered.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_tracker_measures_a_sharded_model_on_every_rank_and_writes_once(finetune_inputs, tmp_path):
+    """FSDP2-sharded (``fully_shard``, gloo, 2 processes): the tracked rates equal the unsharded model's and are
+    written once; the gathered state dict is the model's. A tracker that ran the forward on rank 0 only would wait
+    for rank 1's all-gather for ever (the timeout kills it); one that wrote from both ranks writes two lines."""
+    from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
+
+    script = tmp_path / "sharded.py"
+    script.write_text(_SHARDED_TRACKER)
+    _run([*_torchrun(), str(script), str(finetune_inputs), str(tmp_path)], timeout=300)
+    model, tok = load_model_and_tokenizer(finetune_inputs / "model", device="cpu", dtype=torch.float64)
+    (tmp_path / "whole").mkdir()
+    whole = RateTracker({"t": read_documents(finetune_inputs / "track.jsonl")}, tok, tmp_path / "whole" / "t.jsonl",
+                        every=1).measure(model, 0)
+    sharded = [json.loads(line) for line in (tmp_path / "track.jsonl").read_text().splitlines()]
+    assert len(sharded) == 1
+    for key in ("bits_per_token", "bits_per_byte"):  # the same float64 forward, gathered: a few roundings apart
+        assert abs(sharded[0][key] - whole[0][key]) <= 64 * 2.0**-53 * whole[0][key]
+    gathered = torch.load(tmp_path / "gathered.pt")
+    assert _max_weight_difference(model.state_dict(), gathered) == 0.0
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_fsdp_on_two_gpus_trains_the_same_weights_as_one_gpu(finetune_inputs, tmp_path):
+    """Unmeasured on the CPU machines this was written on (FSDP runs only on accelerators): the FSDP2 run on two
+    GPUs (NCCL) against one GPU, with the same reference and tolerance as the CPU test."""
+    one, two = tmp_path / "one", tmp_path / "fsdp"
+    _run([sys.executable, *_finetune_args(finetune_inputs, one, "--device", "cuda")])
+    _run([*_torchrun(), *_finetune_args(finetune_inputs, two, "--device", "cuda", "--set", "fsdp=true")])
+    weights, losses = _reversed_within_steps_run(finetune_inputs, tmp_path / "reversed", device="cuda")
+    from safetensors.torch import load_file
+
+    a, b = _outcome(one), _outcome(two)
+    _weights_agree(a["weights"], b["weights"], weights, load_file(finetune_inputs / "model" / "model.safetensors"),
+                   "torchrun, 2 GPUs, FSDP2")
+    _losses_agree(a["losses"], b["losses"], losses)
