@@ -16,7 +16,7 @@ from elastic_theory.cli import app  # noqa: E402
 def _args(inputs, out, *extra):
     return ["finetune", "--model", str(inputs / "model"), "--data", str(inputs / "pairs.jsonl"), "--algorithm", "sft",
             "--set", "batch_size=4", "--set", "max_length=48", "--n-train", "8", "--n-measure", "4", "--no-progress",
-            "--out", str(out), *extra]
+            "--device", "cpu", "--out", str(out), *extra]
 
 
 def _invoke(args, env=None):

@@ -69,11 +69,12 @@ def _torchrun(processes: int = 2) -> list[str]:
             "127.0.0.1", "--master-port", str(_free_port())]
 
 
-def _finetune_args(inputs: Path, out: Path, *extra: str) -> list[str]:
+def _finetune_args(inputs: Path, out: Path, *extra: str, device: str = "cpu") -> list[str]:
     return ["-m", "elastic_theory", "finetune", "--model", str(inputs / "model"), "--data", str(inputs / "pairs.jsonl"),
             "--algorithm", "sft", "--set", f"batch_size={BATCH}", "--set", f"lr={LR}", "--set", "max_length=48",
             "--n-train", str(N_TRAIN), "--n-measure", str(N_MEASURE), "--seed", str(SEED), "--dtype", "float64",
-            "--track", f"t={inputs / 'track.jsonl'}", "--every", str(EVERY), "--no-progress", "--out", str(out), *extra]
+            "--track", f"t={inputs / 'track.jsonl'}", "--every", str(EVERY), "--no-progress", "--out", str(out),
+            "--device", device, *extra]
 
 
 def _run(command: list[str], timeout: float = TIMEOUT) -> None:
@@ -210,8 +211,9 @@ dist.destroy_process_group()
 
 def test_tracker_measures_a_sharded_model_on_every_rank_and_writes_once(finetune_inputs, tmp_path):
     """FSDP2-sharded (``fully_shard``, gloo, 2 processes): the tracked rates equal the unsharded model's and are
-    written once; the gathered state dict is the model's. A tracker that ran the forward on rank 0 only would wait
-    for rank 1's all-gather for ever (the timeout kills it); one that wrote from both ranks writes two lines."""
+    written once; the gathered state dict is the model's. A tracker that ran the forward on rank 0 only leaves
+    rank 0's all-gather unmatched (tried: gloo fails it when rank 1 moves on to the next collective; otherwise the
+    timeout ends the wait); one that wrote from both ranks writes two lines."""
     from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
 
     script = tmp_path / "sharded.py"
@@ -236,8 +238,8 @@ def test_fsdp_on_two_gpus_trains_the_same_weights_as_one_gpu(finetune_inputs, tm
     """Unmeasured on the CPU machines this was written on (FSDP runs only on accelerators): the FSDP2 run on two
     GPUs (NCCL) against one GPU, with the same reference and tolerance as the CPU test."""
     one, two = tmp_path / "one", tmp_path / "fsdp"
-    _run([sys.executable, *_finetune_args(finetune_inputs, one, "--device", "cuda")])
-    _run([*_torchrun(), *_finetune_args(finetune_inputs, two, "--device", "cuda", "--set", "fsdp=true")])
+    _run([sys.executable, *_finetune_args(finetune_inputs, one, device="cuda")])
+    _run([*_torchrun(), *_finetune_args(finetune_inputs, two, "--set", "fsdp=true", device="cuda")])
     weights, losses = _reversed_within_steps_run(finetune_inputs, tmp_path / "reversed", device="cuda")
     from safetensors.torch import load_file
 
