@@ -149,6 +149,8 @@ def test_two_processes_train_the_same_weights_as_one(runs):
 
 def _losses_agree(one: list[float], two: list[float], ref: list[float]) -> None:
     assert len(one) == len(two) == len(ref) == N_TRAIN // BATCH
+    print(f"step losses: max |l - l_1proc| = {max(abs(a - b) for a, b in zip(one, two)):.3e}; reversed-order reference "
+          f"{max(abs(a - r) for a, r in zip(one, ref)):.3e}")
     for a, b, r in zip(one, two, ref):
         assert abs(a - b) <= NULL_FACTOR * abs(a - r) + 2 * U32 * abs(a), (one, two, ref)
 
@@ -161,6 +163,8 @@ def test_two_processes_log_the_same_step_losses(runs):
 def _tracks_agree(one: list[dict], two: list[dict], ref: list[dict]) -> None:
     steps = [0, *range(EVERY, N_TRAIN // BATCH + 1, EVERY)]
     assert [r["step"] for r in one] == [r["step"] for r in two] == [r["step"] for r in ref] == steps
+    print(f"tracked bits per token: max difference {max(abs(a['bits_per_token'] - b['bits_per_token']) for a, b in zip(one, two)):.3e}"
+          f"; reversed-order reference {max(abs(a['bits_per_token'] - r['bits_per_token']) for a, r in zip(one, ref)):.3e}")
     for a, b, r in zip(one, two, ref):
         for key in ("bits_per_token", "bits_per_byte"):
             assert abs(a[key] - b[key]) <= NULL_FACTOR * abs(a[key] - r[key]) + 4 * 2.0**-53 * a[key], (key, a, b, r)
