@@ -83,8 +83,9 @@ def _run(command: list[str], timeout: float = TIMEOUT) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def _reversed_within_steps_run(inputs: Path, out: Path, device: str = "cpu") -> tuple[dict, list[float]]:
-    """The reference: one process, the same examples with each step's examples reversed (weights, losses; track in out)."""
+def _reversed_within_steps_run(inputs: Path, out: Path, device: str = "cpu", config=None) -> tuple[dict, list[float]]:
+    """The reference: one process, the same examples with each step's examples reversed (weights, with a LoRA
+    adapter merged; losses; track in out). ``config``: default SFT at :data:`BATCH`, :data:`LR`."""
     from elastic_theory import corpora
     from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
     from elastic_theory.empirical.finetune import run_finetune
@@ -96,9 +97,18 @@ def _reversed_within_steps_run(inputs: Path, out: Path, device: str = "cpu") -> 
     model, tok = load_model_and_tokenizer(inputs / "model", device=device, dtype=torch.float64)
     out.mkdir()
     tracker = RateTracker({"t": read_documents(inputs / "track.jsonl")}, tok, out / "track.jsonl", every=EVERY)
-    result = run_finetune(model, tok, [split.train[i] for i in order],
-                          FinetuneConfig(batch_size=BATCH, lr=LR, max_length=48), seed=SEED, tracker=tracker)
-    return {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}, list(result.losses)
+    config = config or FinetuneConfig(batch_size=BATCH, lr=LR, max_length=48)
+    result = run_finetune(model, tok, [split.train[i] for i in order], config, seed=SEED, tracker=tracker)
+    trained = result.model.merge_and_unload() if config.lora else result.model
+    return {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}, list(result.losses)
+
+
+def _merged_weights(folder: Path) -> dict:
+    """The weights of a saved model as ``measure`` loads it (a LoRA adapter merged into its base)."""
+    from elastic_theory.empirical import load_model_and_tokenizer
+
+    model, _ = load_model_and_tokenizer(folder, device="cpu", dtype=torch.float64)
+    return model.state_dict()
 
 
 def _outcome(folder: Path) -> dict:
@@ -173,6 +183,24 @@ def _tracks_agree(one: list[dict], two: list[dict], ref: list[dict]) -> None:
 
 def test_two_processes_track_the_same_rates_once(runs):
     _tracks_agree(*(runs[k]["track"] for k in ("one", "two", "reversed")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, lora", [("dpo", False), ("sft", True)])
+def test_dpo_and_lora_train_the_same_weights_under_two_processes(finetune_inputs, tmp_path, algorithm, lora):
+    """DPO (a mean over the step's pairs: each process holds the same number) and a LoRA adapter, the same way."""
+    from elastic_theory.trainconfig import FinetuneConfig
+
+    extra = ["--set", f"algorithm={algorithm}", *(["--lora", "--set", 'lora_targets=["c_attn"]'] if lora else [])]
+    _run([sys.executable, *_finetune_args(finetune_inputs, tmp_path / "one", *extra)])
+    _run([*_torchrun(), *_finetune_args(finetune_inputs, tmp_path / "two", *extra)])
+    config = FinetuneConfig(algorithm=algorithm, lora=lora, lora_targets=("c_attn",), batch_size=BATCH, lr=LR,
+                            max_length=48)
+    weights, losses = _reversed_within_steps_run(finetune_inputs, tmp_path / "reversed", config=config)
+    one, two = (json.loads((tmp_path / n / "result.json").read_text())["losses"] for n in ("one", "two"))
+    _weights_agree(_merged_weights(tmp_path / "one" / "final"), _merged_weights(tmp_path / "two" / "final"), weights,
+                   _merged_weights(finetune_inputs / "model"), f"torchrun, 2 processes, {algorithm}{', LoRA' if lora else ''}")
+    _losses_agree(one, two, losses)
 
 
 @pytest.mark.slow
