@@ -261,3 +261,32 @@ def test_smollm2_quick_run(tmp_path):
     assert res["model"]["name"] == "smollm2-135m" and res["lora"] is True
     for curve in res["curves"].values():
         assert curve[-1]["margin_per_token"]["mean"] < curve[0]["margin_per_token"]["mean"]
+
+
+def test_saved_checkpoints_are_the_measured_models(tiny):
+    """The first seed's aligned models (m = 0) and its models after the largest m are saved, and each scores
+    exactly the margin and KL its curve recorded, after a round trip through the loader ``compare`` uses.
+
+    Killed: saving the base or a stale copy instead of the trained state, saving the adapter-less model of a
+    LoRA run, saving for every seed (disk), naming the folder after the wrong amount.
+    """
+    from elastic_theory.empirical.loading import load_model_and_tokenizer
+    from elastic_theory.experiments.lm_rebound import LMReboundConfig, Measurer, load_pairs, split_seed
+    from elastic_theory.experiments import config_from_dict
+
+    tmp, out, _ = tiny
+    names = {p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")}
+    assert names == {f"seed={SEEDS[0]}_align={n}_perturb={m}" for n in ALIGNS for m in (0, PERTURBS[-1])}
+    config = config_from_dict(LMReboundConfig, {**tiny_config(tmp), "finetune": {"lr": 0.003, "batch_size": 4,
+                                                                                    "max_length": 64}})
+    base, tok = load_model_and_tokenizer(config.model, device="cpu")
+    measure = Measurer(base, tok, split_seed(load_pairs(config.setting), config, SEEDS[0]), config)
+    u = units(out)
+    for n in ALIGNS:
+        curve = u[f"seed={SEEDS[0]}_align={n}"]["curve"]
+        for point in (curve[0], curve[-1]):
+            model, _ = load_model_and_tokenizer(out / "checkpoints" / f"seed={SEEDS[0]}_align={n}_perturb="
+                                                f"{point['perturb_amount']}", device="cpu")
+            got = measure(model, generate=False)
+            for key in ("margin_per_token", "margin_per_response", "kl_bits_per_token"):
+                assert got[key] == pytest.approx(point[key], rel=1e-6, abs=1e-9), (n, point["perturb_amount"], key)

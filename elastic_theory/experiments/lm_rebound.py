@@ -43,6 +43,11 @@ aligned response, as trained on) and of ``n_track`` Wikipedia paragraphs (the pr
 :func:`~elastic_theory.corpora.wikipedia_sample`) to
 ``tracks/*.jsonl`` every ``track_every`` optimizer steps of every stage.
 
+**Checkpoints** (``save_checkpoints``, on in the full config): for the first seed, every aligned
+model (:math:`m = 0`) and every model after the largest :math:`m`, saved as
+``checkpoints/seed=S_align=N_perturb=M`` (weights and tokenizer, LoRA merged) for
+``elastic-theory compare --base MODEL --checkpoint NAME=FOLDER ...``.
+
 **Units.** One cached unit per seed for the base model's scores, one per (seed, :math:`n_+`) for the
 aligned model's curve: an interrupted run resumes, re-running the alignment only as far as the
 largest missing :math:`n_+`.
@@ -112,6 +117,7 @@ class LMReboundConfig:
     eps_kl_bits: float = 0.01
     track_every: int = 6
     n_track: int = 2
+    save_checkpoints: bool = True
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
@@ -147,6 +153,8 @@ class LMReboundConfig:
             raise ValueError(f"eps_kl_bits must be finite and > 0 (the KL threshold of data to revert), got {self.eps_kl_bits!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be at least one distinct integer, got {list(self.seeds)}")
+        if not isinstance(self.save_checkpoints, bool):
+            raise ValueError(f"save_checkpoints must be true or false, got {self.save_checkpoints!r}")
 
 
 def quick_config() -> LMReboundConfig:
@@ -154,13 +162,13 @@ def quick_config() -> LMReboundConfig:
     answers of 8 tokens at the last amount, no rate tracking (see experiments/README.md for its CPU time)."""
     return LMReboundConfig(finetune=FinetuneConfig(lr=2e-3, batch_size=4, max_length=64, lora=True),
                            align_amounts=(4, 8), perturb_amounts=(4, 8), n_measure=2, n_generate=2,
-                           max_new_tokens=8, generate_amounts=(8,), track_every=0, seeds=(0, 1))
+                           max_new_tokens=8, generate_amounts=(8,), track_every=0, save_checkpoints=False, seeds=(0, 1))
 
 
 def data_to_revert_config() -> LMReboundConfig:
     """The data-to-revert default: the rebound protocol with a longer perturbation grid (to reach KL <= eps)."""
     return LMReboundConfig(align_amounts=(16, 48), perturb_amounts=(8, 16, 32, 64, 96), generate_amounts=(32, 96),
-                           track_every=0)
+                           track_every=0, save_checkpoints=False)
 
 
 # ------------------------------------------------------------------ data
@@ -294,6 +302,13 @@ def _tracker(config: LMReboundConfig, tokenizer, data: SeedData, path: Path):
     return RateTracker({"alignment": aligned, "wikipedia": wiki}, tokenizer, path, every=config.track_every)
 
 
+def _save(model, tokenizer, run_dir: RunDir, name: str) -> None:
+    """Save ``model`` (a plain model: adapters are merged by :func:`_snapshot`) as ``checkpoints/NAME`` for ``compare``."""
+    from ..empirical.finetune import save_checkpoint
+
+    save_checkpoint(model, tokenizer, run_dir.path("checkpoints", name), overwrite=True)
+
+
 def _train(model, tokenizer, examples, config, target, seed, at_steps, tracker, bar):
     """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps; return the trained model."""
     from ..empirical.finetune import finetune
@@ -337,8 +352,13 @@ def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pair
         t0 = time.perf_counter()
         at = {m // b: (lambda net, m=m: curve.append({"perturb_amount": m, **measure(net, m in generate_at)}))
               for m in (0, *perturb)}
-        _train(aligned.pop(n), tokenizer, examples, config, "unaligned", seed, at,
-               _tracker(config, tokenizer, data, run_dir.path("tracks", f"{keys[n]}_perturb.jsonl")), bar)
+        start = aligned.pop(n)
+        if config.save_checkpoints and seed == config.seeds[0]:
+            _save(start, tokenizer, run_dir, f"{keys[n]}_perturb=0")
+        perturbed = _train(start, tokenizer, examples, config, "unaligned", seed, at,
+                           _tracker(config, tokenizer, data, run_dir.path("tracks", f"{keys[n]}_perturb.jsonl")), bar)
+        if config.save_checkpoints and seed == config.seeds[0]:
+            _save(_snapshot(perturbed, base_model), tokenizer, run_dir, f"{keys[n]}_perturb={perturb[-1]}")
         run_dir.unit(keys[n], lambda: {"seed": seed, "align_amount": n, "curve": curve,
                                        "seconds": {"align_run": align_seconds, "perturb_run": time.perf_counter() - t0}})
     bar.close()
