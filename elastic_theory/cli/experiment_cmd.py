@@ -21,16 +21,17 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-LM_VARIANTS = {"rebound": "lm-rebound", "data-to-revert": "lm-data-to-revert"}
+LM_VARIANTS = {"rebound": "lm-rebound", "data-to-revert": "lm-data-to-revert", "resistance": "lm-resistance",
+               "ratio": "lm-ratio"}
 """Protocols that also run on a pretrained LM: ``experiment NAME --model M`` runs the registered ``lm-`` experiment."""
 
 
 def experiment_name(name: str, model: str | None, algorithm: str | None, lora: bool) -> str:
     """The registered experiment that ``experiment NAME`` with these real-model options runs.
 
-    ``--model``, ``--algorithm`` or ``--lora`` turn ``rebound`` and ``data-to-revert`` into their
-    real-model experiments (``data-to-revert`` has no synthetic one, so it always does); other
-    experiments run on the synthetic world and refuse them.
+    ``--model``, ``--algorithm`` or ``--lora`` turn ``rebound``, ``data-to-revert``, ``resistance`` and
+    ``ratio`` into their real-model experiments (``data-to-revert`` and ``ratio`` have no synthetic
+    one, so they always do); other experiments run on the synthetic world and refuse them.
     """
     from ..experiments import names
 
@@ -72,7 +73,7 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
 @bad_input_exits_2
 def experiment_command(
     name: str = typer.Argument(..., help="Experiment name (joint-ratio, sequential-ratio, ...; see experiments/README.md)."),
-    model: str | None = typer.Option(None, "--model", help="Run rebound / data-to-revert on this pretrained LM (a name or path "
+    model: str | None = typer.Option(None, "--model", help="Run rebound / data-to-revert / resistance / ratio on this pretrained LM (a name or path "
                                      "that measure accepts, e.g. smollm2-135m) instead of the synthetic world."),
     algorithm: str | None = typer.Option(None, "--algorithm", help="Alignment algorithm of a real-model run: sft or dpo."),
     lora: bool = typer.Option(False, "--lora", help="Real-model run: train LoRA adapters instead of every weight."),

@@ -1,0 +1,79 @@
+"""Helpers shared by the real-model protocols (``lm-resistance``, ``lm-ratio``): loading, training with losses, scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..trainconfig import FinetuneConfig
+from .lm_rebound import _snapshot as snapshot
+
+__all__ = ["check_common", "check_data", "finetune_losses", "load_base", "pooled_nll_per_token", "snapshot"]
+
+
+def check_common(config, amounts: dict[str, tuple[int, ...]]) -> None:
+    """The checks every real-model config shares: ``model``, ``setting`` and ``seeds``, and every amount of
+    ``amounts`` (name -> values) a positive multiple of ``config.finetune.batch_size`` (whole optimizer steps)."""
+    if not isinstance(config.model, str) or not config.model:
+        raise ValueError(f"model must be a model name or path, got {config.model!r}")
+    if not isinstance(config.setting, str) or not config.setting:
+        raise ValueError(f"setting must be safety, sentiment or a pairs JSONL path, got {config.setting!r}")
+    b = config.finetune.batch_size
+    for name, values in amounts.items():
+        for n in values:
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n % b:
+                raise ValueError(f"{name}: {n!r} must be a positive multiple of finetune.batch_size = {b} "
+                                 "(amounts are whole optimizer steps)")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"seeds must be at least one distinct integer, got {list(config.seeds)}")
+
+
+def check_data(config, split) -> list:
+    """What can be checked before a model loads: the model's files exist, and ``split(pairs, config, seed)``
+    succeeds for every seed (the data suffice); returns the pairs."""
+    from ..empirical.loading import locate_model
+    from .lm_rebound import load_pairs
+
+    locate_model(config.model)
+    pairs = load_pairs(config.setting)
+    for seed in config.seeds:
+        split(pairs, config, seed)
+    return pairs
+
+
+def load_base(model: str, device: str):
+    """``(source, model, tokenizer)`` of the base model, loaded once per run."""
+    from ..empirical.loading import load_model_and_tokenizer, locate_model
+
+    source = locate_model(model)
+    net, tokenizer = load_model_and_tokenizer(model, device=device, source=source)
+    return source, net, tokenizer
+
+
+def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, scratch: Path, seed: int,
+                    at_steps: dict, bar) -> tuple[object, tuple[float, ...]]:
+    """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps (0 = before the first);
+    return the trained model and the loss the trainer logged at each step (nats, see ``FinetuneResult``)."""
+    from ..empirical.finetune import run_finetune
+
+    def on_step(step, net):
+        if step in at_steps:
+            at_steps[step](net)
+        if step:
+            bar.update()
+
+    result = run_finetune(model, tokenizer, examples, config, target=target, out_dir=scratch, seed=seed, on_step=on_step)
+    return result.model, result.losses
+
+
+def pooled_nll_per_token(model, tokenizer, pairs) -> float:
+    """Negative log-likelihood of the pairs' aligned responses, pooled: total nats over total response tokens,
+    tokenized as trained (:func:`~elastic_theory.empirical.behaviour_lm.response_log_probs`, EOS included)."""
+    from ..empirical.behaviour_lm import response_log_probs
+
+    was_training = model.training
+    model.eval()
+    try:
+        scores = response_log_probs(model, tokenizer, pairs, "aligned")
+    finally:
+        model.train(was_training)
+    return float(-scores.log_prob.sum() / scores.n_tokens.sum())
