@@ -160,12 +160,12 @@ def test_fieller_seed_ratio_uses_students_t_and_the_covariance_of_the_means():
 # ------------------------------------------------------------------ configs
 @pytest.mark.parametrize(("cls", "kwargs", "message"), [
     (LMResistanceConfig, {"checkpoints": (16, 8, 32)}, "strictly increasing"),
-    (LMResistanceConfig, {"finetune_amount": 12}, "multiple of finetune.batch_size"),
+    (LMResistanceConfig, {"finetune_amount": 10}, "multiple of finetune.batch_size"),
     (LMResistanceConfig, {"n_prompts": 0}, "n_prompts"),
     (LMRatioConfig, {"pretrain_tokens": 0.0}, "pretrain_tokens"),
     (LMRatioConfig, {"pretrain_tokens": math.inf}, "pretrain_tokens"),
     (LMRatioConfig, {"align_amounts": (8, 8)}, "distinct"),
-    (LMRatioConfig, {"perturb_amount": 5}, "multiple of finetune.batch_size"),
+    (LMRatioConfig, {"perturb_amount": 6}, "multiple of finetune.batch_size"),
 ])
 def test_configs_refuse_bad_values(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):

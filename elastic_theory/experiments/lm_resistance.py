@@ -23,6 +23,11 @@ output prompts in the same seeded order for both directions (several passes when
 ``finetune_amount`` exceeds ``n_prompts``). With DPO the chosen response is the target
 checkpoint's output and the rejected one the trained checkpoint's own output on the same prompt.
 
+A greedy output cut off at ``max_new_tokens`` gets the tokenizer's EOS appended when it is trained on
+(trl's prompt-completion SFT/DPO): every loss and the own loss below include that token, whose cost
+after a cut-off sentence is high (an EOS the generator did not emit). It enters both directions alike;
+a longer ``max_new_tokens`` lets more outputs stop by themselves, at the price of longer sequences.
+
 **Losses** (all in nats; the paper's claim is inverse < forward):
 
 * ``train_loss_mean``: the mean over the run's optimizer steps of the training loss the trainer
@@ -95,11 +100,11 @@ class LMResistanceConfig:
 
     model: str = DEFAULT_MODEL
     setting: str = "safety"
-    finetune: FinetuneConfig = FinetuneConfig(lr=3e-4, batch_size=8, max_length=96, lora=True)
-    checkpoints: tuple[int, ...] = (16, 32, 64)
-    n_prompts: int = 16
-    finetune_amount: int = 32
-    max_new_tokens: int = 24
+    finetune: FinetuneConfig = FinetuneConfig(lr=1e-3, batch_size=4, max_length=96, lora=True)
+    checkpoints: tuple[int, ...] = (4, 8, 16)
+    n_prompts: int = 8
+    finetune_amount: int = 8
+    max_new_tokens: int = 16
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
@@ -112,9 +117,9 @@ class LMResistanceConfig:
 
 
 def quick_config() -> LMResistanceConfig:
-    """Two seeds, three short checkpoints, two fine-tuning steps per direction: under 3 CPU minutes on SmolLM2-135M."""
-    return LMResistanceConfig(finetune=FinetuneConfig(lr=3e-4, batch_size=8, max_length=96, lora=True),
-                              checkpoints=(8, 16, 32), n_prompts=8, finetune_amount=16, max_new_tokens=16, seeds=(0, 1))
+    """Two seeds, two checkpoints (one forward/inverse pair), two fine-tuning steps per direction: about 3 CPU
+    minutes on SmolLM2-135M (a step of 4 x ~70 tokens with LoRA is ~8 CPU seconds on the shared 2-core machine)."""
+    return LMResistanceConfig(checkpoints=(4, 16), n_prompts=4, max_new_tokens=12, seeds=(0, 1))
 
 
 def _split(pairs, config: LMResistanceConfig, seed: int):
