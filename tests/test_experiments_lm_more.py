@@ -98,10 +98,13 @@ def _ratio_units(alpha: float = 1.0) -> dict[int, list[dict]]:
             dp = 1e-2
             da = c * k**alpha * dp
             us.append({"seed": seed, "align_tokens": tokens, "align_response_tokens": tokens // 4,
-                       "rates": {"base": {"alignment": {"bits_per_token": 9.0}, "wikipedia": {"bits_per_token": 4.0}},
-                                 "aligned": {"alignment": {"bits_per_token": 2.0}, "wikipedia": {"bits_per_token": 4.5}},
+                       "rates": {"base": {"alignment": {"bits_per_token": 9.0}, "wikipedia": {"bits_per_token": 4.0},
+                                          "alignment_responses": {"bits_per_token": 7.0}},
+                                 "aligned": {"alignment": {"bits_per_token": 2.0}, "wikipedia": {"bits_per_token": 4.5},
+                                             "alignment_responses": {"bits_per_token": 1.0}},
                                  "perturbed": {"alignment": {"bits_per_token": 2.0 + da},
-                                               "wikipedia": {"bits_per_token": 4.5 - dp}}}})
+                                               "wikipedia": {"bits_per_token": 4.5 - dp},
+                                               "alignment_responses": {"bits_per_token": 1.0 + 3 * da}}}})
         units[n] = us
     return units
 
@@ -122,6 +125,8 @@ def test_ratio_uses_the_change_from_aligned_to_perturbed_and_k_in_tokens():
         assert row["R_meas"]["value"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]) * k, rel=1e-9)
         assert row["R_over_k"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]), rel=1e-9)
         assert row["signs_as_theorem"].startswith("3/3")
+        assert row["responses"]["R_meas"]["value"] == pytest.approx(3 * row["R_meas"]["value"], rel=1e-9)
+        assert row["responses"]["R_over_k"] == pytest.approx(3 * row["R_over_k"] / 4, rel=1e-9)
     slope = res["slope_ln_R_vs_ln_k"]
     assert slope["per_seed"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
 
@@ -307,6 +312,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
     from elastic_theory.empirical.finetune import prompt_text
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.empirical.scoring import encode_documents, score_documents
+    from elastic_theory.experiments._lm import pooled_nll_per_token
     from elastic_theory.experiments.lm_rebound import stream
 
     config, _, out, output = ratio_run
@@ -328,6 +334,9 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
             # (the wrong formula) is more than 10 times that away on these documents
             assert abs(pooled - per_doc) > 10 * 1e-5 * pooled
             assert unit["rates"]["base"]["alignment"]["bits_per_token"] == pytest.approx(pooled, rel=1e-5)
+            distinct = list(dict.fromkeys(stream(pool, n, seed, 0)))
+            responses = pooled_nll_per_token(net, tok, distinct) / math.log(2)
+            assert unit["rates"]["base"]["alignment_responses"]["bits_per_token"] == pytest.approx(responses, rel=1e-5)
     for n in config.align_amounts:
         us = [json.loads((out / "units" / f"seed={s}_align={n}.json").read_text()) for s in (0, 1)]
         da = [u["rates"]["perturbed"]["alignment"]["bits_per_token"] - u["rates"]["aligned"]["alignment"]["bits_per_token"]

@@ -33,7 +33,10 @@ and the same tokens give :math:`|D_a|`). :math:`\gamma_p`: the first ``n_wikiped
 base model, after alignment and after the perturbation; the rate changes are
 :math:`\Delta\gamma = \gamma(\text{perturbed}) - \gamma(\text{aligned})` (the base-model rates are
 reported, not used), written to ``tracks/*.jsonl`` (with ``track_every`` > 0 also every that many
-optimizer steps).
+optimizer steps). Second measure of the alignment set, ``alignment_responses``: bits per token of
+the aligned responses only, given their prompts, tokenized as trained (EOS included;
+:func:`~elastic_theory.experiments._lm.pooled_nll_per_token`), so that the chat template and the
+prompts, which the perturbation data share, do not enter; its ratio uses ``k_response_tokens``.
 
 **k of the run.** :math:`k = |D_p| / |D_a|` in tokens: :math:`|D_p|` = ``pretrain_tokens``, the
 model's pre-training tokens (SmolLM2-135M: 2T, from its model card; set it for another model);
@@ -66,7 +69,7 @@ from ..runs import RunDir, unit_key
 from ..seedstats import error_bars, format_interval, seed_interval
 from ..trainconfig import FinetuneConfig
 from . import Context, Experiment, register
-from ._lm import check_common, check_data, finetune_losses, load_base, snapshot
+from ._lm import check_common, check_data, finetune_losses, load_base, pooled_nll_per_token, snapshot
 from .lm_rebound import DEFAULT_MODEL, load_pairs, stream
 
 __all__ = ["LMRatioConfig", "analyse", "fieller_seed_ratio", "measure_seed", "plot", "quick_config", "run", "summarize"]
@@ -75,6 +78,7 @@ NAME = "lm-ratio"
 SMOLLM2_135M_PRETRAIN_TOKENS = 2.0e12
 """SmolLM2-135M was pre-trained on 2 trillion tokens (its Hugging Face model card, "Training" section)."""
 STATES = ("base", "aligned", "perturbed")
+DATASETS = ("alignment", "alignment_responses", "wikipedia")
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class LMRatioConfig:
 
 def quick_config() -> LMRatioConfig:
     """Two seeds, two alignment amounts, one perturbation of two steps: about 3 CPU minutes on SmolLM2-135M."""
-    return LMRatioConfig(align_amounts=(4, 16), n_wikipedia=4, seeds=(0, 1))
+    return LMRatioConfig(align_amounts=(4, 8), n_wikipedia=2, seeds=(0, 1))
 
 
 def _split(pairs, config: LMRatioConfig, seed: int):
@@ -148,6 +152,14 @@ def _distinct(items: list) -> list:
     return list(dict.fromkeys(items))
 
 
+def _response_rate(net, tokenizer, examples) -> dict:
+    """Bits per response token of the examples' aligned responses given their prompts (pooled), and the token count."""
+    from ..empirical.behaviour_lm import response_token_ids
+
+    tokens = sum(len(ids) - start for ids, start in (response_token_ids(tokenizer, p.prompt, p.aligned) for p in examples))
+    return {"bits_per_token": pooled_nll_per_token(net, tokenizer, examples) / math.log(2), "n_tokens": tokens}
+
+
 def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs, run_dir: RunDir, ctx: Context) -> None:
     """Compute the missing (seed, n+) units: one alignment run to the largest missing n+, one perturbation per n+."""
     from ..empirical import RateTracker
@@ -182,6 +194,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
             if step == 0 or step == n // b:
                 state = "base" if step == 0 else "aligned"
                 rates[n][state] = {r["dataset"]: r for r in trackers[n].measure(net, step)}
+                rates[n][state]["alignment_responses"] = _response_rate(net, tokenizer, _distinct(examples[:n]))
             elif step < n // b:
                 trackers[n].maybe_measure(net, step)
             if step == n // b:
@@ -204,6 +217,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
         def at_perturb(step, net, n=n, tracker=tracker):
             if step == last:
                 rates[n]["perturbed"] = {r["dataset"]: r for r in tracker.measure(net, step)}
+                rates[n]["perturbed"]["alignment_responses"] = _response_rate(net, tokenizer, _distinct(examples[:n]))
             elif step:
                 tracker.maybe_measure(net, step)
 
@@ -215,7 +229,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
             "align_tokens": int(sum(doc_tokens[:n])), "align_response_tokens": int(sum(response_tokens[:n])),
             "distinct_align_documents": len(_distinct(documents[:n])),
             "rates": {state: {d: {"bits_per_token": rates[n][state][d]["bits_per_token"],
-                                  "n_tokens": rates[n][state][d]["n_tokens"]} for d in ("alignment", "wikipedia")}
+                                  "n_tokens": rates[n][state][d]["n_tokens"]} for d in DATASETS}
                       for state in STATES},
             "perturb_losses": list(losses),
             "seconds": {"align_run": align_seconds, "perturb_run": time.perf_counter() - t1}})
@@ -265,19 +279,23 @@ def analyse(config: LMRatioConfig, units: dict[int, list[dict]]) -> dict:
     for n in aligns:
         us = units[n]
         da = np.array([_delta(u, "alignment") for u in us])
+        da_resp = np.array([_delta(u, "alignment_responses") for u in us])
         dp = np.array([_delta(u, "wikipedia") for u in us])
         k = np.array([config.pretrain_tokens / u["align_tokens"] for u in us])
         k_resp = np.array([config.pretrain_tokens / u["align_response_tokens"] for u in us])
         ratio = fieller_seed_ratio(da, -dp)
+        ratio_resp = fieller_seed_ratio(da_resp, -dp)
         by_align[str(n)] = {
             "align_amount": n,
             "delta_gamma_a": seed_interval(da).as_dict(), "delta_gamma_p": seed_interval(dp).as_dict(),
             "R_meas": ratio,
             "k": float(k.mean()), "k_per_seed": k.tolist(), "k_response_tokens": float(k_resp.mean()),
             "R_over_k": ratio["value"] / float(k.mean()),
+            "responses": {"delta_gamma_a": seed_interval(da_resp).as_dict(), "R_meas": ratio_resp,
+                          "R_over_k": ratio_resp["value"] / float(k_resp.mean())},
             "align_tokens": [u["align_tokens"] for u in us],
             "rates": {state: {d: seed_interval([u["rates"][state][d]["bits_per_token"] for u in us]).as_dict()
-                              for d in ("alignment", "wikipedia")} for state in STATES},
+                              for d in DATASETS} for state in STATES},
             "signs_as_theorem": f"{int(((da > 0) & (dp < 0)).sum())}/{len(us)} seeds with d gamma_a > 0 > d gamma_p",
         }
         log_r.append([math.log(r) if r > 0 else math.nan for r in ratio["per_seed"]])
@@ -300,7 +318,8 @@ def analyse(config: LMRatioConfig, units: dict[int, list[dict]]) -> dict:
         "by_align": by_align,
         "slope_ln_R_vs_ln_k": slope,
         "units": {"rates": "bits per token", "R_meas": "d gamma_a / (-d gamma_p), both in bits per token",
-                  "k": "pretrain_tokens / alignment document tokens trained on (repeats counted)"},
+                  "k": "pretrain_tokens / alignment document tokens trained on (repeats counted)",
+                  "responses": "gamma_a over the aligned responses given their prompts; R over k_response_tokens"},
         "prediction": "R_meas ~ k (THEORY §2: first order, joint optimum); slope of ln R_meas against ln k = 1",
     }
 
@@ -381,11 +400,14 @@ def summarize(results: dict) -> str:
              f"{' + LoRA' if results['lora'] else ''}; seeds {results['seeds']}; perturbation m = "
              f"{results['perturb_amount']}; |D_p| = {results['pretrain_tokens']:.3g} tokens; rates in bits/token; "
              "seed intervals 95% (t; Fieller for R)", "",
-             "| n+ | d gamma_a | d gamma_p | R_meas = d gamma_a / (-d gamma_p) | k | R_meas / k | signs as theorem |",
-             "|---|---|---|---|---|---|---|"]
+             "| n+ | d gamma_a | d gamma_p | R_meas = d gamma_a / (-d gamma_p) | k | R_meas / k | signs as theorem | "
+             "responses only: d gamma_a, R_meas, R_meas / k_response |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results["by_align"].values():
         lines.append(f"| {r['align_amount']} | {format_interval(r['delta_gamma_a'])} | {format_interval(r['delta_gamma_p'])} | "
-                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {r['R_over_k']:.3g} | {r['signs_as_theorem']} |")
+                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {r['R_over_k']:.3g} | {r['signs_as_theorem']} | "
+                     f"{format_interval(r['responses']['delta_gamma_a'])}, {_fieller(r['responses']['R_meas'])}, "
+                     f"{r['responses']['R_over_k']:.3g} |")
     s = results["slope_ln_R_vs_ln_k"]
     if s:
         lines += ["", f"slope of ln R_meas against ln k over n+: {format_interval(s['interval'])} "

@@ -282,20 +282,22 @@ def _missing() -> dict:
 
 # ------------------------------------------------------------------ plots and tables
 def plot(results: dict, folder: Path) -> list[Path]:
-    """``lm-resistance.png``: forward vs inverse per pair and loss (seed intervals), own loss of each target set."""
+    """``lm-resistance.png``: forward vs inverse per pair and loss (seed intervals); the own loss of each target set."""
     from ._plotting import figure, save_figure
 
     rows = results["rows"]
-    fig, axes = figure(len(LOSSES), width=4.6, height=4.0)
+    fig, axes = figure(len(LOSSES) + 1, width=4.6, height=4.0)
     x = np.arange(len(rows))
-    for ax, loss in zip(axes, LOSSES):
+    for ax, loss in zip(axes[:-1], LOSSES):
         for off, side in ((-0.2, "forward"), (0.2, "inverse")):
             m, err = error_bars([r["losses"][loss][side] for r in rows])
             ax.bar(x + off, m, 0.4, yerr=err, capsize=3, label=side)
         ax.set_xticks(x, [f"{r['forward']}\n{r['inverse']}" for r in rows], fontsize=7)
         ax.set_title(f"{loss} ({results['units']['train_loss' if loss.startswith('train') else loss]})", fontsize=8)
     own, err = error_bars(results["own_nll_per_token"])
-    axes[-1].errorbar(np.arange(len(own)), own, yerr=err, fmt="k^", label="own loss h_j of q_j (x = j-1)")
+    axes[-1].errorbar(results["checkpoints"], own, yerr=err, fmt="k^-", capsize=3)
+    axes[-1].set_xlabel("alignment examples of checkpoint j")
+    axes[-1].set_title("own loss h_j of q_j under theta_j (nats/token)", fontsize=8)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{NAME}: {results['model']['name']}, {results['setting']}, {results['algorithm']}"
                  f"{' + LoRA' if results['lora'] else ''}; 95% intervals over seeds {results['seeds']}; "
