@@ -287,6 +287,24 @@ def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkey
     assert (out / "units" / "seed=1.json").is_file()
 
 
+def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_path):
+    """--algorithm dpo: chosen = the target checkpoint's output, rejected = the trained one's own; the logged loss
+    is DPO's (ln 2 at the first step, where the policy is its own reference), reported without the per-token control."""
+    model, data = tiny_files
+    cfg = _write(tmp_path / "cfg.json", "lm-resistance",
+                 _resistance_config(model, data, checkpoints=(4, 8), seeds=(0,)))
+    out = tmp_path / "run"
+    result = _invoke("resistance", "--model", model, "--algorithm", "dpo", "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["algorithm"] == "dpo" and res["units"]["train_loss"] == "nats per pair (DPO loss)"
+    unit = json.loads((out / "units" / "seed=0.json").read_text())
+    for d in unit["pairs"]["1-2"].values():
+        assert d["losses"][0] == pytest.approx(math.log(2), rel=1e-4)
+    losses = res["rows"][0]["losses"]
+    assert "controlled_gap" not in losses["train_loss_mean"] and "controlled_gap" in losses["target_nll_after"]
+
+
 @pytest.fixture(scope="module")
 def ratio_run(tiny_files, tmp_path_factory):
     model, data = tiny_files
