@@ -80,8 +80,9 @@ def paired_difference(a, b, level: float = 0.95) -> SeedInterval:
 
 
 def _saved(value) -> float:
-    """A number from saved results (JSON stores non-finite floats as the strings 'nan', 'inf', '-inf')."""
-    return float(value)
+    """A number from saved results: ``null`` (how :func:`elastic_theory.io.to_jsonable` writes a non-finite value,
+    e.g. the bounds of a one-seed interval) reads as nan."""
+    return math.nan if value is None else float(value)
 
 
 def format_interval(saved: dict | None, digits: int = 3) -> str:

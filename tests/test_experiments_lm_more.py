@@ -303,6 +303,7 @@ def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_pat
         assert d["losses"][0] == pytest.approx(math.log(2), rel=1e-4)
     losses = res["rows"][0]["losses"]
     assert "controlled_gap" not in losses["train_loss_mean"] and "controlled_gap" in losses["target_nll_after"]
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0  # one seed: saved bounds are null
 
 
 @pytest.fixture(scope="module")
@@ -366,6 +367,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
         assert row["k"] == pytest.approx(np.mean([config.pretrain_tokens / u["align_tokens"] for u in us]), rel=1e-12)
     assert res["slope_ln_R_vs_ln_k"] is not None and "slope of ln R_meas" in output
     assert (out / "lm-ratio.png").is_file() and res["tracks"]
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0
     for track in res["tracks"]:
         assert (out / track).is_file() and (out / track).read_text().strip()
 

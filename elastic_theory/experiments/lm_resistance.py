@@ -72,7 +72,7 @@ import numpy as np
 
 from .._validation import check_count
 from ..runs import RunDir, unit_key
-from ..seedstats import error_bars, format_interval, paired_difference, seed_interval
+from ..seedstats import _saved, error_bars, format_interval, paired_difference, seed_interval
 from ..trainconfig import FinetuneConfig
 from . import Context, Experiment, register
 from ._lm import check_common, check_data, finetune_losses, load_base, pooled_nll_per_token, snapshot
@@ -197,7 +197,7 @@ def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, p
 # ------------------------------------------------------------------ analysis
 def verdict(gap: dict) -> str:
     """``holds`` when the forward-minus-inverse interval lies above 0, ``fails`` below 0, else ``inconclusive``."""
-    low, high = float(gap["low"]), float(gap["high"])
+    low, high = _saved(gap["low"]), _saved(gap["high"])
     if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"
