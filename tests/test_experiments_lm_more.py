@@ -392,6 +392,7 @@ def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
     (["resistance", "--model", "{model}", "--set", "setting={data}", "--set", "n_prompts=1000"], "too few"),
     (["resistance", "--model", "{model}", "--set", "checkpoints=[16,8,32]"], "strictly increasing"),
     (["resistance", "--model", "{model}", "--set", "setting={tmp}/no-such.jsonl"], "no-such.jsonl"),
+    (["resistance", "--model", "{model}", "--set", "setting=sentiment"], "share one prompt"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_result(tiny_files, tmp_path, args, message):
     model, data = tiny_files

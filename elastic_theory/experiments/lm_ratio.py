@@ -12,7 +12,8 @@ prediction is :math:`R_{meas} \approx k` to first order, and across alignment am
 fine-tuning, not the joint optimum the theorem is about (THEORY §4 weakness 1): the experiment
 measures how far the prediction carries over.
 
-**Data** (``setting``, as ``lm-rebound``). Per seed, a seeded split
+**Data** (``setting``, as ``lm-rebound``; the polarity pairs of ``sentiment`` share one prompt and are
+split by name). Per seed, a seeded split
 (:func:`~elastic_theory.corpora.split_train_measure`) cuts the prompts in two disjoint pools: the
 *perturbation pool* (``n_perturb_pool`` prompts) and the *alignment pool* (the rest), each read
 as a seeded stream (:func:`~elastic_theory.experiments.lm_rebound.stream`; the first :math:`n`
@@ -122,7 +123,8 @@ def _split(pairs, config: LMRatioConfig, seed: int):
     """``(alignment pool, perturbation pool)``: disjoint prompts, seeded."""
     from ..corpora import split_train_measure
 
-    split = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed)
+    key = (lambda p: p.name) if config.setting == "sentiment" else None  # polarity pairs share one prompt
+    split = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed, key=key)
     return split.train, split.measure
 
 

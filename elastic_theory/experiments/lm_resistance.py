@@ -3,7 +3,8 @@ r"""Resistance (paper §5.1, Table 1) on a pretrained causal LM: is going back e
 ``elastic-theory experiment resistance --model MODEL --algorithm sft|dpo [--lora]`` runs ``lm-resistance``
 (the synthetic ``resistance`` experiment is the same protocol on an enumerable world).
 
-**Data** (``setting``, as ``lm-rebound``: ``safety``, ``sentiment`` or a pairs JSONL file). Per seed,
+**Data** (``setting``: ``safety`` or a pairs JSONL file; ``sentiment`` is refused, its pairs share one
+prompt). Per seed,
 :func:`~elastic_theory.corpora.split_train_measure` holds out ``n_prompts`` prompts (the *output
 prompts*, never trained on during alignment); the other prompts are the alignment pool, read as a
 seeded stream (:func:`~elastic_theory.experiments.lm_rebound.stream`).
@@ -125,6 +126,9 @@ def quick_config() -> LMResistanceConfig:
 def _split(pairs, config: LMResistanceConfig, seed: int):
     from ..corpora import split_train_measure
 
+    if config.setting == "sentiment":
+        raise ValueError("setting sentiment: its pairs share one prompt, so every checkpoint's greedy outputs would be "
+                         "one answer repeated; use safety or a pairs JSONL file with distinct prompts")
     return split_train_measure(pairs, n_measure=config.n_prompts, seed=seed)
 
 
