@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..trainconfig import FinetuneConfig
 from .lm_rebound import _snapshot as snapshot
 
@@ -49,10 +47,11 @@ def load_base(model: str, device: str):
     return source, net, tokenizer
 
 
-def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, scratch: Path, seed: int,
+def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, seed: int,
                     at_steps: dict, bar) -> tuple[object, tuple[float, ...]]:
     """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps (0 = before the first);
-    return the trained model and the loss the trainer logged at each step (nats, see ``FinetuneResult``)."""
+    return the trained model and the loss the trainer logged at each step (nats, see ``FinetuneResult``).
+    The trainer's scratch files go to a temporary folder that is removed afterwards."""
     from ..empirical.finetune import run_finetune
 
     def on_step(step, net):
@@ -61,7 +60,7 @@ def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: 
         if step:
             bar.update()
 
-    result = run_finetune(model, tokenizer, examples, config, target=target, out_dir=scratch, seed=seed, on_step=on_step)
+    result = run_finetune(model, tokenizer, examples, config, target=target, seed=seed, on_step=on_step)
     return result.model, result.losses
 
 

@@ -205,7 +205,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
     bar = ctx.bar(max(missing) // b + len(missing) * config.perturb_amount // b, f"seed {seed} optimizer steps")
     t0 = time.perf_counter()
     finetune_losses(copy.deepcopy(base_model), tokenizer, examples, config.finetune, "aligned",
-                    run_dir.path("scratch", f"seed={seed}"), seed,
+                    seed,
                     {s: (lambda net, s=s: at_align(s, net)) for s in range(max(missing) // b + 1)}, bar)
     align_seconds = time.perf_counter() - t0
     perturbation = stream(perturb_pool, config.perturb_amount, seed, 1)
@@ -224,7 +224,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
                 tracker.maybe_measure(net, step)
 
         _, losses = finetune_losses(kept.pop(n), tokenizer, perturbation, config.finetune, "unaligned",
-                                    run_dir.path("scratch", f"seed={seed}"), seed,
+                                    seed,
                                     {s: (lambda net, s=s: at_perturb(s, net)) for s in range(1, last + 1)}, bar)
         run_dir.unit(keys[n], lambda: {
             "seed": seed, "align_amount": n, "perturb_amount": config.perturb_amount,

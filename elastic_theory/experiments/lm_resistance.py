@@ -155,7 +155,7 @@ def _check_lengths(tokenizer, targets, max_length: int) -> None:
                          "cut-off targets)")
 
 
-def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, pairs, ctx: Context, scratch: Path) -> dict:
+def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, pairs, ctx: Context) -> dict:
     """One seed: align, keep the checkpoints, generate their outputs, run every forward and inverse fine-tuning."""
     from ..empirical.behaviour_lm import generate_greedy
 
@@ -168,7 +168,7 @@ def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, p
     at = {n // b: (lambda net, n=n: kept.__setitem__(n, snapshot(net, base_model))) for n in config.checkpoints}
     t0 = time.perf_counter()
     finetune_losses(copy.deepcopy(base_model), tokenizer, stream(split.train, max(config.checkpoints), seed, 0),
-                    config.finetune, "aligned", scratch, seed, at, bar)
+                    config.finetune, "aligned", seed, at, bar)
     nets = [kept[n] for n in config.checkpoints]
     outputs = [generate_greedy(net, tokenizer, prompts, max_new_tokens=config.max_new_tokens) for net in nets]
     own = [_targets(prompts, outputs, j, j) for j in range(len(nets))]
@@ -183,7 +183,7 @@ def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, p
         started = time.perf_counter()
         before = pooled_nll_per_token(nets[source], tokenizer, targets)
         model, losses = finetune_losses(copy.deepcopy(nets[source]), tokenizer, [targets[k] for k in order],
-                                        config.finetune, "aligned", scratch, seed, {}, bar)
+                                        config.finetune, "aligned", seed, {}, bar)
         return {"losses": list(losses), "train_loss_mean": float(np.mean(losses)), "train_loss_final": float(losses[-1]),
                 "target_nll_before": before, "target_nll_after": pooled_nll_per_token(model, tokenizer, targets),
                 "seconds": time.perf_counter() - started}
@@ -267,8 +267,7 @@ def run(config: LMResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
         if not run_dir.has_unit(key):
             loaded = loaded or load_base(config.model, ctx.device)
             source, base_model, tokenizer = loaded
-            scratch = run_dir.path("scratch", f"seed={seed}")
-            run_dir.unit(key, lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx, scratch))
+            run_dir.unit(key, lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx))
         units.append(run_dir.unit(key, _missing))
     from ..empirical.loading import locate_model
 
