@@ -184,6 +184,11 @@ def test_ctrl_c_in_a_real_process(setup, tmp_path):
         [sys.executable, "-m", "elastic_theory", "measure", "--model", str(root / "model"), "--data", f"big={big}",
          "--json", str(tmp_path / "r.json"), "--threads", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # The suite may run with SIGINT ignored (a non-interactive shell starts its background jobs so, and CI
+        # runners may), and an ignored signal stays ignored across exec: Python would then never raise
+        # KeyboardInterrupt and measure would run to the end. A user's Ctrl-C reaches a process with the default
+        # disposition, so the child gets that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # The time limits only guard against a hang (a loaded CI machine is slow, not wrong): generous, and the child is
     # killed on any failure so that it cannot disturb the tests that run after this one.
