@@ -45,6 +45,8 @@ def test_rebound_tiny(tmp_path):
     for p in unit["curves"]["64"]:
         assert p["log_odds"] == pytest.approx(float(logit(p["probability"])), rel=1e-12)
     assert set(res["two_phase"]["8"]) == {"probability", "log_odds"}
+    # the pre-trained model is its own reference: KL exactly 0 (not another model's outputs, e.g. the aligned one's)
+    assert unit["pretrained"]["kl_to_pretrained_bits"] == 0.0
     assert res["drop_comparison"]["first_drop"]["verdict"]
     for a, r in res["data_to_revert"]["by_align"].items():
         assert len(r["per_seed"]) == 2 and r["min_kl_bits"]["mean"] > 0

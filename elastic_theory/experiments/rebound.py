@@ -83,15 +83,16 @@ def measure_seed(config: ReboundConfig, seed: int, state_path=None, device: str 
     pre = sw.pretrained(seed, state_path)
     log_p0 = sw.log_probs(pre)
 
-    def measure(net) -> dict:
-        return {**sw.behaviour(net), "kl_to_pretrained_bits": sw.answer_kl_bits(sw.log_probs(net), log_p0)}
+    def measure(net, log_p=None) -> dict:
+        log_p = sw.log_probs(net) if log_p is None else log_p
+        return {**sw.behaviour(net), "kl_to_pretrained_bits": sw.answer_kl_bits(log_p, log_p0)}
 
     aligned = sw.checkpoints(pre, "aligned", config.align_amounts, sw.generator(seed, 0))
     curves = {}
     for n_plus, net in zip(sorted(set(config.align_amounts)), aligned):
         _, curves[str(n_plus)] = sw.finetune(net, "unaligned", [0, *config.perturb_amounts], sw.generator(seed, 1),
                                              measure)
-    return {"seed": seed, "pretrained": measure(pre), "curves": curves}
+    return {"seed": seed, "pretrained": measure(pre, log_p0), "curves": curves}
 
 
 def _first_drop(curve: list[dict], scale: str) -> float:
