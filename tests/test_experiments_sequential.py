@@ -51,6 +51,8 @@ def test_rebound_tiny(tmp_path):
     for a, r in res["data_to_revert"]["by_align"].items():
         assert len(r["per_seed"]) == 2 and r["min_kl_bits"]["mean"] > 0
     assert {"pretrain", "align", "perturb"} == set(res["data"])
+    # the pre-trained model of each seed is kept for a rerun
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["pretrain=1_seed=0.pt", "pretrain=1_seed=1.pt"]
     assert "| drop measure" in rebound.summarize(res)
     assert all(p.is_file() for p in rebound.plot(json.loads(json.dumps(res)), tmp_path))
 
@@ -100,6 +102,8 @@ def test_scaling_tiny(tmp_path):
         assert row["aligned_probability"]["mean"] > row["pretrained_probability"]["mean"]
         assert row["drop_probability"]["mean"] > 0
     assert set(res["trend"]) == {"size", "volume"}
+    # scaling keeps no pre-trained state, so its run folder has no checkpoints/ folder
+    assert not (tmp_path / "c" / "checkpoints").exists()
     assert len(scaling.plot(json.loads(json.dumps(res)), tmp_path)) == 2
 
 

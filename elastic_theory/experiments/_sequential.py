@@ -71,11 +71,16 @@ def export_data(cfg: SequentialSetup, run_dir: RunDir) -> dict[str, str]:
 
 
 def run_seeds(cfg: SequentialSetup, run_dir: RunDir, ctx: Context, name: str, measure_seed) -> list[dict]:
-    """One cached unit per seed: ``measure_seed(cfg, seed, state_path, device)`` (resumable; progress bar)."""
+    """One cached unit per seed: ``measure_seed(cfg, seed, state_path, device)`` (resumable; progress bar).
+
+    ``state_path`` is where the seed's pre-trained model is kept if ``measure_seed`` saves it; its folder
+    is created only when it does.
+    """
     bar = ctx.bar(len(cfg.seeds), f"{name} seeds")
     units = []
     for seed in cfg.seeds:
-        state = run_dir.path("checkpoints", f"{unit_key(pretrain=1, seed=seed)}.pt")
+        # not run_dir.path: that creates checkpoints/ even for an experiment that keeps no pre-trained state
+        state = run_dir.root / "checkpoints" / f"{unit_key(pretrain=1, seed=seed)}.pt"
         units.append(run_dir.unit(unit_key(seed=seed), lambda: measure_seed(cfg, seed, state, ctx.device)))
         bar.update()
     bar.close()
