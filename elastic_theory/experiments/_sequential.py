@@ -16,7 +16,7 @@ from ..synthetic import SyntheticWorld, WorldConfig, check_weights
 from ..trainconfig import ModelConfig, StageConfig
 from . import Context
 
-__all__ = ["SequentialSetup", "export_data", "run_seeds"]
+__all__ = ["SequentialSetup", "export_data", "run_experiment", "run_seeds"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,10 @@ def run_seeds(cfg: SequentialSetup, run_dir: RunDir, ctx: Context, name: str, me
         bar.update()
     bar.close()
     return units
+
+
+def run_experiment(cfg: SequentialSetup, run_dir: RunDir, ctx: Context, name: str, measure_seed, analyse) -> dict:
+    """The ``run`` of a sequential experiment: export the data, measure every seed (:func:`run_seeds`),
+    then ``analyse(cfg, units)``; the results name the exported data files under ``"data"``."""
+    data = export_data(cfg, run_dir)
+    return {**analyse(cfg, run_seeds(cfg, run_dir, ctx, name, measure_seed)), "data": data}

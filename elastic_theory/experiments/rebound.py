@@ -39,7 +39,7 @@ from ..runs import RunDir
 from ..seedstats import error_bars, format_interval, seed_interval
 from ..twophase import fit_two_phase, hinge
 from . import Context, Experiment, register
-from ._sequential import SequentialSetup, export_data, run_seeds
+from ._sequential import SequentialSetup, run_experiment
 
 __all__ = ["ReboundConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
 
@@ -214,9 +214,7 @@ def summarize(results: dict) -> str:
 
 def run(cfg: ReboundConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Train and measure every seed (one cached unit each), then analyse."""
-    data = export_data(cfg, run_dir)
-    results = analyse(cfg, run_seeds(cfg, run_dir, ctx, NAME, measure_seed))
-    return {**results, "data": data}
+    return run_experiment(cfg, run_dir, ctx, NAME, measure_seed, analyse)
 
 
 EXPERIMENT = register(Experiment(

@@ -32,7 +32,7 @@ import numpy as np
 from ..runs import RunDir
 from ..seedstats import error_bars, format_interval, paired_difference, seed_interval
 from . import Context, Experiment, register
-from ._sequential import SequentialSetup, export_data, run_seeds
+from ._sequential import SequentialSetup, run_experiment
 
 __all__ = ["ResistanceConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
 
@@ -178,8 +178,7 @@ def summarize(results: dict) -> str:
 
 def run(cfg: ResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Train and measure every seed (one cached unit each), then analyse."""
-    data = export_data(cfg, run_dir)
-    return {**analyse(cfg, run_seeds(cfg, run_dir, ctx, NAME, measure_seed)), "data": data}
+    return run_experiment(cfg, run_dir, ctx, NAME, measure_seed, analyse)
 
 
 EXPERIMENT = register(Experiment(

@@ -34,7 +34,7 @@ from ..runs import RunDir
 from ..seedstats import error_bars, format_interval, seed_interval
 from ..trainconfig import StageConfig
 from . import Context, Experiment, register
-from ._sequential import SequentialSetup, export_data, run_seeds
+from ._sequential import SequentialSetup, run_experiment
 
 __all__ = ["GPU", "ScalingConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
 
@@ -214,8 +214,7 @@ def summarize(results: dict) -> str:
 
 def run(cfg: ScalingConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Train and measure every seed (one cached unit each), then analyse."""
-    data = export_data(cfg, run_dir)
-    return {**analyse(cfg, run_seeds(cfg, run_dir, ctx, NAME, measure_seed)), "data": data}
+    return run_experiment(cfg, run_dir, ctx, NAME, measure_seed, analyse)
 
 
 EXPERIMENT = register(Experiment(
