@@ -88,9 +88,9 @@ def _speeds(sw, pre, seed: int, config: ScalingConfig) -> dict:
     from ..empirical.training import kl_bits
 
     start = sw.behaviour(pre)
-    (aligned,) = sw.checkpoints(pre, "aligned", [config.align_amount], sw.generator(seed, 0))
+    aligned, _ = sw.finetune(pre, "aligned", [config.align_amount], sw.generator(seed, 0))
     a = sw.behaviour(aligned)
-    (after,) = sw.checkpoints(aligned, "unaligned", [config.perturb_amount], sw.generator(seed, 1))
+    after, _ = sw.finetune(aligned, "unaligned", [config.perturb_amount], sw.generator(seed, 1))
     b = sw.behaviour(after)
     gain = a["probability"] - start["probability"]
     return {
