@@ -17,8 +17,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["aligned_probabilities", "all_sequences", "conditional_kl_bits", "full_log_probs", "kl_bits_between",
-           "prompt_index"]
+__all__ = ["aligned_probabilities", "all_sequences", "conditional_kl_bits", "full_log_probs", "prompt_index"]
 
 LN2 = math.log(2.0)
 
@@ -57,12 +56,6 @@ def aligned_probabilities(model, sequences, prompt_length: int, vocab_size: int)
     lp = _data_log_softmax(model, torch.cat([bos, x[:, :-1]], dim=1), vocab_size)
     token_lp = lp.gather(-1, x.unsqueeze(-1)).squeeze(-1)
     return np.exp(token_lp[:, prompt_length:].sum(-1).cpu().numpy())
-
-
-def kl_bits_between(log_p: np.ndarray, log_q: np.ndarray) -> float:
-    r""":math:`KL(p \| q) = \sum_x p(x)(\ln p(x) - \ln q(x)) / \ln 2` bits per sequence, from enumerated log-probabilities."""
-    p = np.exp(log_p)
-    return float(max((p * (log_p - log_q)).sum(), 0.0) / LN2)
 
 
 def prompt_index(prompts, vocab_size: int) -> np.ndarray:
