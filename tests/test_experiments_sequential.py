@@ -47,7 +47,12 @@ def test_rebound_tiny(tmp_path):
     assert set(res["two_phase"]["8"]) == {"probability", "log_odds"}
     # the pre-trained model is its own reference: KL exactly 0 (not another model's outputs, e.g. the aligned one's)
     assert unit["pretrained"]["kl_to_pretrained_bits"] == 0.0
-    assert res["drop_comparison"]["first_drop"]["verdict"]
+    # first drop compared as large minus small n+, per seed (not small minus large, not unpaired means of scores)
+    units = [json.loads((tmp_path / "r" / "units" / f"seed={s}.json").read_text()) for s in (0, 1)]
+    for scale in ("probability", "log_odds"):
+        drops = [[u["curves"][a][0][scale] - u["curves"][a][1][scale] for a in ("8", "64")] for u in units]
+        want = np.mean([large - small for small, large in drops])
+        assert res["drop_comparison"]["first_drop"]["difference"][scale]["mean"] == pytest.approx(want, rel=1e-12)
     for a, r in res["data_to_revert"]["by_align"].items():
         assert len(r["per_seed"]) == 2 and r["min_kl_bits"]["mean"] > 0
     assert {"pretrain", "align", "perturb"} == set(res["data"])
@@ -88,6 +93,14 @@ def test_resistance_tiny(tmp_path):
             assert r[f"target_entropy_control_{side}"]["mean"] == pytest.approx(r[f"target_entropy_{side}"]["mean"], abs=1e-9)
             # CE(q, p) >= H(q), both bits per token: fine-tuning can approach, never beat, the target's entropy
             assert r[side]["mean"] >= r[f"target_entropy_{side}"]["mean"] - 1e-12
+    unit = json.loads((tmp_path / "s" / "units" / "seed=0.json").read_text())
+    h = unit["entropy_bits_per_token"]
+    # per token over 3 tokens of a 3-letter alphabet: at most log2(3) = 1.58 bits (per sequence would reach 4.75)
+    assert all(0 < x <= math.log2(3) for x in [*h, unit["pretrained_entropy_bits_per_token"]])
+    for pair, v in unit["pairs"].items():
+        i, j = int(pair[0]) - 1, int(pair[2]) - 1
+        # forward trains theta_i on the later q_j, inverse theta_j on the earlier q_i (not the other way round)
+        assert (v["target_entropy_forward"], v["target_entropy_inverse"]) == (h[j], h[i])
     assert f"inverse < forward in {res['inverse_lower']}" in resistance.summarize(res)
     assert resistance.plot(json.loads(json.dumps(res)), tmp_path)[0].is_file()
 
@@ -102,6 +115,16 @@ def test_scaling_tiny(tmp_path):
         assert row["aligned_probability"]["mean"] > row["pretrained_probability"]["mean"]
         assert row["drop_probability"]["mean"] > 0
     assert set(res["trend"]) == {"size", "volume"}
+    unit = json.loads((tmp_path / "c" / "units" / "seed=0.json").read_text())
+    for row in unit["size"] + unit["volume"]:
+        # the share of the alignment gain undone: drop / (aligned - pre-trained), not drop / aligned
+        gain = row["aligned"]["probability"] - row["pretrained"]["probability"]
+        assert row["fraction_undone"] == pytest.approx(row["drop_probability"] / gain, rel=1e-12)
+    # slope per doubling: against log2 of the parameter count (ln would be ln 2 = 0.69 times smaller)
+    units = [json.loads((tmp_path / "c" / "units" / f"seed={s}.json").read_text()) for s in (0, 1)]
+    slopes = [np.polyfit(np.log2([r["n_params"] for r in u["size"]]), [r["drop_log_odds"] for r in u["size"]], 1)[0]
+              for u in units]
+    assert res["trend"]["size"]["drop_log_odds"]["slope_per_doubling"]["mean"] == pytest.approx(np.mean(slopes), rel=1e-9)
     # scaling keeps no pre-trained state, so its run folder has no checkpoints/ folder
     assert not (tmp_path / "c" / "checkpoints").exists()
     assert len(scaling.plot(json.loads(json.dumps(res)), tmp_path)) == 2
