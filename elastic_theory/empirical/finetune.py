@@ -342,22 +342,9 @@ def run_finetune(
     return FinetuneResult(trainer.model.eval(), tuple(losses))
 
 
-def finetune(
-    model,
-    tokenizer,
-    pairs: Sequence[PreferencePair],
-    config: FinetuneConfig,
-    *,
-    target: str = "aligned",
-    out_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    on_step: Callable[[int, object], None] | None = None,
-    progress: bool = False,
-    tracker=None,
-):
-    """:func:`run_finetune`, returning the trained model only (see there for the arguments)."""
-    return run_finetune(model, tokenizer, pairs, config, target=target, out_dir=out_dir, seed=seed, on_step=on_step,
-                        progress=progress, tracker=tracker).model
+def finetune(*args, **kwargs):
+    """:func:`run_finetune` with the same arguments, returning the trained model only."""
+    return run_finetune(*args, **kwargs).model
 
 
 def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: bool = False, state_dict=None) -> Path:
