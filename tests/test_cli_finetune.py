@@ -61,8 +61,17 @@ def test_finetune_writes_a_model_that_measure_reads_and_a_result(finetune_inputs
     (["--track", "t"], "--track 't': expected NAME=PATH"),
     (["--set", "fsdp=true"], "fsdp needs GPUs"),
     (["--dtype", "int8"], "unknown dtype 'int8'"),
+    (["--set", "batch_size=16"], "batch_size 16 is larger than the 8 examples"),
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(finetune_inputs, tmp_path, change, message):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(finetune_inputs, tmp_path, monkeypatch, change, message):
+    """Refused before the model loads: a check made only by the loader or the trainer (the dtype, the batch size,
+    fsdp on the CPU are checked there too, with the same message) fails this test by reaching the load."""
+    import elastic_theory.empirical as empirical
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", no_load)
     out = tmp_path / "run"
     args = _args(finetune_inputs, out)
     option, value = change[0], change[1].format(root=finetune_inputs)

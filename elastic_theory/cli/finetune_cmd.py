@@ -127,15 +127,23 @@ def finetune_command(
         from ..empirical import read_documents
 
         tracked = {name: read_documents(path) for name, path in parse_named_options(track, "--track", "PATH", "wiki=wiki.jsonl").items()}
-    from ..empirical.distributed import check_fsdp_device
-    from ..empirical.loading import locate_model
+    from ..empirical.distributed import check_fsdp_device, world_size
+    from ..empirical.finetune import check_batch_size
+    from ..empirical.loading import locate_model, parse_dtype, resolve_device
 
+    check_batch_size(len(split.train), config.batch_size, world_size())
     dev = resolve_training_device(device)
     check_fsdp_device(config.fsdp, dev.split(":")[0])
+    parse_dtype(dtype, resolve_device(dev))
     source = locate_model(model)
     apply_threads(threads)
     from ..empirical.distributed import is_main_process
 
+    if is_main_process():  # the folder exists and is writable before the model loads, not after training
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--out {out}: cannot create the folder ({exc.strerror}); give a writable --out") from None
     progress = progress and is_main_process()  # one bar, not one per process
     if not progress:
         from transformers.utils import logging as transformers_logging
@@ -163,7 +171,6 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
     if tracked:
         tracker = RateTracker(tracked, tokenizer, out / TRACK, every=every)
         if main:
-            out.mkdir(parents=True, exist_ok=True)
             (out / TRACK).write_text("", encoding="utf-8")  # an interrupted run's lines are not this run's
     t0 = time.perf_counter()
     result = run_finetune(model, tokenizer, split.train, config, target=target, seed=seed, progress=progress,

@@ -54,7 +54,7 @@ from ..corpora import PreferencePair
 from ..trainconfig import FinetuneConfig
 from .distributed import check_fsdp_device, world_size
 
-__all__ = ["SIDES", "FinetuneResult", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
+__all__ = ["SIDES", "FinetuneResult", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
 
 SIDES = ("aligned", "unaligned")
 
@@ -121,17 +121,22 @@ def _lora_config(model, config: FinetuneConfig):
                       lora_dropout=0.0, task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
 
 
+def check_batch_size(n_examples: int, batch_size: int, world: int) -> None:
+    """``ValueError`` unless ``n_examples`` fill at least one step of ``batch_size`` and the step divides among the
+    ``world`` processes; needs no model, so a command checks it before loading one."""
+    if not n_examples:
+        raise ValueError("no examples to fine-tune on")
+    if batch_size > n_examples:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n_examples} examples: set batch_size <= {n_examples}")
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not a multiple of the {world} processes")
+
+
 def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, world: int) -> None:
     """Every check that needs no training, so that bad input fails before the expensive part."""
     if target not in SIDES:
         raise ValueError(f"target must be one of {SIDES}, got {target!r}")
-    if not pairs:
-        raise ValueError("no examples to fine-tune on")
-    if config.batch_size > len(pairs):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(pairs)} examples: "
-                         f"set batch_size <= {len(pairs)}")
-    if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes")
+    check_batch_size(len(pairs), config.batch_size, world)
     if _is_peft(model) and not config.lora:
         raise ValueError("the model carries a LoRA adapter: fine-tune it with lora=True, or merge it first "
                          "(model.merge_and_unload())")

@@ -26,6 +26,7 @@ __all__ = [
     "default_cache_dir",
     "default_dtype",
     "load_model_and_tokenizer",
+    "parse_dtype",
     "load_tokenizer",
     "locate_model",
     "resolve_device",
@@ -140,7 +141,9 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``dtype`` (a name such as ``"float32"``, a ``torch.dtype``, or None for :func:`default_dtype` on ``device``)
+    as a ``torch.dtype``; ``ValueError`` naming the accepted names otherwise."""
     if dtype is None:
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
@@ -328,7 +331,7 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM
 
     dev = resolve_device(device)
-    torch_dtype = _parse_dtype(dtype, dev)
+    torch_dtype = parse_dtype(dtype, dev)
     source = source or locate_model(name_or_path, tokenizer)
     tok = _load_tokenizer(source)
     extra = {"gguf_file": source.gguf_file} if source.gguf_file else {}
