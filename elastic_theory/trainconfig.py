@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._validation import check_count
+
 __all__ = ["ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig", "StageConfig"]
 
 DTYPE_NAMES = ("float64", "float32")
@@ -102,9 +104,7 @@ class FinetuneConfig:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; known: {', '.join(ALGORITHMS)}")
         for name in ("lora_r", "lora_alpha", "batch_size", "epochs", "max_length"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            check_count(getattr(self, name), name, 1)
         if not self.lora_targets or not all(isinstance(t, str) and t for t in self.lora_targets):
             raise ValueError(f"lora_targets must be non-empty module names, got {self.lora_targets!r}")
         for name in ("lr", "beta"):

@@ -243,6 +243,13 @@ def test_unknown_algorithm():
         FinetuneConfig(algorithm="ppo")
 
 
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", True), ("lora_r", 2.0), ("max_length", -1)])
+def test_counts_must_be_integers_of_at_least_one(field, value):
+    """A bool or a float is refused too (``True`` passes as 1 in Python arithmetic, ``2.0`` passes ``>= 1``)."""
+    with pytest.raises(ValueError, match=f"{field} must be an integer >= 1, got {value!r}"):
+        FinetuneConfig(**{field: value})
+
+
 def test_missing_lora_target_names_it_and_the_model_modules(tok):
     cfg = FinetuneConfig(lora=True, lora_targets=("q_proj", "query_key_value"), max_length=64, batch_size=4)
     with pytest.raises(ValueError, match=r"'query_key_value' is not in the model .*q_proj.*v_proj") as info:
