@@ -17,7 +17,7 @@ before step 0). Full fine-tuning and LoRA (r 8 on q_proj and v_proj).
 
 Run: ``python benchmarks/bench_finetune.py`` (a tiny Llama, about a minute on 2 idle cores);
 ``python benchmarks/bench_finetune.py --smollm2 --steps 4 --reps 1`` for SmolLM2-135M at 4 x 128
-tokens (about 3 s a step on this CPU).
+tokens (6 to 11 CPU seconds a step on this 2-core CPU: docs/benchmarks.md).
 """
 
 from __future__ import annotations

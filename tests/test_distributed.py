@@ -22,10 +22,16 @@ scale all of this gives.
 Wrong implementations each check kills. Tried by changing the code and running these tests: the loss
 normalised per process (``average_tokens_across_devices`` off: step losses off by 2e-2, tracked rates by
 2e-3, weights by 5e-2); a per-process batch size (``batch_size`` not divided by the processes:
-2 steps instead of 4); the tracker writing from both processes (every line twice). By construction, not
-tried: a process that trains on every example of a step (twice the steps: the losses' count differs);
-gradients not averaged across processes (rank 0 then saves weights trained on half of each step, which
-differ by the size of an update, about ``lr`` = 1e-2, against a tolerance of about 3e-6).
+2 steps instead of 4); the tracker writing from both processes (every line twice); gradients summed
+across the processes instead of averaged (each process's gradient scaled by 2, its logged loss not):
+AdamW and the norm clipping are blind to the scale but for Adam's ``eps``, so the weights move by only
+1.4e-9 and the step losses stay within their tolerance, but the weights' tolerance is 3.6e-13 and the
+tracked rates' 3.6e-15 (both checks fail). By construction, not tried: a process that trains on every
+example of a step with half the batch (twice the steps: the losses' count differs); gradients not
+averaged across processes (rank 0 then saves weights trained on half of each step, which differ by the
+size of an update, about ``lr`` = 1e-2, against a tolerance of about 4e-13). Not killed: a process that
+takes every example of a step with the whole batch while DDP averages the identical gradients; it trains
+the same model at twice the work, which these outputs cannot show.
 """
 
 from __future__ import annotations
