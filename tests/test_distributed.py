@@ -29,9 +29,10 @@ AdamW and the norm clipping are blind to the scale but for Adam's ``eps``, so th
 tracked rates' 3.6e-15 (both checks fail). By construction, not tried: a process that trains on every
 example of a step with half the batch (twice the steps: the losses' count differs); gradients not
 averaged across processes (rank 0 then saves weights trained on half of each step, which differ by the
-size of an update, about ``lr`` = 1e-2, against a tolerance of about 4e-13). Not killed: a process that
-takes every example of a step with the whole batch while DDP averages the identical gradients; it trains
-the same model at twice the work, which these outputs cannot show.
+size of an update, about ``lr`` = 1e-2, against a tolerance of about 4e-13); a process that takes every
+example of a step with the whole batch while DDP averages the identical gradients (the same model at twice
+the work): the input tokens the trainer counts over all processes (``tokens_seen``) are then twice the
+one-process count, and the test requires them equal.
 """
 
 from __future__ import annotations
@@ -177,6 +178,13 @@ def _losses_agree(one: list[float], two: list[float], ref: list[float]) -> None:
 def test_two_processes_log_the_same_step_losses(runs):
     _losses_agree(*(runs[k]["losses"] for k in ("one", "two", "reversed")))
     assert runs["two"]["result"]["world_size"] == 2 and runs["one"]["result"]["world_size"] == 1
+
+
+def test_two_processes_train_on_each_example_once(runs):
+    """Together the two processes feed the model the one-process run's tokens, no more: each process trains on its
+    own share of every batch, not on the whole batch (which would train the same weights at twice the work)."""
+    one, two = (runs[k]["result"]["tokens_seen"] for k in ("one", "two"))
+    assert one > 0 and two == one
 
 
 def _tracks_agree(one: list[dict], two: list[dict], ref: list[dict]) -> None:

@@ -101,7 +101,7 @@ def finetune_command(
     """Fine-tune MODEL on the training part of a seeded split of the pairs (SFT or DPO; full or LoRA).
 
     Writes OUT/final (a save_pretrained folder with the tokenizer, or the LoRA adapter: both are
-    models that measure and compare accept), OUT/result.json (config, split, per-step losses,
+    models that measure and compare accept), OUT/result.json (config, split, per-step losses, input tokens trained on,
     provenance) and, with --track, OUT/track.jsonl. Launch it under torchrun or accelerate launch
     for several processes; docs/distributed.md gives the commands.
 
@@ -191,6 +191,7 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
         "config": dataclasses.asdict(config),
         "seed": seed,
         "losses": losses,
+        "tokens_seen": result.tokens_seen,
         "world_size": world_size(),
         "device": device,
         "dtype": dtype,

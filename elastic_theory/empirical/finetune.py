@@ -76,10 +76,13 @@ class FinetuneResult:
     """What :func:`run_finetune` returns: the trained ``model`` (eval mode; a ``peft.PeftModel`` with LoRA)
     and ``losses[i]``, the training loss of optimizer step ``i + 1`` (mean over all processes): for ``sft``
     the mean negative log-likelihood in nats per target-response token of that batch, for ``dpo`` the
-    batch mean of the DPO loss (nats)."""
+    batch mean of the DPO loss (nats); ``tokens_seen``, the non-padding input tokens the trainer fed the
+    model, summed over all processes (a run on several processes equals the one-process run's count
+    only when each process trained on its own share of every batch)."""
 
     model: object
     losses: tuple[float, ...]
+    tokens_seen: int
 
 
 def _is_peft(model) -> bool:
@@ -303,6 +306,7 @@ def run_finetune(
             train_sampling_strategy="sequential", max_length=config.max_length,
             use_cpu=next(model.parameters()).device.type == "cpu",
             bf16=False, fp16=False, activation_checkpointing=False,
+            include_num_input_tokens_seen="non_padding",  # summed over all processes: what the run trained on
         )
         if config.fsdp:  # FSDP2, each transformer block its own shard unit
             check_fsdp_device(config.fsdp, "cpu" if common["use_cpu"] else "accelerator")
@@ -344,7 +348,7 @@ def run_finetune(
         finally:
             for module in _patched_modules(trainer.model):
                 del module.forward  # the class's own forward again
-    return FinetuneResult(trainer.model.eval(), tuple(losses))
+    return FinetuneResult(trainer.model.eval(), tuple(losses), int(trainer.state.num_input_tokens_seen))
 
 
 def finetune(*args, **kwargs):
