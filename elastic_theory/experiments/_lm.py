@@ -1,11 +1,13 @@
-"""Helpers shared by the real-model protocols (``lm-resistance``, ``lm-ratio``): loading, training with losses, scoring."""
+"""Pieces shared by the real-model protocols (``lm-rebound``, ``lm-resistance``, ``lm-ratio``): checks, loading,
+training with callbacks, snapshots, scoring."""
 
 from __future__ import annotations
 
-from ..trainconfig import FinetuneConfig
-from .lm_rebound import _snapshot as snapshot
+import copy
 
-__all__ = ["check_common", "check_data", "finetune_losses", "load_base", "pooled_nll_per_token", "snapshot"]
+from ..trainconfig import FinetuneConfig
+
+__all__ = ["check_common", "check_data", "finetune_losses", "load_base", "missing_unit", "pooled_nll_per_token", "snapshot"]
 
 
 def check_common(config, amounts: dict[str, tuple[int, ...]]) -> None:
@@ -47,11 +49,18 @@ def load_base(model: str, device: str):
     return source, net, tokenizer
 
 
+def missing_unit() -> dict:
+    """The ``compute`` of :meth:`~elastic_theory.runs.RunDir.unit` when reading back a unit that was just computed."""
+    raise RuntimeError("a unit that was just computed is missing from the run directory")
+
+
 def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, seed: int,
-                    at_steps: dict, bar) -> tuple[object, tuple[float, ...]]:
-    """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps (0 = before the first);
-    return the trained model and the loss the trainer logged at each step (nats, see ``FinetuneResult``).
-    The trainer's scratch files go to a temporary folder that is removed afterwards."""
+                    at_steps: dict, bar, tracker=None) -> tuple[object, tuple[float, ...]]:
+    """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps (0 = before the first) and
+    advancing ``bar`` once per step; ``tracker`` (a :class:`~elastic_theory.empirical.RateTracker` or None) measures
+    as :func:`~elastic_theory.empirical.finetune.run_finetune` says. Return the trained model and the loss the
+    trainer logged at each step (nats, see ``FinetuneResult``). The trainer's scratch files go to a temporary
+    folder that is removed afterwards."""
     from ..empirical.finetune import run_finetune
 
     def on_step(step, net):
@@ -60,8 +69,20 @@ def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: 
         if step:
             bar.update()
 
-    result = run_finetune(model, tokenizer, examples, config, target=target, seed=seed, on_step=on_step)
+    result = run_finetune(model, tokenizer, examples, config, target=target, seed=seed, on_step=on_step, tracker=tracker)
     return result.model, result.losses
+
+
+def snapshot(net, template):
+    """The current weights of the model being trained (a LoRA adapter merged in), in a copy of ``template``.
+
+    ``template`` is the base model, which never went through a trainer: the copy is a plain model of
+    the base's class that carries no trainer state or adapter, ready for the next stage.
+    """
+    weights = copy.deepcopy(net).merge_and_unload() if hasattr(net, "merge_and_unload") else net
+    clone = copy.deepcopy(template)
+    clone.load_state_dict(weights.state_dict())
+    return clone.eval()
 
 
 def pooled_nll_per_token(model, tokenizer, pairs) -> float:

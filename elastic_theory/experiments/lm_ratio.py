@@ -70,7 +70,7 @@ from ..runs import RunDir, unit_key
 from ..seedstats import _saved, error_bars, format_interval, seed_interval
 from ..trainconfig import FinetuneConfig
 from . import Context, Experiment, register
-from ._lm import check_common, check_data, finetune_losses, load_base, pooled_nll_per_token, snapshot
+from ._lm import check_common, check_data, finetune_losses, load_base, missing_unit, pooled_nll_per_token, snapshot
 from .lm_rebound import DEFAULT_MODEL, load_pairs, stream
 
 __all__ = ["LMRatioConfig", "analyse", "fieller_seed_ratio", "measure_seed", "plot", "quick_config", "run", "summarize"]
@@ -339,16 +339,12 @@ def run(config: LMRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
         loaded = loaded or load_base(config.model, ctx.device)
         _, base_model, tokenizer = loaded
         measure_seed(config, seed, base_model, tokenizer, pairs, run_dir, ctx)
-    units = {n: [run_dir.unit(unit_key(seed=s, align=n), _missing) for s in config.seeds] for n in config.align_amounts}
+    units = {n: [run_dir.unit(unit_key(seed=s, align=n), missing_unit) for s in config.seeds] for n in config.align_amounts}
     tracks = sorted(run_dir.relative(p) for p in run_dir.root.glob("tracks/*.jsonl"))
     return {"experiment": NAME, "model": locate_model(config.model).describe(), "setting": config.setting,
             "algorithm": config.finetune.algorithm, "lora": config.finetune.lora, **analyse(config, units),
             "tracks": tracks, "compute_seconds_this_call": time.perf_counter() - started,
             "unit_seconds": {str(n): [u["seconds"] for u in us] for n, us in units.items()}}
-
-
-def _missing() -> dict:
-    raise RuntimeError("a unit that was just computed is missing from the run directory")
 
 
 # ------------------------------------------------------------------ plots and tables

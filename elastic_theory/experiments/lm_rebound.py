@@ -77,6 +77,7 @@ from ..runs import RunDir, unit_key
 from ..seedstats import error_bars, format_interval, paired_difference, seed_interval
 from ..trainconfig import FinetuneConfig
 from . import Context, Experiment, register
+from ._lm import check_common, check_data, finetune_losses, load_base, missing_unit, snapshot
 
 __all__ = ["DEFAULT_MODEL", "LMReboundConfig", "analyse", "judge_of", "load_pairs", "plot", "quick_config", "run",
            "stream", "summarize"]
@@ -121,23 +122,15 @@ class LMReboundConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self):
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"model must be a model name or path, got {self.model!r}")
-        if not isinstance(self.setting, str) or not self.setting:
-            raise ValueError(f"setting must be one of {', '.join(SETTINGS)} or a pairs JSONL path, got {self.setting!r}")
         if self.judge not in JUDGE_CHOICES:
             raise ValueError(f"judge must be one of {', '.join(JUDGE_CHOICES)}, got {self.judge!r}")
         if self.perturb_prompts not in PERTURB_PROMPTS:
             raise ValueError(f"perturb_prompts must be one of {', '.join(PERTURB_PROMPTS)}, got {self.perturb_prompts!r}")
-        b = self.finetune.batch_size
         for name, minimum in (("align_amounts", 1), ("perturb_amounts", 2)):
             values = getattr(self, name)
             if len(set(values)) < minimum or len(set(values)) != len(values):
                 raise ValueError(f"{name} needs >= {minimum} distinct amounts, got {list(values)}")
-            for n in values:
-                if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n % b:
-                    raise ValueError(f"{name}: {n!r} must be a positive multiple of finetune.batch_size = {b} "
-                                     "(amounts are whole optimizer steps)")
+        check_common(self, {"align_amounts": self.align_amounts, "perturb_amounts": self.perturb_amounts})
         check_count(self.n_measure, "n_measure", 1)
         check_count(self.n_generate, "n_generate", 0)
         check_count(self.max_new_tokens, "max_new_tokens", 1)
@@ -151,8 +144,6 @@ class LMReboundConfig:
                              f"{list(self.perturb_amounts)} (or null for all)")
         if not (isinstance(self.eps_kl_bits, (int, float)) and self.eps_kl_bits > 0 and math.isfinite(self.eps_kl_bits)):
             raise ValueError(f"eps_kl_bits must be finite and > 0 (the KL threshold of data to revert), got {self.eps_kl_bits!r}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be at least one distinct integer, got {list(self.seeds)}")
         if not isinstance(self.save_checkpoints, bool):
             raise ValueError(f"save_checkpoints must be true or false, got {self.save_checkpoints!r}")
 
@@ -236,12 +227,7 @@ def stream(pool, n: int, seed: int, stage: int) -> list:
 
 def check(config: LMReboundConfig) -> None:
     """What can be checked before a model loads: the model's files exist, the data exist and suffice for every seed."""
-    from ..empirical.loading import locate_model
-
-    locate_model(config.model)
-    pairs = load_pairs(config.setting)
-    for seed in config.seeds:
-        split_seed(pairs, config, seed)
+    check_data(config, split_seed)
 
 
 # ------------------------------------------------------------------ measuring
@@ -276,18 +262,6 @@ class Measurer:
         return {**out, "seconds": time.perf_counter() - t0}
 
 
-def _snapshot(net, template):
-    """The current weights of the model being trained (a LoRA adapter merged in), in a copy of ``template``.
-
-    ``template`` is the base model, which never went through a trainer: the copy is a plain model of
-    the base's class that carries no trainer state or adapter, ready for the next stage.
-    """
-    weights = copy.deepcopy(net).merge_and_unload() if hasattr(net, "merge_and_unload") else net
-    clone = copy.deepcopy(template)
-    clone.load_state_dict(weights.state_dict())
-    return clone.eval()
-
-
 def _tracker(config: LMReboundConfig, tokenizer, data: SeedData, path: Path):
     """A rate tracker on the alignment pool's aligned documents and the Wikipedia proxy, or None (``track_every`` 0)."""
     if not config.track_every:
@@ -303,24 +277,10 @@ def _tracker(config: LMReboundConfig, tokenizer, data: SeedData, path: Path):
 
 
 def _save(model, tokenizer, run_dir: RunDir, name: str) -> None:
-    """Save ``model`` (a plain model: adapters are merged by :func:`_snapshot`) as ``checkpoints/NAME`` for ``compare``."""
+    """Save ``model`` (a plain model: adapters are merged by :func:`~elastic_theory.experiments._lm.snapshot`) as ``checkpoints/NAME`` for ``compare``."""
     from ..empirical.finetune import save_checkpoint
 
     save_checkpoint(model, tokenizer, run_dir.path("checkpoints", name), overwrite=True)
-
-
-def _train(model, tokenizer, examples, config, target, seed, at_steps, tracker, bar):
-    """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps; return the trained model."""
-    from ..empirical.finetune import finetune
-
-    def on_step(step, net):
-        if step in at_steps:
-            at_steps[step](net)
-        if step:
-            bar.update()
-
-    return finetune(model, tokenizer, examples, config.finetune, target=target, seed=seed, on_step=on_step,
-                    tracker=tracker)
 
 
 def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pairs, run_dir: RunDir, ctx: Context) -> None:
@@ -343,8 +303,9 @@ def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pair
     bar = ctx.bar(max(missing) // b + len(missing) * perturb[-1] // b, f"seed {seed} optimizer steps")
     aligned = {}
     started = time.perf_counter()
-    _train(copy.deepcopy(base_model), tokenizer, stream(data.align_pool, max(missing), seed, 0), config, "aligned", seed, {n // b: (lambda net, n=n: aligned.__setitem__(n, _snapshot(net, base_model))) for n in missing},
-           _tracker(config, tokenizer, data, run_dir.path("tracks", f"{unit_key(seed=seed)}_align.jsonl")), bar)
+    finetune_losses(copy.deepcopy(base_model), tokenizer, stream(data.align_pool, max(missing), seed, 0), config.finetune,
+                    "aligned", seed, {n // b: (lambda net, n=n: aligned.__setitem__(n, snapshot(net, base_model))) for n in missing},
+                    bar, _tracker(config, tokenizer, data, run_dir.path("tracks", f"{unit_key(seed=seed)}_align.jsonl")))
     align_seconds = time.perf_counter() - started
     examples = stream(data.perturb_pool, perturb[-1], seed, 1)
     for n in missing:
@@ -355,10 +316,10 @@ def measure_seed(config: LMReboundConfig, seed: int, base_model, tokenizer, pair
         start = aligned.pop(n)
         if config.save_checkpoints and seed == config.seeds[0]:
             _save(start, tokenizer, run_dir, f"{keys[n]}_perturb=0")
-        perturbed = _train(start, tokenizer, examples, config, "unaligned", seed, at,
-                           _tracker(config, tokenizer, data, run_dir.path("tracks", f"{keys[n]}_perturb.jsonl")), bar)
+        perturbed, _ = finetune_losses(start, tokenizer, examples, config.finetune, "unaligned", seed, at, bar,
+                                       _tracker(config, tokenizer, data, run_dir.path("tracks", f"{keys[n]}_perturb.jsonl")))
         if config.save_checkpoints and seed == config.seeds[0]:
-            _save(_snapshot(perturbed, base_model), tokenizer, run_dir, f"{keys[n]}_perturb={perturb[-1]}")
+            _save(snapshot(perturbed, base_model), tokenizer, run_dir, f"{keys[n]}_perturb={perturb[-1]}")
         run_dir.unit(keys[n], lambda: {"seed": seed, "align_amount": n, "curve": curve,
                                        "seconds": {"align_run": align_seconds, "perturb_run": time.perf_counter() - t0}})
     bar.close()
@@ -436,27 +397,26 @@ def analyse(config: LMReboundConfig, base_units: list[dict], units: dict[int, li
 
 def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context, name: str = "lm-rebound") -> dict:
     """Load the model once, compute every missing unit (resumable), analyse the saved units."""
-    from ..empirical.loading import load_model_and_tokenizer, locate_model
+    from ..empirical.loading import locate_model
 
     pairs = load_pairs(config.setting)
-    source = locate_model(config.model)
     started = time.perf_counter()
-    base_model = None
+    loaded = None
     for seed in config.seeds:
         done = all(run_dir.has_unit(unit_key(seed=seed, align=n)) for n in config.align_amounts)
         if done and run_dir.has_unit(unit_key(seed=seed, base=0)):
             continue
-        if base_model is None:
-            base_model, tokenizer = load_model_and_tokenizer(config.model, device=ctx.device, source=source)
+        loaded = loaded or load_base(config.model, ctx.device)
+        _, base_model, tokenizer = loaded
         measure_seed(config, seed, base_model, tokenizer, pairs, run_dir, ctx)
     load = run_dir.unit
-    base_units = [load(unit_key(seed=s, base=0), _missing) for s in config.seeds]
-    units = {n: [load(unit_key(seed=s, align=n), _missing) for s in config.seeds] for n in sorted(set(config.align_amounts))}
+    base_units = [load(unit_key(seed=s, base=0), missing_unit) for s in config.seeds]
+    units = {n: [load(unit_key(seed=s, align=n), missing_unit) for s in config.seeds] for n in sorted(set(config.align_amounts))}
     results = analyse(config, base_units, units)
     tracks = sorted(run_dir.relative(p) for p in run_dir.root.glob("tracks/*.jsonl"))
     return {
         "experiment": name,
-        "model": source.describe(),
+        "model": locate_model(config.model).describe(),
         "setting": config.setting,
         "judge": judge_of(config),
         "algorithm": config.finetune.algorithm,
@@ -467,10 +427,6 @@ def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context, name: str = "lm-
         "unit_seconds": {str(n): [u["seconds"] for u in us] for n, us in units.items()},
         "paper": PAPER,
     }
-
-
-def _missing() -> dict:
-    raise RuntimeError("a unit that measure_seed just computed is missing from the run directory")
 
 
 PAPER = {

@@ -76,7 +76,7 @@ from ..runs import RunDir, unit_key
 from ..seedstats import _saved, error_bars, format_interval, paired_difference, seed_interval
 from ..trainconfig import FinetuneConfig
 from . import Context, Experiment, register
-from ._lm import check_common, check_data, finetune_losses, load_base, pooled_nll_per_token, snapshot
+from ._lm import check_common, check_data, finetune_losses, load_base, missing_unit, pooled_nll_per_token, snapshot
 from .lm_rebound import DEFAULT_MODEL, load_pairs, stream
 
 __all__ = ["LMResistanceConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize", "verdict"]
@@ -268,7 +268,7 @@ def run(config: LMResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
             loaded = loaded or load_base(config.model, ctx.device)
             source, base_model, tokenizer = loaded
             run_dir.unit(key, lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx))
-        units.append(run_dir.unit(key, _missing))
+        units.append(run_dir.unit(key, missing_unit))
     from ..empirical.loading import locate_model
 
     return {"experiment": NAME, "model": locate_model(config.model).describe(), "setting": config.setting,
@@ -277,10 +277,6 @@ def run(config: LMResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
             "unit_seconds": [{"align_generate": u["seconds"]["align_generate"],
                               "finetunes": sum(d["seconds"] for p in u["pairs"].values() for d in p.values())}
                              for u in units]}
-
-
-def _missing() -> dict:
-    raise RuntimeError("a unit that was just computed is missing from the run directory")
 
 
 # ------------------------------------------------------------------ plots and tables
