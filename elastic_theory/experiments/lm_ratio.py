@@ -154,18 +154,22 @@ def _distinct(items: list) -> list:
     return list(dict.fromkeys(items))
 
 
-def _response_rate(net, tokenizer, examples) -> dict:
-    """Bits per response token of the examples' aligned responses given their prompts (pooled), and the token count."""
+def _response_lengths(tokenizer, examples) -> list[int]:
+    """Tokens of each example's aligned response, tokenized as trained (EOS included, prompt excluded)."""
     from ..empirical.behaviour_lm import response_token_ids
 
-    tokens = sum(len(ids) - start for ids, start in (response_token_ids(tokenizer, p.prompt, p.aligned) for p in examples))
-    return {"bits_per_token": pooled_nll_per_token(net, tokenizer, examples) / math.log(2), "n_tokens": tokens}
+    return [len(ids) - start for ids, start in (response_token_ids(tokenizer, p.prompt, p.aligned) for p in examples)]
+
+
+def _response_rate(net, tokenizer, examples) -> dict:
+    """Bits per response token of the examples' aligned responses given their prompts (pooled), and the token count."""
+    return {"bits_per_token": pooled_nll_per_token(net, tokenizer, examples) / math.log(2),
+            "n_tokens": sum(_response_lengths(tokenizer, examples))}
 
 
 def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs, run_dir: RunDir, ctx: Context) -> None:
     """Compute the missing (seed, n+) units: one alignment run to the largest missing n+, one perturbation per n+."""
     from ..empirical import RateTracker
-    from ..empirical.behaviour_lm import response_token_ids
     from ..empirical.data import check_documents
     from ..empirical.scoring import encode_documents
 
@@ -178,8 +182,7 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
     examples = stream(align_pool, max(missing), seed, 0)
     documents = _documents(tokenizer, examples)
     doc_tokens = [len(ids) for ids in encode_documents(tokenizer, check_documents(documents, "alignment"))]
-    response_tokens = [(lambda ids, start: len(ids) - start)(*response_token_ids(tokenizer, p.prompt, p.aligned))
-                       for p in examples]
+    response_tokens = _response_lengths(tokenizer, examples)
     wiki = _wikipedia(config.n_wikipedia)
     b = config.finetune.batch_size
     every = config.track_every or 10**9
