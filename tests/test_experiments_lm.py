@@ -195,7 +195,11 @@ def test_plot_redraws_from_saved_results(tiny):
 @pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False:UserWarning")  # peft on GPT-2's Conv1D, handled
 def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
     """--algorithm dpo --lora: each stage trains a fresh adapter on the merged previous one; DPO raises the margin
-    during alignment and lowers it during perturbation (the stages' targets are not swapped)."""
+    during alignment and lowers it during perturbation (the stages' targets are not swapped); the saved
+    checkpoints score as their curve points.
+
+    Killed: swapped stage targets, a checkpoint saved without its adapters merged (it would score as the base
+    or as the aligned model)."""
     tmp, _, _ = tiny
     out = tmp_path / "dpo"
     result = invoke("rebound", "--model", str(tmp / "model"), "--algorithm", "dpo", "--lora", "--config",
@@ -208,6 +212,13 @@ def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
     u = units(out)
     curve = [p["margin_per_response"] for p in u["seed=0_align=8"]["curve"]]
     assert u["seed=0_base=0"]["scores"]["margin_per_response"] < curve[0] and curve[-1] < curve[0]
+    # The saved checkpoints carry the adapters merged. The last point was measured with the adapter unmerged
+    # (W x + B A x), the checkpoint computes (W + B A) x in float32: next-token log-probabilities agree to float32
+    # rounding, about 1e-7 relative on logits of magnitude ~10, i.e. ~1e-6 nats per position, which bounds the
+    # KL's difference but is not 1e-6 of a KL of 1e-3 bits. A checkpoint without its adapters scores as the base
+    # (KL 0) or as the aligned model, and fails the margins' 1e-6 relative check.
+    config = config_from_dict(LMReboundConfig, json.loads((out / "config.json").read_text())["config"])
+    checkpoints_score_their_points(out, config, 0, (8,), 8, kl_abs=1e-6)
 
 
 def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
@@ -263,30 +274,39 @@ def test_smollm2_quick_run(tmp_path):
         assert curve[-1]["margin_per_token"]["mean"] < curve[0]["margin_per_token"]["mean"]
 
 
+def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int, aligns, last: int,
+                                   kl_abs: float = 1e-9) -> None:
+    """Each saved checkpoint of ``seed`` (every n+ at m = 0 and m = ``last``), loaded the way ``compare`` loads it,
+    scores the margin its curve recorded to 1e-6 relative and the KL to ``kl_abs`` bits per token."""
+    from elastic_theory.empirical.loading import load_model_and_tokenizer
+    from elastic_theory.experiments.lm_rebound import Measurer, load_pairs
+
+    base, tok = load_model_and_tokenizer(config.model, device="cpu")
+    measure = Measurer(base, tok, split_seed(load_pairs(config.setting), config, seed), config)
+    u = units(out)
+    for n in aligns:
+        curve = u[f"seed={seed}_align={n}"]["curve"]
+        for point in (curve[0], curve[-1]):
+            assert point["perturb_amount"] in (0, last)
+            model, _ = load_model_and_tokenizer(out / "checkpoints" / f"seed={seed}_align={n}_perturb="
+                                                f"{point['perturb_amount']}", device="cpu")
+            got = measure(model, generate=False)
+            for key in ("margin_per_token", "margin_per_response"):
+                assert got[key] == pytest.approx(point[key], rel=1e-6, abs=1e-9), (n, point["perturb_amount"], key)
+            assert got["kl_bits_per_token"] == pytest.approx(point["kl_bits_per_token"], rel=1e-6, abs=kl_abs), (
+                n, point["perturb_amount"])
+
+
 def test_saved_checkpoints_are_the_measured_models(tiny):
     """The first seed's aligned models (m = 0) and its models after the largest m are saved, and each scores
-    exactly the margin and KL its curve recorded, after a round trip through the loader ``compare`` uses.
+    exactly the margin and KL its curve recorded, after a round trip through the loader ``compare`` uses
+    (the LoRA case: :func:`test_dpo_with_lora_runs_through_the_same_protocol`).
 
-    Killed: saving the base or a stale copy instead of the trained state, saving the adapter-less model of a
-    LoRA run, saving for every seed (disk), naming the folder after the wrong amount.
+    Killed: saving the base or a stale copy instead of the trained state, saving for every seed (disk), naming
+    the folder after the wrong amount.
     """
-    from elastic_theory.empirical.loading import load_model_and_tokenizer
-    from elastic_theory.experiments.lm_rebound import LMReboundConfig, Measurer, load_pairs, split_seed
-    from elastic_theory.experiments import config_from_dict
-
     tmp, out, _ = tiny
     names = {p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")}
     assert names == {f"seed={SEEDS[0]}_align={n}_perturb={m}" for n in ALIGNS for m in (0, PERTURBS[-1])}
-    config = config_from_dict(LMReboundConfig, {**tiny_config(tmp), "finetune": {"lr": 0.003, "batch_size": 4,
-                                                                                    "max_length": 64}})
-    base, tok = load_model_and_tokenizer(config.model, device="cpu")
-    measure = Measurer(base, tok, split_seed(load_pairs(config.setting), config, SEEDS[0]), config)
-    u = units(out)
-    for n in ALIGNS:
-        curve = u[f"seed={SEEDS[0]}_align={n}"]["curve"]
-        for point in (curve[0], curve[-1]):
-            model, _ = load_model_and_tokenizer(out / "checkpoints" / f"seed={SEEDS[0]}_align={n}_perturb="
-                                                f"{point['perturb_amount']}", device="cpu")
-            got = measure(model, generate=False)
-            for key in ("margin_per_token", "margin_per_response", "kl_bits_per_token"):
-                assert got[key] == pytest.approx(point[key], rel=1e-6, abs=1e-9), (n, point["perturb_amount"], key)
+    checkpoints_score_their_points(out, config_from_dict(LMReboundConfig, tiny_config(tmp)), SEEDS[0], ALIGNS,
+                                   PERTURBS[-1])
