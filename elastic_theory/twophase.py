@@ -35,6 +35,7 @@ import numpy as np
 __all__ = ["TwoPhaseFit", "fit_two_phase", "hinge"]
 
 _GRID = 256
+_CHUNK = 64  # bootstrap resamples per batch: 64 x grid x n residuals (about 4 MB at n = 30)
 
 
 def hinge(x, intercept: float, slope_before: float, slope_after: float, breakpoint_log: float) -> np.ndarray:
@@ -87,14 +88,21 @@ def _rss_at(u: np.ndarray, y: np.ndarray, c: float) -> tuple[float, np.ndarray]:
     return float(r @ r), coef
 
 
-def _rss_grid(u: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """RSS(c) at every grid point at once (batched normal equations; the grid stays inside the data range,
-    so every design has full column rank)."""
+def _hinge_projections(u: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The least-squares hat matrices ``H[g] = X (X'X)^{-1} X'`` of the hinge designs at every grid point
+    (``[len(grid), n, n]``). They depend on ``u`` and the grid only, not on ``y``: built once per fit
+    and shared by the data and every bootstrap resample. The grid stays inside the data range, so
+    every design has full column rank."""
     d = u[None, :] - grid[:, None]
     X = np.stack([np.ones_like(d), np.minimum(d, 0.0), np.maximum(d, 0.0)], axis=-1)
-    coef = np.linalg.solve(np.einsum("gni,gnj->gij", X, X), np.einsum("gni,n->gi", X, y)[..., None])
-    r = y[None, :] - (X @ coef)[..., 0]
-    return np.einsum("gn,gn->g", r, r)
+    return X @ np.linalg.solve(np.einsum("gni,gnj->gij", X, X), np.swapaxes(X, 1, 2))
+
+
+def _rss_grid(H: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """RSS(c) at every grid point (rows of ``H``, from :func:`_hinge_projections`) for each curve in ``Y``
+    (``[..., n]``): ``[..., len(grid)]``."""
+    r = Y[..., None, :] - np.einsum("gnm,...m->...gn", H, Y)
+    return np.einsum("...gn,...gn->...g", r, r)
 
 
 def _line(u: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -104,12 +112,15 @@ def _line(u: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(r @ r), float(coef[0]), float(coef[1])
 
 
-def _best_breakpoint(u: np.ndarray, y: np.ndarray, lo: float, hi: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """Minimizer of RSS(c) on [lo, hi], the grid and its RSS values (for the profile interval)."""
+def _best_breakpoint(u: np.ndarray, y: np.ndarray, lo: float, hi: float,
+                     ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Minimizer of RSS(c) on [lo, hi], the grid, its RSS values (for the profile interval) and the grid's
+    hat matrices (for the bootstrap)."""
     from scipy.optimize import minimize_scalar
 
     grid = np.unique(np.concatenate([np.linspace(lo, hi, _GRID), u[(u >= lo) & (u <= hi)]]))
-    rss = _rss_grid(u, y, grid)
+    H = _hinge_projections(u, grid)
+    rss = _rss_grid(H, y)
     i = int(np.argmin(rss))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     best_c, best_rss = float(grid[i]), float(rss[i])
@@ -118,7 +129,7 @@ def _best_breakpoint(u: np.ndarray, y: np.ndarray, lo: float, hi: float) -> tupl
                               options={"xatol": 1e-10 * max(1.0, hi - lo)})
         if res.fun < best_rss:
             best_c, best_rss = float(res.x), float(res.fun)
-    return best_c, grid, rss
+    return best_c, grid, rss, H
 
 
 def _profile_interval(u, y, c_hat, rss_hat, grid, rss, level, scale) -> tuple[tuple[float, float], bool]:
@@ -155,10 +166,13 @@ def _profile_interval(u, y, c_hat, rss_hat, grid, rss, level, scale) -> tuple[tu
     return (low, high), censored
 
 
-def _lr_statistic(u: np.ndarray, y: np.ndarray, grid: np.ndarray) -> float:
-    """n ln(RSS_line / RSS_hinge), the hinge minimized over ``grid`` (the same grid for data and resamples)."""
-    floor = max(float(_rss_grid(u, y, grid).min()), 1e-300)
-    return u.size * math.log(max(_line(u, y)[0], floor) / floor)
+def _lr_statistics(u: np.ndarray, H: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """n ln(RSS_line / RSS_hinge) of each curve (row) of ``Y``, the hinge minimized over the grid of ``H``
+    (the same grid for data and resamples)."""
+    X = np.column_stack([np.ones_like(u), u])
+    r = Y - (Y @ np.linalg.pinv(X).T) @ X.T
+    floor = np.maximum(_rss_grid(H, Y).min(axis=-1), 1e-300)
+    return u.size * np.log(np.maximum(np.einsum("bn,bn->b", r, r), floor) / floor)
 
 
 def fit_two_phase(
@@ -189,7 +203,7 @@ def fit_two_phase(
     if n_bootstrap and rng is None:
         raise ValueError("n_bootstrap > 0 needs an explicit rng (np.random.default_rng(seed))")
     lo, hi = float(distinct[1]), float(distinct[-2])
-    c_hat, grid, rss = _best_breakpoint(u, y, lo, hi)
+    c_hat, grid, rss, H = _best_breakpoint(u, y, lo, hi)
     rss_hat, coef = _rss_at(u, y, c_hat)
     scale = float(((y - y.mean()) ** 2).sum())
     ci_log, censored = _profile_interval(u, y, c_hat, rss_hat, grid, rss, level, scale)
@@ -197,11 +211,13 @@ def fit_two_phase(
 
     p_value = None
     if n_bootstrap:
-        observed = _lr_statistic(u, y, grid)
+        observed = float(_lr_statistics(u, H, y[None, :])[0])
         sigma = math.sqrt(rss_line / (u.size - 2))
         mean = line_icpt + line_slope * u
-        sims = np.array([_lr_statistic(u, mean + sigma * rng.standard_normal(u.size), grid)
-                         for _ in range(int(n_bootstrap))])
+        # the same draws, in the same order, as one standard_normal(n) call per resample
+        noise = rng.standard_normal((int(n_bootstrap), u.size))
+        sims = np.concatenate([_lr_statistics(u, H, mean + sigma * noise[s : s + _CHUNK])
+                               for s in range(0, noise.shape[0], _CHUNK)])
         p_value = float((1 + np.count_nonzero(sims >= observed * (1 - 1e-12))) / (1 + sims.size))
     return TwoPhaseFit(
         intercept=float(coef[0]), slope_before=float(coef[1]), slope_after=float(coef[2]),
