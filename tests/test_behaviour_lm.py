@@ -94,7 +94,11 @@ def test_margins_are_aligned_minus_unaligned_per_response_and_per_token(tok, mod
     np.testing.assert_allclose(m.per_response, a.log_prob - u.log_prob, atol=tol, rtol=0)
     np.testing.assert_allclose(m.per_token, a.log_prob / a.n_tokens - u.log_prob / u.n_tokens, atol=tol, rtol=0)
     s = m.summary("response", method="t")
-    assert s["mean"] == pytest.approx(m.per_response.mean()) and s["ci95"][0] < s["mean"] < s["ci95"][1]
+    # Student's t over the 3 pairs, t_{0.975, 2} = 4.302652729749462 (scipy.stats.t.ppf(0.975, 2)):
+    # a normal 1.96, a population sd or the per-token values would each give another half-width
+    half = 4.302652729749462 * m.per_response.std(ddof=1) / math.sqrt(3)
+    assert s["mean"] == pytest.approx(m.per_response.mean())
+    assert s["ci95"] == pytest.approx([s["mean"] - half, s["mean"] + half], rel=1e-12)
     boot = m.summary("token", seed=1)
     assert boot == m.summary("token", seed=1) and boot["unit"] == "nats per token"
     assert min(m.per_token) <= boot["ci95"][0] <= boot["ci95"][1] <= max(m.per_token)

@@ -55,7 +55,7 @@ from ..corpora import PreferencePair, vader_compound
 from ..seedstats import seed_interval
 from .data import check_documents
 from .finetune import SIDES, prompt_text
-from .scoring import bootstrap_ci, encode_documents, max_context, prefix_token_id
+from .scoring import _model_device, bootstrap_ci, encode_documents, max_context, prefix_token_id
 
 __all__ = [
     "POSITIVE_THRESHOLD",
@@ -105,10 +105,6 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def response_token_ids(tokenizer, prompt: str, response: str, *, include_eos: bool = True) -> tuple[list[int], int]:
     """Token ids of ``prompt_text(prompt) + response`` (+ EOS) and the index where the response starts.
 
@@ -147,7 +143,7 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     limit = max_context(model)
-    device = _device(model)
+    device = _model_device(model)
     vocab = model.get_input_embeddings().num_embeddings
     top = max((max(s) for s in sequences), default=0)
     if top >= vocab:
@@ -172,7 +168,7 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
 
 
 def _default_batch_size(model) -> int:
-    return 32 if _device(model).type == "cuda" else 8
+    return 32 if _model_device(model).type == "cuda" else 8
 
 
 @dataclass(frozen=True)
@@ -378,7 +374,7 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos) if eos else 0
     config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=sorted(eos) or None,
                               pad_token_id=pad)
-    device = _device(model)
+    device = _model_device(model)
     out: list[str] = []
     for b in range(0, len(prompts), batch_size):
         encoded = [tokenizer(text=prompt_text(tokenizer, p))["input_ids"] for p in prompts[b : b + batch_size]]
