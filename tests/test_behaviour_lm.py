@@ -86,6 +86,22 @@ def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, mode
     assert len(set(got.n_tokens.tolist())) == len(PAIRS)  # unequal lengths: per token and per response differ
 
 
+def test_log_probs_and_kl_ignore_dropout_and_keep_the_models_mode(tok, model):
+    """A model left in training mode with dropout 0.5 (as after a trainer) is measured without dropout, as
+    ``measure`` scores: identical to the model in eval mode. Kills a forward pass in training mode (dropout
+    of half the activations moves every log-probability) and a measure that leaves the model in eval mode."""
+    noisy = copy.deepcopy(model)
+    for module in noisy.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.5
+    noisy.train()
+    got = blm.response_log_probs(noisy, tok, PAIRS, "aligned", batch_size=2)
+    want = blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=2)
+    np.testing.assert_array_equal(got.log_prob, want.log_prob)
+    assert blm.kl_to_base_per_token(noisy, model, tok, TEXTS).bits_per_token == 0.0
+    assert noisy.training and not model.training
+
+
 def test_margins_are_aligned_minus_unaligned_per_response_and_per_token(tok, model):
     m = blm.margins(model, tok, PAIRS, batch_size=1)
     a = blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=3)

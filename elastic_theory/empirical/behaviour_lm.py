@@ -138,7 +138,8 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
     positions ``start - 1 .. len - 2``, i.e. the distributions that predict tokens ``start .. len - 1``.
 
     Sequences are run in batches of ``batch_size`` (longest first, right-padded, attention-masked);
-    yields ``(i, rows)`` in batch order.
+    yields ``(i, rows)`` in batch order. The model runs in eval mode (no dropout), as in
+    :func:`~elastic_theory.empirical.scoring.score_token_ids`; its previous mode is restored.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -150,21 +151,26 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
         raise ValueError(f"token id {top} is outside the model's vocabulary of {vocab}: the model and the tokenizer "
                          "(or the two models of a KL) need the same tokenizer and vocabulary")
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        width = len(sequences[idx[0]])
-        if width > limit:
-            raise ValueError(f"a sequence of {width} tokens is longer than the model's context ({limit}); shorten it")
-        ids = torch.zeros((len(idx), width), dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : len(sequences[i])] = torch.as_tensor(sequences[i])
-            mask[r, : len(sequences[i])] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for r, i in enumerate(idx):
-            rows = logits[r, starts[i] - 1 : len(sequences[i]) - 1].float()
-            yield i, torch.log_softmax(rows, dim=-1)
+    was_training = model.training
+    model.eval()
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            width = len(sequences[idx[0]])
+            if width > limit:
+                raise ValueError(f"a sequence of {width} tokens is longer than the model's context ({limit}); shorten it")
+            ids = torch.zeros((len(idx), width), dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, : len(sequences[i])] = torch.as_tensor(sequences[i])
+                mask[r, : len(sequences[i])] = 1
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for r, i in enumerate(idx):
+                rows = logits[r, starts[i] - 1 : len(sequences[i]) - 1].float()
+                yield i, torch.log_softmax(rows, dim=-1)
+    finally:
+        model.train(was_training)
 
 
 def _default_batch_size(model) -> int:
