@@ -86,10 +86,11 @@ def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, mode
     assert len(set(got.n_tokens.tolist())) == len(PAIRS)  # unequal lengths: per token and per response differ
 
 
-def test_log_probs_and_kl_ignore_dropout_and_keep_the_models_mode(tok, model):
-    """A model left in training mode with dropout 0.5 (as after a trainer) is measured without dropout, as
-    ``measure`` scores: identical to the model in eval mode. Kills a forward pass in training mode (dropout
-    of half the activations moves every log-probability) and a measure that leaves the model in eval mode."""
+def test_measures_ignore_dropout_and_keep_the_models_mode(tok, model):
+    """A model left in training mode with dropout 0.5 (as after a trainer) is measured and generates without
+    dropout, as ``measure`` scores: identical to the model in eval mode. Kills a forward pass in training
+    mode (dropout of half the activations moves every log-probability) and a measure that leaves the
+    model in eval mode (also when the KL's model and base are one object)."""
     noisy = copy.deepcopy(model)
     for module in noisy.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -99,6 +100,10 @@ def test_log_probs_and_kl_ignore_dropout_and_keep_the_models_mode(tok, model):
     want = blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=2)
     np.testing.assert_array_equal(got.log_prob, want.log_prob)
     assert blm.kl_to_base_per_token(noisy, model, tok, TEXTS).bits_per_token == 0.0
+    assert blm.kl_to_base_per_token(noisy, noisy, tok, TEXTS).bits_per_token == 0.0  # one object as both
+    prompts = [p.prompt for p in PAIRS]
+    assert blm.generate_greedy(noisy, tok, prompts, max_new_tokens=8) == blm.generate_greedy(model, tok, prompts,
+                                                                                            max_new_tokens=8)
     assert noisy.training and not model.training
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ from ..corpora import PreferencePair, vader_compound
 from ..seedstats import seed_interval
 from .data import check_documents
 from .finetune import SIDES, prompt_text
-from .scoring import _model_device, bootstrap_ci, encode_documents, max_context, prefix_token_id
+from .scoring import _model_device, bootstrap_ci, encode_documents, eval_mode, max_context, prefix_token_id
 
 __all__ = [
     "POSITIVE_THRESHOLD",
@@ -138,8 +139,9 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
     positions ``start - 1 .. len - 2``, i.e. the distributions that predict tokens ``start .. len - 1``.
 
     Sequences are run in batches of ``batch_size`` (longest first, right-padded, attention-masked);
-    yields ``(i, rows)`` in batch order. The model runs in eval mode (no dropout), as in
-    :func:`~elastic_theory.empirical.scoring.score_token_ids`; its previous mode is restored.
+    yields ``(i, rows)`` in batch order. Callers hold the model in :func:`~.scoring.eval_mode` (a context
+    manager around the loop, not inside this generator: a generator left suspended would restore the
+    mode only when collected, out of order when the KL's model and base are one object).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -151,26 +153,21 @@ def _log_prob_rows(model, sequences: Sequence[Sequence[int]], starts: Sequence[i
         raise ValueError(f"token id {top} is outside the model's vocabulary of {vocab}: the model and the tokenizer "
                          "(or the two models of a KL) need the same tokenizer and vocabulary")
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    was_training = model.training
-    model.eval()
-    try:
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            width = len(sequences[idx[0]])
-            if width > limit:
-                raise ValueError(f"a sequence of {width} tokens is longer than the model's context ({limit}); shorten it")
-            ids = torch.zeros((len(idx), width), dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                ids[r, : len(sequences[i])] = torch.as_tensor(sequences[i])
-                mask[r, : len(sequences[i])] = 1
-            with torch.no_grad():
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            for r, i in enumerate(idx):
-                rows = logits[r, starts[i] - 1 : len(sequences[i]) - 1].float()
-                yield i, torch.log_softmax(rows, dim=-1)
-    finally:
-        model.train(was_training)
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        width = len(sequences[idx[0]])
+        if width > limit:
+            raise ValueError(f"a sequence of {width} tokens is longer than the model's context ({limit}); shorten it")
+        ids = torch.zeros((len(idx), width), dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            ids[r, : len(sequences[i])] = torch.as_tensor(sequences[i])
+            mask[r, : len(sequences[i])] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for r, i in enumerate(idx):
+            rows = logits[r, starts[i] - 1 : len(sequences[i]) - 1].float()
+            yield i, torch.log_softmax(rows, dim=-1)
 
 
 def _default_batch_size(model) -> int:
@@ -205,9 +202,10 @@ def response_log_probs(model, tokenizer, pairs: Sequence[PreferencePair], side: 
     starts = [s for _, s in encoded]
     log_prob = np.zeros(len(pairs))
     batch_size = _default_batch_size(model) if batch_size is None else batch_size
-    for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
-        target = torch.as_tensor(seqs[i][starts[i] :], device=rows.device)
-        log_prob[i] = float(rows.gather(1, target[:, None]).double().sum())
+    with eval_mode(model):
+        for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
+            target = torch.as_tensor(seqs[i][starts[i] :], device=rows.device)
+            log_prob[i] = float(rows.gather(1, target[:, None]).double().sum())
     return ResponseLogProbs(log_prob, np.array([len(s) - st for s, st in zip(seqs, starts)], dtype=np.int64))
 
 
@@ -302,7 +300,8 @@ def base_log_probs(base_model, tokenizer, texts: Sequence[str] | Sequence[Prefer
     """Run the base model once over ``texts`` (strings, or preference pairs: see :func:`kl_to_base_per_token`)
     and keep its log-probabilities for :func:`kl_to_base_per_token`."""
     names, seqs, starts = _kl_sequences(tokenizer, texts)
-    rows = dict(_log_prob_rows(base_model, seqs, starts, batch_size))
+    with eval_mode(base_model):
+        rows = dict(_log_prob_rows(base_model, seqs, starts, batch_size))
     return BaseLogProbs(names, seqs, starts, [rows[i].cpu() for i in range(len(seqs))])
 
 
@@ -338,23 +337,25 @@ def kl_to_base_per_token(model, base_logprobs_or_model, tokenizer,
         if texts is not None and _kl_sequences(tokenizer, texts)[1:] != (base.token_ids, base.starts):
             raise ValueError("the texts differ from those the base log-probabilities were computed on")
         seqs, starts = base.token_ids, base.starts
-        base_rows = iter(enumerate(base.log_probs))
+        base_model, base_rows = None, iter(enumerate(base.log_probs))
     else:
         if texts is None:
             raise ValueError("texts are required when the base is a model")
         _, seqs, starts = _kl_sequences(tokenizer, texts)
-        base_rows = _log_prob_rows(base_logprobs_or_model, seqs, starts, batch_size)
+        base_model = base_logprobs_or_model
+        base_rows = _log_prob_rows(base_model, seqs, starts, batch_size)
     bits = np.zeros(len(seqs))
     base_by_index = {}
-    for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
-        while i not in base_by_index:
-            j, q = next(base_rows)
-            base_by_index[j] = q
-        log_q = base_by_index.pop(i).to(rows.device)
-        if log_q.shape != rows.shape:
-            raise ValueError(f"the base gives {tuple(log_q.shape)} log-probabilities where the model gives "
-                             f"{tuple(rows.shape)}: the two need the same tokenizer and vocabulary")
-        bits[i] = float((rows.exp() * (rows - log_q)).sum(dtype=torch.float64)) / LN2
+    with eval_mode(model), nullcontext() if base_model is None else eval_mode(base_model):
+        for i, rows in _log_prob_rows(model, seqs, starts, batch_size):
+            while i not in base_by_index:
+                j, q = next(base_rows)
+                base_by_index[j] = q
+            log_q = base_by_index.pop(i).to(rows.device)
+            if log_q.shape != rows.shape:
+                raise ValueError(f"the base gives {tuple(log_q.shape)} log-probabilities where the model gives "
+                                 f"{tuple(rows.shape)}: the two need the same tokenizer and vocabulary")
+            bits[i] = float((rows.exp() * (rows - log_q)).sum(dtype=torch.float64)) / LN2
     tokens = np.array([len(s) - start for s, start in zip(seqs, starts)], dtype=np.int64)
     return KLPerToken(float(bits.sum() / tokens.sum()), int(tokens.sum()), bits, tokens)
 
@@ -364,7 +365,8 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     """Greedy continuations (``do_sample=False``) of ``prompt_text(prompt)``, decoded without special tokens.
 
     Prompts are tokenized as in training (the tokenizer's default special tokens) and left-padded
-    in batches of ``batch_size``; generation stops at the tokenizer's or the model's EOS.
+    in batches of ``batch_size``; generation stops at the tokenizer's or the model's EOS. The model
+    runs in eval mode (no dropout), its previous mode restored.
     """
     from transformers import GenerationConfig
 
@@ -390,7 +392,7 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
         for r, e in enumerate(encoded):
             ids[r, width - len(e) :] = torch.as_tensor(e)
             mask[r, width - len(e) :] = 1
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                        generation_config=config)
         out.extend(tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .scoring import LN2, max_context, prefix_token_id, rolling_windows
+from .scoring import LN2, eval_mode, max_context, prefix_token_id, rolling_windows
 
 __all__ = ["ModelCode", "compress_text", "decompress_text"]
 
@@ -75,17 +75,12 @@ def compress_text(model, tokenizer, text: str, *, context: int | None = None, st
     stride = context if stride is None else stride
     z = np.asarray([prefix_token_id(tokenizer), *ids], dtype=np.int64)
     encoder, family, ideal = constriction.stream.queue.RangeEncoder(), _family(), 0.0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for w in rolling_windows(len(ids), context, stride):
-                probs = _window_probs(model, z[w.start : w.end], w.n_scored)
-                targets = z[w.end - w.n_scored + 1 : w.end + 1]
-                encoder.encode(targets.astype(np.int32), family, probs)
-                ideal -= float(np.log(probs[np.arange(w.n_scored), targets]).sum()) / LN2
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for w in rolling_windows(len(ids), context, stride):
+            probs = _window_probs(model, z[w.start : w.end], w.n_scored)
+            targets = z[w.end - w.n_scored + 1 : w.end + 1]
+            encoder.encode(targets.astype(np.int32), family, probs)
+            ideal -= float(np.log(probs[np.arange(w.n_scored), targets]).sum()) / LN2
     words = encoder.get_compressed().astype("<u4")
     return ModelCode(_HEADER.pack(len(ids), context, stride) + words.tobytes(), len(ids), ideal)
 
@@ -107,19 +102,14 @@ def decompress_text(model, tokenizer, payload: bytes) -> str:
     decoder, family = constriction.stream.queue.RangeDecoder(words), _family()
     prefix = prefix_token_id(tokenizer)
     z = np.full(n_tokens + 1, prefix, dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for w in rolling_windows(n_tokens, context, stride):
-                first = w.end - w.n_scored + 1  # z index of the window's first target
-                window = z[w.start : w.end].copy()  # positions >= first - start still hold the prefix token
-                for j in range(w.n_scored):
-                    probs = _window_probs(model, window, w.n_scored)[j]
-                    symbol = int(decoder.decode(family, probs[None, :])[0])
-                    z[first + j] = symbol
-                    if first + j - w.start < window.size:
-                        window[first + j - w.start] = symbol
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for w in rolling_windows(n_tokens, context, stride):
+            first = w.end - w.n_scored + 1  # z index of the window's first target
+            window = z[w.start : w.end].copy()  # positions >= first - start still hold the prefix token
+            for j in range(w.n_scored):
+                probs = _window_probs(model, window, w.n_scored)[j]
+                symbol = int(decoder.decode(family, probs[None, :])[0])
+                z[first + j] = symbol
+                if first + j - w.start < window.size:
+                    window[first + j - w.start] = symbol
     return tokenizer.decode(z[1:].tolist())

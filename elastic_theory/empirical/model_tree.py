@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..tree import TokenTree
-from .scoring import max_context
+from .scoring import eval_mode, max_context
 
 __all__ = ["model_token_tree", "next_token_probabilities"]
 
@@ -31,13 +31,8 @@ def next_token_probabilities(model, prompt: Sequence[int], prefixes: Sequence[Se
     width = int(lengths.max())
     ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
     mask = (torch.arange(width)[None, :] < lengths[:, None]).to(device=device, dtype=torch.long)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     last = logits[torch.arange(len(rows), device=device), (lengths - 1).to(device)]
     return torch.softmax(last.double(), dim=-1).cpu().numpy()
 

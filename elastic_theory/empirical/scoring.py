@@ -19,7 +19,8 @@ Conventions (see docs/measurement.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "Window",
     "bootstrap_ci",
     "default_batch_size",
+    "eval_mode",
     "encode_documents",
     "max_context",
     "measure_rates",
@@ -133,6 +135,18 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+@contextmanager
+def eval_mode(model) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode (no dropout) and restore its previous mode afterwards,
+    also on an exception: a model handed over from training is measured as it will be used."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def score_token_ids(
     model,
     token_ids: Sequence[Sequence[int]],
@@ -173,19 +187,14 @@ def score_token_ids(
 
     from tqdm.auto import tqdm
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), tqdm(
-            total=sum(s.size for s in seqs), unit="tok", disable=not progress,
-            desc=progress if isinstance(progress, str) else None,
-        ) as bar:
-            for b in range(0, len(jobs), batch_size):
-                batch = jobs[b : b + batch_size]
-                _score_batch(model, batch, z, out, names, device, prefix_token, trim=stride is not None and stride < context)
-                bar.update(sum(w.n_scored for _, w in batch))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode(), tqdm(
+        total=sum(s.size for s in seqs), unit="tok", disable=not progress,
+        desc=progress if isinstance(progress, str) else None,
+    ) as bar:
+        for b in range(0, len(jobs), batch_size):
+            batch = jobs[b : b + batch_size]
+            _score_batch(model, batch, z, out, names, device, prefix_token, trim=stride is not None and stride < context)
+            bar.update(sum(w.n_scored for _, w in batch))
     return out
 
 

@@ -90,10 +90,5 @@ def pooled_nll_per_token(model, tokenizer, pairs) -> float:
     tokenized as trained (:func:`~elastic_theory.empirical.behaviour_lm.response_log_probs`, EOS included)."""
     from ..empirical.behaviour_lm import response_log_probs
 
-    was_training = model.training
-    model.eval()
-    try:
-        scores = response_log_probs(model, tokenizer, pairs, "aligned")
-    finally:
-        model.train(was_training)
+    scores = response_log_probs(model, tokenizer, pairs, "aligned")  # in eval mode, the model's mode restored
     return float(-scores.log_prob.sum() / scores.n_tokens.sum())

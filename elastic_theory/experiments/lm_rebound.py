@@ -249,16 +249,11 @@ class Measurer:
         return fn(model, self.tokenizer, self.data.generate_prompts, max_new_tokens=self.config.max_new_tokens).mean
 
     def __call__(self, model, generate: bool = True) -> dict:
-        was_training = model.training
-        model.eval()
-        t0 = time.perf_counter()
-        try:
-            m = self.lm.margins(model, self.tokenizer, self.data.measure)
-            out = {"margin_per_token": float(m.per_token.mean()), "margin_per_response": float(m.per_response.mean()),
-                   "kl_bits_per_token": self.lm.kl_to_base_per_token(model, self.base, self.tokenizer).bits_per_token,
-                   "generation_score": self.generation_score(model) if generate else None}
-        finally:
-            model.train(was_training)
+        t0 = time.perf_counter()  # every measure runs the model in eval mode and restores its mode
+        m = self.lm.margins(model, self.tokenizer, self.data.measure)
+        out = {"margin_per_token": float(m.per_token.mean()), "margin_per_response": float(m.per_response.mean()),
+               "kl_bits_per_token": self.lm.kl_to_base_per_token(model, self.base, self.tokenizer).bits_per_token,
+               "generation_score": self.generation_score(model) if generate else None}
         return {**out, "seconds": time.perf_counter() - t0}
 
 
