@@ -71,6 +71,16 @@ def entropy_matched(probs, target_bits: float) -> tuple[np.ndarray, float]:
             f"target entropy {target_bits:.6g} bits is outside what tempering this distribution reaches "
             f"({low:.6g}, {high:.6g}) bits; use a base distribution with a larger support"
         )
-    log_t = brentq(lambda s: entropy_bits(temper(p, math.exp(s))) - target_bits, -12.0, 12.0, xtol=1e-13)
+    def excess(s: float) -> float:
+        return entropy_bits(temper(p, math.exp(s))) - target_bits
+
+    # Bracket ln T: [-12, 12] unless the largest masses nearly tie (p proportional to (1, 1, 0.99999) still
+    # has 1.35 bits at T = e^-12, above a 1.29-bit target, and 1.0001 bits only at e^-14); widen by doubling.
+    lo_s, hi_s = -12.0, 12.0
+    while excess(lo_s) > 0 and lo_s > -384:
+        lo_s *= 2
+    while excess(hi_s) < 0 and hi_s < 384:
+        hi_s *= 2
+    log_t = brentq(excess, lo_s, hi_s, xtol=1e-13)
     t = math.exp(log_t)
     return temper(p, t), t
