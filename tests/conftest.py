@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 # A stray hub call must fail at once, not hang ~46 s: set before anything imports transformers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +27,40 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_UNTRACKED_BEFORE = pytest.StashKey[frozenset]()
+
+
+def _untracked_files() -> frozenset[str] | None:
+    """Files in the checkout that git neither tracks nor ignores (None outside a git checkout)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--others", "--exclude-standard", "-z"],
+                              capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return frozenset(proc.stdout.decode(errors="replace").split("\0")) - {""} if proc.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the xdist controller (or a plain run) checks for all workers
+        before = _untracked_files()
+        if before is not None:
+            session.config.stash[_UNTRACKED_BEFORE] = before
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a test left a new file in the checkout: tests write under tmp_path only (a test once wrote
+    its ``--json -`` output into a file named ``-`` in the working folder, and it got committed)."""
+    before = session.config.stash.get(_UNTRACKED_BEFORE, None)
+    after = _untracked_files() if before is not None else None
+    new = sorted(after - before) if after is not None else []
+    if new:
+        session.config.get_terminal_writer().line(
+            f"\nERROR: the tests left new files in the checkout (write them under tmp_path): {', '.join(new)}", red=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config, items):
