@@ -25,11 +25,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .io import to_jsonable, write_json_atomic
+from .provenance import package_versions
 
 __all__ = ["RunDir", "provenance", "read_run", "unit_key"]
 
@@ -53,20 +53,14 @@ def _git_commit(folder: Path) -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def provenance(device: str | None = None) -> dict:
-    """Where results came from: git commit of the package source (``+dirty`` with uncommitted changes), versions, device."""
+    """Where results came from: git commit of the package source (``+dirty`` with uncommitted changes), versions
+    (:func:`elastic_theory.provenance.package_versions`, the same as in every command's result file), device."""
     info = {
         "git_commit": _git_commit(Path(__file__).resolve().parent),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {p: _version(p) for p in ("elastic-theory", "numpy", "scipy", "torch", "transformers")},
+        "versions": package_versions(),
         "device": device,
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from elastic_theory.provenance import package_versions
 from elastic_theory.runs import RunDir, read_run, unit_key
 
 
@@ -22,6 +23,7 @@ def test_unit_is_computed_once_and_survives_reopening(tmp_path):
     assert again.unit("u", compute) == stored and calls == [1]
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert "git_commit" in prov and len(prov["resumed"]) == 1
+    assert prov["versions"] == package_versions()  # the versions every command's result file records, not a subset
     assert read_run(tmp_path / "r")[:2] == ("exp", {"a": 1, "t": [1, 2]})
 
 
