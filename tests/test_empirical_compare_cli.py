@@ -171,6 +171,11 @@ def test_other_tokenizer_compares_bits_per_byte_and_refuses_token_changes(setup,
         (["--checkpoint", "a={root}/ckpt", "--ratio", "align/pre", "--k", "align=3"], "give the sizes of both"),
         (["--checkpoint", "a={root}/ckpt", "--json", "{root}"], "is a folder; give a file path"),
         (["--checkpoint", "a={root}/ckpt", "--plots", "{root}/pre.txt"], "is a file; give a folder"),
+        (["--checkpoint", "a={root}/ckpt", "--per-document", "{root}"], "--per-document {root}: is a folder"),
+        (["--checkpoint", "a={root}/ckpt", "--stride", "0"], "--stride must be an integer in 1..context"),
+        (["--checkpoint", "a={root}/ckpt", "--context", "8", "--stride", "9"], "--stride must be an integer in 1..context (8)"),
+        (["--checkpoint", "a={root}/ckpt", "--batch-size", "0"], "--batch-size must be an integer >= 1"),
+        (["--checkpoint", "a={root}/ckpt", "--seed", "-1"], "--seed must be an integer >= 0"),
         (["--checkpoint", "a={root}/ckpt", "--unit", "nat"], "--unit 'nat'"),
         (["--checkpoint", "a={root}/ckpt", "--unit", "token"], "--unit token sets the unit of the ratio"),
     ],
@@ -186,6 +191,16 @@ def test_bad_input_exits_2_before_scoring(setup, args, message, monkeypatch):
     result = _run(root, "--base", root / "base", *_data(root), *args, cache=False)
     assert result.exit_code == 2, result.output
     assert message.format(root=root) in result.output
+
+
+def test_json_to_stdout_is_the_result_alone_with_its_provenance(setup):
+    """``--json -``: stdout holds the JSON only (the tables go to stderr), with the versions and command line."""
+    root, _ = setup
+    result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root), "--json", "-")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["checkpoints"]) == {"a"} and "paired 95% CI" in result.stderr
+    assert set(report["provenance"]) == {"versions", "argv", "platform", "created"}
 
 
 def test_interrupt_keeps_finished_scores_and_writes_no_result(setup, tmp_path, monkeypatch):

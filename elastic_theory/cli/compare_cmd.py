@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .app import app, bad_input_exits_2, console, parse_named_options, require_extra
-from .measure_cmd import parse_data_options
+from .app import (
+    app, bad_input_exits_2, console, folder_option, interrupted, json_option, parse_named_options, require_extra,
+    write_result,
+)
+from .measure_cmd import check_measure_options, parse_data_options
 
 BASE_LABEL = "base"
-INTERRUPTED_EXIT_CODE = 130
 
 
 def parse_checkpoints(items: list[str]) -> dict[str, str]:
@@ -65,21 +67,6 @@ def parse_k(text: str | None, ratio: tuple[str, str] | None) -> float | dict[str
     return sizes
 
 
-def check_output_paths(files: list[Path | None], folders: list[Path | None]) -> None:
-    """Refuse, before any work, an output file that is a folder or a folder that is a file (or under one)."""
-    for path in files:
-        if path is None:
-            continue
-        if path.is_dir():
-            raise ValueError(f"{path} is a folder; give a file path for the output")
-        blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        if blocked is not None:
-            raise ValueError(f"{path}: {blocked} is a file, not a folder")
-    for path in folders:
-        if path is not None and path.exists() and not path.is_dir():
-            raise ValueError(f"{path} is a file; give a folder for the plots")
-
-
 def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, base_tokens: dict[str, int],
              n_documents: dict[str, int]) -> dict | None:
     r"""k as stated, or from sizes: :math:`k = N_{den}/N_{num}` documents and, per token,
@@ -112,9 +99,10 @@ def compare_command(
     text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap over documents."),
     n_resamples: int = typer.Option(2000, "--n-resamples", help="Bootstrap resamples for the 95% intervals."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON to this file."),
-    plots: Path | None = typer.Option(None, "--plots", help="Draw the rate changes (and the ratio) into this folder."),
-    per_document: Path | None = typer.Option(None, "--per-document", help="Write every document's bits under every model to this JSONL file."),
+    json_out: Path | None = json_option("Write the results as JSON to this file."),
+    plots: Path | None = folder_option("Draw the rate changes (and the ratio) into this folder.", "--plots"),
+    per_document: Path | None = json_option("Write every document's bits under every model to this JSONL file.",
+                                            "--per-document"),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where scores are cached; default: $ELASTIC_THEORY_CACHE or ~/.cache/elastic-theory."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse scores of the same model files on the same texts and settings."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
@@ -136,8 +124,7 @@ def compare_command(
     from ..empirical.loading import default_cache_dir
     from ..empirical.loading import locate_model
 
-    if n_resamples < 1:
-        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+    check_measure_options(context, stride, batch_size, seed, n_resamples)
     if unit not in ("byte", "token"):
         raise ValueError(f"--unit {unit!r}: use byte or token")
     checkpoints = parse_checkpoints(checkpoint)
@@ -146,7 +133,6 @@ def compare_command(
     if unit == "token" and ratio_names is None:
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
-    check_output_paths([json_out, per_document], [plots])
     documents = {name: read_documents(path, text_field) for name, path in paths.items()}
     models = {BASE_LABEL: base, **checkpoints}
     for label, name in models.items():  # the first use of smollm2-135m converts it here (docs/measurement.md)
@@ -170,15 +156,13 @@ def compare_command(
     })
     for note in report["notes"]:
         typer.echo(f"note: {note}", err=True)
-    print_tables(report)
+    print_tables(report, json_out)
     if per_document is not None:
         write_per_document(per_document, documents, scores)
     if plots is not None:
         plot_comparison(report, plots)
     if json_out is not None:
-        from ..io import write_json_atomic
-
-        write_json_atomic(json_out, report)
+        write_result(json_out, report)
 
 
 def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict) -> None:
@@ -222,8 +206,7 @@ def _score_all(models, documents, settings, store, progress):
             )
     except KeyboardInterrupt:
         kept = f"they are cached in {store.root}; run the same command again to continue" if store.root else "nothing is kept (--no-cache)"
-        typer.echo(f"interrupted after {len(done)} of {total} scores; {kept}; no result file was written", err=True)
-        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+        raise interrupted(f"interrupted after {len(done)} of {total} scores; {kept}; no result file was written") from None
 
 
 def build_report(models: dict[str, str], paths: dict[str, Path], scores, comparison, k: dict | None, config: dict) -> dict:
@@ -260,7 +243,8 @@ def build_report(models: dict[str, str], paths: dict[str, Path], scores, compari
     }
 
 
-def print_tables(report: dict) -> None:
+def print_tables(report: dict, json_out: Path | None = None) -> None:
+    """The rate-change table and, with --ratio, the ratio table (on stderr when the JSON goes to stdout)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -275,7 +259,7 @@ def print_tables(report: dict) -> None:
             dbt = "n/a (tokenizer)" if r["delta_bits_per_token"] is None else f"{r['delta_bits_per_token']:+.4f}"
             table.add_row(escape(name), escape(d), f"{r['bits_per_token']:.4f}", f"{r['bits_per_byte']:.4f}",
                           f"{r['delta_bits_per_byte']:+.4f}", f"[{lo:+.4f}, {hi:+.4f}]", dbt)
-    out = console()
+    out = console(json_out)
     out.print(table)
     ratios = {n: e["ratio"] for n, e in report["checkpoints"].items() if "ratio" in e}
     if not ratios:
