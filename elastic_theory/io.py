@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import numpy as np
 __all__ = [
     "NON_FINITE_KEY",
     "STDOUT",
+    "atomic_file",
     "check_output_path",
     "decode_utf8",
     "iter_jsonl",
@@ -204,15 +206,27 @@ def write_text_atomic(path: str | os.PathLike, text: str, what: str = "the outpu
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Created like open(path, "w"),
-    # so the umask decides; the process id keeps concurrent writers of the same path apart.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_file(target) as tmp:
+        # Not tempfile.mkstemp: its files are mode 0600, and the rename would keep that. Created like open(path, "w"),
+        # so the umask decides.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), "w", encoding="utf-8") as fh:
             fh.write(text)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` for the block to write; renamed over ``path`` when the block ends, removed
+    if it raises (Ctrl-C included), so ``path`` holds its old content or the whole new file, never a part.
+
+    The one mechanism behind every file the project writes atomically (result files, cached scores, model
+    weights); missing parent folders are created. The process id in the name keeps concurrent writers apart.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -8,7 +8,9 @@ import stat
 import numpy as np
 import pytest
 
-from elastic_theory.io import check_output_path, infer_vocab_size, read_token_jsonl, to_jsonable, write_json_atomic
+from elastic_theory.io import (
+    atomic_file, check_output_path, infer_vocab_size, read_token_jsonl, to_jsonable, write_json_atomic,
+)
 
 
 def test_read_round_trip_skips_blank_lines(tmp_path):
@@ -127,6 +129,22 @@ def test_write_json_atomic(tmp_path):
         write_json_atomic(out, {"x": object()})  # not serializable: the old file must survive intact
     assert json.loads(out.read_text()) == {"x": 1.5}
     assert [p.name for p in out.parent.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_atomic_file_replaces_only_a_finished_write(tmp_path):
+    """An interrupted block (Ctrl-C) leaves the old file whole and no temporary file; a finished one replaces it.
+    Writing straight to the target would leave the half-written bytes."""
+    target = tmp_path / "sub" / "scores.npz"
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"old" and sorted(p.name for p in target.parent.iterdir()) == ["scores.npz"]
+    with atomic_file(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target  # same folder: the rename cannot cross file systems
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["scores.npz"]
 
 
 def test_folders_are_rejected_with_a_message(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..comparison import DatasetScores
+from ..io import atomic_file
 from .data import Document
 from .loading import SMOLLM2_ALIAS, base_of_adapter, default_cache_dir, resolve_device, smollm2_gguf_path
 from .scoring import encode_documents, score_documents
@@ -176,15 +177,9 @@ class ScoreCache:
     def put(self, key: str, scores: DatasetScores) -> None:
         if self.root is None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp.npz"
-        try:
-            np.savez(tmp, bits=scores.bits, n_tokens=scores.n_tokens, n_bytes=scores.n_bytes,
+        with atomic_file(self._path(key)) as tmp, tmp.open("wb") as fh:  # a file object: savez adds no ".npz"
+            np.savez(fh, bits=scores.bits, n_tokens=scores.n_tokens, n_bytes=scores.n_bytes,
                      tokenization=np.array(scores.tokenization))
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 def score_models(

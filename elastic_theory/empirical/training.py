@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from ..io import atomic_file
 from ..synthetic import WeightedSequences
 from ..trainconfig import DTYPE_NAMES, ModelConfig, StageConfig
 
@@ -279,15 +280,8 @@ class ExactRateTracker:
 
 def save_state(model, path: str | os.PathLike) -> None:
     """Save the model's parameters atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_state(model, path: str | os.PathLike):
