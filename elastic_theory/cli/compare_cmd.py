@@ -13,7 +13,7 @@ from .app import (
     app, bad_input_exits_2, console, folder_option, interrupted, json_option, parse_named_options, require_extra,
     write_result,
 )
-from .measure_cmd import check_measure_options, parse_data_options
+from .measure_cmd import check_measure_options, parse_data_options, read_datasets
 
 BASE_LABEL = "base"
 
@@ -119,7 +119,6 @@ def compare_command(
     if plots is not None:
         require_extra("matplotlib", "plots", "compare --plots")
     from ..comparison import compare_rates
-    from ..empirical import read_documents
     from ..empirical.compare import ScoreCache, ScoringSettings
     from ..empirical.loading import default_cache_dir
     from ..empirical.loading import locate_model
@@ -133,7 +132,7 @@ def compare_command(
     if unit == "token" and ratio_names is None:
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
-    documents = {name: read_documents(path, text_field) for name, path in paths.items()}
+    documents = read_datasets(paths, text_field)
     models = {BASE_LABEL: base, **checkpoints}
     for label, name in models.items():  # the first use of smollm2-135m converts it here (docs/measurement.md)
         try:
