@@ -19,6 +19,7 @@ __all__ = [
     "atomic_file",
     "check_output_path",
     "decode_utf8",
+    "file_lines",
     "iter_jsonl",
     "read_token_jsonl",
     "to_jsonable",
@@ -67,6 +68,13 @@ def decode_utf8(raw: bytes, where: str) -> str:
         raise ValueError(f"{where}: not valid UTF-8 (byte {exc.start}: {exc.reason}); re-encode the file as UTF-8") from None
 
 
+def file_lines(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+    """Yield ``("path:line", raw bytes)`` for every line of a file (split at ``\\n``, which is not included), a
+    UTF-8 byte-order mark at the start of the file dropped: the one way the project reads a file line by line."""
+    for lineno, raw in enumerate(Path(path).read_bytes().removeprefix(UTF8_BOM).split(b"\n"), start=1):
+        yield f"{path}:{lineno}", raw
+
+
 def iter_jsonl(path: str | os.PathLike, hint: str = "") -> Iterator[tuple[str, Any]]:
     """Yield ``(where, record)`` for each non-blank line of a JSONL file, ``where`` being ``"path:line"``.
 
@@ -74,8 +82,7 @@ def iter_jsonl(path: str | os.PathLike, hint: str = "") -> Iterator[tuple[str, A
     (``hint``, if given, is appended to that message to say what a line should hold). A UTF-8
     byte-order mark at the start of the file is dropped.
     """
-    for lineno, raw in enumerate(Path(path).read_bytes().removeprefix(UTF8_BOM).split(b"\n"), start=1):
-        where = f"{path}:{lineno}"
+    for where, raw in file_lines(path):
         line = decode_utf8(raw, where)
         if not line.strip():
             continue

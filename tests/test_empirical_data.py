@@ -66,7 +66,8 @@ def test_whitespace_only_documents_are_rejected(tmp_path):
 
 def test_a_byte_order_mark_is_not_text(tmp_path):
     """A UTF-8 BOM marks the encoding: it is dropped, so it neither enters the text nor the byte count."""
-    for name, body in (("p.txt", "caf\u00e9\nb\n"), ("j.jsonl", json.dumps({"text": "caf\u00e9"}) + "\n")):
+    for name, body in (("p.txt", "caf\u00e9\nb\n"), ("j.jsonl", json.dumps({"text": "caf\u00e9"}) + "\n"),
+                       ("a.json", json.dumps(["caf\u00e9", {"text": "b"}]))):
         plain, marked = tmp_path / name, tmp_path / f"bom-{name}"
         plain.write_text(body, encoding="utf-8")
         marked.write_text(body, encoding="utf-8-sig")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import UTF8_BOM, decode_utf8, iter_jsonl
+from ..io import UTF8_BOM, decode_utf8, file_lines, iter_jsonl
 
 __all__ = ["DatasetWarning", "Document", "check_documents", "read_documents"]
 
@@ -58,10 +58,10 @@ def _text_of_file(path: Path) -> str:
 def _read_lines(path: Path) -> list[Document]:
     """One document per non-blank line; the newline (and a CR before it) is not part of the document."""
     docs = []
-    for lineno, raw in enumerate(path.read_bytes().removeprefix(UTF8_BOM).split(b"\n"), start=1):
+    for where, raw in file_lines(path):
         raw = raw.removesuffix(b"\r")
         if raw.strip():
-            docs.append(Document(f"{path}:{lineno}", decode_utf8(raw, f"{path}:{lineno}")))
+            docs.append(Document(where, decode_utf8(raw, where)))
     return docs
 
 
