@@ -63,7 +63,8 @@ def test_measure_writes_the_librarys_numbers(setup):
         (["--data", "x={root}/blank.txt"], "no documents"),
     ],
 )
-def test_bad_data_options_exit_2(setup, args, message):
+def test_bad_data_options_exit_2(setup, no_model_load, args, message):
+    """Refused before the model loads (no_model_load), so a check placed after loading would fail here."""
     root, _, _ = setup
     (root / "latin1.txt").write_bytes(b"caf\xe9\n")
     (root / "blank.txt").write_text("\n")
