@@ -51,6 +51,7 @@ def main(out: Path = HERE / "models") -> None:
     import torch
 
     from elastic_theory.empirical import byte_bpe_tokenizer, tiny_gpt2
+    from elastic_theory.empirical.finetune import save_checkpoint
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -58,11 +59,9 @@ def main(out: Path = HERE / "models") -> None:
     tokenizer = byte_bpe_tokenizer(data["pre"] + data["tune"], vocab_size=400)
     model = tiny_gpt2(tokenizer, seed=0, n_positions=CONTEXT)
     train(model, tokenizer, data["pre"], PRETRAIN_STEPS)
-    model.save_pretrained(out / "base")
-    tokenizer.save_pretrained(out / "base")
+    save_checkpoint(model, tokenizer, out / "base", overwrite=True)  # atomic: a rerun replaces a whole folder
     train(model, tokenizer, data["tune"], FINETUNE_STEPS)
-    model.save_pretrained(out / "tuned")
-    tokenizer.save_pretrained(out / "tuned")
+    save_checkpoint(model, tokenizer, out / "tuned", overwrite=True)
     print(f"wrote {out / 'base'} and {out / 'tuned'}")
 
 
