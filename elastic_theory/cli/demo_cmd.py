@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, escape, hypothesis_outside_cwd, json_option, write_result
+from .app import app, bad_input_exits_2, console, escape, hypothesis_outside_cwd, interrupted, json_option, write_result
 from .ratio_cmd import closed_form_result
 from .verify_cmd import MISMATCH_EXIT_CODE
 
@@ -283,8 +283,7 @@ def demo_command(
         try:
             seconds = run_quick_experiments(out_dir)
         except KeyboardInterrupt:
-            typer.echo(f"interrupted: finished units are saved under {out_dir}; rerun the same command to resume", err=True)
-            raise typer.Exit(130) from None
+            raise interrupted(f"interrupted: finished units are saved under {out_dir}; rerun the same command to resume") from None
         from ..experiments import get
         from ..runs import read_run
 
