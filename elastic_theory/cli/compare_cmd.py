@@ -103,7 +103,8 @@ def compare_command(
     plots: Path | None = folder_option("Draw the rate changes (and the ratio) into this folder.", "--plots"),
     per_document: Path | None = json_option("Write every document's bits under every model to this JSONL file.",
                                             "--per-document"),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Where scores are cached; default: $ELASTIC_THEORY_CACHE or ~/.cache/elastic-theory."),
+    cache_dir: Path | None = folder_option("Where scores are cached; default: $ELASTIC_THEORY_CACHE or ~/.cache/elastic-theory.",
+                                           "--cache-dir"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse scores of the same model files on the same texts and settings."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
 ) -> None:
