@@ -128,16 +128,14 @@ def escape(text: Any) -> str:
     return rich_escape(str(text))
 
 
-def _check_output(option: str) -> Callable[[Any], Any]:
+def _checked_at_parse_time(check: Callable[[Path], None]) -> Callable[[Any], Any]:
+    """A typer callback running ``check`` on the option's path (when given); a ``ValueError`` is one line, exit 2."""
     def callback(value):
-        if value is None:
-            return None
-        from ..io import check_output_path
-
-        try:
-            check_output_path(value, option)
-        except ValueError as exc:
-            raise fail(str(exc)) from None
+        if value is not None:
+            try:
+                check(Path(value))
+            except ValueError as exc:
+                raise fail(str(exc)) from None
         return value
 
     return callback
@@ -145,35 +143,29 @@ def _check_output(option: str) -> Callable[[Any], Any]:
 
 def json_option(help: str, option: str = "--json") -> Any:
     """A ``--json FILE`` option whose path is checked at parse time (before any work; ``-`` is stdout)."""
-    return typer.Option(None, option, metavar="FILE", help=f"{help} Use - for standard output.",
-                        callback=_check_output(option))
-
-
-def _check_folder(option: str) -> Callable[[Any], Any]:
-    def callback(value):
-        if value is None:
-            return None
+    def check(path: Path) -> None:
         from ..io import check_output_path
 
-        path = Path(value)
-        try:
-            if path.exists() and not path.is_dir():
-                raise ValueError(f"{option} {path}: is a file; give a folder (it is created if missing)")
-            if not path.exists():
-                check_output_path(path, option)
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-        return value
+        check_output_path(path, option)
 
-    return callback
+    return typer.Option(None, option, metavar="FILE", help=f"{help} Use - for standard output.",
+                        callback=_checked_at_parse_time(check))
 
 
 def folder_option(help: str, option: str) -> Any:
     """An output-folder option checked at parse time: an existing file, or a parent that is a file, is refused."""
-    return typer.Option(None, option, metavar="DIR", help=help, callback=_check_folder(option))
+    def check(path: Path) -> None:
+        from ..io import check_output_path
+
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{option} {path}: is a file; give a folder (it is created if missing)")
+        if not path.exists():
+            check_output_path(path, option)
+
+    return typer.Option(None, option, metavar="DIR", help=help, callback=_checked_at_parse_time(check))
 
 
-def write_result(path: str | Path, result: dict, out_console=None) -> None:
+def write_result(path: str | Path, result: dict) -> None:
     """Write a command's result file: ``result`` plus ``"provenance"`` (versions, command line, time).
 
     ``-`` writes the JSON to stdout; any other path is written atomically and ``wrote PATH`` goes to
