@@ -42,7 +42,14 @@ class ModelConfig:
 class StageConfig:
     """One training stage: ``steps`` optimizer steps of ``optimizer`` at ``lr`` (cosine to 0 or constant).
 
-    ``lbfgs``: full batch, strong-Wolfe line search, one iteration per step (``lr`` 1 is usual).
+    ``lbfgs``: full batch, strong-Wolfe line search, one iteration per step (``lr`` 1 is usual), no
+    tolerances: the result is that of exactly ``steps`` steps. It stops early only at a fixed point of
+    the iteration, a step after the first that leaves every parameter bit-for-bit unchanged: the
+    gradient, the curvature history and the line search of every later step are then the same, so
+    each later step would change nothing either. A converged run reaches one. (A rule on the loss,
+    such as stopping when it repeats, can stop while the parameters still move: the result would
+    then depend on where rounding made two losses equal, not on ``steps``.)
+
     ``batch_size`` None trains full batch on the exact weighted loss; an integer draws that many
     sequences per step from the data's distribution (adam/sgd only).
     """

@@ -56,3 +56,31 @@ def test_masked_model_is_a_distribution_over_the_worlds_sequences():
     with torch.no_grad():
         ce_bits = float(nll(model, union)) / math.log(2)
     assert ce_bits == pytest.approx(rates_bits_per_token(model, {"u": union})["u"] * union.mean_length, rel=1e-13)
+
+
+def test_lbfgs_stopping_early_gives_the_parameters_of_every_step():
+    """StageConfig's LBFGS rule: it stops only at a fixed point of the iteration, so its result is bit-for-bit that of
+    running all ``steps`` steps (a convex tabular learner started off its optimum reaches one within the budget)."""
+    from elastic_theory.empirical.training import TabularModel, _optimizer, train_stage
+    from elastic_theory.trainconfig import StageConfig
+
+    d, V, ends, _ = setting()
+    data = SequenceData(d.union, V, end_lengths=ends)
+    stage = StageConfig("lbfgs", 1.0, 40, "constant")
+    stopped, steps = TabularModel(d.without_perturbation().union, V), []
+    train_stage(stopped, data, stage, on_step=lambda step, loss: steps.append(step))
+    assert 1 < len(steps) < stage.steps  # it did stop early
+
+    every = TabularModel(d.without_perturbation().union, V)
+    opt = _optimizer(stage, list(every.parameters()))
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = nll(every, data)
+        loss.backward()
+        return loss
+
+    for _ in range(stage.steps):
+        opt.step(closure)
+    assert torch.equal(stopped.logit_table, every.logit_table)
+    assert kl_bits(stopped, data) < 1e-12  # at the optimum: the stop is convergence, not a stall

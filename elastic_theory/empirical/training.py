@@ -184,7 +184,8 @@ def train_stage(
 
     ``on_step(step, loss)`` is called after every step (step counts from 1) for tracking and
     checkpoints. Minibatches draw rows from ``data.probs`` with ``generator`` (required then).
-    LBFGS stops early when a step no longer changes the loss (it has converged in float precision).
+    LBFGS stops early at a fixed point of its iteration (see :class:`~elastic_theory.trainconfig.StageConfig`):
+    the parameters are then exactly those of ``stage.steps`` steps, and so is the returned loss.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _optimizer(stage, params)
@@ -201,11 +202,11 @@ def train_stage(
                 loss.backward()
                 return loss
 
-            before = loss_value
+            before = _flat_parameters(params)
             loss_value = float(opt.step(closure).detach())
             if on_step is not None:
                 on_step(step, loss_value)
-            if loss_value == before:
+            if step > 1 and torch.equal(before, _flat_parameters(params)):
                 break
             continue
         batch = data if stage.batch_size is None else data.subset(
@@ -220,6 +221,10 @@ def train_stage(
         if on_step is not None:
             on_step(step, loss_value)
     return loss_value
+
+
+def _flat_parameters(params) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in params])
 
 
 class ExactRateTracker:
