@@ -2,8 +2,8 @@
 
 Layout of a run directory::
 
-    config.json        {"experiment": NAME, "config": {...}}   the exact configuration (written first)
-    provenance.json    git commit, package/library versions, device, command line, start time
+    config.json        {"experiment": NAME, "config": {...}, "threads": N}   the run's identity (written first)
+    provenance.json    git commit, package/library versions, device, threads, command line, start time
     units/KEY.json     one finished unit of work (e.g. one trained model's measurements)
     results.json       the experiment's results, assembled from the units
     data/, tracks/ ... whatever the experiment writes through :meth:`RunDir.path`
@@ -11,7 +11,9 @@ Layout of a run directory::
 A unit is computed once: :meth:`RunDir.unit` returns the cached result when ``units/KEY.json``
 exists, so an interrupted run started again with the same configuration resumes where it
 stopped and recomputes nothing that finished. A directory holding another experiment's run, or
-the same experiment with a different configuration, is refused (``ValueError``) before any work.
+the same experiment with a different configuration or another torch thread count, is refused
+(``ValueError``) before any work: the thread count changes the order of floating-point sums, so
+units computed with two counts would be mixed silently in one result.
 Core module: no torch import.
 """
 
@@ -69,6 +71,7 @@ def provenance(device: str | None = None) -> dict:
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["torch_threads"] = torch.get_num_threads()
+        info["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
         if device is not None and device.startswith("cuda") and torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -77,16 +80,18 @@ def provenance(device: str | None = None) -> dict:
 class RunDir:
     """The run directory of one experiment with one configuration (see the module docstring).
 
-    ``RunDir.open(path, experiment, config)`` creates it or reopens it to resume; ``config`` is a
-    JSON-able dict (compared after a JSON round trip, so tuples and lists are equal).
+    ``RunDir.open(path, experiment, config, threads=N)`` creates it or reopens it to resume; ``config`` is a
+    JSON-able dict (compared after a JSON round trip, so tuples and lists are equal); ``threads`` the torch
+    thread count the units are computed with (None: not recorded, and not checked).
     """
 
-    def __init__(self, path: Path, experiment: str, config: dict):
-        self.root, self.experiment, self.config = path, experiment, config
+    def __init__(self, path: Path, experiment: str, config: dict, threads: int | None = None):
+        self.root, self.experiment, self.config, self.threads = path, experiment, config, threads
 
     @classmethod
-    def check(cls, path: str | os.PathLike, experiment: str, config: dict) -> Path:
-        """Raise ``ValueError`` unless ``path`` is new, empty, or a run of the same experiment and config; return it."""
+    def check(cls, path: str | os.PathLike, experiment: str, config: dict, threads: int | None = None) -> Path:
+        """Raise ``ValueError`` unless ``path`` is new, empty, or a run of the same experiment, config and thread
+        count (when both this call and the run record one); return it."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"--out {path} is a file; give a folder for the run")
@@ -105,19 +110,25 @@ class RunDir:
                 changed = sorted(k for k in set(saved_cfg) | set(config) if saved_cfg.get(k) != to_jsonable(config).get(k))
                 raise ValueError(f"--out {path} holds a {experiment} run with a different configuration (differs in: "
                                  f"{', '.join(changed)}); give another --out folder to run this one")
+            ran_with = _recorded_threads(path, saved)
+            if threads is not None and ran_with is not None and ran_with != threads:
+                raise ValueError(f"--out {path} was run with --threads {ran_with}; rerun with --threads {ran_with} to "
+                                 "resume it, or give another --out")
         return path
 
     @classmethod
-    def open(cls, path: str | os.PathLike, experiment: str, config: dict, device: str | None = None) -> RunDir:
+    def open(cls, path: str | os.PathLike, experiment: str, config: dict, device: str | None = None,
+             threads: int | None = None) -> RunDir:
         """Create (or reopen, to resume) the run directory; writes config.json and provenance.json."""
-        path = cls.check(path, experiment, config)
-        run = cls(path, experiment, json.loads(json.dumps(to_jsonable(config))))
+        path = cls.check(path, experiment, config, threads)
+        run = cls(path, experiment, json.loads(json.dumps(to_jsonable(config))), threads)
         if not (path / "config.json").is_file():
-            write_json_atomic(path / "config.json", {"experiment": experiment, "config": config})
-        prov, prov_file = provenance(device), path / "provenance.json"
+            identity = {"experiment": experiment, "config": config}
+            write_json_atomic(path / "config.json", identity if threads is None else {**identity, "threads": threads})
+        prov, prov_file = {**provenance(device), "threads": threads}, path / "provenance.json"
         if prov_file.is_file():
             first = json.loads(prov_file.read_text(encoding="utf-8"))
-            first.setdefault("resumed", []).append({k: prov[k] for k in ("git_commit", "started", "command", "device")})
+            first.setdefault("resumed", []).append({k: prov[k] for k in ("git_commit", "started", "command", "device", "threads")})
             prov = first
         write_json_atomic(prov_file, prov)
         return run
@@ -146,14 +157,25 @@ class RunDir:
         return result
 
     def write_results(self, results: dict) -> Path:
-        """Write ``results.json`` atomically and return its path."""
+        """Write ``results.json`` atomically (with ``"threads"``, the run's thread count, when recorded) and return its path."""
         p = self.path("results.json")
-        write_json_atomic(p, results)
+        write_json_atomic(p, results if self.threads is None else {**results, "threads": self.threads})
         return p
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the run directory, as stored in results."""
         return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+
+def _recorded_threads(path: Path, saved: dict) -> int | None:
+    """The thread count a run directory was run with: config.json's ``threads``; for a run written before the count
+    was part of a run's identity, the ``torch_threads`` its provenance.json recorded at the start; else None."""
+    if "threads" in saved:
+        return saved["threads"]
+    try:
+        return json.loads((path / "provenance.json").read_text(encoding="utf-8")).get("torch_threads")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_run(path: str | os.PathLike) -> tuple[str, dict, dict | None]:

@@ -116,6 +116,22 @@ def test_help_has_examples_and_readable_metavars(command):
         assert bad not in res.stdout, (bad, res.stdout)
 
 
+@pytest.mark.parametrize("command", ["measure", "compare", "finetune", "experiment"])
+def test_every_torch_command_states_its_default_thread_count_once(command):
+    """--threads defaults to one number everywhere (not torch's choice), said once in the option's help."""
+    from elastic_theory.cli.app import DEFAULT_THREADS
+
+    flat = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"}).stdout.split())
+    entry = flat[flat.index("--threads N"):].split(" --")[0]
+    assert f"(default {DEFAULT_THREADS}:" in entry and "[default:" not in entry and flat.count("--threads N") == 1
+
+
+def test_threads_below_one_are_refused_when_the_command_line_is_parsed(tmp_path):
+    res = runner.invoke(app, ["experiment", "joint-ratio", "--quick", "--threads", "0", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--threads must be an integer >= 1, got 0" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_verify_help_lists_every_claim_id():
     res = runner.invoke(app, ["verify", "--help"], env={"COLUMNS": "400"})
     flat = " ".join(res.stdout.split())

@@ -36,7 +36,7 @@ def test_finetune_writes_a_model_that_measure_reads_and_a_result(finetune_inputs
     result = _invoke(args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "result.json").read_text())
-    assert report["config"]["algorithm"] == algorithm and report["config"]["lora"] is lora
+    assert report["config"]["algorithm"] == algorithm and report["config"]["lora"] is lora and report["threads"] == 1
     assert len(report["losses"]) == 2 and report["world_size"] == 1  # 8 examples, 4 per step
     assert len(report["data"]["train"]) == 8 and not set(report["data"]["train"]) & set(report["data"]["measure"])
     assert report["provenance"]["argv"]

@@ -203,6 +203,7 @@ def test_json_to_stdout_is_the_result_alone_with_its_provenance(setup):
     report = json.loads(result.stdout)
     assert set(report["checkpoints"]) == {"a"} and "paired 95% CI" in result.stderr
     assert set(report["provenance"]) == {"versions", "argv", "platform", "created"}
+    assert report["config"]["threads"] == 1  # --threads' default, recorded with the settings
 
 
 def test_interrupt_keeps_finished_scores_and_writes_no_result(setup, tmp_path, monkeypatch):

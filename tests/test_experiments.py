@@ -129,6 +129,55 @@ def test_plot_redraws_from_saved_results_and_from_a_tracker_file(tiny_run, tmp_p
     assert result.exit_code == 2 and "needs step, dataset and bits_per_token" in result.output
 
 
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_run_resumes_only_with_the_thread_count_it_was_run_with(tiny_run):
+    """The thread count is part of a run's identity: another count is refused (exit 2, one line, nothing written),
+    the same count resumes and recomputes nothing."""
+    tmp, out, reference = tiny_run
+    args = ["experiment", "joint-ratio", "--config", str(tmp / "tiny.json"), "--out", str(out), "--no-progress"]
+    before = _files(out)
+    refused = CliRunner().invoke(app, [*args, "--threads", "2"])
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert f"--out {out} was run with --threads 1; rerun with --threads 1 to resume it, or give another --out" in refused.output
+    assert _files(out) == before
+    units = {p: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    resumed = CliRunner().invoke(app, [*args, "--threads", "1"])
+    assert resumed.exit_code == 0, resumed.output
+    assert {p: p.stat().st_mtime_ns for p in units} == units
+    assert json.loads((out / "results.json").read_text()) == {**reference, "threads": 1} == reference
+
+
+def test_the_same_command_gives_the_same_numbers_in_two_processes(tmp_path):
+    """Two processes run one quick experiment (shrunk to seconds) at once: their results.json are equal, number for
+    number, except the wall-clock ``seconds`` of each trained model."""
+    shrink = ["--set", "ks=[4]", "--set", "seeds=[0]", "--set", "influence_cg_iterations=10",
+              "--set", 'base=[{"optimizer": "adam", "lr": 0.02, "steps": 60}, '
+                       '{"optimizer": "lbfgs", "lr": 1.0, "steps": 15, "schedule": "constant"}]',
+              "--set", 'perturb=[{"optimizer": "lbfgs", "lr": 1.0, "steps": 10, "schedule": "constant"}]']
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "elastic_theory", "experiment", "joint-ratio", "--quick", *shrink,
+                               "--out", str(tmp_path / name), "--no-progress"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for name in ("A", "B")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+
+    def numbers(name: str):
+        def strip(value):
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k != "seconds"}
+            return [strip(v) for v in value] if isinstance(value, list) else value
+
+        return strip(json.loads((tmp_path / name / "results.json").read_text()))
+
+    a, b = numbers("A"), numbers("B")
+    assert a == b and a["threads"] == 1
+    assert a["rows"] and all(r["steps"] > 0 and r["gamma_pretrain"] > 0 for r in a["rows"])  # it trained and measured
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -13,7 +13,8 @@ A new command should use these helpers, so that every command behaves alike:
   (:func:`elastic_theory.provenance.provenance`);
 * :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
   goes into rich output, where ``[...]`` would otherwise be read as markup;
-* :func:`threads_option` / :func:`apply_threads` wherever torch runs;
+* :func:`threads_option` / :func:`apply_threads` wherever torch runs (:data:`DEFAULT_THREADS` unless the user
+  says otherwise), and :func:`reproducible_torch` around an experiment's training;
 * :func:`hypothesis_outside_cwd` around code that runs Hypothesis searches;
 * :func:`console` for tables (fits the terminal's width).
 """
@@ -180,22 +181,61 @@ def write_result(path: str | Path, result: dict) -> None:
         typer.echo(f"wrote {path}", err=True)
 
 
+DEFAULT_THREADS = 1
+"""torch's CPU threads when ``--threads`` is not given. One number on every machine, not torch's choice (all
+cores), because the count changes the order of floating-point sums and so a result's last digits, which an
+experiment's training amplifies (docs/experiments.md, "Reruns give the same numbers"). 1 is the fastest count
+measured on a loaded 2-core machine: torch's 2-thread kernels on small matrices slowed a quick experiment
+7x when other jobs held the cores."""
+
+
 def threads_option() -> Any:
-    """A ``--threads N`` option for commands that run torch (apply it with :func:`apply_threads`)."""
+    """A ``--threads N`` option (default :data:`DEFAULT_THREADS`) for commands that run torch; apply it with
+    :func:`apply_threads` before any torch work. An N below 1 is refused when the command line is parsed."""
+    def check(value: int) -> int:
+        if value < 1:
+            raise fail(f"--threads must be an integer >= 1, got {value}")
+        return value
+
     return typer.Option(
-        None, "--threads", metavar="N",
-        help="CPU threads for torch; default: torch's choice (all cores). With other jobs on the cores, 1 can be "
-             "several times faster (docs/benchmarks.md).",
+        DEFAULT_THREADS, "--threads", metavar="N", show_default=False, callback=check,
+        help=f"CPU threads for torch (default {DEFAULT_THREADS}: the fastest on a loaded 2-core machine, and the same "
+             "everywhere). The count can change the last digits of a result, so results record it.",
     )
 
 
-def apply_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads to ``threads`` (None keeps torch's default); returns the number in use."""
+def apply_threads(threads: int) -> int:
+    """Set torch's intra-op threads to ``threads``; returns the number in use (recorded in the command's result)."""
     import torch
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+CUBLAS_WORKSPACE = ":4096:8"
+"""The cuBLAS workspace setting under which CUDA matrix products are deterministic (set before CUDA initializes)."""
+
+
+@contextlib.contextmanager
+def reproducible_torch(threads: int) -> Iterator[int]:
+    """torch set up so that rerunning a command computes the same numbers; yields the thread count in use.
+
+    ``threads`` CPU threads (:func:`apply_threads`) and ``torch.use_deterministic_algorithms(True)``: an
+    operation without a deterministic implementation raises instead of varying between runs. On CUDA that
+    needs ``CUBLAS_WORKSPACE_CONFIG`` (:data:`CUBLAS_WORKSPACE`) before CUDA initializes; it is set here when
+    unset. The previous thread count and determinism setting are restored on exit (it matters when the CLI
+    runs inside a test session).
+    """
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield apply_threads(threads)
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
 
 
 @contextlib.contextmanager

@@ -10,8 +10,8 @@ import numpy as np
 import typer
 
 from .app import (
-    app, bad_input_exits_2, console, folder_option, interrupted, json_option, parse_named_options, require_extra,
-    write_result,
+    app, apply_threads, bad_input_exits_2, console, folder_option, interrupted, json_option, parse_named_options,
+    require_extra, threads_option, write_result,
 )
 from .measure_cmd import check_measure_options, parse_data_options, read_datasets
 
@@ -99,6 +99,7 @@ def compare_command(
     text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap over documents."),
     n_resamples: int = typer.Option(2000, "--n-resamples", help="Bootstrap resamples for the 95% intervals."),
+    threads: int = threads_option(),
     json_out: Path | None = json_option("Write the results as JSON to this file."),
     plots: Path | None = folder_option("Draw the rate changes (and the ratio) into this folder.", "--plots"),
     per_document: Path | None = json_option("Write every document's bits under every model to this JSONL file.",
@@ -135,6 +136,7 @@ def compare_command(
     k_stated = parse_k(k, ratio_names)
     documents = read_datasets(paths, text_field)
     models = {BASE_LABEL: base, **checkpoints}
+    threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
     for label, name in models.items():  # the first use of smollm2-135m converts it here (docs/measurement.md)
         try:
             locate_model(name)
@@ -151,7 +153,7 @@ def compare_command(
     report = build_report(models, paths, scores, comparison, k_values(k_stated, ratio_names, base_tokens,
                           {d: len(docs) for d, docs in documents.items()}), config={
         "context": context, "stride": stride, "batch_size": batch_size, "device": device, "dtype": dtype,
-        "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit,
+        "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit, "threads": threads,
         "cache": str(store.root) if store.root else None,
     })
     for note in report["notes"]:

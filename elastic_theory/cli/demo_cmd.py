@@ -74,6 +74,7 @@ def check_experiment_dirs(out: Path, names=DEMO_EXPERIMENTS) -> None:
     """Raise ``ValueError`` before any work unless ``out`` can hold the report and each quick run (new, or one to resume)."""
     from ..experiments import config_to_dict, get
     from ..runs import RunDir
+    from .app import DEFAULT_THREADS
 
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the demo's runs and report")
@@ -81,16 +82,16 @@ def check_experiment_dirs(out: Path, names=DEMO_EXPERIMENTS) -> None:
         raise ValueError(f"{out / 'report.md'} is a folder; remove it or give another --out")
     for name in names:
         exp = get(name)
-        RunDir.check(out / name, exp.name, config_to_dict(exp.quick()))
+        RunDir.check(out / name, exp.name, config_to_dict(exp.quick()), DEFAULT_THREADS)  # the children's --threads
 
 
 def run_quick_experiments(out: Path, names=DEMO_EXPERIMENTS, extra: tuple[str, ...] = ()) -> dict[str, float]:
     """Run ``elastic-theory experiment NAME --quick --out OUT/NAME`` for each name, in parallel on >= 2 cores.
 
-    Each child gets one torch thread (unless ``OMP_NUM_THREADS`` is set), so two of them fill two
-    cores; its stderr goes to ``OUT/NAME.log``. A run that exists resumes. Returns the wall seconds
-    of each experiment; a failed child raises ``ValueError`` with its last error line. Ctrl-C reaches
-    the children too: their finished units stay.
+    Each child runs on the default one torch thread (and one OpenMP thread unless ``OMP_NUM_THREADS`` is
+    set), so two of them fill two cores; its stderr goes to ``OUT/NAME.log``. A run that exists resumes.
+    Returns the wall seconds of each experiment; a failed child raises ``ValueError`` with its last error
+    line. Ctrl-C reaches the children too: their finished units stay.
     """
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     parallel = (os.cpu_count() or 1) >= 2

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console, require_extra
+from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console, reproducible_torch, require_extra, threads_option
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -83,32 +83,44 @@ def experiment_command(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/NAME or runs/NAME-quick); rerun to resume."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE config override (dotted keys, JSON values); repeatable."),
+    threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
 ) -> None:
     """Train, measure, save results.json and plots in the run directory, and print the answer.
 
     Every unit of work (one trained model) is saved when it finishes: an interrupted run, started
-    again with the same command, resumes without recomputing them.
+    again with the same command, resumes without recomputing them. The same command gives the same
+    numbers on every rerun: torch runs deterministic algorithms on --threads threads, and the thread
+    count is part of the run's identity (a run is resumed only with the count it was started with).
     """
     from ..runs import RunDir
 
     exp, config = resolve_config(name, quick, config_file, seeds, overrides, model, algorithm, lora)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
-    from ..experiments import Context, config_to_dict
+    from ..experiments import config_to_dict
 
     out = out if out is not None else Path("runs") / (exp.name + ("-quick" if quick else ""))
     cfg = config_to_dict(config)
-    RunDir.check(out, exp.name, cfg)
+    RunDir.check(out, exp.name, cfg, threads)
     for module, extra in (("torch", "empirical"), ("transformers", "empirical"), ("matplotlib", "plots")):
         require_extra(module, extra, "experiment")
+    with reproducible_torch(threads):
+        _run(exp, config, cfg, out, device, threads, progress)
+
+
+def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress: bool) -> None:
+    """The experiment command after its checks, under :func:`~elastic_theory.cli.app.reproducible_torch`."""
+    from ..experiments import Context
+    from ..runs import RunDir
+
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
     exp.validate(config)
-    run = RunDir.open(out, exp.name, cfg, device=device)
+    run = RunDir.open(out, exp.name, cfg, device=device, threads=threads)
 
     def bar(total: int, desc: str):
         from tqdm.auto import tqdm

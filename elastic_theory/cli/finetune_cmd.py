@@ -95,7 +95,7 @@ def finetune_command(
     out: Path = folder_option("Folder for final/ (the model or adapter), result.json and track.jsonl.", "--out"),
     device: str | None = typer.Option(None, "--device", metavar="DEVICE", help="cpu or cuda; default: CUDA when available (each process its LOCAL_RANK's GPU)."),
     dtype: str = typer.Option("float32", "--dtype", metavar="DTYPE", help="The weights' dtype during training: float32, float64 or bfloat16."),
-    threads: int | None = threads_option(),
+    threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (rank 0, on stderr)."),
 ) -> None:
     """Fine-tune MODEL on the training part of a seeded split of the pairs (SFT or DPO; full or LoRA).
@@ -135,8 +135,8 @@ def finetune_command(
     dev = resolve_training_device(device)
     check_fsdp_device(config.fsdp, dev.split(":")[0])
     parse_dtype(dtype, resolve_device(dev))
+    threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
     source = locate_model(model)
-    apply_threads(threads)
     from ..empirical.distributed import is_main_process
 
     if is_main_process():  # the folder exists and is writable before the model loads, not after training
@@ -151,7 +151,7 @@ def finetune_command(
         transformers_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     try:
         report = _train(source, split, config, target=target, tracked=tracked, every=every, out=out, device=dev,
-                        dtype=dtype, seed=seed, progress=progress, data=data)
+                        dtype=dtype, seed=seed, progress=progress, data=data, threads=threads)
     except KeyboardInterrupt:
         kept = f"{out / TRACK} keeps the rates measured so far; " if tracked else ""
         raise interrupted(f"interrupted: {kept}no model and no {RESULT} were written") from None
@@ -159,7 +159,7 @@ def finetune_command(
         write_result(out / RESULT, report)
 
 
-def _train(source, split, config, *, target, tracked, every, out, device, dtype, seed, progress, data) -> dict | None:
+def _train(source, split, config, *, target, tracked, every, out, device, dtype, seed, progress, data, threads) -> dict | None:
     """Load, train, save ``final/`` and return the report (rank 0; ``None`` on the other ranks)."""
     from ..empirical import RateTracker, load_model_and_tokenizer
     from ..empirical.distributed import full_state_dict, is_main_process, is_sharded, world_size
@@ -195,6 +195,7 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
         "world_size": world_size(),
         "device": device,
         "dtype": dtype,
+        "threads": threads,
         "train_seconds": seconds,
         "final": FINAL,
         "track": TRACK if tracked else None,

@@ -128,7 +128,7 @@ def measure_command(
     text_field: str = typer.Option("text", "--text-field", metavar="FIELD", help="JSON field / dataset column holding the text."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the bootstrap over documents (95% intervals)."),
     n_resamples: int = typer.Option(2000, "--n-resamples", metavar="N", help="Bootstrap resamples for the 95% intervals."),
-    threads: int | None = threads_option(),
+    threads: int = threads_option(),
     json_out: Path | None = json_option("Also write the results (and the resolved settings and versions) as JSON to this file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar per dataset (on stderr)."),
 ) -> None:
@@ -157,14 +157,12 @@ def measure_command(
                          "use: elastic-theory compare --base MODEL --checkpoint NAME=MODEL ...")
     model = models[0]
     check_measure_options(context, stride, batch_size, seed, n_resamples)
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be an integer >= 1, got {threads}")
     paths = parse_data_options(data)
     resolve_device(device)
     documents = read_datasets(paths, text_field)
     check_bootstrap_memory(n_resamples, documents)
+    n_threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
     source = locate_model(model, tokenizer)
-    n_threads = apply_threads(threads)
     with library_progress(progress):
         lm, tok = load_model_and_tokenizer(model, device=device, dtype=dtype, source=source)
 
