@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
@@ -87,6 +89,29 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
     assert rows[0.2]["data"]["perturb"].endswith("perturb.jsonl") and (out / rows[0.2]["data"]["perturb"]).stat().st_size > 0
 
 
+def test_summary_names_the_seeds_beyond_the_kl_sign_threshold(tiny_run):
+    """Each seed's KL and the threshold of joint_ratio.sign_kl_threshold_bits are in results.json; a seed beyond it is
+    named in the printed summary with its KL."""
+    from elastic_theory.experiments.joint_ratio import sign_kl_threshold_bits
+
+    _, _, res = tiny_run
+    (s,) = res["summary"]
+    rows = {r["l"]: r for r in res["rows"]}
+    d = {l: SyntheticWorld(TINY.world).datasets(4, l, TINY.w) for l in (0.0, 0.2)}
+    mean_length = float((d[0.0].pretrain.probs * [len(x) for x in d[0.0].pretrain.sequences]).sum())
+    threshold = sign_kl_threshold_bits(s["delta_gamma_pretrain_predicted"],
+                                       [d[l].pretrain.size / d[l].union.size for l in (0.0, 0.2)], mean_length)
+    assert s["kl_sign_threshold_bits_per_seed"] == [pytest.approx(threshold, rel=1e-12)]
+    assert s["kl_to_optimum_bits_per_seed"] == [max(rows[0.0]["kl_to_optimum_bits"], rows[0.2]["kl_to_optimum_bits"])]
+    assert s["seeds_beyond_kl_threshold"] == ([0] if s["kl_to_optimum_bits_per_seed"][0] > threshold else [])
+    summarize = get("joint-ratio").summarize
+    s = {**s, "R_influence_l0": math.nan}  # as run() returns it without influence (saved as null)
+    far = {**res, "summary": [{**s, "kl_to_optimum_bits_per_seed": [0.02], "seeds_beyond_kl_threshold": [0]}]}
+    assert f"k = 4, seed 0: KL 0.02 bits > {threshold:.2g}" in summarize(far)
+    assert "certify" not in summarize({**res, "summary": [{**s, "seeds_beyond_kl_threshold": []}]})
+
+
+@pytest.mark.slow  # a killed subprocess and a rerun
 def test_resume_after_a_kill_gives_identical_results(tiny_run, tmp_path):
     tmp, _, reference = tiny_run
     cfg = tmp / "tiny.json"
@@ -279,6 +304,58 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
     assert fo["R_predicted_l0"] != pytest.approx(4.0, rel=1e-3)
     assert fo["ratio_tabular"] == pytest.approx(fo["R_predicted_l0"], rel=1e-9)
     assert [r["step"] for r in res["rows"]] == [1, 3]
+    # every row carries its base's KL to the optimum and the KL above which that distance could flip dgamma_p's sign
+    assert all(r["base_kl_to_optimum_bits"] == fo["base_kl_to_optimum_bits"] for r in res["rows"])
+    assert all(0 < r["kl_sign_threshold_bits"] < math.inf for r in res["rows"])
+    far = [{**x, "seeds_beyond_kl_threshold": [{"seed": 0, "base_kl_to_optimum_bits": 0.05, "kl_sign_threshold_bits": 1e-9}]}
+           if x["step"] == 1 else x for x in res["summary"]]
+    assert "k = 4, seed 0: base KL 0.05 bits > the sign threshold at 1 of 2" in get("sequential-ratio").summarize(
+        {**res, "summary": far, "scaling": []})  # one k: no slope (nan, saved as null)
     track = out / res["tracks"][next(iter(res["tracks"]))]
     assert len(track.read_text().splitlines()) == 2 * 4  # two datasets at steps 0..3
     assert CliRunner().invoke(app, ["plot", str(track)]).exit_code == 0 and track.with_suffix(".png").is_file()
+
+
+def test_joint_sign_threshold_is_where_the_rate_error_bounds_add_up_to_the_change():
+    """joint_ratio.sign_kl_threshold_bits: at KL delta* each compared model's rate_error_bound_bits sum to |dgamma_p|
+    (so below it the errors cannot flip the sign); for small changes delta* ~ dgamma_p^2."""
+    from elastic_theory.experiments.joint_ratio import sign_kl_threshold_bits
+    from elastic_theory.tolerances import roundings
+
+    shares, mean_length = (64 / 65, 64 / 65.2), 3.0  # D_p's share of the union at l = 0 and l = 0.2, k = 64
+    for change in (-2.6e-3, -1.4e-5, -5.5e-8):  # the documented dgamma_p at k = 4, 64 and 1024 (bits per token)
+        delta = sign_kl_threshold_bits(change, shares, mean_length)
+        bound = sum(rate_error_bound_bits(delta, share, mean_length) for share in shares)
+        assert bound == pytest.approx(-change, rel=roundings(32))
+    assert sign_kl_threshold_bits(-1e-8, shares, mean_length) / sign_kl_threshold_bits(-1e-9, shares, mean_length) \
+        == pytest.approx(100, rel=1e-6)
+
+
+@settings(deadline=None)
+@given(st.integers(2, 12), st.floats(0.01, 0.99), st.floats(0.0, 0.3), st.floats(1e-6, 0.5), st.data())
+def test_pretraining_change_is_first_order_plus_kl_plus_a_base_term_within_its_pinsker_bound(n, align_share, eps, eta, data):
+    """For a base q0 and a later model qn on one support, p̂ = pi_p P_p + pi_a P_a, v = ln qn - ln q0 (nats):
+    pi_p dCE_p = T - sum (p̂ - q0) v with T = -pi_a dCE_a + KL(q0 || qn), and |sum (p̂ - q0) v| <=
+    max|v| sqrt(2 KL(p̂ || q0)); so a base closer than sequential_ratio.sign_kl_threshold_bits keeps the sign of T."""
+    from elastic_theory.experiments.sequential_ratio import sign_kl_threshold_bits
+    from elastic_theory.testing import probability_vectors
+    from elastic_theory.tolerances import sum_tolerance
+
+    p_p, p_a, r = (data.draw(probability_vectors(n, min_prob=0.1 / n)) for _ in range(3))
+    direction = np.array(data.draw(st.lists(st.floats(-1.0, 1.0), min_size=n, max_size=n)))
+    p_hat = (1 - align_share) * p_p + align_share * p_a
+    q0 = (1 - eps) * p_hat + eps * r  # a base eps away from the optimum p̂
+    qn = q0 * np.exp(eta * direction)
+    qn /= qn.sum()  # a step of size eta
+    v = np.log(qn) - np.log(q0)
+    d_ce = {name: float(-(p * v).sum()) for name, p in (("pretrain", p_p), ("align", p_a))}
+    kl_step = float((q0 * (np.log(q0) - np.log(qn))).sum())
+    base_term = float(((p_hat - q0) * v).sum())
+    T = -align_share * d_ce["align"] + kl_step
+    scale = float(((p_hat + q0) * np.abs(v)).sum()) + kl_step
+    assert (1 - align_share) * d_ce["pretrain"] == pytest.approx(T - base_term, abs=sum_tolerance(8 * n, scale))
+    kl_base = float((p_hat * (np.log(p_hat) - np.log(q0))).sum())
+    assert abs(base_term) <= np.abs(v).max() * np.sqrt(2 * max(kl_base, 0.0)) + sum_tolerance(4 * n, scale)
+    threshold_bits = sign_kl_threshold_bits(d_ce["align"], align_share, kl_step, float(np.abs(v).max()))
+    if kl_base / math.log(2) < threshold_bits and abs(T) > sum_tolerance(8 * n, scale):
+        assert np.sign(d_ce["pretrain"]) == np.sign(T)

@@ -13,6 +13,10 @@ compared with the same finite difference under the joint optimum of exactly the 
 (:class:`~elastic_theory.elasticity.PerturbationModel`; for exact data and disjoint supports it is
 the closed form's integral) and, at l -> 0, with the implicit-function (influence) derivative of the
 trained network, :func:`~elastic_theory.empirical.training.influence_dgamma_dl`.
+
+A seed whose compared models sit so far from their optima that the rate errors this allows could
+flip the sign of the measured :math:`\Delta\gamma_p` (:func:`sign_kl_threshold_bits`) is named in the
+summary with its KL, not folded into the interval without comment.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..trainconfig import ModelConfig, StageConfig
 from . import Context, Experiment, register
 from ._stats import mean_ci95
 
-__all__ = ["JointRatioConfig", "quick_config", "rate_error_bound_bits", "run", "plot", "summarize"]
+__all__ = ["JointRatioConfig", "quick_config", "rate_error_bound_bits", "run", "plot", "sign_kl_threshold_bits", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def run(cfg: JointRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     world = SyntheticWorld(cfg.world)
     fitter = Fitter(run_dir, world, cfg.model, ctx.device)
     ls = (0.0,) + tuple(sorted(cfg.ls))
-    rows, influence = [], {}
+    rows, influence, kl_thresholds = [], {}, {}
     bar = ctx.bar(len(cfg.seeds) * len(cfg.ks) * (len(ls) + 1), "joint-ratio models")
     for seed in cfg.seeds:
         prev_base = None
@@ -110,6 +114,10 @@ def run(cfg: JointRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
             data = {l: _datasets(world, cfg, k, l, seed) for l in ls}
             optimum = {l: _optimum_rates(data[l if l > 0 else cfg.l_ratio], l) for l in ls}
             measure = {r: data[0.0].role(r) for r in ("pretrain", "align")}
+            kl_thresholds[(k, seed)] = sign_kl_threshold_bits(
+                optimum[cfg.l_ratio]["pretrain"] - optimum[0.0]["pretrain"],
+                [data[l].pretrain.size / data[l].union.size for l in (0.0, cfg.l_ratio)],
+                fitter.data(data[0.0].pretrain).mean_length)
             base_key = unit_key(base=1, k=k, seed=seed)
             warm = cfg.warm_start and prev_base is not None
             _, base_unit = fitter.fit(base_key, data[0.0].union, cfg.base_warm if warm else cfg.base, seed=seed,
@@ -141,7 +149,7 @@ def run(cfg: JointRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
                 })
     bar.close()
     return {"experiment": "joint-ratio", "w": list(cfg.w), "l_star": sign_threshold(cfg.w[2]), "l_ratio": cfg.l_ratio,
-            "warm_start": cfg.warm_start, "rows": rows, "summary": _summary(cfg, rows, influence)}
+            "warm_start": cfg.warm_start, "rows": rows, "summary": _summary(cfg, rows, influence, kl_thresholds)}
 
 
 def _optimum_rates(d, l: float) -> dict[str, float]:
@@ -161,7 +169,7 @@ def _influence(fitter, base_key: str, seed: int, d0, dl, influence_fn, cg_iterat
     return {**out, "R": da / -dp if dp != 0 else math.inf}
 
 
-def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict) -> list[dict]:
+def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict, kl_thresholds: dict) -> list[dict]:
     out = []
     by = {(r["k"], r["l"], r["seed"]): r for r in rows}
     for k in sorted(cfg.ks):
@@ -180,6 +188,8 @@ def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict) -> list[d
         infl = [influence[(k, s)]["R"] for s in seeds if (k, s) in influence]
         Ri_mean, Ri_ci = mean_ci95(infl)
         R_pred = pred_da / -pred_dp
+        kls = [max(by[(k, l, s)]["kl_to_optimum_bits"], by[(k, 0.0, s)]["kl_to_optimum_bits"]) for s in seeds]
+        thresholds = [kl_thresholds[(k, s)] for s in seeds]
         out.append({
             "k": k, "l": l, "seeds": seeds, "R_measured": R_mean, "R_measured_ci95": R_ci, "R_per_seed": ratios,
             "R_predicted": R_pred, "R_relative_error": R_mean / R_pred - 1.0,
@@ -191,9 +201,34 @@ def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict) -> list[d
             # The measurement resolves the prediction when the interval of the small change excludes 0.
             "resolves_pretrain_change": None if dp_ci is None else bool(dp_ci[1] < 0 or dp_ci[0] > 0),
             "R_influence_l0": Ri_mean, "R_influence_l0_ci95": Ri_ci, "R_derivative_l0_predicted": r0["R_derivative_l0_predicted"],
-            "max_kl_to_optimum_bits": max(max(by[(k, l, s)]["kl_to_optimum_bits"], by[(k, 0.0, s)]["kl_to_optimum_bits"]) for s in seeds),
+            "max_kl_to_optimum_bits": max(kls),
+            # per seed: the larger KL of the two compared models, and the KL above which the sign of dgamma_p is not certified
+            "kl_to_optimum_bits_per_seed": kls, "kl_sign_threshold_bits_per_seed": thresholds,
+            "seeds_beyond_kl_threshold": [s for s, kl, t in zip(seeds, kls, thresholds) if kl > t],
         })
     return out
+
+
+def sign_kl_threshold_bits(delta_gamma: float, shares, mean_length: float) -> float:
+    r"""The KL to the optimum (bits per response) below which a measured rate change keeps the sign of ``delta_gamma``.
+
+    The change :math:`\Delta\gamma_i` (bits per token) is measured between models :math:`q_j`, each at KL
+    :math:`\delta_j` from the optimum of the union it was fit to, in which dataset i has the share
+    :math:`\pi_j` (``shares``, one per model). By :func:`rate_error_bound_bits` each measured rate is off
+    by at most :math:`(\delta_j + \sqrt{2\delta_j})/(\pi_j E_{P_i}|x| \ln 2)`, so while every
+    :math:`\delta_j < \delta^*` with
+
+    .. math:: (\delta^* + \sqrt{2\delta^*}) \sum_j \frac{1}{\pi_j E_{P_i}|x| \ln 2} = |\Delta\gamma_i|
+
+    the errors cannot flip the sign of the change; above it they can (the bound is loose: they need
+    not). :math:`x = \sqrt{\delta^*}` is the positive root of :math:`x^2 + \sqrt 2 x - y`, with
+    :math:`y` the right side over the sum, written :math:`x = 2y/(\sqrt{2 + 4y} + \sqrt 2)` so that
+    no digits cancel (nats inside; returned in bits). It shrinks like :math:`|\Delta\gamma_i|^2`, so
+    like :math:`1/k^4` for the pre-training rate (THEORY §2.2).
+    """
+    y = abs(delta_gamma) / sum(1.0 / (share * mean_length * math.log(2.0)) for share in shares)
+    x = 2.0 * y / (math.sqrt(2.0 + 4.0 * y) + math.sqrt(2.0))
+    return x * x / math.log(2.0)
 
 
 def rate_error_bound_bits(kl_bits: float, share: float, mean_length: float, kl_rounding_bits: float = 0.0) -> float:
@@ -218,14 +253,23 @@ def summarize(results: dict) -> str:
     """The summary as a markdown table."""
     lines = [f"joint-ratio: finite-difference ratio from l = 0 to l = {results['l_ratio']} "
              f"(l* = {results['l_star']:.4g}; warm start: {results['warm_start']}); 95% t-intervals over seeds", "",
-             "| k | R measured | 95% CI | R predicted | rel. error | dgamma_p measured | 95% CI | predicted | R influence (l->0) | max KL (bits) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| k | R measured | 95% CI | R predicted | rel. error | dgamma_p measured | 95% CI | predicted | R influence (l->0) | max KL (bits) | KL sign threshold (bits) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    beyond = []
     for s in results["summary"]:
         ci = "n/a" if s["R_measured_ci95"] is None else f"[{s['R_measured_ci95'][0]:.4g}, {s['R_measured_ci95'][1]:.4g}]"
         pci = "n/a" if s["delta_gamma_pretrain_ci95"] is None else f"[{s['delta_gamma_pretrain_ci95'][0]:.3g}, {s['delta_gamma_pretrain_ci95'][1]:.3g}]"
+        thresholds = s.get("kl_sign_threshold_bits_per_seed") or [math.nan]
         lines.append(f"| {s['k']:g} | {s['R_measured']:.4g} | {ci} | {s['R_predicted']:.4g} | {s['R_relative_error']:+.1%} | "
                      f"{s['delta_gamma_pretrain_measured']:.3g} | {pci} | {s['delta_gamma_pretrain_predicted']:.3g} | "
-                     f"{s['R_influence_l0']:.4g} (pred. {s['R_derivative_l0_predicted']:.4g}) | {s['max_kl_to_optimum_bits']:.2g} |")
+                     f"{s['R_influence_l0']:.4g} (pred. {s['R_derivative_l0_predicted']:.4g}) | {s['max_kl_to_optimum_bits']:.2g} | "
+                     f"{min(thresholds):.2g} |")
+        for seed in s.get("seeds_beyond_kl_threshold", []):
+            i = s["seeds"].index(seed)
+            beyond.append(f"k = {s['k']:g}, seed {seed}: KL {s['kl_to_optimum_bits_per_seed'][i]:.2g} bits > {thresholds[i]:.2g}")
+    if beyond:
+        lines += ["", "Seeds whose compared models are too far from their optima to certify the sign of dgamma_p "
+                      "(rate errors up to |dgamma_p| possible), included in the intervals above: " + "; ".join(beyond)]
     return "\n".join(lines)
 
 

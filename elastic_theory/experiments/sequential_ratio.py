@@ -19,6 +19,11 @@ set beside:
   ratio the theorem predicts for it: the finite ratio from 0 to :math:`l_{eff}` for the same data and
   :math:`R(k, l_{eff}, w_3)` (THEORY §2.2). If sequential fine-tuning were the joint perturbation with a
   step-dependent l, :math:`\hat R(n)` would follow the finite prediction at :math:`l_{eff}(n)`.
+
+The bases are trained toward the joint optimum, not exactly to it: every row carries its base's KL to
+the optimum and the KL above which that distance can flip the sign of the measured
+:math:`\Delta\gamma_p` at the row's step (:func:`sign_kl_threshold_bits`); the summary names the seeds
+beyond it.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..elasticity import check_k, ratio_R, sign_threshold
+from ..elasticity import LN2, check_k, ratio_R, sign_threshold
 from ..runs import RunDir, unit_key
 from ..synthetic import SyntheticWorld, WeightedSequences, WorldConfig, check_weights
 from ..trainconfig import ModelConfig, StageConfig
 from . import Context, Experiment, register
 from ._stats import mean_ci95
 
-__all__ = ["SequentialRatioConfig", "fit_effective_l", "quick_config", "run", "plot", "summarize"]
+__all__ = ["SequentialRatioConfig", "fit_effective_l", "quick_config", "run", "plot", "sign_kl_threshold_bits", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,36 @@ def fit_effective_l(log_q: np.ndarray, base_counts: np.ndarray, perturb_probs: n
     return {"l_eff": t * n_base / (n_align * (1 - t)), "t_eff": t, "kl_bits": float(res.fun)}
 
 
+def sign_kl_threshold_bits(delta_ce_align_nats: float, align_share: float, kl_from_base_nats: float,
+                           max_abs_log_q_change: float) -> float:
+    r"""The base's KL to its optimum (bits per response) above which it can flip the sign of :math:`\Delta\gamma_p`.
+
+    For a base :math:`q_0` and the model :math:`q_n` after n fine-tuning steps, both normalized on the
+    world's support, :math:`v = \ln q_n - \ln q_0` and :math:`\hat p` the distribution of
+    :math:`D_p \cup D_a` (shares :math:`\pi_p, \pi_a`), exactly (nats per response; :math:`\sum q_0 v =
+    -KL(q_0\|q_n)` because :math:`q_n` is normalized):
+
+    .. math:: \pi_p \Delta CE_p = \underbrace{-\pi_a \Delta CE_a + KL(q_0\|q_n)}_{T}
+              - \sum_x (\hat p(x) - q_0(x))\, v(x).
+
+    At the optimum (:math:`q_0 = \hat p`) the last term vanishes: :math:`-\pi_a\Delta CE_a` is the
+    first-order identity (ratio k) and :math:`KL(q_0\|q_n) \ge 0` the second-order term that always
+    pushes :math:`CE_p` up. Off it, :math:`|\sum(\hat p - q_0)v| \le \|v\|_\infty \|\hat p - q_0\|_1 \le
+    \|v\|_\infty \sqrt{2\,KL(\hat p\|q_0)}` (Pinsker), so :math:`\Delta CE_p` has the sign of T whenever
+
+    .. math:: KL(\hat p\|q_0) < \delta^* = \frac{T^2}{2\|v\|_\infty^2};
+
+    above :math:`\delta^*` the base's distance from the optimum can flip it (the bound is loose: it
+    need not). Arguments: :math:`\Delta CE_a` (nats per response), :math:`\pi_a`,
+    :math:`KL(q_0\|q_n)` (nats) and :math:`\|v\|_\infty` (nats); returns :math:`\delta^*` in bits
+    (infinite when the step changed nothing).
+    """
+    if max_abs_log_q_change == 0:
+        return math.inf
+    T = -align_share * delta_ce_align_nats + kl_from_base_nats
+    return T * T / (2.0 * max_abs_log_q_change ** 2) / LN2
+
+
 def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Fit the bases (cached), run every arm with exact tracking (cached), assemble rows, first-order ratios and a summary."""
     from ..empirical.training import TabularModel, first_order_changes
@@ -138,7 +173,9 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
             base_data = d.without_perturbation()
             measure = {"pretrain": d.pretrain, "align": d.align}
             key = unit_key(base=1, k=k, seed=seed)
-            fitter.fit(key, base_data.union, cfg.base_warm if prev else cfg.base, seed=seed, init=prev, measure=measure)
+            _, base_unit = fitter.fit(key, base_data.union, cfg.base_warm if prev else cfg.base, seed=seed, init=prev,
+                                      measure=measure)
+            base_kl = base_unit["kl_to_optimum_bits"]
             prev = key
             bar.update()
             support = _support(world)
@@ -154,7 +191,8 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
 
             fo = run_dir.unit(unit_key(first_order=1, k=k, seed=seed), first)
             first_order.append({"k": k, "seed": seed, "ratio_network": fo["network"], "ratio_tabular": fo["tabular"],
-                                "R_predicted_l0": pm.ratio(0.0, per_token=True)})
+                                "R_predicted_l0": pm.ratio(0.0, per_token=True), "base_kl_to_optimum_bits": base_kl})
+            align_share, align_length = d.align.size / base_data.union.size, fitter.data(d.align).mean_length
             for arm in cfg.arms:
                 akey = unit_key(k=k, seed=seed, opt=arm.optimizer, lr=arm.lr)
                 unit = run_dir.unit(akey, lambda: _run_arm(fitter, key, seed, d, base_data, arm, cfg, support, akey))
@@ -165,6 +203,8 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
                     dp = point["pretrain"] - base_rates["pretrain"]
                     l_eff = point["l_eff"]
                     pred = _finite_prediction(pm, l_eff)
+                    threshold = math.nan if "max_abs_log_q_change" not in point else sign_kl_threshold_bits(
+                        da * align_length * LN2, align_share, point["kl_from_base_bits"] * LN2, point["max_abs_log_q_change"])
                     rows.append({
                         "k": k, "seed": seed, "arm": arm_name(arm), "optimizer": arm.optimizer, "lr": arm.lr,
                         "step": point["step"], "delta_gamma_align": da, "delta_gamma_pretrain": dp,
@@ -174,6 +214,7 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
                         - pm.rates(pm.align, 0.0).gamma_bits_per_token,
                         "delta_gamma_pretrain_predicted_at_l_eff": pm.rates(pm.pretrain, l_eff).gamma_bits_per_token
                         - pm.rates(pm.pretrain, 0.0).gamma_bits_per_token,
+                        "base_kl_to_optimum_bits": base_kl, "kl_sign_threshold_bits": threshold,
                     })
                 bar.update()
     bar.close()
@@ -225,7 +266,7 @@ def _run_arm(fitter, base_key: str, seed: int, d, base_data, arm: StageConfig, c
     for s, p in zip(d.perturb.sequences, d.perturb.probs):
         pt[index[s]] += p
     n_base, n_align = float(base_counts.sum()), float(d.align.size)
-    curve = []
+    curve, log_q0 = [], []
 
     def record(step: int, loss: float = math.nan) -> None:
         rates = {r["dataset"]: r["bits_per_token"] for r in tracker.measure(model, step)}
@@ -234,6 +275,11 @@ def _run_arm(fitter, base_key: str, seed: int, d, base_data, arm: StageConfig, c
             with torch.no_grad():
                 log_q = sequence_log_probs(model, sup).cpu().numpy()
             point.update(fit_effective_l(log_q, base_counts, pt, n_base, n_align))
+            if step == 0:
+                log_q0.append(log_q)
+            # what sign_kl_threshold_bits needs: KL(q_0 || q_n) and max |ln q_n - ln q_0| over the support
+            point.update(kl_from_base_bits=float((np.exp(log_q0[0]) * (log_q0[0] - log_q)).sum()) / LN2,
+                         max_abs_log_q_change=float(np.abs(log_q - log_q0[0]).max()))
             curve.append(point)
 
     record(0)
@@ -254,7 +300,11 @@ def _summary(rows: list[dict], first_order: list[dict]) -> list[dict]:
                     "ratio_over_k": R / k, "delta_gamma_pretrain": dp, "delta_gamma_pretrain_ci95": dp_ci,
                     "pretrain_rate_rose_in": sum(r["delta_gamma_pretrain"] > 0 for r in sel),
                     "l_eff": le, "l_eff_ci95": le_ci, "R_finite_predicted_at_l_eff": pred,
-                    "kl_to_p_leff_bits": max(r["kl_to_p_leff_bits"] for r in sel)})
+                    "kl_to_p_leff_bits": max(r["kl_to_p_leff_bits"] for r in sel),
+                    "seeds_beyond_kl_threshold": [
+                        {"seed": r["seed"], "base_kl_to_optimum_bits": r["base_kl_to_optimum_bits"],
+                         "kl_sign_threshold_bits": r["kl_sign_threshold_bits"]}
+                        for r in sel if r.get("base_kl_to_optimum_bits", 0.0) > r.get("kl_sign_threshold_bits", math.inf)]})
     for k in sorted({f["k"] for f in first_order}):
         sel = [f for f in first_order if f["k"] == k]
         net, net_ci = mean_ci95([f["ratio_network"] for f in sel])
@@ -285,17 +335,28 @@ def _scaling(rows: list[dict]) -> list[dict]:
 def summarize(results: dict) -> str:
     """Markdown tables: ratio against k per arm and step, and the log-log slope."""
     lines = ["sequential-ratio: Delta gamma_a / -Delta gamma_p after n steps on D_t alone (mean, 95% t-interval over seeds)", "",
-             "| k | arm | step | ratio | 95% CI | ratio/k | Delta gamma_p | seeds with gamma_p up | l_eff | predicted at l_eff |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| k | arm | step | ratio | 95% CI | ratio/k | Delta gamma_p | seeds with gamma_p up | seeds beyond KL threshold | l_eff | predicted at l_eff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    beyond: dict[tuple, list] = {}
     for s in results["summary"]:
         ci = "n/a" if s["ratio_ci95"] is None else f"[{s['ratio_ci95'][0]:.4g}, {s['ratio_ci95'][1]:.4g}]"
         if s["step"] == 0:
             lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | tabular: {s['ratio_tabular']:.4g} "
-                         f"| | | R(k, 0) = {s['R_predicted_l0']:.4g} |")
+                         f"| | | | R(k, 0) = {s['R_predicted_l0']:.4g} |")
             continue
+        far = s.get("seeds_beyond_kl_threshold", [])
+        for f in far:
+            beyond.setdefault((s["k"], f["seed"], f["base_kl_to_optimum_bits"]), []).append(f["kl_sign_threshold_bits"])
         lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | "
-                     f"{s['delta_gamma_pretrain']:.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {s['l_eff']:.3g} | "
-                     f"{s['R_finite_predicted_at_l_eff']:.4g} |")
+                     f"{s['delta_gamma_pretrain']:.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
+                     f"{s['l_eff']:.3g} | {s['R_finite_predicted_at_l_eff']:.4g} |")
+    if beyond:
+        lines += ["", "Bases too far from the joint optimum to certify the sign of Delta gamma_p at some (arm, step) "
+                      "(their distance could flip it; the rows above include them):"]
+        n_points = {k: sum(1 for s in results["summary"] if s["step"] > 0 and s["k"] == k) for k, _, _ in beyond}
+        lines += [f"* k = {k:g}, seed {seed}: base KL {kl:.2g} bits > the sign threshold at {len(ts)} of {n_points[k]} "
+                  f"(arm, step) points (thresholds there {min(ts):.2g} to {max(ts):.2g} bits)"
+                  for (k, seed, kl), ts in sorted(beyond.items())]
     lines += ["", "| arm | step | slope of log ratio on log k | 95% CI | points with ratio > 0 |", "|---|---|---|---|---|"]
     for s in results["scaling"]:
         ci = "n/a" if s["slope_ci95"] is None else f"[{s['slope_ci95'][0]:.3g}, {s['slope_ci95'][1]:.3g}]"
