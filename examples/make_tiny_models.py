@@ -8,13 +8,17 @@ trained on both example text files; the base is a 2-layer GPT-2 (``elastic_theor
 "pre-trained" on ``prose.txt``, and the tuned model is the base fine-tuned on ``prose.jsonl``, so
 ``compare`` sees the fine-tuning set's rate fall much more than the pre-training set's. Full-batch
 AdamW in float32 from fixed seeds on one thread: the same weights on every run on a given
-machine and torch version.
+machine and torch version. So a rerun whose inputs (this script, the two text files, the torch
+and transformers versions: ``models/fingerprint.txt``) have not changed keeps the folders it
+wrote and says so; delete ``examples/models`` to train them again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +51,20 @@ def train(model, tokenizer, documents: list[str], steps: int) -> None:
     model.eval()
 
 
+def fingerprint() -> str:
+    """SHA-256 of what determines the models: this script, the example texts, the torch and transformers versions."""
+    digest = hashlib.sha256()
+    for path in (Path(__file__).resolve(), HERE / "prose.jsonl", HERE / "prose.txt"):
+        digest.update(path.read_bytes())
+    digest.update(f"torch {version('torch')} transformers {version('transformers')}".encode())
+    return digest.hexdigest()
+
+
 def main(out: Path = HERE / "models") -> None:
+    stamp, wanted = out / "fingerprint.txt", fingerprint()
+    if stamp.is_file() and stamp.read_text().strip() == wanted and all((out / n / "config.json").is_file() for n in ("base", "tuned")):
+        print(f"{out / 'base'} and {out / 'tuned'} are up to date (delete {out} to train them again)")
+        return
     import torch
 
     from elastic_theory.empirical import byte_bpe_tokenizer, tiny_gpt2
@@ -62,6 +79,7 @@ def main(out: Path = HERE / "models") -> None:
     save_checkpoint(model, tokenizer, out / "base", overwrite=True)  # atomic: a rerun replaces a whole folder
     train(model, tokenizer, data["tune"], FINETUNE_STEPS)
     save_checkpoint(model, tokenizer, out / "tuned", overwrite=True)
+    stamp.write_text(wanted + "\n")  # last: an interrupted run leaves no stamp, so the next run trains again
     print(f"wrote {out / 'base'} and {out / 'tuned'}")
 
 

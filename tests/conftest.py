@@ -64,6 +64,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Slow items first (stable order otherwise), so that under ``-n 2`` the long ones do not form a tail at the end
+    of the run; GPU items skipped without a CUDA device."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     import torch
@@ -74,6 +77,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+#: The fast tier's budget per test (seconds of wall time on the shared 2-core machine): a test that takes longer is
+#: marked ``slow`` (docs/testing.md, "Tiers"). Checked after each run as a report, never as a failure: a loaded machine
+#: is slow, not wrong.
+FAST_TEST_SECONDS = 2.0
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Name the unmarked tests that took longer than :data:`FAST_TEST_SECONDS` (candidates for the ``slow`` mark)."""
+    durations: dict[str, float] = {}
+    # setup, call and teardown together: a module fixture's cost lands on the first test that uses it
+    for report in (r for key in ("passed", "failed", "") for r in terminalreporter.stats.get(key, [])):
+        if getattr(report, "when", None) and "slow" not in report.keywords:
+            durations[report.nodeid] = durations.get(report.nodeid, 0.0) + report.duration
+    over = sorted(((t, n) for n, t in durations.items() if t > FAST_TEST_SECONDS), reverse=True)
+    if over:
+        terminalreporter.write_sep("-", f"unmarked tests over {FAST_TEST_SECONDS:g} s (mark them slow or make them faster)")
+        for seconds, nodeid in over:
+            terminalreporter.write_line(f"{seconds:7.2f}s {nodeid}")
 
 
 @pytest.fixture(scope="module")

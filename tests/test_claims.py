@@ -183,6 +183,7 @@ def test_pareto_entropy_offset():
     assert all(run["slope_interval_99"][1] < 0 for run in ev.details["convergence"])
 
 
+@pytest.mark.slow  # reads and counts the Wikipedia sample
 def test_pareto_assumption_text():
     """Inconclusive: the pipeline-bootstrap test's p-value does not lie below 0.05 beyond its Monte Carlo error, its
     measured size is compatible with 0.05, and neither a clear non-rejection nor power >= 0.8 is shown."""
@@ -213,6 +214,7 @@ def test_no_shared_perturbation():
     assert ce["R_tree"] == -1.0 and ce["R_closed_form"] == -1.0
 
 
+@pytest.mark.slow  # a Hypothesis search with shrinking (about 11 s)
 def test_overlapping_supports():
     """Fails: with overlapping supports, d gamma_a/dl < 0 or d gamma_p/dl > 0 happens at small l (Hypothesis search)."""
     ce = _check("overlapping_supports").counterexample

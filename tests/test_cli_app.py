@@ -143,6 +143,7 @@ def test_version():
     assert res.exit_code == 0 and res.stdout.strip() == f"elastic-theory {__version__}"
 
 
+@pytest.mark.slow  # a subprocess running the Hypothesis search
 def test_verify_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
     """The claims run Hypothesis searches; its storage goes to a temporary folder, not ./.hypothesis."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

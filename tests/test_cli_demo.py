@@ -12,12 +12,22 @@ from elastic_theory.cli.demo_cmd import DEMO_DEPTHS, DEMO_EXPERIMENTS, ratio_pre
 import pytest
 
 
-def test_demo_runs_and_writes_consistent_json(tmp_path):
+#: Claims the fast demo tests verify: one of each verdict kind, well under a second together. The whole
+#: verification runs in the slow tier (``test_full_demo_writes_the_report`` and the README's ``verify`` command).
+FAST_CLAIMS = ["thm34_ceiling_formula", "ratio_lower_bound", "no_shared_perturbation", "sign_beyond_threshold"]
+
+
+def test_demo_runs_and_writes_consistent_json(tmp_path, monkeypatch):
+    from elastic_theory import claims
+
+    real = claims.run_verification
+    monkeypatch.setattr(claims, "run_verification", lambda seed: real(seed, FAST_CLAIMS))
     out = tmp_path / "demo.json"
     result = CliRunner().invoke(app, ["demo", "--json", str(out), "--no-experiments"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["verify"]["all_agree"] is True
+    assert sorted(c["id"] for c in data["verify"]["claims"]) == sorted(FAST_CLAIMS)
     assert [r["depth"] for r in data["coding"]["depths"]] == list(DEMO_DEPTHS)
     for row in data["coding"]["depths"]:
         assert row["round_trip_exact"] is True
@@ -45,6 +55,7 @@ def test_ratio_predictions_match_the_closed_form():
     assert [r["sign_valid"] for r in rows] == [True, False]
 
 
+@pytest.mark.slow  # trains a tiny rebound run and draws its plots
 def test_demo_report_holds_claims_ratios_and_each_experiment_with_its_plots(tmp_path):
     """The report is built from saved runs: a tiny rebound run stands in for the quick one."""
     from elastic_theory.claims import run_verification
@@ -54,7 +65,7 @@ def test_demo_report_holds_claims_ratios_and_each_experiment_with_its_plots(tmp_
     res = _run(rebound, _tiny_rebound(), tmp_path / "rebound")
     (tmp_path / "rebound" / "results.json").write_text(json.dumps(res))
     rebound.plot(res, tmp_path / "rebound")
-    report = run_verification(0)
+    report = run_verification(0, FAST_CLAIMS)
     path = write_report(tmp_path, report, ratio_predictions(), names=("rebound",), seconds={"rebound": 1.0})
     text = path.read_text()
     assert text.count("| claim | statement |") == 1 and report.summary in text

@@ -50,6 +50,7 @@ def test_verify_unknown_claim_is_bad_input():
     assert res.exit_code == 2 and "unknown claim" in res.output
 
 
+@pytest.mark.slow  # draws every claim's figure
 def test_verify_plots(tmp_path):
     """--plots writes the ratio, precision and Pareto figures."""
     res = _run("verify", "--claim", "highprec_closed_forms", "--claim", "pareto_entropy_offset", "--plots", str(tmp_path))
@@ -66,6 +67,7 @@ def test_verify_plots_into_a_file_exits_2(tmp_path):
     assert "verdicts as expected" not in res.output
 
 
+@pytest.mark.slow  # the whole verification (about 20 s)
 def test_docs_table_is_the_verify_output():
     """The table in docs/theory.md is exactly `elastic-theory verify --markdown` (seed 0)."""
     res = _run("verify", "--markdown")

@@ -6,12 +6,15 @@ import json
 
 import numpy as np
 import pytest
+
 from typer.testing import CliRunner
 
 from elastic_theory import corpora
 from elastic_theory.cli import app
+from tests import optional
 
 
+@optional.JAILBREAKBENCH
 def test_jailbreakbench_pairs_are_the_100_behaviours_with_our_refusals():
     pairs = corpora.jailbreakbench_pairs()
     assert len(pairs) == 100 and len({p.prompt for p in pairs}) == 100
@@ -99,6 +102,7 @@ def test_split_is_seeded_disjoint_and_refuses_too_small_requests():
         corpora.split_train_measure(items, n_measure=50, seed=0)
 
 
+@optional.JAILBREAKBENCH
 def test_split_of_pairs_keeps_each_prompt_on_one_side():
     pairs = corpora.jailbreakbench_pairs()
     split = corpora.split_train_measure(pairs, n_measure=20, n_train=60, seed=0)
@@ -125,6 +129,7 @@ def test_users_jsonl(tmp_path):
         corpora.read_pairs_jsonl(tmp_path / "missing.jsonl")
 
 
+@optional.JAILBREAKBENCH
 def test_corpus_command_writes_disjoint_splits_that_measure_reads(tmp_path):
     from elastic_theory.empirical import read_documents
 

@@ -49,6 +49,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
+# Every test here starts two processes that each import torch and trl (10-30 s apiece): the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_MEASURE, BATCH, LR, SEED, EVERY = 16, 4, 4, 1e-2, 0, 2
 NULL_FACTOR = 10
@@ -202,7 +205,6 @@ def test_two_processes_track_the_same_rates_once(runs):
     _tracks_agree(*(runs[k]["track"] for k in ("one", "two", "reversed")))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("algorithm, lora", [("dpo", False), ("sft", True)])
 def test_dpo_and_lora_train_the_same_weights_under_two_processes(finetune_inputs, tmp_path, algorithm, lora):
     """DPO (a mean over the step's pairs: each process holds the same number) and a LoRA adapter, the same way."""
@@ -220,7 +222,6 @@ def test_dpo_and_lora_train_the_same_weights_under_two_processes(finetune_inputs
     _losses_agree(one, two, losses)
 
 
-@pytest.mark.slow
 def test_accelerate_launch_runs_the_same_command_as_torchrun(runs, finetune_inputs, tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2`` starts the same two processes (on the CPU too; without
     ``--multi_gpu`` it starts one process on a machine without GPUs): the weights equal torchrun's exactly."""
@@ -281,7 +282,6 @@ def test_tracker_measures_a_sharded_model_on_every_rank_and_writes_once(finetune
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_fsdp_on_two_gpus_trains_the_same_weights_as_one_gpu(finetune_inputs, tmp_path):
     """Unmeasured on the CPU machines this was written on (FSDP runs only on accelerators): the FSDP2 run on two

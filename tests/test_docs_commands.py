@@ -14,6 +14,10 @@ after activation), and synopses with placeholders (``--k K``, ``--json OUT``, ``
 benchmark and study scripts (``benchmarks/``, ``scripts/``) and the full experiments (minutes to
 hours each) also run only with ``RUN_LONG_COMMANDS=1``; a command that needs a GPU is
 marked ``gpu``.
+
+Each command runs once per suite: a command that another test already runs with the same arguments
+(:data:`RUN_BY_TESTS`), and ``python -m pytest PATH`` on a path the suite itself collects, are checked to be so
+and not run a second time here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import optional
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
 _STARTS = ("elastic-theory", "python ", "nice -n ", ".venv/bin/")
@@ -39,6 +45,34 @@ _LONG = ("benchmarks/", "scripts/")  # benchmark and study scripts: minutes to h
 def _is_synopsis(command: str) -> bool:
     return any(re.fullmatch(r"[A-Z][A-Z_]*", tok) or ("[" in tok and tok[0] not in "'\"") or tok.endswith("...")
                for tok in command.split())  # a quoted '[...]' is a JSON value (--set 'ks=[1,2]'), not an optional part
+
+
+#: Commands of the pages that a test runs with the same arguments (and checks more of): running them here too would
+#: pay twice for the same minutes. ``test_commands_run_elsewhere_are_run_there`` keeps each entry honest.
+RUN_BY_TESTS = {
+    "elastic-theory experiment ratio --model smollm2-135m --quick":
+        "tests/test_experiments_lm_more.py::test_smollm2_quick_runs",
+    "elastic-theory experiment resistance --model smollm2-135m --quick":
+        "tests/test_experiments_lm_more.py::test_smollm2_quick_runs",
+    "elastic-theory verify --markdown": "tests/test_cli_verify.py::test_docs_table_is_the_verify_output",
+}
+
+#: Commands whose whole run another page command (run here) repeats with more options: the same work, once.
+SAME_RUN_AS = {
+    "elastic-theory verify": "elastic-theory verify --json verify.json --plots plots/",
+}
+
+
+def _suite_runs(command: str) -> bool:
+    """``python -m pytest PATH ...`` whose paths the suite collects itself (``testpaths`` in pyproject.toml)."""
+    words = command.split()
+    if words[:3] != ["python", "-m", "pytest"]:
+        return False
+    paths = [w for w in words[3:] if not w.startswith("-") and "/" in w]
+    return bool(paths) and all(w.split("/")[0] in _TESTPATHS and (ROOT / w).exists() for w in paths)
+
+
+_TESTPATHS = ("tests", "elastic_theory", "docs")  # pyproject.toml [tool.pytest.ini_options] testpaths
 
 
 def page_commands() -> list[tuple[str, str]]:
@@ -75,6 +109,10 @@ def _marks(command: str):
         marks.append(pytest.mark.skipif(not RUN_LONG, reason="benchmark, study script or full experiment: set RUN_LONG_COMMANDS=1"))
     if "--suite gpu" in command:
         marks.append(pytest.mark.gpu)
+    if "smollm2-135m" in command:
+        marks.append(optional.SMOLLM2)
+    if "jailbreakbench" in command or (" experiment " in f" {command}" and "--model" in command):
+        marks.append(optional.JAILBREAKBENCH)  # the real-model protocols read its behaviours by default (setting safety)
     full_verify = command.startswith("elastic-theory verify") and "--claim" not in command and "--help" not in command
     if marks or full_verify or any(s in command for s in _SLOW):
         marks.append(pytest.mark.slow)
@@ -99,7 +137,8 @@ def fresh_checkout(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "where, command", [pytest.param(w, c, marks=_marks(c), id=c[:70]) for w, c in page_commands()]
+    "where, command", [pytest.param(w, c, marks=_marks(c), id=c[:70]) for w, c in page_commands()
+                       if c not in RUN_BY_TESTS and c not in SAME_RUN_AS and not _suite_runs(c)]
 )
 def test_the_command_runs_as_pasted(fresh_checkout, where, command):
     root, env = fresh_checkout
@@ -128,3 +167,34 @@ def test_the_example_files_are_the_generators_output():
         sys.path.pop(0)
     for name, text in make_examples.files().items():
         assert (ROOT / "examples" / name).read_text(encoding="utf-8") == text, name
+
+
+def test_commands_run_elsewhere_are_run_there():
+    """Every command this file does not run is on a page and is run by the suite: ``python -m pytest PATH`` only on
+    the suite's own test paths (checked against pyproject.toml), each :data:`RUN_BY_TESTS` entry by a test that
+    exists and passes the command's arguments, word for word, to the same subcommand, and each :data:`SAME_RUN_AS`
+    entry by a page command run here that starts with it.
+
+    Killed: a page command dropped from the suite because its entry points at a renamed or deleted test, or at a
+    test that runs the subcommand with other options (a ``--quick`` page command checked by a test without it)."""
+    import ast
+    import tomllib
+
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert tuple(testpaths) == _TESTPATHS
+    commands = [c for _, c in page_commands()]
+    assert any(_suite_runs(c) for c in commands)
+    for command, test_id in RUN_BY_TESTS.items():
+        assert command in commands, f"{command!r} is no longer on a page: drop it from RUN_BY_TESTS"
+        path, name = test_id.split("::")
+        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+        [fn] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+        strings = {n.value for n in ast.walk(fn) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        for decorator in fn.decorator_list:  # parametrized values count as the test's own arguments
+            strings |= {n.value for n in ast.walk(decorator) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        words = command.split()[1:]
+        missing = [w for w in words if w not in strings]
+        assert not missing, f"{test_id} does not pass {missing} of {command!r}"
+    for command, other in SAME_RUN_AS.items():
+        assert command in commands and other in commands and other.startswith(command + " ")
+        assert other not in RUN_BY_TESTS and other not in SAME_RUN_AS

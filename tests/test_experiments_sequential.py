@@ -33,6 +33,7 @@ def _run(exp, cfg, folder):
     return exp.run(cfg, run, Context())
 
 
+@pytest.mark.slow  # a training grid
 def test_rebound_tiny(tmp_path):
     """More alignment raises the aligned answer's probability; negative data lowers it; both scales agree pointwise."""
     res = _run(rebound, _tiny_rebound(), tmp_path / "r")
@@ -62,6 +63,7 @@ def test_rebound_tiny(tmp_path):
     assert all(p.is_file() for p in rebound.plot(json.loads(json.dumps(res)), tmp_path))
 
 
+@pytest.mark.slow  # two runs of the protocol
 def test_rebound_resumes_after_an_interruption(tmp_path, monkeypatch):
     """Seed 0 finishes, seed 1 is interrupted; the rerun computes only seed 1 and equals an uninterrupted run."""
     cfg = _tiny_rebound()
@@ -83,6 +85,7 @@ def test_rebound_resumes_after_an_interruption(tmp_path, monkeypatch):
     assert json.dumps(resumed["curves"]) == json.dumps(fresh["curves"])
 
 
+@pytest.mark.slow  # a chain of fine-tunings
 def test_resistance_tiny(tmp_path):
     """Control targets have exactly the real targets' entropy; losses exceed the target entropy (Gibbs)."""
     cfg = resistance.ResistanceConfig(**TINY, checkpoints=(8, 32, 128), finetune_amount=32)
@@ -105,6 +108,7 @@ def test_resistance_tiny(tmp_path):
     assert resistance.plot(json.loads(json.dumps(res)), tmp_path)[0].is_file()
 
 
+@pytest.mark.slow  # trains a model per size and volume
 def test_scaling_tiny(tmp_path):
     cfg = scaling.ScalingConfig(**TINY, sizes=((1, 4), (1, 8), (1, 16), (2, 16)), volumes=(10, 20, 40, 60),
                                 align_amount=64, perturb_amount=32)
