@@ -90,6 +90,7 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
     assert rows[0.2]["data"]["perturb"].endswith("perturb.jsonl") and (out / rows[0.2]["data"]["perturb"]).stat().st_size > 0
 
 
+@pytest.mark.slow  # trains a tiny joint-ratio run
 def test_summary_names_the_seeds_beyond_the_kl_sign_threshold(tiny_run):
     """Each seed's KL and the threshold of joint_ratio.sign_kl_threshold_bits are in results.json; a seed beyond it is
     named in the printed summary with its KL."""
@@ -176,6 +177,7 @@ def test_a_run_resumes_only_with_the_thread_count_it_was_run_with(tiny_run):
     assert json.loads((out / "results.json").read_text()) == {**reference, "threads": 1} == reference
 
 
+@pytest.mark.slow  # two processes each train and measure
 def test_the_same_command_gives_the_same_numbers_in_two_processes(tmp_path):
     """Two processes run one quick experiment (shrunk to seconds) at once: their results.json are equal, number for
     number, except the wall-clock ``seconds`` of each trained model."""
@@ -287,6 +289,7 @@ def test_effective_l_recovers_the_l_of_a_joint_optimum():
     assert math.isfinite(fit_effective_l(np.log(np.full(30, 1 / 30)), base, pt, n, a)["kl_bits"])
 
 
+@pytest.mark.slow  # trains bases and fine-tunes them
 def test_tiny_sequential_ratio_end_to_end(tmp_path):
     """A tiny sequential run: first-order ratios equal the per-token R(k, 0) of the same data, tracks are drawn."""
     from elastic_theory.experiments.sequential_ratio import SequentialRatioConfig
