@@ -236,6 +236,7 @@ class Float32Forward:
     plus its float64 accumulation, :math:`\gamma^{(64)}_n \sum|\ell| \le n\varepsilon \cdot n(2S + \ln V)`
     (:math:`|\ell_v| \le 2S + \ln V`). A margin :math:`\ln p(y_a) - \ln p(y_u)` is a difference of two
     such sums: its error is *absolute*, the sum of both, whatever the cancellation in the margin itself.
+    A pooled rate over documents (:meth:`rate_tolerance`) is a weighted mean of the documents' rates.
 
     **KL** (:meth:`kl_bits_tolerance`). The KL of the float32 rows :math:`\sum_v e^{\ell_v}(\ell_v -
     \ell^0_v)`, both models bounded by this object. Logit errors enter through the gradient:
@@ -344,6 +345,25 @@ class Float32Forward:
         mean = max(int(n_pairs), 1) * EPS * 2 * n * (2 * self.logit_scale + math.log(self.vocab))
         total = 2 * self.sum_tolerance(n) + mean
         return total if unit == "response" else total / n
+
+    def rate_tolerance(self, n_tokens, denominators) -> float:
+        r"""Absolute error bound (bits per unit) of a pooled rate, bits over tokens or bytes, and of its interval's ends.
+
+        Document d's bits (``n_tokens[d]`` log-probabilities) are off by at most
+        :math:`e_d = \text{sum\_tolerance}(n_d)/\ln 2`. A ratio of sums is a weighted mean of the documents'
+        ratios (mediant inequality), so the rate, and every resampled rate of a percentile bootstrap, is off
+        by at most :math:`\max_d e_d/b_d`; the interval's ends are order statistics of those (no
+        interpolation), so they move by no more. ``denominators``: :math:`b_d`, tokens for bits per token,
+        UTF-8 bytes for bits per byte. The float64 pooling (D documents: sums and a division) adds
+        :math:`(D + 2)\varepsilon` times the largest ratio, :math:`\max_d n_d (2S + \ln V)/(b_d \ln 2)`.
+        """
+        n = np.asarray(n_tokens, dtype=np.int64)
+        b = np.asarray(denominators, dtype=np.float64)
+        if n.shape != b.shape or n.size == 0 or (b <= 0).any():
+            raise ValueError("n_tokens and denominators must be non-empty, of one length, denominators > 0")
+        per_doc = max(self.sum_tolerance(int(k)) / float(d) for k, d in zip(n, b)) / math.log(2)
+        largest = float((n * (2 * self.logit_scale + math.log(self.vocab)) / b).max()) / math.log(2)
+        return per_doc + (n.size + 2) * EPS * largest
 
     def kl_bits_tolerance(self, kl_bits: float) -> float:
         r"""Absolute error bound (bits per token) of a float32 KL to the base measured as ``kl_bits`` bits per token.

@@ -182,7 +182,9 @@ def test_a_tokenizer_that_adds_bos_does_not_change_the_counts(tiny, texts):
     a = score_documents(model, tok, texts[:2], context=CONTEXT)
     b = score_documents(model, with_bos, texts[:2], context=CONTEXT)
     assert [x.n_tokens for x in a] == [x.n_tokens for x in b]
-    np.testing.assert_array_equal(a[0].log_probs, b[0].log_probs)
+    # the same tokens, scored twice in float32: within twice the per-token bound
+    tol = 2 * Float32Forward.of(model, context=CONTEXT).logprob_tolerance()
+    np.testing.assert_allclose(a[0].log_probs, b[0].log_probs, rtol=0, atol=tol)
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -269,7 +271,10 @@ def test_a_directory_loads_and_scores_like_the_model_in_memory(tiny, tiny_dir, t
     loaded, loaded_tok = load_model_and_tokenizer(tiny_dir, device="cpu")
     a = score_documents(model, tok, texts[:2], context=CONTEXT)
     b = score_documents(loaded, loaded_tok, texts[:2], context=CONTEXT)
-    np.testing.assert_array_equal(a[1].log_probs, b[1].log_probs)
+    # a save/reload round trip: two float32 evaluations of the same weights, within twice the per-token bound
+    # (2.8e-4 nats); another initialization (seed 1) is 1400 bounds away at its largest token
+    tol = 2 * Float32Forward.of(loaded, context=CONTEXT).logprob_tolerance()
+    np.testing.assert_allclose(a[1].log_probs, b[1].log_probs, rtol=0, atol=tol)
 
 
 def test_a_model_directory_without_tokenizer_is_an_error(tiny, tmp_path):

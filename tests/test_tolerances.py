@@ -229,3 +229,23 @@ def test_float32_forward_reads_the_shape_and_refuses_what_it_does_not_bound():
         Float32Forward.of(model, llama)
     with pytest.raises(ValueError, match="context must be"):
         Float32Forward(2, 32, 128, 0, 300, 1.0)
+
+
+def test_rate_tolerance_bounds_pooled_rates_and_bootstrap_ends():
+    """Document bits each moved by up to sum_tolerance(n_d)/ln 2 (worst signs, and random) move the pooled rate
+    and both ends of the bootstrap interval by at most rate_tolerance, per token and per byte."""
+    from elastic_theory.empirical.scoring import bootstrap_ci
+
+    f32 = Float32Forward(2, 32, 128, 64, 300, 0.85)
+    rng = np.random.default_rng(5)
+    n = rng.integers(1, 400, size=12)
+    nbytes = n * rng.uniform(1.0, 4.0, size=12)
+    bits = n * rng.uniform(4.0, 9.0, size=12)
+    e = np.array([f32.sum_tolerance(int(k)) for k in n]) / math.log(2)
+    for moved in (bits + e, bits - e, bits + e * rng.uniform(-1, 1, size=12)):
+        for denominators in (n.astype(float), nbytes):
+            tol = f32.rate_tolerance(n, denominators)
+            assert abs(moved.sum() / denominators.sum() - bits.sum() / denominators.sum()) <= tol
+            ci = bootstrap_ci(bits, denominators, np.random.default_rng(0), 200)
+            ci_moved = bootstrap_ci(moved, denominators, np.random.default_rng(0), 200)
+            assert max(abs(a - b) for a, b in zip(ci, ci_moved)) <= tol
