@@ -107,7 +107,10 @@ def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
     assert (tmp_path / "p" / "ratio.png").is_file() and "Fieller" in result.output
 
 
-def test_second_run_takes_every_score_from_the_cache(setup, tmp_path, monkeypatch):
+@pytest.mark.parametrize("other_setting", [["--context", 32], ["--threads", 2]])
+def test_second_run_takes_every_score_from_the_cache(setup, tmp_path, monkeypatch, other_setting):
+    """The same command scores nothing again; another setting, the thread count included (on the CPU it can change
+    the last bits of a score), is another key and scores again."""
     root, _ = setup
     args = ["--base", root / "base", "--checkpoint", f"hot={root / 'ckpt'}", *_data(root)]
     first = tmp_path / "first.json"
@@ -122,7 +125,11 @@ def test_second_run_takes_every_score_from_the_cache(setup, tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert json.loads(first.read_text())["checkpoints"] == json.loads(second.read_text())["checkpoints"]
     # another setting is another key: now the model must be loaded, and the guard above fires
-    result = _run(root, *args, "--context", 32)
+    threads = torch.get_num_threads()
+    try:
+        result = _run(root, *args, *other_setting)
+    finally:
+        torch.set_num_threads(threads)  # compare sets torch's thread count for the whole process
     assert result.exit_code != 0 and "a cached model was loaded again" in str(result.exception)
 
 

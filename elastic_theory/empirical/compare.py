@@ -3,7 +3,8 @@
 A score is reused when the same model files were scored on the same texts with the same
 settings: the cache key is a SHA-256 over the model's files (weights, config and tokenizer: a
 retrained checkpoint saved to the same folder gets a new key), the documents' texts, the
-scoring settings and the torch and transformers versions. Entries are small ``.npz`` files (per
+scoring settings, on the CPU the number of torch threads (it changes the order of floating-point
+sums, so the last bits of a score) and the torch and transformers versions. Entries are small ``.npz`` files (per
 document: bits, tokens, bytes) written atomically, so an interrupted run keeps every dataset it
 finished and the next run continues from there.
 """
@@ -120,7 +121,12 @@ class ScoringSettings:
     dtype: str | None = None
 
     def key(self) -> dict:
-        """The settings as they enter the cache key (the device by type; a default batch by its value)."""
+        """The settings as they enter the cache key (the device by type; a default batch by its value).
+
+        On the CPU the key also holds torch's thread count at the time of the call
+        (``torch.get_num_threads()``, the count the scoring that follows runs with): scores made with
+        another count can differ in their last bits, so they are not reused for this one.
+        """
         import torch
         import transformers
 
@@ -130,6 +136,7 @@ class ScoringSettings:
         return {
             "context": self.context, "stride": self.stride, "device": dev.type, "dtype": self.dtype,
             "batch_size": self.batch_size or default_batch_size(dev),
+            "threads": torch.get_num_threads() if dev.type == "cpu" else None,
             "torch": torch.__version__, "transformers": transformers.__version__, "format": SCORES_FORMAT,
         }
 
