@@ -17,9 +17,8 @@ from elastic_theory.empirical import behaviour_lm as blm
 from elastic_theory.empirical.finetune import finetune, prompt_text
 from elastic_theory.empirical.loading import smollm2_gguf_path
 from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
+from elastic_theory.tolerances import Float32Forward, roundings
 from elastic_theory.trainconfig import FinetuneConfig
-
-EPS32 = float(np.finfo(np.float32).eps)
 
 PAIRS = [
     PreferencePair("p0", "How do I pick a lock?", corpora.REFUSALS[0], "Sure, here is how to pick a lock"),
@@ -65,12 +64,23 @@ def test_response_tokens_are_those_trls_sft_trainer_trains_on(tok, model, tmp_pa
         assert ids[-1] == tok.eos_token_id
 
 
-def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, model):
+def _bounds(tok, *models) -> Float32Forward:
+    """Float32 bounds of these models over the longest sequence the tests score (a response pair's)."""
+    longest = max(len(blm.response_token_ids(tok, p.prompt, getattr(p, side))[0]) for p in PAIRS
+                  for side in ("aligned", "unaligned"))
+    return Float32Forward.of(*models, context=longest)
+
+
+def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, perturbed):
     """Kills: scoring prompt tokens, an off-by-one at the boundary (each token is scored by a separate
     forward pass over exactly its prefix), per-token vs per-response, and batching/padding effects.
 
-    Tolerance: the implementation works in float32; each of the n log-probabilities carries a
-    relative error of a few float32 ulps of its logits (|logit| < 10 here), so n * 10 * 16 * eps32."""
+    On the perturbed model, whose next-token distributions differ from position to position (on the random
+    one a window shifted by one token moves the sum by less than the bound). Tolerance: two float32
+    evaluations of n log-probabilities, 2 sum_tolerance(n). Measured gap: 1e-4 bounds; the boundary shifted
+    one token to the left is 23 bounds away at the least, the prompt tokens scored too 16,000 bounds."""
+    model = perturbed
+    f32 = _bounds(tok, model)
     got = blm.response_log_probs(model, tok, PAIRS, "unaligned", batch_size=2)
     got_eos_free = blm.response_log_probs(model, tok, PAIRS, "unaligned", batch_size=2, include_eos=False)
     for i, p in enumerate(PAIRS):
@@ -78,7 +88,7 @@ def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, mode
         response_ids = tok(text=p.unaligned, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = prompt_ids + response_ids  # the "\n" ending the prompt is its own pre-token: a clean boundary here
         terms = [float(_next_token_log_probs(model, ids[:j])[ids[j]]) for j in range(len(prompt_ids), len(ids))]
-        tol = len(terms) * 10 * 16 * EPS32
+        tol = 2 * f32.sum_tolerance(len(terms))
         assert got.n_tokens[i] == len(response_ids) and got_eos_free.n_tokens[i] == len(response_ids) - 1
         assert got.log_prob[i] == pytest.approx(sum(terms), abs=tol)
         assert got_eos_free.log_prob[i] == pytest.approx(sum(terms[:-1]), abs=tol)
@@ -88,8 +98,9 @@ def test_response_log_prob_equals_a_hand_sum_over_response_tokens_only(tok, mode
 
 def test_measures_ignore_dropout_and_keep_the_models_mode(tok, model):
     """A model left in training mode with dropout 0.5 (as after a trainer) is measured and generates without
-    dropout, as ``measure`` scores: identical to the model in eval mode. Kills a forward pass in training
-    mode (dropout of half the activations moves every log-probability) and a measure that leaves the
+    dropout, as ``measure`` scores: as the model in eval mode, within the float32 bounds of two evaluations
+    (a copy). Kills a forward pass in training mode (dropout of half the activations moves the response
+    log-probabilities by 2.2 to 52 bounds, the KL to 0.006 bits, 50 bounds) and a measure that leaves the
     model in eval mode (also when the KL's model and base are one object)."""
     noisy = copy.deepcopy(model)
     for module in noisy.modules():
@@ -98,9 +109,11 @@ def test_measures_ignore_dropout_and_keep_the_models_mode(tok, model):
     noisy.train()
     got = blm.response_log_probs(noisy, tok, PAIRS, "aligned", batch_size=2)
     want = blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=2)
-    np.testing.assert_array_equal(got.log_prob, want.log_prob)
-    assert blm.kl_to_base_per_token(noisy, model, tok, TEXTS).bits_per_token == 0.0
-    assert blm.kl_to_base_per_token(noisy, noisy, tok, TEXTS).bits_per_token == 0.0  # one object as both
+    f32 = _bounds(tok, model)
+    np.testing.assert_allclose(got.log_prob, want.log_prob, rtol=0, atol=2 * f32.sum_tolerance(want.n_tokens.max()))
+    kl_tol = 2 * f32.kl_bits_tolerance(0.0)
+    assert abs(blm.kl_to_base_per_token(noisy, model, tok, TEXTS).bits_per_token) <= kl_tol
+    assert abs(blm.kl_to_base_per_token(noisy, noisy, tok, TEXTS).bits_per_token) <= kl_tol  # one object as both
     prompts = [p.prompt for p in PAIRS]
     assert blm.generate_greedy(noisy, tok, prompts, max_new_tokens=8) == blm.generate_greedy(model, tok, prompts,
                                                                                             max_new_tokens=8)
@@ -111,9 +124,11 @@ def test_margins_are_aligned_minus_unaligned_per_response_and_per_token(tok, mod
     m = blm.margins(model, tok, PAIRS, batch_size=1)
     a = blm.response_log_probs(model, tok, PAIRS, "aligned", batch_size=3)
     u = blm.response_log_probs(model, tok, PAIRS, "unaligned", batch_size=3)
-    tol = 256 * 10 * 16 * EPS32  # as above, for responses of fewer than 256 tokens
-    np.testing.assert_allclose(m.per_response, a.log_prob - u.log_prob, atol=tol, rtol=0)
-    np.testing.assert_allclose(m.per_token, a.log_prob / a.n_tokens - u.log_prob / u.n_tokens, atol=tol, rtol=0)
+    # two float32 evaluations (batches of 1 and 3) of margins of at most n response tokens: absolute bounds
+    f32, n = _bounds(tok, model), int(max(a.n_tokens.max(), u.n_tokens.max()))
+    np.testing.assert_allclose(m.per_response, a.log_prob - u.log_prob, atol=2 * f32.margin_tolerance(n), rtol=0)
+    np.testing.assert_allclose(m.per_token, a.log_prob / a.n_tokens - u.log_prob / u.n_tokens,
+                               atol=2 * f32.margin_tolerance(n, "token"), rtol=0)
     s = m.summary("response", method="t")
     # Student's t over the 3 pairs, t_{0.975, 2} = 4.302652729749462 (scipy.stats.t.ppf(0.975, 2)):
     # a normal 1.96, a population sd or the per-token values would each give another half-width
@@ -165,22 +180,29 @@ def _brute_force_kl_bits(model, base, tok, texts) -> float:
 
 
 def test_kl_to_base_is_zero_for_the_model_itself(tok, model):
+    """Zero within the float32 bound of two evaluations at KL 0 (1.2e-4 bits); kills a negative entropy or a
+    cross-entropy in its place (8.3 bits per token, 69,000 bounds)."""
     stored = blm.base_log_probs(model, tok, TEXTS)
-    assert blm.kl_to_base_per_token(model, stored, tok).bits_per_token == 0.0
-    assert blm.kl_to_base_per_token(model, model, tok, TEXTS).bits_per_token == 0.0
+    tol = 2 * _bounds(tok, model).kl_bits_tolerance(0.0)
+    assert abs(blm.kl_to_base_per_token(model, stored, tok).bits_per_token) <= tol
+    assert abs(blm.kl_to_base_per_token(model, model, tok, TEXTS).bits_per_token) <= tol
 
 
 def test_kl_to_base_equals_the_brute_force_sum_in_bits(tok, model, perturbed):
-    """Kills a nats/bits swap (a factor ln 2 = 0.69 off), swapped arguments (KL is asymmetric, checked
-    to differ by more than the tolerance), and a per-text instead of per-token mean. Tolerance: float32
-    terms summed over V = 320 entries, relative 1e-4 of the value (|log p - log q| < 10, 320 * 16 eps32)."""
+    """Kills a nats/bits swap (a factor ln 2 = 0.69 off, 39 bounds), swapped arguments (KL is asymmetric:
+    the reverse KL is 1.7 bounds away, checked to differ by more than the bound), and a per-text instead of
+    per-token mean (pooled totals checked in float64; in value only 0.02 bounds here). Tolerance: the brute force
+    and the measure are two float32 evaluations, 2 kl_bits_tolerance (5.4e-4 bits at 0.069 bits per token;
+    measured gap 5e-5 bounds)."""
     stored = blm.base_log_probs(model, tok, TEXTS)
     want = _brute_force_kl_bits(perturbed, model, tok, TEXTS)
     got = blm.kl_to_base_per_token(perturbed, stored, tok)
-    assert want > 0 and got.bits_per_token == pytest.approx(want, rel=1e-4)
-    assert blm.kl_to_base_per_token(perturbed, model, tok, TEXTS).bits_per_token == pytest.approx(want, rel=1e-4)
+    tol = 2 * _bounds(tok, model, perturbed).kl_bits_tolerance(max(want, got.bits_per_token))
+    assert want > 0 and got.bits_per_token == pytest.approx(want, rel=0, abs=tol)
+    assert blm.kl_to_base_per_token(perturbed, model, tok, TEXTS).bits_per_token == pytest.approx(want, rel=0, abs=tol)
+    assert got.bits_per_token == pytest.approx(got.per_text_bits.sum() / got.per_text_tokens.sum(), rel=roundings(4))
     reverse = _brute_force_kl_bits(model, perturbed, tok, TEXTS)
-    assert abs(reverse - want) > 1e-3 * want
+    assert abs(reverse - want) > tol
     assert got.n_tokens == sum(len(tok(text=t, add_special_tokens=False)["input_ids"]) for t in TEXTS)
     assert stored.nbytes == 4 * len(tok) * stored.n_tokens  # float32 rows over the whole vocabulary
     lo, hi = got.ci95(seed=0)
@@ -190,14 +212,18 @@ def test_kl_to_base_equals_the_brute_force_sum_in_bits(tok, model, perturbed):
 
 
 def test_kl_on_pairs_covers_the_response_tokens_of_both_sides(tok, model, perturbed):
-    """Same brute force, over the response positions only (kills scoring the prompt, or one side only)."""
+    """Same brute force and bounds, over the response positions only (kills scoring the prompt, or one side
+    only, through the token counts; measured gap 7e-6 bounds)."""
     stored = blm.base_log_probs(model, tok, PAIRS)
     got = blm.kl_to_base_per_token(perturbed, stored, tok, PAIRS)
-    assert got.bits_per_token == pytest.approx(_brute_force_kl_bits(perturbed, model, tok, PAIRS), rel=1e-4)
+    want = _brute_force_kl_bits(perturbed, model, tok, PAIRS)
+    f32 = _bounds(tok, model, perturbed)
+    tol = 2 * f32.kl_bits_tolerance(max(want, got.bits_per_token))
+    assert got.bits_per_token == pytest.approx(want, rel=0, abs=tol)
     responses = blm.margins(model, tok, PAIRS)
     assert list(got.per_text_tokens) == [n for a, u in zip(responses.aligned.n_tokens, responses.unaligned.n_tokens)
                                          for n in (a, u)]
-    assert blm.kl_to_base_per_token(model, stored, tok).bits_per_token == 0.0
+    assert abs(blm.kl_to_base_per_token(model, stored, tok).bits_per_token) <= 2 * f32.kl_bits_tolerance(0.0)
 
 
 def test_bad_input_is_refused_with_a_message(tok, model):
