@@ -18,7 +18,8 @@ case "$job" in
   demo) exec .venv/bin/elastic-theory demo ;;
   test)
     set +e
-    .venv/bin/python -m pytest -n 2 "${@:2}"
+    # Both tiers (-m "" undoes pyproject's default -m 'not slow'), the 20 slowest items listed at the end.
+    .venv/bin/python -m pytest -n 2 -m "" --durations=20 "${@:2}"
     rc=$?
     # pytest exit code 5 means no test was collected: that is a failure here, never a pass.
     [ "$rc" -eq 5 ] && echo "no tests were collected" >&2
