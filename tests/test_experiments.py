@@ -107,7 +107,6 @@ def test_summary_names_the_seeds_beyond_the_kl_sign_threshold(tiny_run):
     assert s["kl_to_optimum_bits_per_seed"] == [max(rows[0.0]["kl_to_optimum_bits"], rows[0.2]["kl_to_optimum_bits"])]
     assert s["seeds_beyond_kl_threshold"] == ([0] if s["kl_to_optimum_bits_per_seed"][0] > threshold else [])
     summarize = get("joint-ratio").summarize
-    s = {**s, "R_influence_l0": math.nan}  # as run() returns it without influence (saved as null)
     far = {**res, "summary": [{**s, "kl_to_optimum_bits_per_seed": [0.02], "seeds_beyond_kl_threshold": [0]}]}
     assert f"k = 4, seed 0: KL 0.02 bits > {threshold:.2g}" in summarize(far)
     assert "certify" not in summarize({**res, "summary": [{**s, "seeds_beyond_kl_threshold": []}]})
@@ -137,6 +136,29 @@ def test_resume_after_a_kill_gives_identical_results(tiny_run, tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert strip(resumed["rows"]) == strip(reference["rows"]) and resumed["summary"] == reference["summary"]
+
+
+def _as_run_returned(saved: dict) -> dict:
+    """Results read back from results.json with each value listed under ``non_finite`` (saved as null) restored."""
+    out = json.loads(json.dumps(saved))
+    for pointer, reason in out.pop("non_finite", {}).items():
+        *path, last = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+        parent = out
+        for token in path:
+            parent = parent[int(token) if isinstance(parent, list) else token]
+        parent[int(last) if isinstance(parent, list) else last] = float(reason)
+    return out
+
+
+def test_summary_of_results_read_back_with_nulls_is_the_summary_of_the_run(tiny_run):
+    """A non-finite value is saved as null (io.to_jsonable); summarizing results.json as read back gives the text that
+    the results run() returned give. Without influence, the influence ratio is nan."""
+    _, out, _ = tiny_run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["summary"][0]["R_influence_l0"] is None and saved["non_finite"]["/summary/0/R_influence_l0"] == "nan"
+    summarize = get("joint-ratio").summarize
+    assert summarize(saved) == summarize(_as_run_returned(saved))
+    assert "| nan (pred. " in summarize(saved)
 
 
 def test_plot_redraws_from_saved_results_and_from_a_tracker_file(tiny_run, tmp_path):
@@ -313,8 +335,11 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
     assert all(0 < r["kl_sign_threshold_bits"] < math.inf for r in res["rows"])
     far = [{**x, "seeds_beyond_kl_threshold": [{"seed": 0, "base_kl_to_optimum_bits": 0.05, "kl_sign_threshold_bits": 1e-9}]}
            if x["step"] == 1 else x for x in res["summary"]]
-    assert "k = 4, seed 0: base KL 0.05 bits > the sign threshold at 1 of 2" in get("sequential-ratio").summarize(
-        {**res, "summary": far, "scaling": []})  # one k: no slope (nan, saved as null)
+    summarize = get("sequential-ratio").summarize
+    assert "k = 4, seed 0: base KL 0.05 bits > the sign threshold at 1 of 2" in summarize({**res, "summary": far})
+    # one k: no slope (nan, saved as null); results.json as read back summarizes as the run's results do
+    assert all(x["slope"] is None for x in res["scaling"]) and res["non_finite"]["/scaling/0/slope"] == "nan"
+    assert summarize(res) == summarize(_as_run_returned(res))
     track = out / res["tracks"][next(iter(res["tracks"]))]
     assert len(track.read_text().splitlines()) == 2 * 4  # two datasets at steps 0..3
     assert CliRunner().invoke(app, ["plot", str(track)]).exit_code == 0 and track.with_suffix(".png").is_file()

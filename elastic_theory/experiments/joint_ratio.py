@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..elasticity import check_k, check_l, sign_threshold
 from ..runs import RunDir, unit_key
+from ..seedstats import _saved
 from ..synthetic import ROLES, SyntheticWorld, WorldConfig, check_weights
 from ..trainconfig import ModelConfig, StageConfig
 from . import Context, Experiment, register
@@ -250,7 +251,8 @@ def rate_error_bound_bits(kl_bits: float, share: float, mean_length: float, kl_r
 
 
 def summarize(results: dict) -> str:
-    """The summary as a markdown table."""
+    """The summary as a markdown table, from results as :func:`run` returns them or as read back from
+    ``results.json`` (where a non-finite value, e.g. the influence ratio of a run without influence, is ``null``)."""
     lines = [f"joint-ratio: finite-difference ratio from l = 0 to l = {results['l_ratio']} "
              f"(l* = {results['l_star']:.4g}; warm start: {results['warm_start']}); 95% t-intervals over seeds", "",
              "| k | R measured | 95% CI | R predicted | rel. error | dgamma_p measured | 95% CI | predicted | R influence (l->0) | max KL (bits) | KL sign threshold (bits) |",
@@ -260,9 +262,10 @@ def summarize(results: dict) -> str:
         ci = "n/a" if s["R_measured_ci95"] is None else f"[{s['R_measured_ci95'][0]:.4g}, {s['R_measured_ci95'][1]:.4g}]"
         pci = "n/a" if s["delta_gamma_pretrain_ci95"] is None else f"[{s['delta_gamma_pretrain_ci95'][0]:.3g}, {s['delta_gamma_pretrain_ci95'][1]:.3g}]"
         thresholds = s.get("kl_sign_threshold_bits_per_seed") or [math.nan]
-        lines.append(f"| {s['k']:g} | {s['R_measured']:.4g} | {ci} | {s['R_predicted']:.4g} | {s['R_relative_error']:+.1%} | "
-                     f"{s['delta_gamma_pretrain_measured']:.3g} | {pci} | {s['delta_gamma_pretrain_predicted']:.3g} | "
-                     f"{s['R_influence_l0']:.4g} (pred. {s['R_derivative_l0_predicted']:.4g}) | {s['max_kl_to_optimum_bits']:.2g} | "
+        lines.append(f"| {s['k']:g} | {_saved(s['R_measured']):.4g} | {ci} | {_saved(s['R_predicted']):.4g} | "
+                     f"{_saved(s['R_relative_error']):+.1%} | {_saved(s['delta_gamma_pretrain_measured']):.3g} | {pci} | "
+                     f"{s['delta_gamma_pretrain_predicted']:.3g} | {_saved(s['R_influence_l0']):.4g} "
+                     f"(pred. {_saved(s['R_derivative_l0_predicted']):.4g}) | {s['max_kl_to_optimum_bits']:.2g} | "
                      f"{min(thresholds):.2g} |")
         for seed in s.get("seeds_beyond_kl_threshold", []):
             i = s["seeds"].index(seed)

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..elasticity import LN2, check_k, ratio_R, sign_threshold
 from ..runs import RunDir, unit_key
+from ..seedstats import _saved
 from ..synthetic import SyntheticWorld, WeightedSequences, WorldConfig, check_weights
 from ..trainconfig import ModelConfig, StageConfig
 from . import Context, Experiment, register
@@ -333,7 +334,8 @@ def _scaling(rows: list[dict]) -> list[dict]:
 
 
 def summarize(results: dict) -> str:
-    """Markdown tables: ratio against k per arm and step, and the log-log slope."""
+    """Markdown tables: ratio against k per arm and step, and the log-log slope, from results as :func:`run` returns
+    them or as read back from ``results.json`` (where a non-finite value, e.g. the slope over one k, is ``null``)."""
     lines = ["sequential-ratio: Delta gamma_a / -Delta gamma_p after n steps on D_t alone (mean, 95% t-interval over seeds)", "",
              "| k | arm | step | ratio | 95% CI | ratio/k | Delta gamma_p | seeds with gamma_p up | seeds beyond KL threshold | l_eff | predicted at l_eff |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -341,15 +343,15 @@ def summarize(results: dict) -> str:
     for s in results["summary"]:
         ci = "n/a" if s["ratio_ci95"] is None else f"[{s['ratio_ci95'][0]:.4g}, {s['ratio_ci95'][1]:.4g}]"
         if s["step"] == 0:
-            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | tabular: {s['ratio_tabular']:.4g} "
-                         f"| | | | R(k, 0) = {s['R_predicted_l0']:.4g} |")
+            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {_saved(s['ratio']):.4g} | {ci} | {_saved(s['ratio_over_k']):.3g} | "
+                         f"tabular: {_saved(s['ratio_tabular']):.4g} | | | | R(k, 0) = {_saved(s['R_predicted_l0']):.4g} |")
             continue
         far = s.get("seeds_beyond_kl_threshold", [])
         for f in far:
             beyond.setdefault((s["k"], f["seed"], f["base_kl_to_optimum_bits"]), []).append(f["kl_sign_threshold_bits"])
-        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {s['ratio']:.4g} | {ci} | {s['ratio_over_k']:.3g} | "
-                     f"{s['delta_gamma_pretrain']:.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
-                     f"{s['l_eff']:.3g} | {s['R_finite_predicted_at_l_eff']:.4g} |")
+        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {_saved(s['ratio']):.4g} | {ci} | {_saved(s['ratio_over_k']):.3g} | "
+                     f"{_saved(s['delta_gamma_pretrain']):.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
+                     f"{_saved(s['l_eff']):.3g} | {_saved(s['R_finite_predicted_at_l_eff']):.4g} |")
     if beyond:
         lines += ["", "Bases too far from the joint optimum to certify the sign of Delta gamma_p at some (arm, step) "
                       "(their distance could flip it; the rows above include them):"]
@@ -360,7 +362,7 @@ def summarize(results: dict) -> str:
     lines += ["", "| arm | step | slope of log ratio on log k | 95% CI | points with ratio > 0 |", "|---|---|---|---|---|"]
     for s in results["scaling"]:
         ci = "n/a" if s["slope_ci95"] is None else f"[{s['slope_ci95'][0]:.3g}, {s['slope_ci95'][1]:.3g}]"
-        lines.append(f"| {s['arm']} | {s['step']} | {s['slope']:.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
+        lines.append(f"| {s['arm']} | {s['step']} | {_saved(s['slope']):.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
     return "\n".join(lines)
 
 
