@@ -18,8 +18,10 @@ case "$job" in
   demo) exec .venv/bin/elastic-theory demo ;;
   test)
     set +e
-    # Both tiers (-m "" undoes pyproject's default -m 'not slow'), the 20 slowest items listed at the end.
-    .venv/bin/python -m pytest -n 2 -m "" --durations=20 "${@:2}"
+    # Both tiers (-m "" undoes pyproject's default -m 'not slow'), the 20 slowest items listed at the end. The slow
+    # items come first (tests/conftest.py) and an idle process takes half of the other's queue (worksteal): xdist's
+    # default hands each process one contiguous block up front, and the block holding the slow items becomes the tail.
+    .venv/bin/python -m pytest -n 2 --dist worksteal -m "" --durations=20 "${@:2}"
     rc=$?
     # pytest exit code 5 means no test was collected: that is a failure here, never a pass.
     [ "$rc" -eq 5 ] && echo "no tests were collected" >&2
