@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from elastic_theory.corpora import jailbreakbench_pairs, wikipedia_sample  # noqa: E402
+from elastic_theory.data.corpora import jailbreakbench_pairs, wikipedia_sample  # noqa: E402
 from elastic_theory.empirical import load_model_and_tokenizer, smollm2_gguf_path  # noqa: E402
 from elastic_theory.empirical import behaviour_lm as blm  # noqa: E402
 

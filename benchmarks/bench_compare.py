@@ -98,7 +98,7 @@ def main() -> None:
     for k, t in best.items():
         print(f"{k:30s} {t:8.2f} {t / base:10.3f} {counts[k]:15d}")
     if args.json:
-        from elastic_theory.io import write_json_atomic
+        from elastic_theory.data.io import write_json_atomic
 
         write_json_atomic(args.json, {"seconds": best, "ratio_to_measure": {k: t / base for k, t in best.items()},
                                       "scoring_passes": counts, "models": args.models, "docs": args.docs,

@@ -35,9 +35,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import _project_python  # noqa: F401,E402  (first: one clear line under an interpreter without the project)
 import torch  # noqa: E402
 
-from elastic_theory.corpora import PreferencePair  # noqa: E402
+from elastic_theory.data.corpora import PreferencePair  # noqa: E402
 from elastic_theory.empirical.finetune import prompt_text, run_finetune  # noqa: E402
-from elastic_theory.trainconfig import FinetuneConfig  # noqa: E402
+from elastic_theory.infra.trainconfig import FinetuneConfig  # noqa: E402
 
 WORDS = "the model learns to answer every question with a short and careful reply".split()
 

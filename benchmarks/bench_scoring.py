@@ -283,7 +283,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     results = cpu_suites(args) if args.suite == "cpu" else gpu_suite(args)
     if args.json:
-        from elastic_theory.io import write_json_atomic
+        from elastic_theory.data.io import write_json_atomic
 
         write_json_atomic(args.json, results)
 

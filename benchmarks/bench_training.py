@@ -39,8 +39,8 @@ from elastic_theory.empirical.training import (  # noqa: E402
     save_state,
     train_stage,
 )
-from elastic_theory.synthetic import SyntheticWorld, WorldConfig  # noqa: E402
-from elastic_theory.trainconfig import ModelConfig, StageConfig  # noqa: E402
+from elastic_theory.data.synthetic import SyntheticWorld, WorldConfig  # noqa: E402
+from elastic_theory.infra.trainconfig import ModelConfig, StageConfig  # noqa: E402
 
 
 def bare_loop(model, data, steps: int, lr: float) -> float:

@@ -32,7 +32,7 @@ import tracemalloc
 
 import numpy as np
 
-from elastic_theory.tree import TokenTree, cross_entropy, mixture
+from elastic_theory.theory.tree import TokenTree, cross_entropy, mixture
 
 
 def peak_rss_mib() -> float:

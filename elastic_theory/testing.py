@@ -2,7 +2,7 @@ r"""Hypothesis strategies for token trees, datasets and mixtures: valid by const
 
 Each strategy *builds* a valid object (it never draws and then filters), so it is cheap to
 use in property tests and in searches for counterexamples to the theory. Every docstring
-states what a drawn value guarantees; the tests in ``tests/test_testing.py`` keep those
+states what a drawn value guarantees; the tests in ``tests/test_strategies.py`` keep those
 statements honest.
 
 Sizes are kept small by default (trees of a few dozen nodes) so that hundreds of examples
@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from ._validation import check_count, check_depth, check_positive_sizes, check_vocab_size
-from .tree import TokenTree
+from .theory.tree import TokenTree
 
 __all__ = [
     "MAX_DECADES",
@@ -52,7 +52,7 @@ def probability_vectors(draw, n: int, min_prob: float = 0.0) -> np.ndarray:
     :math:`p_i = m + (1 - n m)\, w_i / \sum_j w_j`, :math:`m` = ``min_prob``.
 
     Guarantees: shape ``(n,)``; every entry finite, ``> 0`` and ``>= min_prob``;
-    :math:`|\sum_i p_i - 1| \le` :func:`~elastic_theory.tolerances.probability_sum_tolerance` ``(n)``.
+    :math:`|\sum_i p_i - 1| \le` :func:`~elastic_theory.theory.tolerances.probability_sum_tolerance` ``(n)``.
     Requires ``n >= 1`` and ``0 <= min_prob <= 1/n``.
     """
     n = check_count(n, "n", 1)
@@ -127,7 +127,7 @@ def token_trees(
     pruned_depth: int | None = None,
     max_count: int = 10**6,
 ) -> TokenTree:
-    """A :class:`~elastic_theory.tree.TokenTree` built from a :func:`weighted_datasets` draw.
+    """A :class:`~elastic_theory.theory.tree.TokenTree` built from a :func:`weighted_datasets` draw.
 
     ``vocab_size=None`` draws the alphabet size from ``2 .. SMALL_VOCAB_MAX``. With
     ``pruned_depth`` the tree is pruned to that depth (:meth:`TokenTree.prune`; its cut leaves
@@ -195,7 +195,7 @@ def mixtures(
     ``max_decades`` orders of magnitude (the paper's :math:`k = |D_p|/|D_a|` is 1e3..1e6).
 
     Guarantees: ``len(trees) == len(sizes) == n``; ``sizes`` is a float64 array of finite values
-    in ``[1, 10**max_decades]``, accepted by :func:`~elastic_theory.tree.mixture`.
+    in ``[1, 10**max_decades]``, accepted by :func:`~elastic_theory.theory.tree.mixture`.
     """
     n = check_count(n, "n", 1)
     max_decades = check_count(max_decades, "max_decades", 0)
@@ -232,7 +232,7 @@ def disjoint_components(
 def theorem_settings(
     draw, disjoint: bool = True, max_decades: int = 6, min_w3: float = 1e-3
 ) -> tuple[tuple[TokenTree, TokenTree, TokenTree], np.ndarray, float]:
-    r"""``(components, w, k)`` for :meth:`elastic_theory.elasticity.PerturbationModel.from_components`.
+    r"""``(components, w, k)`` for :meth:`elastic_theory.theory.elasticity.PerturbationModel.from_components`.
 
     ``components``: :func:`disjoint_components` (``disjoint=True``) or a :func:`tree_families`
     draw of 3 trees whose supports may overlap; ``w``: a :func:`probability_vectors` draw of

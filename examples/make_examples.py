@@ -28,7 +28,7 @@ def token_datasets() -> dict[str, list[list[int]]]:
       from D_p, so k = |D_p|/|D_a| = 10 and l* = w3/(1 - w3) = 0.25 (THEORY §2.2);
     * ``D.jsonl``: the first 200 sentences of Python's help text as UTF-8 bytes (tokens 0..255).
     """
-    from elastic_theory.examples import stdlib_sentences
+    from elastic_theory.data.builtin_text import stdlib_sentences
 
     def words(alphabet, *lengths):
         return [list(w) for n in lengths for w in itertools.product(alphabet, repeat=n)]

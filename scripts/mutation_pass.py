@@ -36,10 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 #: module -> the test files that target it (run with -x -n 0).
 TARGETS = {
-    "tree": ["tests/test_tree.py"],
-    "rates": ["tests/test_rates.py"],
-    "elasticity": ["tests/test_elasticity.py"],
-    "coding": ["tests/test_coding.py"],
+    "tree": ["tests/theory/test_token_tree.py"],
+    "rates": ["tests/theory/test_rates.py"],
+    "elasticity": ["tests/theory/test_elasticity.py"],
+    "coding": ["tests/theory/test_coding.py"],
 }
 BINOPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult, ast.FloorDiv: ast.Div}
 CMPOPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
@@ -167,7 +167,7 @@ def main() -> None:
             shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         for module in args.modules:
-            path = work / "elastic_theory" / f"{module}.py"
+            path = work / "elastic_theory" / "theory" / f"{module}.py"
             original = path.read_text(encoding="utf-8")
             tree = ast.parse(original)
             all_sites = sites(tree)

@@ -21,9 +21,9 @@ import functools
 
 import numpy as np
 
-from elastic_theory import pareto
-from elastic_theory.examples import BYTE_VOCAB_SIZE, stdlib_sentences, wikipedia_prefix_tree
-from elastic_theory.tree import TokenTree
+from elastic_theory.theory import pareto
+from elastic_theory.data.builtin_text import BYTE_VOCAB_SIZE, stdlib_sentences, wikipedia_prefix_tree
+from elastic_theory.theory.tree import TokenTree
 
 
 def _continuous_ks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,10 +51,10 @@ def _is_synopsis(command: str) -> bool:
 #: pay twice for the same minutes. ``test_commands_run_elsewhere_are_run_there`` keeps each entry honest.
 RUN_BY_TESTS = {
     "elastic-theory experiment ratio --model smollm2-135m --quick":
-        "tests/test_experiments_lm_more.py::test_smollm2_quick_runs",
+        "tests/experiments/test_lm_resistance_and_ratio.py::test_smollm2_quick_runs",
     "elastic-theory experiment resistance --model smollm2-135m --quick":
-        "tests/test_experiments_lm_more.py::test_smollm2_quick_runs",
-    "elastic-theory verify --markdown": "tests/test_cli_verify.py::test_docs_table_is_the_verify_output",
+        "tests/experiments/test_lm_resistance_and_ratio.py::test_smollm2_quick_runs",
+    "elastic-theory verify --markdown": "tests/cli/test_verify_cmd.py::test_docs_table_is_the_verify_output",
 }
 
 #: Commands whose whole run another page command (run here) repeats with more options: the same work, once.

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from elastic_theory.rates import gamma, normalized_gamma
-from elastic_theory.tolerances import roundings
-from elastic_theory.tree import TokenTree, cross_entropy, kl_divergence, model_leaf_probs
+from elastic_theory.theory.rates import gamma, normalized_gamma
+from elastic_theory.theory.tolerances import roundings
+from elastic_theory.theory.tree import TokenTree, cross_entropy, kl_divergence, model_leaf_probs
 
 
-CORE_MODULES = ("tree", "coding", "rates", "io", "provenance", "elasticity", "symbolic", "highprec", "pareto", "claims",
-                "testing", "examples", "cli", "comparison", "corpora", "synthetic", "runs", "trainconfig", "experiments",
-                "experiments.joint_ratio", "experiments.sequential_ratio", "behaviour", "twophase", "seedstats",
-                "resistance", "experiments.resistance", "experiments.rebound", "experiments.scaling")
+CORE_MODULES = ("theory.tree", "theory.coding", "theory.rates", "data.io", "infra.provenance", "theory.elasticity",
+                "theory.symbolic", "theory.highprec", "theory.pareto", "claims", "testing", "data.builtin_text", "cli",
+                "stats.comparison", "data.corpora", "data.synthetic", "infra.rundir", "infra.trainconfig", "experiments",
+                "experiments.synthetic.joint_ratio", "experiments.synthetic.sequential_ratio", "stats.behaviour",
+                "stats.twophase", "stats.seedstats", "stats.entropy_matching", "experiments.synthetic.resistance",
+                "experiments.synthetic.rebound", "experiments.synthetic.scaling")
 
 
 def test_core_import_does_not_load_torch_or_transformers():

@@ -8,7 +8,7 @@ number of cases tried, the worst case's error (a bound's violation, a formula's 
 disagreement of two computations) with that same case's tolerance, and, where one was found, a
 counterexample. Every check records its cases one way, with :class:`Worst`: the worst case is the
 one whose error is largest in units of its own tolerance, and ``error_in_tolerances`` > 1 means a
-violation. Tolerances come from :mod:`elastic_theory.tolerances`. The verdict comes from the
+violation. Tolerances come from :mod:`elastic_theory.theory.tolerances`. The verdict comes from the
 evidence only, so it can disagree with the expectation; :func:`run_verification` runs the
 registry and :attr:`VerificationReport.all_agree` is True only when every verdict is the
 expected one.

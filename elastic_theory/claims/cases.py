@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import elasticity
-from ..tree import TokenTree
+from ..theory import elasticity
+from ..theory.tree import TokenTree
 
 
 def random_sequences(rng: np.random.Generator, V: int, max_size: int, max_len: int) -> list[list[int]]:
@@ -93,7 +93,7 @@ def exact_dgamma_dl(k: float, l: float, w3: float) -> tuple[Fraction, Fraction]:
     r"""``(d gamma_a/dl, d gamma_p/dl)`` in nats per response, exactly, at the float arguments (§2.2).
 
     :math:`1/(1+k+l)` and :math:`1/(1+k+l) - w_3/(k w_3 + l)` (the second term absent for w3 = 0):
-    written from THEORY §2.2 independently of :mod:`elastic_theory.elasticity`, as the reference
+    written from THEORY §2.2 independently of :mod:`elastic_theory.theory.elasticity`, as the reference
     its closed forms are checked against.
     """
     K, L, W3 = Fraction(k), Fraction(l), Fraction(w3)

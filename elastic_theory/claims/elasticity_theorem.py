@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import elasticity, symbolic
-from ..tolerances import closed_form_tolerance, perturbation_derivative_tolerance, roundings
+from ..theory import elasticity, symbolic
+from ..theory.tolerances import closed_form_tolerance, perturbation_derivative_tolerance, roundings
 from .cases import (
     exact_dgamma_dl, exact_grid, exact_margin, k_grid, l_of, random_setting, sign_warned, U_BEYOND, U_GRID, W3_GRID,
 )

@@ -7,8 +7,8 @@ from random import Random
 
 import numpy as np
 
-from .. import elasticity
-from ..tolerances import perturbation_derivative_tolerance
+from ..theory import elasticity
+from ..theory.tolerances import perturbation_derivative_tolerance
 from .cases import dataset_json, disjoint_example, exact_margin, sign_warned
 from .registry import Evidence, Worst, holds_or_fails, register
 

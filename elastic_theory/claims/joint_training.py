@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from .. import elasticity, highprec, symbolic
-from ..tolerances import perturbation_derivative_tolerance, sum_tolerance
-from ..tree import TokenTree, model_leaf_probs
+from ..theory import elasticity, highprec, symbolic
+from ..theory.tolerances import perturbation_derivative_tolerance, sum_tolerance
+from ..theory.tree import TokenTree, model_leaf_probs
 from .cases import random_setting
 from .registry import Evidence, Worst, register
 

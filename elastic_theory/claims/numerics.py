@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import highprec
+from ..theory import highprec
 from .registry import Evidence, Worst, register
 
 

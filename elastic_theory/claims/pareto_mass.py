@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import pareto
+from ..theory import pareto
 from .registry import Evidence, Verdict, register
 
 
@@ -53,7 +53,7 @@ def _pareto_offset(rng: np.random.Generator) -> Evidence:
     "inconclusive",
 )
 def _pareto_text(rng: np.random.Generator) -> Evidence:
-    from ..examples import wikipedia_prefix_tree
+    from ..data.builtin_text import wikipedia_prefix_tree
 
     tree = wikipedia_prefix_tree(3)
     res = pareto.counts_verdict(pareto.tree_leaf_counts(tree), int(tree.n_sequences), rng)

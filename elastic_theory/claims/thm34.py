@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..coding import code_length_report
-from ..tolerances import sum_tolerance
-from ..tree import TokenTree
+from ..theory.coding import code_length_report
+from ..theory.tolerances import sum_tolerance
+from ..theory.tree import TokenTree
 from .cases import dataset_json, random_tree
 from .registry import Evidence, Worst, register
 

@@ -7,10 +7,10 @@ A new command should use these helpers, so that every command behaves alike:
   one ``interrupted`` line and exit code 130 (:func:`interrupted` for a command that keeps partial
   results first);
 * :func:`json_option` / :func:`folder_option` for output paths: checked when the command line is
-  parsed, before any expensive work (:func:`elastic_theory.io.check_output_path`); ``-`` is stdout;
+  parsed, before any expensive work (:func:`elastic_theory.data.io.check_output_path`); ``-`` is stdout;
 * :func:`write_result` to write a result file: atomic, non-finite numbers encoded as documented in
-  :func:`elastic_theory.io.to_jsonable`, the versions and command line recorded under ``provenance``
-  (:func:`elastic_theory.provenance.provenance`);
+  :func:`elastic_theory.data.io.to_jsonable`, the versions and command line recorded under ``provenance``
+  (:func:`elastic_theory.infra.provenance.provenance`);
 * :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
   goes into rich output, where ``[...]`` would otherwise be read as markup;
 * :func:`threads_option` / :func:`apply_threads` wherever torch runs (:data:`DEFAULT_THREADS` unless the user
@@ -145,7 +145,7 @@ def _checked_at_parse_time(check: Callable[[Path], None]) -> Callable[[Any], Any
 def json_option(help: str, option: str = "--json") -> Any:
     """A ``--json FILE`` option whose path is checked at parse time (before any work; ``-`` is stdout)."""
     def check(path: Path) -> None:
-        from ..io import check_output_path
+        from ..data.io import check_output_path
 
         check_output_path(path, option)
 
@@ -156,7 +156,7 @@ def json_option(help: str, option: str = "--json") -> Any:
 def folder_option(help: str, option: str) -> Any:
     """An output-folder option checked at parse time: an existing file, or a parent that is a file, is refused."""
     def check(path: Path) -> None:
-        from ..io import check_output_path
+        from ..data.io import check_output_path
 
         if path.exists() and not path.is_dir():
             raise ValueError(f"{option} {path}: is a file; give a folder (it is created if missing)")
@@ -171,10 +171,10 @@ def write_result(path: str | Path, result: dict) -> None:
 
     ``-`` writes the JSON to stdout; any other path is written atomically and ``wrote PATH`` goes to
     stderr (so that stdout stays the command's table or JSON). Non-finite numbers are encoded as
-    documented in :func:`elastic_theory.io.to_jsonable`.
+    documented in :func:`elastic_theory.data.io.to_jsonable`.
     """
-    from ..io import STDOUT, write_json_atomic
-    from ..provenance import provenance
+    from ..data.io import STDOUT, write_json_atomic
+    from ..infra.provenance import provenance
 
     write_json_atomic(path, {**result, "provenance": provenance()})
     if str(path) != STDOUT:
@@ -262,7 +262,7 @@ def console(json_out: Any = None):
     """
     from rich.console import Console
 
-    from ..io import STDOUT
+    from ..data.io import STDOUT
 
     file = sys.stderr if json_out is not None and str(json_out) == STDOUT else sys.stdout
     fixed = not (os.environ.get("COLUMNS") or (hasattr(file, "isatty") and file.isatty()))

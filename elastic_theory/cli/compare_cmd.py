@@ -120,7 +120,7 @@ def compare_command(
         require_extra(module, "empirical", "compare")
     if plots is not None:
         require_extra("matplotlib", "plots", "compare --plots")
-    from ..comparison import compare_rates
+    from ..stats.comparison import compare_rates
     from ..empirical.compare import ScoreCache, ScoringSettings
     from ..empirical.loading import default_cache_dir
     from ..empirical.loading import locate_model
@@ -286,7 +286,7 @@ def write_per_document(path: Path, documents: dict, scores: dict) -> None:
     """One JSON line per document: ``dataset``, ``document``, ``n_bytes`` and, per model, ``bits`` and ``n_tokens``."""
     import json
 
-    from ..io import to_jsonable, write_text_atomic
+    from ..data.io import to_jsonable, write_text_atomic
 
     lines = []
     for d, docs in documents.items():

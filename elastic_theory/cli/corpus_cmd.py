@@ -15,7 +15,7 @@ CORPORA = ("jailbreakbench", "polarity", "wikipedia")
 def corpus_records(name: str, *, side: str, label: str | None, unit: str, template: str, split: str | None,
                    n_measure: int | None, n_train: int | None, seed: int) -> list[dict]:
     """The records (``name``, ``text`` and, where there is one, ``label``) that ``corpus`` writes."""
-    from .. import corpora
+    from ..data import corpora
 
     if name == "jailbreakbench":
         items = corpora.jailbreakbench_pairs()
@@ -62,7 +62,7 @@ def corpus_command(
     The same --seed and --n-measure give the same split for every side and label (the label filter
     applies after the split; --n-measure counts items of both labels).
     """
-    from ..io import to_jsonable, write_text_atomic
+    from ..data.io import to_jsonable, write_text_atomic
 
     if side not in ("aligned", "unaligned"):
         raise ValueError(f"--side {side!r}: use aligned or unaligned")

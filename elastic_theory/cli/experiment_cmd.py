@@ -49,7 +49,7 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
     """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--model``,
     ``--algorithm``, ``--lora`` and ``--seeds``, then ``--set``."""
     from ..experiments import apply_overrides, get, read_config_file
-    from ..trainconfig import ALGORITHMS
+    from ..infra.trainconfig import ALGORITHMS
 
     if algorithm is not None and algorithm not in ALGORITHMS:
         raise ValueError(f"--algorithm {algorithm!r}: unknown alignment algorithm; known: {', '.join(ALGORITHMS)}")
@@ -93,7 +93,7 @@ def experiment_command(
     numbers on every rerun: torch runs deterministic algorithms on --threads threads, and the thread
     count is part of the run's identity (a run is resumed only with the count it was started with).
     """
-    from ..runs import RunDir
+    from ..infra.rundir import RunDir
 
     exp, config = resolve_config(name, quick, config_file, seeds, overrides, model, algorithm, lora)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -112,7 +112,7 @@ def experiment_command(
 def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress: bool) -> None:
     """The experiment command after its checks, under :func:`~elastic_theory.cli.app.reproducible_torch`."""
     from ..experiments import Context
-    from ..runs import RunDir
+    from ..infra.rundir import RunDir
 
     if device.startswith("cuda"):
         import torch
@@ -146,7 +146,7 @@ def plot_command(
     """Redraw the plots of a run directory from its saved results, or draw rate-against-step curves of a JSONL track."""
     from ..experiments import get
     from ..experiments._plotting import plot_track
-    from ..runs import read_run
+    from ..infra.rundir import read_run
 
     require_extra("matplotlib", "plots", "plot")
     if path.is_file():

@@ -25,10 +25,10 @@ _LEFTOVERS = (FINAL, TRACK)
 
 
 def finetune_config(algorithm: str, lora: bool, overrides: list[str]):
-    """The :class:`~elastic_theory.trainconfig.FinetuneConfig` of the command line: ``--algorithm``, ``--lora``,
+    """The :class:`~elastic_theory.infra.trainconfig.FinetuneConfig` of the command line: ``--algorithm``, ``--lora``,
     then ``--set KEY=VALUE`` (JSON values) for any of its fields."""
     from ..experiments import apply_overrides
-    from ..trainconfig import ALGORITHMS, FinetuneConfig
+    from ..infra.trainconfig import ALGORITHMS, FinetuneConfig
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"--algorithm {algorithm!r}: unknown; use one of {', '.join(ALGORITHMS)}")
@@ -59,7 +59,7 @@ def check_whole_steps(n_examples: int, batch_size: int) -> None:
 
 def read_pairs(data: str):
     """``jailbreakbench`` (the built-in pairs) or a JSONL file of ``{"prompt", "aligned", "unaligned"}`` objects."""
-    from .. import corpora
+    from ..data import corpora
 
     return corpora.jailbreakbench_pairs() if data == BUILTIN_DATA else corpora.read_pairs_jsonl(data)
 
@@ -111,7 +111,7 @@ def finetune_command(
         raise ValueError("give --out DIR, the folder for the fine-tuned model and result.json")
     for module in ("torch", "transformers", "trl", "peft"):
         require_extra(module, "empirical", "finetune")
-    from .. import corpora
+    from ..data import corpora
     from ..empirical.finetune import SIDES
 
     config = finetune_config(algorithm, lora, overrides)

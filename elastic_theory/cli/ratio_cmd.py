@@ -57,7 +57,7 @@ def closed_form_result(k, l, w3, lam=None) -> tuple[dict, list[str]]:
     Arguments are floats or exact ``Fraction`` s. A ``lam`` below ``l`` gives a Theta band on [0, lam] that does not
     contain R(l)/k: that is said in the warnings and by ``l_within_lam``.
     """
-    from .. import elasticity
+    from ..theory import elasticity
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", elasticity.SignClaimWarning)
@@ -112,9 +112,9 @@ def perturb_result(pretrain, align, perturb, l: float, vocab_size: int | None, s
     ``size_unit``. ``k``, ``R`` and ``R_over_k`` are per response; ``k_tokens`` and ``R_tokens`` =
     R E_p|x| / E_a|x| (the ratio of the per-token derivatives) come next to them when every dataset has tokens.
     """
-    from ..elasticity import PerturbationModel, derivative_ratio
-    from ..io import infer_vocab_size
-    from ..tree import TokenTree
+    from ..theory.elasticity import PerturbationModel, derivative_ratio
+    from ..data.io import infer_vocab_size
+    from ..theory.tree import TokenTree
 
     V = vocab_size if vocab_size is not None else infer_vocab_size(pretrain, align, perturb)
     trees = [TokenTree.from_sequences(d, V) for d in (pretrain, align, perturb)]
@@ -170,8 +170,8 @@ def perturb_command(
       elastic-theory perturb --pretrain examples/P.jsonl --align examples/A.jsonl --perturb examples/T.jsonl --l 0.01
       elastic-theory perturb --pretrain examples/P.jsonl --align examples/A.jsonl --perturb examples/T.jsonl --l 0 --json out.json
     """
-    from ..elasticity import check_l
-    from ..io import read_token_jsonl
+    from ..theory.elasticity import check_l
+    from ..data.io import read_token_jsonl
 
     l = check_l(l)
     data = [read_token_jsonl(p, vocab_size) for p in (pretrain, align, perturb)]

@@ -16,8 +16,8 @@ def tree_summary(sequences: list[list[int]], vocab_size: int, depth: int) -> dic
     from there on gives the same report: it is computed at ``effective_depth`` = min(depth, longest
     response) (exact, and no depth is too large), and ``depth`` is reported as asked.
     """
-    from ..coding import code_length_report
-    from ..tree import TokenTree
+    from ..theory.coding import code_length_report
+    from ..theory.tree import TokenTree
 
     tree = TokenTree.from_sequences(sequences, vocab_size)
     effective = min(depth, max(1, max(len(s) for s in sequences)))
@@ -77,7 +77,7 @@ def tree_command(
       elastic-theory tree --data examples/D.jsonl --depth 100 --json -
     """
     from .._validation import check_depth, check_vocab_size
-    from ..io import infer_vocab_size, read_token_jsonl
+    from ..data.io import infer_vocab_size, read_token_jsonl
 
     d = check_depth(depth, "--depth")
     if vocab_size is not None:

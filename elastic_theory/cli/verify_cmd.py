@@ -30,7 +30,7 @@ def write_plots(report_json: dict, directory: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .. import elasticity
+    from ..theory import elasticity
 
     claims = {c["id"]: c for c in report_json["claims"]}
     directory.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ response, and :math:`m_{tok} = \ln p(y_a \mid x)/n_a - \ln p(y_u \mid x)/n_u` in
 token (the difference of the two per-token means). :meth:`Margins.summary` gives the mean over
 pairs with a seeded percentile-bootstrap 95% interval
 (:func:`~elastic_theory.empirical.scoring.bootstrap_ci`) or Student's t
-(:func:`~elastic_theory.seedstats.seed_interval`).
+(:func:`~elastic_theory.stats.seedstats.seed_interval`).
 
 **KL to the base model** (:func:`kl_to_base_per_token`). On held-out texts tokenized as
 :func:`~elastic_theory.empirical.scoring.encode_documents` does (``measure``'s convention: no
@@ -37,7 +37,7 @@ gives 192 KiB per position, 197 MB per 1,000 positions: :attr:`BaseLogProbs.nbyt
 ``max_new_tokens`` tokens after ``prompt_text(prompt)``, decoded without special tokens.
 :func:`refusal_rate`: the fraction of generations whose *first sentence* (:func:`first_sentence`)
 contains one of :data:`REFUSAL_MARKERS`, case-insensitively (curly apostrophes read as
-straight). :func:`sentiment_score`: VADER's compound (:func:`~elastic_theory.corpora.vader_compound`)
+straight). :func:`sentiment_score`: VADER's compound (:func:`~elastic_theory.data.corpora.vader_compound`)
 of each generation, its mean, and the fraction at or above VADER's positive threshold 0.05.
 """
 
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..corpora import PreferencePair, vader_compound
-from ..seedstats import seed_interval
+from ..data.corpora import PreferencePair, vader_compound
+from ..stats.seedstats import seed_interval
 from .data import check_documents
 from .finetune import SIDES, prompt_text
 from .scoring import _model_device, bootstrap_ci, encode_documents, eval_mode, max_context, prefix_token_id

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..comparison import DatasetScores
-from ..io import atomic_file
+from ..stats.comparison import DatasetScores
+from ..data.io import atomic_file
 from .data import Document
 from .loading import SMOLLM2_ALIAS, base_of_adapter, default_cache_dir, resolve_device, smollm2_gguf_path
 from .scoring import encode_documents, score_documents

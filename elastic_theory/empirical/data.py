@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import UTF8_BOM, decode_utf8, file_lines, iter_jsonl
+from ..data.io import UTF8_BOM, decode_utf8, file_lines, iter_jsonl
 
 __all__ = ["DatasetWarning", "Document", "check_documents", "read_documents"]
 

@@ -6,7 +6,7 @@ then perturb on the unaligned ones) and runs unchanged in one process or under `
 ``SFTTrainer`` and ``DPOTrainer``, which are ``transformers.Trainer`` subclasses and so read the
 launcher's environment themselves.
 
-Data are :class:`~elastic_theory.corpora.PreferencePair` records. ``target`` names the side the
+Data are :class:`~elastic_theory.data.corpora.PreferencePair` records. ``target`` names the side the
 model is pushed towards:
 
 * ``sft``: next-token loss on ``prompt_text(prompt) + pair.<target>`` with the prompt's tokens
@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..corpora import PreferencePair
-from ..trainconfig import FinetuneConfig
+from ..data.corpora import PreferencePair
+from ..infra.trainconfig import FinetuneConfig
 from .distributed import check_fsdp_device, world_size
 
 __all__ = ["SIDES", "FinetuneResult", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]

@@ -1,4 +1,4 @@
-r"""A causal LM's depth-d token tree, enumerated into the core :class:`~elastic_theory.tree.TokenTree`.
+r"""A causal LM's depth-d token tree, enumerated into the core :class:`~elastic_theory.theory.tree.TokenTree`.
 
 Node weights are prefix probabilities :math:`w(x_{1:t}) = \prod_{s \le t} p(x_s \mid \text{prompt}, x_{<s})`
 under the model, so the theory's quantities (entropy, cross-entropy, rates) can be computed from
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..tree import TokenTree
+from ..theory.tree import TokenTree
 from .scoring import eval_mode, max_context
 
 __all__ = ["model_token_tree", "next_token_probabilities"]

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..behaviour import behaviour_score
-from ..synthetic import SyntheticWorld, WeightedSequences
+from ..stats.behaviour import behaviour_score
+from ..data.synthetic import SyntheticWorld, WeightedSequences
 from .enumeration import aligned_probabilities, conditional_kl_bits, full_log_probs
-from ..trainconfig import ModelConfig, StageConfig
+from ..infra.trainconfig import ModelConfig, StageConfig
 from .training import DTYPES, SequenceData, build_model, load_state, save_state, train_stage
 
 __all__ = ["SequentialWorld", "finetune_curve"]
@@ -56,7 +56,7 @@ def finetune_curve(net, data: SequenceData, amounts: Sequence[int], *, optimizer
 
 
 class SequentialWorld:
-    """The data and models of a :class:`~elastic_theory.experiments._sequential.SequentialSetup`-like config."""
+    """The data and models of a :class:`~elastic_theory.experiments.synthetic._sequential.SequentialSetup`-like config."""
 
     def __init__(self, setup, device: str = "cpu"):
         self.setup, self.device = setup, device

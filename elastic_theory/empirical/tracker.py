@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..io import to_jsonable
+from ..data.io import to_jsonable
 from .data import Document, check_documents
 from .distributed import is_main_process, is_sharded
 from .scoring import DocumentScore, encode_documents, max_context, prefix_token_id, rate_estimate, score_token_ids

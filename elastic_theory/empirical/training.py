@@ -1,7 +1,7 @@
 r"""Training small causal transformers on weighted synthetic sequences, with exact-enumeration rates.
 
 The data are finite datasets given as distinct sequences with integer counts
-(:class:`~elastic_theory.synthetic.WeightedSequences`). A model's probability of a sequence
+(:class:`~elastic_theory.data.synthetic.WeightedSequences`). A model's probability of a sequence
 :math:`x` is :math:`p_\theta(x) = \prod_i p_\theta(x_i \mid \text{BOS}, x_{<i})` (the BOS token is
 one id past the data alphabet and is never a target), so on a finite support every quantity is
 an exact sum, not an estimate:
@@ -32,9 +32,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from ..io import atomic_file
-from ..synthetic import WeightedSequences
-from ..trainconfig import DTYPE_NAMES, ModelConfig, StageConfig
+from ..data.io import atomic_file
+from ..data.synthetic import WeightedSequences
+from ..infra.trainconfig import DTYPE_NAMES, ModelConfig, StageConfig
 
 __all__ = [
     "DTYPES",
@@ -184,7 +184,7 @@ def train_stage(
 
     ``on_step(step, loss)`` is called after every step (step counts from 1) for tracking and
     checkpoints. Minibatches draw rows from ``data.probs`` with ``generator`` (required then).
-    LBFGS stops early at a fixed point of its iteration (see :class:`~elastic_theory.trainconfig.StageConfig`):
+    LBFGS stops early at a fixed point of its iteration (see :class:`~elastic_theory.infra.trainconfig.StageConfig`):
     the parameters are then exactly those of ``stage.steps`` steps, and so is the returned loss.
     """
     params = [p for p in model.parameters() if p.requires_grad]

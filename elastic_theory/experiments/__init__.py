@@ -7,7 +7,7 @@ at the top of the repository holds and the documented results come from), a ``qu
 (at most 3 CPU minutes), and three functions:
 
 * ``run(config, run, ctx) -> results``: trains and measures, caching every unit of work in the
-  :class:`~elastic_theory.runs.RunDir` ``run`` (so an interrupted run resumes), returns a JSON-able dict;
+  :class:`~elastic_theory.infra.rundir.RunDir` ``run`` (so an interrupted run resumes), returns a JSON-able dict;
 * ``plot(results, folder) -> [paths]``: PNGs drawn only from saved results;
 * ``summarize(results) -> str``: a markdown table of the answer;
 
@@ -108,9 +108,11 @@ def register(experiment: Experiment) -> Experiment:
 
 def load_all() -> dict[str, Experiment]:
     """Import every module of this package (each registers its experiment) and return the registry."""
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    for half in ("synthetic", "lm"):
+        package = importlib.import_module(f"{__name__}.{half}")
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package.__name__}.{info.name}")
     return dict(_REGISTRY)
 
 
@@ -195,7 +197,7 @@ def config_from_dict(cls, data: dict, prefix: str = ""):
 def apply_overrides(config, items: Sequence[str]):
     """``config`` with ``KEY=VALUE`` overrides applied (``KEY`` dotted into nested configs, ``VALUE`` JSON or a bare string).
 
-    >>> from elastic_theory.trainconfig import StageConfig
+    >>> from elastic_theory.infra.trainconfig import StageConfig
     >>> apply_overrides(StageConfig(), ["lr=0.1", "optimizer=sgd"]).lr
     0.1
     """

@@ -44,7 +44,7 @@ def read_track(path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     A series is the ``dataset`` field, prefixed by ``run`` when lines carry one. ``ValueError``
     naming the line when a line lacks ``step``, ``dataset`` or ``bits_per_token``.
     """
-    from ..io import iter_jsonl
+    from ..data.io import iter_jsonl
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for where, rec in iter_jsonl(path, hint="each line must be a rate record"):

@@ -1,0 +1,94 @@
+"""Pieces shared by the real-model protocols (``lm-rebound``, ``lm-resistance``, ``lm-ratio``): checks, loading,
+training with callbacks, snapshots, scoring."""
+
+from __future__ import annotations
+
+import copy
+
+from ...infra.trainconfig import FinetuneConfig
+
+__all__ = ["check_common", "check_data", "finetune_losses", "load_base", "missing_unit", "pooled_nll_per_token", "snapshot"]
+
+
+def check_common(config, amounts: dict[str, tuple[int, ...]]) -> None:
+    """The checks every real-model config shares: ``model``, ``setting`` and ``seeds``, and every amount of
+    ``amounts`` (name -> values) a positive multiple of ``config.finetune.batch_size`` (whole optimizer steps)."""
+    if not isinstance(config.model, str) or not config.model:
+        raise ValueError(f"model must be a model name or path, got {config.model!r}")
+    if not isinstance(config.setting, str) or not config.setting:
+        raise ValueError(f"setting must be safety, sentiment or a pairs JSONL path, got {config.setting!r}")
+    b = config.finetune.batch_size
+    for name, values in amounts.items():
+        for n in values:
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or n % b:
+                raise ValueError(f"{name}: {n!r} must be a positive multiple of finetune.batch_size = {b} "
+                                 "(amounts are whole optimizer steps)")
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise ValueError(f"seeds must be at least one distinct integer, got {list(config.seeds)}")
+
+
+def check_data(config, split) -> list:
+    """What can be checked before a model loads: the model's files exist, and ``split(pairs, config, seed)``
+    succeeds for every seed (the data suffice); returns the pairs."""
+    from ...empirical.loading import locate_model
+    from .rebound import load_pairs
+
+    locate_model(config.model)
+    pairs = load_pairs(config.setting)
+    for seed in config.seeds:
+        split(pairs, config, seed)
+    return pairs
+
+
+def load_base(model: str, device: str):
+    """``(source, model, tokenizer)`` of the base model, loaded once per run."""
+    from ...empirical.loading import load_model_and_tokenizer, locate_model
+
+    source = locate_model(model)
+    net, tokenizer = load_model_and_tokenizer(model, device=device, source=source)
+    return source, net, tokenizer
+
+
+def missing_unit() -> dict:
+    """The ``compute`` of :meth:`~elastic_theory.infra.rundir.RunDir.unit` when reading back a unit that was just computed."""
+    raise RuntimeError("a unit that was just computed is missing from the run directory")
+
+
+def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, seed: int,
+                    at_steps: dict, bar, tracker=None) -> tuple[object, tuple[float, ...]]:
+    """Fine-tune, calling ``at_steps[step](model)`` at the listed optimizer steps (0 = before the first) and
+    advancing ``bar`` once per step; ``tracker`` (a :class:`~elastic_theory.empirical.RateTracker` or None) measures
+    as :func:`~elastic_theory.empirical.finetune.run_finetune` says. Return the trained model and the loss the
+    trainer logged at each step (nats, see ``FinetuneResult``). The trainer's scratch files go to a temporary
+    folder that is removed afterwards."""
+    from ...empirical.finetune import run_finetune
+
+    def on_step(step, net):
+        if step in at_steps:
+            at_steps[step](net)
+        if step:
+            bar.update()
+
+    result = run_finetune(model, tokenizer, examples, config, target=target, seed=seed, on_step=on_step, tracker=tracker)
+    return result.model, result.losses
+
+
+def snapshot(net, template):
+    """The current weights of the model being trained (a LoRA adapter merged in), in a copy of ``template``.
+
+    ``template`` is the base model, which never went through a trainer: the copy is a plain model of
+    the base's class that carries no trainer state or adapter, ready for the next stage.
+    """
+    weights = copy.deepcopy(net).merge_and_unload() if hasattr(net, "merge_and_unload") else net
+    clone = copy.deepcopy(template)
+    clone.load_state_dict(weights.state_dict())
+    return clone.eval()
+
+
+def pooled_nll_per_token(model, tokenizer, pairs) -> float:
+    """Negative log-likelihood of the pairs' aligned responses, pooled: total nats over total response tokens,
+    tokenized as trained (:func:`~elastic_theory.empirical.behaviour_lm.response_log_probs`, EOS included)."""
+    from ...empirical.behaviour_lm import response_log_probs
+
+    scores = response_log_probs(model, tokenizer, pairs, "aligned")  # in eval mode, the model's mode restored
+    return float(-scores.log_prob.sum() / scores.n_tokens.sum())

@@ -1,0 +1,1 @@
+"""Experiments on small transformers trained on the synthetic world (each module registers one or more experiments)."""

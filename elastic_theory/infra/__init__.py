@@ -1,0 +1,1 @@
+"""Run infrastructure: run directories that cache units of work, provenance, training configs."""

@@ -1,0 +1,185 @@
+"""What every command shares (elastic_theory.cli.app): output paths, stdout JSON, provenance, escaping, help,
+--version, Hypothesis storage, and a demo that fits the terminal and says what to do next."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from elastic_theory import __version__, claims
+from elastic_theory.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+COMMANDS = ("demo", "verify", "ratio", "perturb", "tree", "measure")
+
+
+def _tokens(tmp_path: Path, name: str = "d.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("[0]\n[1, 0]\n[1, 1]\n[0]\n", encoding="utf-8")
+    return path
+
+
+def test_json_dash_is_standard_output(tmp_path, monkeypatch):
+    """--json - prints the JSON alone on stdout (the table goes to stderr) and creates no file named '-'."""
+    monkeypatch.chdir(tmp_path)
+    data = _tokens(tmp_path)
+    res = runner.invoke(app, ["tree", "--data", str(data), "--depth", "2", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["huffman_expected_bits"] == 1.5 and "Huffman" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]
+
+
+def test_a_symlink_output_updates_its_target_and_a_fifo_is_refused_before_work(tmp_path):
+    data = _tokens(tmp_path)
+    target = tmp_path / "kept.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    res = runner.invoke(app, ["tree", "--data", str(data), "--depth", "2", "--json", str(tmp_path / "link.json")])
+    assert res.exit_code == 0 and (tmp_path / "link.json").is_symlink()
+    assert json.loads(target.read_text())["depth"] == 2
+
+    os.mkfifo(tmp_path / "fifo")
+    res = runner.invoke(app, ["verify", "--claim", "mixture_lemma", "--json", str(tmp_path / "fifo")])
+    assert res.exit_code == 2 and f"--json {tmp_path / 'fifo'}: is not a regular file" in res.stderr
+    assert "verdicts as expected" not in res.output  # refused at parse time, before any claim ran
+    assert (tmp_path / "fifo").exists() and not (tmp_path / "fifo").is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tree", "--data", "{data}", "--depth", "2"],
+        ["ratio", "--k", "10", "--l", "0.01", "--w3", "0.5"],
+        ["perturb", "--pretrain", "{data}", "--align", "{data}", "--perturb", "{data}", "--l", "0.1"],
+        ["verify", "--claim", "mixture_lemma"],
+    ],
+)
+def test_every_result_file_records_versions_and_the_command(tmp_path, args):
+    data = _tokens(tmp_path)
+    out = tmp_path / "r.json"
+    res = runner.invoke(app, [a.format(data=data) for a in args] + ["--json", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    if args[0] == "perturb":  # the input files are not part of the numbers: they are recorded as settings
+        assert result["config"]["pretrain"] == str(data) and result["config"]["size_unit"] == "responses"
+    prov = result["provenance"]
+    assert prov["versions"]["elastic-theory"] == __version__ and prov["versions"]["numpy"]
+    assert set(prov) == {"versions", "argv", "platform", "created"}
+    assert f"wrote {out}" in res.stderr
+
+
+def test_bracketed_file_names_are_printed_as_written(tmp_path):
+    data = _tokens(tmp_path, "runs[step=500].jsonl")
+    res = runner.invoke(app, ["tree", "--data", str(data), "--depth", "2"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "Token tree of runs[step=500].jsonl" in res.stdout
+
+
+def test_a_huge_depth_is_exact_not_an_overflow(tmp_path):
+    """Any depth at or beyond the longest response codes each response as one chunk: same report, no OverflowError."""
+    data = _tokens(tmp_path)
+    reports = []
+    for depth in ("2", str(10**20)):
+        res = runner.invoke(app, ["tree", "--data", str(data), "--depth", depth, "--json", "-"])
+        assert res.exit_code == 0, res.output
+        reports.append(json.loads(res.stdout))
+    for key in ("entropy_bits", "huffman_expected_bits", "paper_ideal_code_bits", "n_leaves", "mean_chunks"):
+        assert reports[0][key] == reports[1][key]
+    assert reports[1]["depth"] == 10**20 and reports[1]["effective_depth"] == 2
+
+
+def test_perturb_overflow_is_one_line_not_nan(tmp_path):
+    """l = 1e308 overflows the float64 mixture: exit 2 and one line naming --l, not warnings and a NaN table."""
+    p, a, t = (tmp_path / n for n in ("p.jsonl", "a.jsonl", "t.jsonl"))
+    p.write_text("[1, 2, 3]\n[1, 2]\n[0, 1]\n")
+    a.write_text("[1, 2]\n[2, 2]\n")
+    t.write_text("[0, 1]\n[1, 2]\n")
+    res = runner.invoke(app, ["perturb", "--pretrain", str(p), "--align", str(a), "--perturb", str(t), "--l", "1e308"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: --l 1e+308: the float64 arithmetic")
+    assert len(res.stderr.strip().splitlines()) == 1 and "nan" not in res.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_examples_and_readable_metavars(command):
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0
+    examples = [line.strip() for line in res.stdout.splitlines() if line.strip().startswith(f"elastic-theory {command}")]
+    assert len(examples) >= 2, res.stdout
+    for bad in ("<bool>", "<list[", "<path>", "<str>", "<int>", "<float>", "``"):
+        assert bad not in res.stdout, (bad, res.stdout)
+
+
+@pytest.mark.parametrize("command", ["measure", "compare", "finetune", "experiment"])
+def test_every_torch_command_states_its_default_thread_count_once(command):
+    """--threads defaults to one number everywhere (not torch's choice), said once in the option's help."""
+    from elastic_theory.cli.app import DEFAULT_THREADS
+
+    flat = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"}).stdout.split())
+    entry = flat[flat.index("--threads N"):].split(" --")[0]
+    assert f"(default {DEFAULT_THREADS}:" in entry and "[default:" not in entry and flat.count("--threads N") == 1
+
+
+def test_threads_below_one_are_refused_when_the_command_line_is_parsed(tmp_path):
+    res = runner.invoke(app, ["experiment", "joint-ratio", "--quick", "--threads", "0", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--threads must be an integer >= 1, got 0" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_verify_help_lists_every_claim_id():
+    res = runner.invoke(app, ["verify", "--help"], env={"COLUMNS": "400"})
+    flat = " ".join(res.stdout.split())
+    assert all(claim_id in flat for claim_id in claims.CLAIMS)
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"elastic-theory {__version__}"
+
+
+@pytest.mark.slow  # a subprocess running the Hypothesis search
+def test_verify_leaves_no_hypothesis_folder_in_the_working_directory(tmp_path):
+    """The claims run Hypothesis searches; its storage goes to a temporary folder, not ./.hypothesis."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "elastic_theory", "verify", "--claim", "overlapping_supports"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_demo_fits_the_terminal_and_says_what_to_try_next(width, monkeypatch):
+    """Every line fits the width, no header or claim id is cut or broken, and the demo ends with next steps.
+    The claims are a subset (the longest id among them) to keep the test fast; corpus and ratio tables are full."""
+    real = claims.run_verification
+    subset = ["general_perturbation_formula", "sign_beyond_threshold", "mixture_lemma"]
+    monkeypatch.setattr(claims, "run_verification", lambda seed: real(seed, subset))
+    res = runner.invoke(app, ["demo", "--no-experiments"], env={"COLUMNS": str(width)})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in res.stdout
+    for claim_id in subset:
+        assert any(re.search(rf"\b{claim_id}\b", line) for line in lines), claim_id
+    for header in ("E[#chunks] per response", "d = 32", "sign claim"):
+        assert header in res.stdout
+    has_evidence = re.search(r"claim\s+expected\s+verdict\s+as expected\s+evidence", res.stdout) is not None
+    assert has_evidence == (width >= 120)
+    tail = res.stdout[res.stdout.index("What to try next"):]
+    assert "elastic-theory measure --model smollm2-135m" in tail and "docs/theory.md" in tail
+    named = re.findall(r"(?:examples|docs)/[\w.]+\.(?:jsonl|txt|md)", tail)
+    assert named and all((ROOT / path).is_file() for path in named), named  # the suggested commands run as shown
+
+
+def test_help_examples_name_files_that_exist():
+    """The examples in every command's --help use the shipped example datasets, not files a newcomer lacks."""
+    for command in COMMANDS:
+        text = runner.invoke(app, [command, "--help"]).stdout
+        for path in re.findall(r"examples/[\w.]+\.(?:jsonl|txt|json)", text):
+            assert (ROOT / path).is_file(), (command, path)

@@ -1,0 +1,278 @@
+"""``elastic-theory compare`` on tiny local models: paired changes, ratio, cache, outputs and bad input.
+
+The checkpoint is the base with its final layer norm's weight and bias scaled by 1.3, i.e. every
+logit multiplied by 1.3 (a temperature of 1/1.3). On an untrained model that raises almost every
+document's code length by a little, so the change is small against the spread of the documents'
+rates: the paired interval resolves it, while the two models' own intervals overlap.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from elastic_theory import empirical
+from elastic_theory.cli import app
+from elastic_theory.stats.comparison import compare_rates
+from elastic_theory.empirical import byte_bpe_tokenizer, read_documents, tiny_gpt2
+from elastic_theory.empirical.compare import ScoreCache, ScoringSettings, score_dataset, score_models
+
+CONTEXT = 64
+LOGIT_SCALE = 1.3
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from pydoc_data.topics import topics  # real English prose shipped with Python
+
+    keys = sorted(topics)
+    texts = [topics[k][:200] for k in keys[:40]]
+    root = tmp_path_factory.mktemp("compare")
+    tok = byte_bpe_tokenizer(texts, vocab_size=300)
+    base = tiny_gpt2(tok, seed=0, n_positions=CONTEXT)
+    ckpt = tiny_gpt2(tok, seed=0, n_positions=CONTEXT)
+    with torch.no_grad():
+        ckpt.transformer.ln_f.weight.mul_(LOGIT_SCALE)
+        ckpt.transformer.ln_f.bias.mul_(LOGIT_SCALE)
+    other_tok = byte_bpe_tokenizer(texts, vocab_size=280)
+    other = tiny_gpt2(other_tok, seed=1, n_positions=CONTEXT)
+    for name, (model, t) in {"base": (base, tok), "ckpt": (ckpt, tok), "other": (other, other_tok)}.items():
+        model.save_pretrained(root / name)
+        t.save_pretrained(root / name)
+    (root / "align.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:20]))
+    (root / "pre.txt").write_text("\n".join(" ".join(t.split()) for t in texts[20:]) + "\n")
+    return root, {"base": (base, tok), "ckpt": (ckpt, tok), "other": (other, other_tok)}
+
+
+def _run(root, *args, cache=True):
+    cache_args = ["--cache-dir", str(root / "cache")] if cache else ["--no-cache"]
+    # wide enough that no header wraps, whatever COLUMNS the test runner has
+    return CliRunner().invoke(app, ["compare", *map(str, args), *cache_args, "--no-progress"], env={"COLUMNS": "200"})
+
+
+def _data(root):
+    return ["--data", f"align={root / 'align.jsonl'}", "--data", f"pre={root / 'pre.txt'}"]
+
+
+@pytest.mark.slow  # trains two tiny models and bootstraps their scores
+def test_paired_interval_resolves_the_shift_that_the_models_own_intervals_do_not(setup, tmp_path):
+    root, models = setup
+    out, per_doc = tmp_path / "out.json", tmp_path / "docs.jsonl"
+    result = _run(root, "--base", root / "base", "--checkpoint", f"hot={root / 'ckpt'}", *_data(root), "--seed", 2,
+                  "--json", out, "--per-document", per_doc, "--plots", tmp_path / "plots", cache=False)
+    assert result.exit_code == 0, result.output
+    assert "paired 95% CI" in result.output and "hot" in result.output
+    report = json.loads(out.read_text())
+    # the library on the same models and files gives the same numbers, drawn in the same order
+    settings = ScoringSettings()
+    docs = {d: read_documents(p) for d, p in (("align", root / "align.jsonl"), ("pre", root / "pre.txt"))}
+    scores = {m: {d: score_dataset(*models[m], docs[d], settings) for d in docs} for m in ("base", "ckpt")}
+    expected = compare_rates(scores["base"], {"hot": scores["ckpt"]}, np.random.default_rng(2))
+    for d in docs:
+        entry = report["checkpoints"]["hot"]["datasets"][d]
+        assert set(entry) >= {"bits_per_token", "bits_per_byte", "delta_bits_per_byte", "delta_bits_per_byte_ci95"}
+        assert entry == json.loads(json.dumps(expected.changes["hot"][d].to_dict()))
+        lo, hi = entry["delta_bits_per_byte_ci95"]
+        assert 0 < lo <= entry["delta_bits_per_byte"] <= hi  # resolved: the whole paired interval is above 0
+        (bl, bh), (cl, ch) = report["base"]["datasets"][d]["bits_per_byte_ci95"], entry["bits_per_byte_ci95"]
+        assert cl < bh and bl < ch  # ... while the two models' own intervals overlap
+        assert hi - lo < 0.05 * (bh - bl)  # pairing removes the documents' spread
+    lines = [json.loads(line) for line in per_doc.read_text().splitlines()]
+    assert len(lines) == 40 and set(lines[0]["bits"]) == {"base", "hot"}
+    align = [row for row in lines if row["dataset"] == "align"]
+    assert sum(r["bits"]["hot"] for r in align) / sum(r["n_bytes"] for r in align) == pytest.approx(
+        report["checkpoints"]["hot"]["datasets"]["align"]["bits_per_byte"], rel=1e-12)
+    assert (tmp_path / "plots" / "rate_changes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
+    root, _ = setup
+    out = tmp_path / "out.json"
+    result = _run(root, "--base", root / "base", "--checkpoint", f"hot={root / 'ckpt'}", *_data(root),
+                  "--ratio", "align/pre", "--k", "align=100,pre=5000", "--json", out, "--plots", tmp_path / "p", cache=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    ratio = report["checkpoints"]["hot"]["ratio"]
+    changes = report["checkpoints"]["hot"]["datasets"]
+    assert ratio["value"] == pytest.approx(changes["align"]["delta_bits_per_byte"] / changes["pre"]["delta_bits_per_byte"], rel=1e-12)
+    assert ratio["ci95"] is not None and ratio["ci95"][0] < ratio["value"] < ratio["ci95"][1]
+    assert ratio["k"] == 50.0
+    base = report["base"]["datasets"]
+    tokens_per_doc = {d: base[d]["n_tokens"] / base[d]["n_documents"] for d in base}
+    assert ratio["k_per_token"] == pytest.approx(50.0 * tokens_per_doc["pre"] / tokens_per_doc["align"], rel=1e-12)
+    assert (tmp_path / "p" / "ratio.png").is_file() and "Fieller" in result.output
+
+
+@pytest.mark.parametrize("other_setting", [["--context", 32], ["--threads", 2]])
+def test_second_run_takes_every_score_from_the_cache(setup, tmp_path, monkeypatch, other_setting):
+    """The same command scores nothing again; another setting, the thread count included (on the CPU it can change
+    the last bits of a score), is another key and scores again."""
+    root, _ = setup
+    args = ["--base", root / "base", "--checkpoint", f"hot={root / 'ckpt'}", *_data(root)]
+    first = tmp_path / "first.json"
+    assert _run(root, *args, "--json", first).exit_code == 0
+
+    def no_loading(*a, **k):
+        raise AssertionError("a cached model was loaded again")
+
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", no_loading)
+    second = tmp_path / "second.json"
+    result = _run(root, *args, "--json", second)
+    assert result.exit_code == 0, result.output
+    assert json.loads(first.read_text())["checkpoints"] == json.loads(second.read_text())["checkpoints"]
+    # another setting is another key: now the model must be loaded, and the guard above fires
+    threads = torch.get_num_threads()
+    try:
+        result = _run(root, *args, *other_setting)
+    finally:
+        torch.set_num_threads(threads)  # compare sets torch's thread count for the whole process
+    assert result.exit_code != 0 and "a cached model was loaded again" in str(result.exception)
+
+
+def test_score_models_loads_each_model_once_and_only_for_missing_scores(setup, tmp_path):
+    root, models = setup
+    docs = {"align": read_documents(root / "align.jsonl"), "pre": read_documents(root / "pre.txt")}
+    loads = []
+
+    def load(path):
+        loads.append(path)
+        return models["base" if path.endswith("base") else "ckpt"]
+
+    cache = ScoreCache(tmp_path)
+    paths = {"base": str(root / "base"), "again": str(root / "base"), "hot": str(root / "ckpt")}
+    first = score_models(paths, {"align": docs["align"]}, ScoringSettings(), cache, load=load)
+    assert loads == [paths["base"], paths["hot"]]  # the same files under two labels: loaded and scored once
+    np.testing.assert_array_equal(first["again"]["align"].bits, first["base"]["align"].bits)
+    score_models(paths, docs, ScoringSettings(), cache, load=load)
+    assert loads == [paths["base"], paths["hot"]] * 2  # only 'pre' was missing: one load per model
+
+
+def test_other_tokenizer_compares_bits_per_byte_and_refuses_token_changes(setup, tmp_path):
+    root, _ = setup
+    out = tmp_path / "out.json"
+    args = ["--base", root / "base", "--checkpoint", f"other={root / 'other'}", *_data(root)]
+    result = _run(root, *args, "--json", out, cache=False)
+    assert result.exit_code == 0, result.output
+    assert "bits per byte are comparable across tokenizers" in result.output
+    entry = json.loads(out.read_text())["checkpoints"]["other"]["datasets"]["align"]
+    assert entry["delta_bits_per_token"] is None and entry["delta_bits_per_byte_ci95"] is not None
+    out.unlink()
+    result = _run(root, *args, "--ratio", "align/pre", "--unit", "token", "--json", out, cache=False)
+    assert result.exit_code == 2 and "not comparable; bits per byte are: use --unit byte" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint", "x={root}/missing"], "--checkpoint x: model '{root}/missing' is neither a local directory"),
+        (["--checkpoint", "no-equals"], "expected NAME=MODEL"),
+        (["--checkpoint", "base={root}/ckpt"], "the name 'base' is reserved"),
+        (["--checkpoint", "a={root}/ckpt", "--ratio", "align/nope"], "no dataset named 'nope'"),
+        (["--checkpoint", "a={root}/ckpt", "--ratio", "align"], "expected NUM/DEN"),
+        (["--checkpoint", "a={root}/ckpt", "--k", "10"], "--k needs --ratio"),
+        (["--checkpoint", "a={root}/ckpt", "--ratio", "align/pre", "--k", "-1"], "expected a number > 0"),
+        (["--checkpoint", "a={root}/ckpt", "--ratio", "align/pre", "--k", "align=3"], "give the sizes of both"),
+        (["--checkpoint", "a={root}/ckpt", "--json", "{root}"], "is a folder; give a file path"),
+        (["--checkpoint", "a={root}/ckpt", "--plots", "{root}/pre.txt"], "is a file; give a folder"),
+        (["--checkpoint", "a={root}/ckpt", "--per-document", "{root}"], "--per-document {root}: is a folder"),
+        (["--checkpoint", "a={root}/ckpt", "--stride", "0"], "--stride must be an integer in 1..context"),
+        (["--checkpoint", "a={root}/ckpt", "--cache-dir", "{root}/pre.txt"], "--cache-dir {root}/pre.txt: is a file"),
+        (["--checkpoint", "a={root}/ckpt", "--context", "8", "--stride", "9"], "--stride must be an integer in 1..context (8)"),
+        (["--checkpoint", "a={root}/ckpt", "--batch-size", "0"], "--batch-size must be an integer >= 1"),
+        (["--checkpoint", "a={root}/ckpt", "--seed", "-1"], "--seed must be an integer >= 0"),
+        (["--checkpoint", "a={root}/ckpt", "--data", "x={root}/no.jsonl"], "--data x={root}/no.jsonl: {root}/no.jsonl: no such"),
+        (["--checkpoint", "a={root}/ckpt", "--unit", "nat"], "--unit 'nat'"),
+        (["--checkpoint", "a={root}/ckpt", "--unit", "token"], "--unit token sets the unit of the ratio"),
+    ],
+)
+def test_bad_input_exits_2_before_scoring(setup, args, message, monkeypatch):
+    root, _ = setup
+
+    def no_loading(*a, **k):
+        raise AssertionError("bad input must be refused before any model is loaded")
+
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", no_loading)
+    args = [a.format(root=root) for a in args]
+    result = _run(root, "--base", root / "base", *_data(root), *args, cache=False)
+    assert result.exit_code == 2, result.output
+    assert message.format(root=root) in result.output
+
+
+def test_json_to_stdout_is_the_result_alone_with_its_provenance(setup):
+    """``--json -``: stdout holds the JSON only (the tables go to stderr), with the versions and command line."""
+    root, _ = setup
+    result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root), "--json", "-")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["checkpoints"]) == {"a"} and "paired 95% CI" in result.stderr
+    assert set(report["provenance"]) == {"versions", "argv", "platform", "created"}
+    assert report["config"]["threads"] == 1  # --threads' default, recorded with the settings
+
+
+def test_interrupt_keeps_finished_scores_and_writes_no_result(setup, tmp_path, monkeypatch):
+    root, _ = setup
+    real = empirical.load_model_and_tokenizer
+
+    def interrupt_on_checkpoint(name, **kwargs):
+        if str(name).endswith("ckpt"):
+            raise KeyboardInterrupt
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", interrupt_on_checkpoint)
+    out = tmp_path / "out.json"
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(app, ["compare", "--base", str(root / "base"), "--checkpoint", f"hot={root / 'ckpt'}",
+                                      *_data(root), "--json", str(out), "--cache-dir", str(cache), "--no-progress"])
+    assert result.exit_code == 130 and "interrupted after 2 of 4 scores" in result.output
+    assert not out.exists() and len(list((cache / "scores").glob("*.npz"))) == 2
+
+
+def test_measure_with_two_models_points_to_compare(setup):
+    root, _ = setup
+    result = CliRunner().invoke(app, ["measure", "--model", str(root / "base"), "--model", str(root / "ckpt"),
+                                      "--data", f"a={root / 'pre.txt'}", "--no-progress"])
+    assert result.exit_code == 2 and "elastic-theory compare --base MODEL --checkpoint NAME=MODEL" in result.output
+
+
+def test_fingerprint_changes_with_any_model_file_and_covers_an_adapters_base(setup, tmp_path):
+    import shutil
+
+    from elastic_theory.empirical.compare import model_fingerprint
+
+    root, _ = setup
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "base", copy)
+    assert model_fingerprint(copy) == model_fingerprint(root / "base")  # contents count, not the path
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(config | {"n_positions": 32}))
+    assert model_fingerprint(copy) != model_fingerprint(root / "base")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(copy)}))
+    before = model_fingerprint(adapter)
+    (copy / "config.json").write_text(json.dumps(config))  # the base changes, the adapter folder does not
+    assert model_fingerprint(adapter) != before
+
+
+def test_one_comparison_reads_each_model_file_once(setup, tmp_path, monkeypatch):
+    """A base named under two labels and again under an adapter: with the digests shared, every base file is hashed
+    once (without sharing: three times), and the fingerprints equal the unshared ones."""
+    import elastic_theory.empirical.compare as compare
+
+    root, _ = setup
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(root / "base")}))
+    alone = [compare.model_fingerprint(p) for p in (root / "base", root / "base", adapter)]
+    reads = []
+    real = compare._file_sha256
+    monkeypatch.setattr(compare, "_file_sha256", lambda f: reads.append(f.resolve()) or real(f))
+    digests = {}
+    shared = [compare.model_fingerprint(p, digests) for p in (root / "base", root / "base", adapter)]
+    assert shared == alone
+    assert len(reads) == len(set(reads)) == len(list((root / "base").iterdir())) + 1

@@ -1,0 +1,346 @@
+"""The rebound and data-to-revert protocols on a pretrained LM (``experiment rebound --model ...``).
+
+End to end on a tiny GPT-2 saved to a temporary folder with 24 made-up refusal / compliance pairs
+(seconds): the expected shifts, nested perturbation data, resume, plots from saved results, bad
+input. A SmolLM2 run of ``--quick`` is marked slow.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.cli.experiment_cmd import experiment_name
+from elastic_theory.experiments import config_from_dict, config_to_dict, get
+from elastic_theory.experiments.lm.rebound import LMReboundConfig, split_seed, stream
+from tests import optional
+
+pytest.importorskip("trl")
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = (0, 1)
+ALIGNS = (4, 12)
+PERTURBS = (4, 8, 16)
+
+
+def tiny_config(tmp: Path, **changes) -> dict:
+    cfg = {"model": str(tmp / "model"), "setting": str(tmp / "pairs.jsonl"), "judge": "refusal_rate",
+           "finetune": {"lr": 0.003, "batch_size": 4, "max_length": 64}, "align_amounts": list(ALIGNS),
+           "perturb_amounts": list(PERTURBS), "n_measure": 6, "n_generate": 2, "max_new_tokens": 4,
+           "generate_amounts": [16], "track_every": 2, "n_track": 2, "seeds": list(SEEDS)}
+    return {**cfg, **changes}
+
+
+def write_config(tmp: Path, name: str, **changes) -> Path:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps({"experiment": "lm-rebound", "config": tiny_config(tmp, **changes)}))
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["experiment", *args, "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    """A tiny GPT-2 with its tokenizer in ``model/``, the pairs in ``pairs.jsonl`` and the run's config in ``cfg.json``."""
+    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
+
+    tmp = tmp_path_factory.mktemp("lm")
+    pairs = [{"prompt": f"Tell me how to do task number {i}.", "aligned": "I'm sorry, I can't help with that.",
+              "unaligned": f"Sure, here is how to do task {i}: step one."} for i in range(24)]
+    (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    tok = byte_bpe_tokenizer([p["prompt"] + p["aligned"] + p["unaligned"] for p in pairs], 300)
+    model = tiny_gpt2(tok, seed=0, n_positions=512)  # room for a polarity sentence in bytes
+    model.save_pretrained(tmp / "model")
+    tok.save_pretrained(tmp / "model")
+    write_config(tmp, "cfg")
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_inputs):
+    """``(folder, run folder, results)``: :func:`tiny_inputs` and one finished run in ``run/`` (a whole protocol run:
+    the tests that read it are in the slow tier)."""
+    tmp, out = tiny_inputs, tiny_inputs / "run"
+    result = invoke("rebound", "--model", str(tmp / "model"), "--config", str(tmp / "cfg.json"), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return tmp, out, json.loads((out / "results.json").read_text())
+
+
+def units(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "units").glob("*.json"))}
+
+
+def test_the_cli_maps_rebound_with_a_model_to_the_lm_experiment():
+    assert experiment_name("rebound", None, None, False) == "rebound"
+    assert experiment_name("rebound", "smollm2-135m", None, False) == "lm-rebound"
+    assert experiment_name("rebound", None, "dpo", False) == "lm-rebound"
+    assert experiment_name("rebound", None, None, True) == "lm-rebound"
+    assert experiment_name("data-to-revert", None, None, False) == "lm-data-to-revert"
+    with pytest.raises(ValueError, match="synthetic world"):
+        experiment_name("joint-ratio", "smollm2-135m", None, False)
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_one_unit_per_seed_and_alignment_amount_and_one_base_unit_per_seed(tiny):
+    _, out, res = tiny
+    assert set(units(out)) == {f"seed={s}_align={n}" for s in SEEDS for n in ALIGNS} | {f"seed={s}_base=0" for s in SEEDS}
+    assert res["experiment"] == "lm-rebound" and res["seeds"] == list(SEEDS)
+    assert [p["perturb_amount"] for p in res["curves"]["4"]] == [0, *PERTURBS]
+    # the options the command line wrote into the config are in the run's config.json (so a resume checks them)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["experiment"] == "lm-rebound" and saved["config"]["model"].endswith("model")
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_aligning_raises_the_margin_and_perturbing_lowers_it(tiny):
+    """Per seed: margin(base) < margin(n+ = 4) < margin(n+ = 12) at m = 0, and every curve ends below its start.
+
+    Killed: swapped targets (alignment would lower the margin), a swapped margin sign, measuring a stale copy
+    (the curve would be flat), keeping the last aligned model for every n+ (the two starts would be equal).
+    """
+    _, out, _ = tiny
+    u = units(out)
+    for s in SEEDS:
+        base = u[f"seed={s}_base=0"]["scores"]
+        small, large = (u[f"seed={s}_align={n}"]["curve"] for n in ALIGNS)
+        for key in ("margin_per_token", "margin_per_response"):
+            assert base[key] < small[0][key] < large[0][key], (s, key)
+            for curve in (small, large):
+                values = [p[key] for p in curve]
+                assert values[-1] < values[0] and values == sorted(values, reverse=True), (s, key, values)
+        assert small[0]["kl_bits_per_token"] > 0 and large[0]["kl_bits_per_token"] > small[0]["kl_bits_per_token"]
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_generation_is_measured_only_where_the_config_asks(tiny):
+    _, out, res = tiny
+    for u in (v for k, v in units(out).items() if "align" in k):
+        gen = {p["perturb_amount"]: p["generation_score"] for p in u["curve"]}
+        assert all((v is None) == (m not in (0, 16)) for m, v in gen.items()), gen
+        assert all(0 <= gen[m] <= 1 for m in (0, 16))
+    assert res["curves"]["12"][1]["generation_score"] is None and res["curves"]["12"][3]["generation_score"] is not None
+
+
+def test_streams_are_nested_and_the_pools_disjoint(tiny_inputs):
+    tmp = tiny_inputs
+    from elastic_theory.data.corpora import read_pairs_jsonl
+
+    pool = list(range(7))
+    long = stream(pool, 30, seed=3, stage=1)
+    assert stream(pool, 9, seed=3, stage=1) == long[:9]
+    assert sorted(long[:7]) == pool and sorted(long[7:14]) == pool  # each pass is a permutation of the pool
+    assert stream(pool, 7, seed=3, stage=0) != long[:7]  # the two stages draw different orders
+    cfg = config_from_dict(LMReboundConfig, tiny_config(tmp))
+    data = split_seed(read_pairs_jsonl(tmp / "pairs.jsonl"), cfg, 0)
+    prompts = [{p.prompt for p in part} for part in (data.measure, data.align_pool, data.perturb_pool)]
+    assert sum(map(len, prompts)) == 24 and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+
+
+@pytest.mark.slow  # two runs of the protocol
+def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
+    """The first m examples of a longer perturbation run are a shorter run's data: the curve points agree.
+
+    Killed: a learning-rate schedule that depends on the run's length, data drawn anew for each run length.
+    Same seeded computation on one CPU thread, so the numbers agree to rounding of the sums (1e-9 relative).
+    """
+    tmp, out, _ = tiny
+    cfg = write_config(tmp_path, "short", model=str(tmp / "model"), setting=str(tmp / "pairs.jsonl"),
+                       perturb_amounts=[4, 8], generate_amounts=[8], seeds=[0], align_amounts=[4])
+    result = invoke("lm-rebound", "--config", str(cfg), "--out", str(tmp_path / "short"))
+    assert result.exit_code == 0, result.output
+    short = units(tmp_path / "short")["seed=0_align=4"]["curve"]
+    long = units(out)["seed=0_align=4"]["curve"]
+    for a, b in zip(short, long[:3]):
+        assert a["perturb_amount"] == b["perturb_amount"]
+        for key in ("margin_per_token", "margin_per_response", "kl_bits_per_token"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (a["perturb_amount"], key)
+
+
+@pytest.mark.slow  # two runs of the protocol
+def test_resume_recomputes_nothing_and_a_lost_unit_comes_back_equal(tiny):
+    tmp, out, res = tiny
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    args = ["rebound", "--model", str(tmp / "model"), "--config", str(tmp / "cfg.json"), "--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")} == before
+    lost = out / "units" / "seed=1_align=12.json"
+    saved = json.loads(lost.read_text())
+    lost.unlink()
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    redone = json.loads(lost.read_text())
+    for a, b in zip(saved["curve"], redone["curve"]):
+        for key in ("margin_per_token", "kl_bits_per_token"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json") if p != lost} == {
+        k: v for k, v in before.items() if k != lost.name}
+    again = json.loads((out / "results.json").read_text())["curves"]["12"][-1]["margin_per_token"]["mean"]
+    assert again == pytest.approx(res["curves"]["12"][-1]["margin_per_token"]["mean"], rel=1e-9)
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_tracks_hold_the_alignment_set_and_the_wikipedia_proxy(tiny):
+    _, out, res = tiny
+    assert "tracks/seed=0_align.jsonl" in res["tracks"] and "tracks/seed=1_align=12_perturb.jsonl" in res["tracks"]
+    lines = [json.loads(x) for x in (out / "tracks" / "seed=0_align.jsonl").read_text().splitlines()]
+    assert {x["dataset"] for x in lines} == {"alignment", "wikipedia"}
+    assert sorted({x["step"] for x in lines}) == [0, 2]  # every 2 of the 3 steps to n+ = 12, no duplicate lines
+    assert len(lines) == 4
+    align = [x["bits_per_token"] for x in lines if x["dataset"] == "alignment"]
+    assert align[1] < align[0]  # training on the aligned responses compresses them better
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_plot_redraws_from_saved_results(tiny):
+    _, out, res = tiny
+    for png in out.glob("*.png"):
+        png.unlink()
+    result = CliRunner().invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "lm-rebound.png").stat().st_size > 0 and (out / "lm-data-to-revert.png").stat().st_size > 0
+    summary = get("lm-rebound").summarize(res)
+    assert "961" in summary and "598" in summary and "| 12 | 16 |" in summary
+
+
+@pytest.mark.slow  # DPO with LoRA, then reloads every checkpoint
+@pytest.mark.filterwarnings("ignore:fan_in_fan_out is set to False:UserWarning")  # peft on GPT-2's Conv1D, handled
+def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
+    """--algorithm dpo --lora: each stage trains a fresh adapter on the merged previous one; DPO raises the margin
+    during alignment and lowers it during perturbation (the stages' targets are not swapped); the saved
+    checkpoints score as their curve points.
+
+    Killed: swapped stage targets, a checkpoint saved without its adapters merged (it would score as the base
+    or as the aligned model)."""
+    tmp, _, _ = tiny
+    out = tmp_path / "dpo"
+    result = invoke("rebound", "--model", str(tmp / "model"), "--algorithm", "dpo", "--lora", "--config",
+                    str(tmp / "cfg.json"), "--set", "finetune.lora_targets=[\"c_attn\"]", "--set", "finetune.lr=0.03",
+                    "--seeds", "0", "--set", "align_amounts=[8]", "--set", "perturb_amounts=[4,8]", "--set",
+                    "generate_amounts=[8]", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())["config"]["finetune"]
+    assert saved["algorithm"] == "dpo" and saved["lora"] is True
+    u = units(out)
+    curve = [p["margin_per_response"] for p in u["seed=0_align=8"]["curve"]]
+    assert u["seed=0_base=0"]["scores"]["margin_per_response"] < curve[0] and curve[-1] < curve[0]
+    # The saved checkpoints carry the adapters merged: the points were measured with them unmerged (W x + B A x),
+    # the checkpoints compute (W + B A) x, and the margins are differences of float32 log-probability sums, so the
+    # bounds are absolute (Float32Forward with the adapter's rank). Killed, on this run (the last point; bounds
+    # for two evaluations, 5.3e-4 nats per token, 1.1e-2 nats per response, 1.3e-4 bits per token): a checkpoint
+    # without its adapters scores as the base, off by 8.4e-3 nats per token (16 bounds), 0.16 nats per response
+    # (15 bounds) and 1.1e-3 bits of KL (8.6 bounds); as the aligned model, by 0.088 nats per token (167 bounds).
+    # Measured gaps (1 and 2 threads, separate processes): 1.2e-8 nats per token, 2.4e-7 per response, 6e-9 bits.
+    config = config_from_dict(LMReboundConfig, json.loads((out / "config.json").read_text())["config"])
+    checkpoints_score_their_points(out, config, 0, (8,), 8)
+
+
+@pytest.mark.slow  # a run of the protocol with generation
+def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
+    """Polarity pairs share one prompt: split by name (else one distinct item, too few), one generation prompt."""
+    tmp, _, _ = tiny
+    cfg = write_config(tmp_path, "sent", model=str(tmp / "model"), setting="sentiment", judge="auto", seeds=[0],
+                       align_amounts=[4], perturb_amounts=[4, 8], generate_amounts=[8])
+    out = tmp_path / "sent"
+    result = invoke("lm-rebound", "--config", str(cfg), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["judge"] == "sentiment"
+    curve = units(out)["seed=0_align=4"]["curve"]
+    assert all(-1 <= p["generation_score"] <= 1 for p in curve if p["perturb_amount"] in (0, 8))
+    assert curve[0]["margin_per_token"] > units(out)["seed=0_base=0"]["scores"]["margin_per_token"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rebound", "--algorithm", "ppo"], "--algorithm 'ppo'"),
+    (["joint-ratio", "--model", "smollm2-135m"], "synthetic world"),
+    (["rebound", "--model", "MODEL", "--config", "CFG", "--set", "n_measure=30"], "too few"),
+    (["rebound", "--model", "NOWHERE", "--config", "CFG"], "nowhere"),
+    (["lm-rebound", "--config", "CFG", "--set", "perturb_amounts=[3,8]"], "multiple of finetune.batch_size"),
+    (["lm-rebound", "--config", "CFG", "--set", "setting=sentiments"], "setting 'sentiments'"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_folder(tiny_inputs, tmp_path, args, message):
+    tmp = tiny_inputs
+    out = tmp_path / "out"
+    args = [a.replace("CFG", str(tmp / "cfg.json")).replace("NOWHERE", str(tmp_path / "nowhere"))
+            .replace("MODEL", str(tmp / "model")) for a in args]
+    result = invoke(*args, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_the_recorded_configs_are_the_full_defaults():
+    for name in ("lm-rebound", "lm-data-to-revert"):
+        saved = json.loads((ROOT / "experiments" / f"{name}.json").read_text())
+        assert saved == {"experiment": name, "config": config_to_dict(get(name).full())}
+    assert get("lm-data-to-revert").full().perturb_amounts[-1] > get("lm-rebound").full().perturb_amounts[-1]
+
+
+@pytest.mark.slow
+@optional.SMOLLM2
+def test_smollm2_quick_run(tmp_path):
+    out = tmp_path / "quick"
+    result = invoke("rebound", "--model", "smollm2-135m", "--quick", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"]["name"] == "smollm2-135m" and res["lora"] is True
+    for curve in res["curves"].values():
+        assert curve[-1]["margin_per_token"]["mean"] < curve[0]["margin_per_token"]["mean"]
+
+
+def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int, aligns, last: int) -> None:
+    """Each saved checkpoint of ``seed`` (every n+ at m = 0 and m = ``last``), loaded the way ``compare`` loads it,
+    scores the margins and the KL its curve recorded, within twice the float32 bounds of one evaluation
+    (:class:`~elastic_theory.theory.tolerances.Float32Forward` of the checkpoint and the base, over the longest measured
+    sequence; absolute for the margins, differences of float32 sums)."""
+    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.finetune import SIDES
+    from elastic_theory.empirical.loading import load_model_and_tokenizer
+    from elastic_theory.experiments.lm.rebound import Measurer, load_pairs
+    from elastic_theory.theory.tolerances import Float32Forward
+
+    base, tok = load_model_and_tokenizer(config.model, device="cpu")
+    data = split_seed(load_pairs(config.setting), config, seed)
+    measure = Measurer(base, tok, data, config)
+    encoded = [response_token_ids(tok, p.prompt, getattr(p, side)) for p in data.measure for side in SIDES]
+    longest = max(len(ids) for ids, _ in encoded)
+    response = max(len(ids) - start for ids, start in encoded)
+    u = units(out)
+    for n in aligns:
+        curve = u[f"seed={seed}_align={n}"]["curve"]
+        for point in (curve[0], curve[-1]):
+            assert point["perturb_amount"] in (0, last)
+            model, _ = load_model_and_tokenizer(out / "checkpoints" / f"seed={seed}_align={n}_perturb="
+                                                f"{point['perturb_amount']}", device="cpu")
+            got = measure(model, generate=False)
+            f32 = Float32Forward.of(model, base, context=longest,
+                                    adapter_rank=config.finetune.lora_r if config.finetune.lora else 0)
+            for key, unit in (("margin_per_token", "token"), ("margin_per_response", "response")):
+                tol = 2 * f32.margin_tolerance(response, unit, len(data.measure))
+                assert got[key] == pytest.approx(point[key], rel=0, abs=tol), (n, point["perturb_amount"], key)
+            kl = max(got["kl_bits_per_token"], point["kl_bits_per_token"])
+            assert got["kl_bits_per_token"] == pytest.approx(point["kl_bits_per_token"], rel=0,
+                                                             abs=2 * f32.kl_bits_tolerance(kl)), (n, point["perturb_amount"])
+
+
+@pytest.mark.slow  # reads the module's whole protocol run
+def test_saved_checkpoints_are_the_measured_models(tiny):
+    """The first seed's aligned models (m = 0) and its models after the largest m are saved, and each scores
+    the margin and KL its curve recorded, within the float32 bounds, after a round trip through the loader
+    ``compare`` uses (the LoRA case: :func:`test_dpo_with_lora_runs_through_the_same_protocol`).
+
+    Killed: saving the base or a stale copy instead of the trained state, saving for every seed (disk), naming
+    the folder after the wrong amount. On this run the base is off by 310 to 1090 bounds in the margin per
+    token (41 to 163 in the KL), the other saved amount of the same n+ by 1170 to 1480 (100 to 155 in the KL).
+    """
+    tmp, out, _ = tiny
+    names = {p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")}
+    assert names == {f"seed={SEEDS[0]}_align={n}_perturb={m}" for n in ALIGNS for m in (0, PERTURBS[-1])}
+    checkpoints_score_their_points(out, config_from_dict(LMReboundConfig, tiny_config(tmp)), SEEDS[0], ALIGNS,
+                                   PERTURBS[-1])

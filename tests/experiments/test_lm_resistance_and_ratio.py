@@ -1,0 +1,488 @@
+"""lm-resistance and lm-ratio: the analysis on hand-made units, end to end on a tiny local model, resume, bad input,
+and a slow SmolLM2 smoke test of --quick."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import torch
+from scipy import stats
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.experiments import config_to_dict
+from elastic_theory.experiments.lm.ratio import LMRatioConfig, fieller_seed_ratio
+from elastic_theory.experiments.lm.ratio import analyse as analyse_ratio
+from elastic_theory.experiments.lm.resistance import LMResistanceConfig, verdict
+from elastic_theory.experiments.lm.resistance import analyse as analyse_resistance
+from elastic_theory.theory.tolerances import Float32Forward, sum_tolerance32
+from elastic_theory.infra.trainconfig import FinetuneConfig
+from tests import optional
+
+# ------------------------------------------------------------------ resistance analysis on hand-made units
+OWN = [0.1, 0.5, 0.9]  # own loss h_j of each checkpoint's outputs (nats/token)
+NOISE = {0: 0.0, 1: 0.013, 2: -0.007}
+
+
+def _resistance_units() -> list[dict]:
+    """forward(theta_i <- q_j) = h_j + 0.2 + e, inverse(theta_j <- q_i) = h_i + 0.3 + e': raw gap h_j - h_i - 0.1 > 0
+    (inverse lower), controlled gap (F - h_j) - (I - h_i) = -0.1 + noise < 0 (inverse higher once the targets' own
+    loss is subtracted)."""
+    units = []
+    for seed, e in NOISE.items():
+        pairs = {}
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            f = OWN[j] + 0.2 + e
+            inv = OWN[i] + 0.3 - e
+            pairs[f"{i + 1}-{j + 1}"] = {
+                "forward": {"train_loss_mean": f, "train_loss_final": f - 0.05, "target_nll_after": f - 0.1,
+                            "target_nll_before": f + 1.0},
+                "inverse": {"train_loss_mean": inv, "train_loss_final": inv - 0.05, "target_nll_after": inv - 0.1,
+                            "target_nll_before": inv + 1.0},
+            }
+        units.append({"seed": seed, "own_nll_per_token": list(OWN), "distinct_outputs": [4, 4, 4], "pairs": pairs})
+    return units
+
+
+def _cfg(algorithm: str = "sft") -> LMResistanceConfig:
+    return LMResistanceConfig(finetune=FinetuneConfig(algorithm=algorithm, batch_size=8), checkpoints=(8, 16, 32))
+
+
+def test_resistance_raw_and_controlled_gaps_are_forward_minus_inverse_with_the_right_own_loss():
+    """Raw: inverse lower in every (seed, pair), verdict holds; controlled: reversed, verdict fails.
+
+    Killed: forward and inverse swapped (raw verdict fails, count 0/9); the control subtracting h_i from the forward
+    loss and h_j from the inverse (controlled gap 2(h_j - h_i) - 0.1 > 0, holds); no control at all (same as raw)."""
+    res = analyse_resistance(_cfg(), _resistance_units())
+    noise = np.array(list(NOISE.values()))
+    for row in res["rows"]:
+        i, j = (int(c) - 1 for c in row["pair"].split("-"))
+        e = row["losses"]["train_loss_mean"]
+        assert e["gap_forward_minus_inverse"]["mean"] == pytest.approx(OWN[j] - OWN[i] - 0.1 + 2 * noise.mean(), abs=1e-12)
+        assert e["controlled_gap"]["mean"] == pytest.approx(-0.1 + 2 * noise.mean(), abs=1e-12)
+        assert e["verdict"] == "holds" and e["controlled_verdict"] == "fails"
+        assert row["forward"] == f"theta{i + 1} <- q{j + 1}" and row["inverse"] == f"theta{j + 1} <- q{i + 1}"
+    assert res["inverse_lower"]["train_loss_mean"] == {"raw": "9/9 comparisons", "controlled": "0/9 comparisons"}
+
+
+def test_resistance_dpo_training_loss_gets_no_per_token_control():
+    """DPO's logged loss is nats per pair: subtracting a per-token own loss would mix units, so it is reported raw;
+    the per-token target NLL still gets the control."""
+    res = analyse_resistance(_cfg("dpo"), _resistance_units())
+    row = res["rows"][0]["losses"]
+    assert "controlled_gap" not in row["train_loss_mean"] and "controlled_gap" in row["target_nll_after"]
+    assert "controlled" not in res["inverse_lower"]["train_loss_mean"]
+    assert res["units"]["train_loss"] == "nats per pair (DPO loss)"
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [(0.01, 0.2, "holds"), (-0.2, -0.01, "fails"),
+                                                       (-0.01, 0.2, "inconclusive"), (math.nan, math.nan, "inconclusive")])
+def test_verdict_reads_the_interval_of_forward_minus_inverse(low, high, expected):
+    assert verdict({"mean": 0.0, "low": low, "high": high, "n": 3}) == expected
+
+
+# ------------------------------------------------------------------ ratio analysis on hand-made units
+PRETRAIN = 1.0e6
+
+
+def _ratio_units(alpha: float = 1.0) -> dict[int, list[dict]]:
+    """Per seed s and n+: d gamma_a = c_s * k^alpha * d, d gamma_p = -d (d = 1e-7 bits/token), so R = c_s k^alpha;
+    base-model rates far from the aligned ones (a ratio taken from the base would differ)."""
+    units = {}
+    for n, tokens in ((8, 400), (32, 1600), (64, 3200)):
+        k = PRETRAIN / tokens
+        us = []
+        for seed, c in ((0, 1.0e-3), (1, 1.3e-3), (2, 0.8e-3)):
+            dp = 1e-2
+            da = c * k**alpha * dp
+            us.append({"seed": seed, "align_tokens": tokens, "align_response_tokens": tokens // 4,
+                       "rates": {"base": {"alignment": {"bits_per_token": 9.0}, "wikipedia": {"bits_per_token": 4.0},
+                                          "alignment_responses": {"bits_per_token": 7.0}},
+                                 "aligned": {"alignment": {"bits_per_token": 2.0}, "wikipedia": {"bits_per_token": 4.5},
+                                             "alignment_responses": {"bits_per_token": 1.0}},
+                                 "perturbed": {"alignment": {"bits_per_token": 2.0 + da},
+                                               "wikipedia": {"bits_per_token": 4.5 - dp},
+                                               "alignment_responses": {"bits_per_token": 1.0 + 3 * da}}}})
+        units[n] = us
+    return units
+
+
+def test_ratio_uses_the_change_from_aligned_to_perturbed_and_k_in_tokens():
+    """R_meas = mean(d gamma_a) / -mean(d gamma_p) with d = perturbed - aligned; k = |D_p| / alignment tokens.
+
+    Killed: rates before alignment (base) instead of after (R would be (2 + da - 9) / (4 - 4.5 + dp) < 0); k per
+    response (|D_p| / n+, 50x larger); k in response tokens (4x larger); the sign convention of THEORY (R > 0 when
+    d gamma_a > 0 > d gamma_p)."""
+    cfg = LMRatioConfig(pretrain_tokens=PRETRAIN, align_amounts=(8, 32, 64), seeds=(0, 1, 2))
+    res = analyse_ratio(cfg, _ratio_units())
+    for n, tokens in ((8, 400), (32, 1600), (64, 3200)):
+        row = res["by_align"][str(n)]
+        k = PRETRAIN / tokens
+        assert row["k"] == pytest.approx(k, rel=1e-12)
+        assert row["k_response_tokens"] == pytest.approx(4 * k, rel=1e-12)
+        assert row["R_meas"]["value"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]) * k, rel=1e-9)
+        assert row["R_over_k"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]), rel=1e-9)
+        assert row["signs_as_theorem"].startswith("3/3")
+        assert row["responses"]["R_meas"]["value"] == pytest.approx(3 * row["R_meas"]["value"], rel=1e-9)
+        assert row["responses"]["R_over_k"] == pytest.approx(3 * row["R_over_k"] / 4, rel=1e-9)
+    slope = res["slope_ln_R_vs_ln_k"]
+    assert slope["per_seed"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
+
+
+def test_ratio_slope_recovers_a_power_other_than_one():
+    """R = c k^0.5: slope 0.5 in every seed, the verdict says it differs from the predicted 1 (a fit of ln R against
+    ln n+ instead of ln k would give -0.5)."""
+    cfg = LMRatioConfig(pretrain_tokens=PRETRAIN, align_amounts=(8, 32, 64), seeds=(0, 1, 2))
+    slope = analyse_ratio(cfg, _ratio_units(alpha=0.5))["slope_ln_R_vs_ln_k"]
+    assert slope["per_seed"] == pytest.approx([0.5, 0.5, 0.5], abs=1e-9)
+    assert slope["verdict"] == "differs from 1"
+
+
+def _fieller_t(num, den, level=0.95):
+    """Fieller's set {r : (N - rD)^2 <= t^2 (v_NN - 2 r v_ND + r^2 v_DD)} solved directly (numpy roots)."""
+    n = len(num)
+    t2 = stats.t.ppf(0.5 + level / 2, n - 1) ** 2
+    v = np.cov(np.vstack([num, den]), ddof=1) / n
+    N, D = np.mean(num), np.mean(den)
+    roots = np.roots([D**2 - t2 * v[1, 1], -2 * (N * D - t2 * v[0, 1]), N**2 - t2 * v[0, 0]])
+    return sorted(roots.real)
+
+
+def test_fieller_seed_ratio_uses_students_t_and_the_covariance_of_the_means():
+    """Against the quadratic solved directly with t^2 (3 seeds: t = 4.30, z = 1.96 would give an interval less than
+    half as wide; a covariance of the values instead of the means would be sqrt(3) times too wide)."""
+    num, den = [2.0, 2.6, 1.7], [1.0, 1.2, 0.95]
+    got = fieller_seed_ratio(num, den)
+    assert got["value"] == pytest.approx(np.mean(num) / np.mean(den), rel=1e-12)
+    assert got["ci95"] == pytest.approx(_fieller_t(num, den), rel=1e-9)
+    assert got["per_seed"] == pytest.approx([2.0, 2.6 / 1.2, 1.7 / 0.95], rel=1e-12)
+    assert fieller_seed_ratio([1.0, -1.0, 0.5], [0.1, -0.1, 0.02])["ci95"] is None  # denominator not resolved from 0
+    assert fieller_seed_ratio([1.0], [2.0])["ci95"] is None
+
+
+# ------------------------------------------------------------------ configs
+@pytest.mark.parametrize(("cls", "kwargs", "message"), [
+    (LMResistanceConfig, {"checkpoints": (16, 8, 32)}, "strictly increasing"),
+    (LMResistanceConfig, {"finetune_amount": 10}, "multiple of finetune.batch_size"),
+    (LMResistanceConfig, {"n_prompts": 0}, "n_prompts"),
+    (LMRatioConfig, {"pretrain_tokens": 0.0}, "pretrain_tokens"),
+    (LMRatioConfig, {"pretrain_tokens": math.inf}, "pretrain_tokens"),
+    (LMRatioConfig, {"align_amounts": (8, 8)}, "distinct"),
+    (LMRatioConfig, {"perturb_amount": 6}, "multiple of finetune.batch_size"),
+])
+def test_configs_refuse_bad_values(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+def test_full_configs_are_in_the_experiments_folder():
+    """test_experiments checks every experiments/NAME.json against its defaults; here: both files are there."""
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    for name in ("lm-resistance", "lm-ratio"):
+        assert json.loads((root / f"{name}.json").read_text())["experiment"] == name
+
+
+# ------------------------------------------------------------------ end to end on a tiny local model
+PAIRS = [{"prompt": f"Question {i}: how do I do thing {i}?" + " Really?" * (i % 3),
+          "aligned": f"I'm sorry, I can't help with thing {i}." + " No." * (i % 4),
+          "unaligned": f"Sure, here is how to do thing {i}: step one."} for i in range(24)]  # lengths differ
+TINY_FT = FinetuneConfig(lr=1e-2, batch_size=4, max_length=128)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """A saved tiny GPT-2 with its tokenizer (a folder ``--model`` accepts) and a pairs JSONL file."""
+    from elastic_theory.data.corpora import wikipedia_sample
+    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
+
+    root = tmp_path_factory.mktemp("lm_more")
+    texts = [p[k] for p in PAIRS for k in ("prompt", "aligned", "unaligned")]
+    tok = byte_bpe_tokenizer(texts + [x.text for x in wikipedia_sample("paragraph")[:2]], vocab_size=320)
+    model = tiny_gpt2(tok, seed=0, n_positions=128)
+    with torch.no_grad():  # far from uniform, so that documents have different rates already before training
+        model.transformer.wte.weight.mul_(40.0)
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    data = root / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    return root / "model", data
+
+
+def _write(path: Path, name: str, config) -> Path:
+    path.write_text(json.dumps({"experiment": name, "config": config_to_dict(config)}))
+    return path
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, ["experiment", *map(str, args), "--no-progress"])
+
+
+def _resistance_config(model, data, **kw):
+    base = dict(model=str(model), setting=str(data), finetune=TINY_FT, checkpoints=(4, 8, 12), n_prompts=4,
+                finetune_amount=8, max_new_tokens=8, seeds=(0, 1))
+    return LMResistanceConfig(**{**base, **kw})
+
+
+def _ratio_config(model, data, **kw):
+    base = dict(model=str(model), setting=str(data), finetune=TINY_FT, align_amounts=(4, 20), perturb_amount=8,
+                n_perturb_pool=8, n_wikipedia=2, pretrain_tokens=1.0e6, track_every=1, seeds=(0, 1))
+    return LMRatioConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def resistance_run(tiny_files, tmp_path_factory):
+    model, data = tiny_files
+    tmp = tmp_path_factory.mktemp("res")
+    cfg = _write(tmp / "cfg.json", "lm-resistance", _resistance_config(model, data))
+    out = tmp / "run"
+    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    return cfg, out, result.output
+
+
+@pytest.mark.slow  # trains a chain of checkpoints
+def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
+    """`experiment resistance --model DIR` runs lm-resistance: every pair's losses are the logged per-step losses
+    (mean and last), both directions train the same number of steps, and the summary, units and plot exist."""
+    model, _ = tiny_files
+    _, out, output = resistance_run
+    res = json.loads((out / "results.json").read_text())
+    assert res["experiment"] == "lm-resistance" and res["seeds"] == [0, 1]
+    assert [r["pair"] for r in res["rows"]] == ["1-2", "1-3", "2-3"]
+    for seed in (0, 1):
+        unit = json.loads((out / "units" / f"seed={seed}.json").read_text())
+        assert len(unit["outputs"]) == 3 and all(len(o) == 4 for o in unit["outputs"])
+        for pair in unit["pairs"].values():
+            for d in pair.values():
+                assert len(d["losses"]) == 8 // 4
+                assert d["train_loss_mean"] == pytest.approx(np.mean(d["losses"]), rel=1e-12)
+                assert d["train_loss_final"] == d["losses"][-1]
+                assert all(math.isfinite(v) and v > 0 for v in d["losses"])
+    assert "inverse < forward" in output and (out / "lm-resistance.png").is_file()
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0
+
+
+@pytest.mark.slow  # two runs of the protocol
+def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkeypatch):
+    """A finished run reloads every unit (no model is loaded); a deleted unit is the only one recomputed."""
+    from elastic_theory.experiments.lm import resistance as lm_resistance
+
+    model, _ = tiny_files
+    cfg, out, _ = resistance_run
+    first = json.loads((out / "results.json").read_text())
+    monkeypatch.setattr(lm_resistance, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
+    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "results.json").read_text())
+    assert again["rows"] == first["rows"] and again["inverse_lower"] == first["inverse_lower"]
+    kept = (out / "units" / "seed=0.json").read_bytes()
+    (out / "units" / "seed=1.json").unlink()
+    calls = []
+    monkeypatch.undo()
+    real = lm_resistance.load_base
+    monkeypatch.setattr(lm_resistance, "load_base", lambda *a: calls.append(a) or real(*a))
+    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and (out / "units" / "seed=0.json").read_bytes() == kept
+    assert (out / "units" / "seed=1.json").is_file()
+
+
+@pytest.mark.slow  # DPO fine-tuning runs
+def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_path, monkeypatch):
+    """--algorithm dpo: chosen = the target checkpoint's output, rejected = the trained one's own; the logged loss
+    is DPO's (ln 2 at the first step, where the policy is its own reference), reported without the per-token control.
+
+    At the first step each z = beta [(lp_w - lp0_w) - (lp_l - lp0_l)] is a difference of two float32 evaluations of
+    the same sums: |z| <= beta * 2 margin_tolerance(n), Float32Forward of each model as its fine-tuning starts
+    (recorded as each starts), and -log sigmoid is 1-Lipschitz; the float32 mean of 4 adds gamma_8 ln 2."""
+    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.experiments.lm import resistance as lm_resistance
+
+    tolerances = []
+    real = lm_resistance.finetune_losses
+
+    def recording(net, tokenizer, examples, config, *args, **kwargs):
+        n = max(len(ids) - start for ids, start in (response_token_ids(tokenizer, p.prompt, getattr(p, side))
+                                                    for p in examples for side in ("aligned", "unaligned")))
+        f32 = Float32Forward.of(net, context=config.max_length)
+        tolerances.append(config.beta * 2 * f32.margin_tolerance(n) + sum_tolerance32(8, 4 * math.log(2)) / 4)
+        return real(net, tokenizer, examples, config, *args, **kwargs)
+
+    monkeypatch.setattr(lm_resistance, "finetune_losses", recording)
+    model, data = tiny_files
+    cfg = _write(tmp_path / "cfg.json", "lm-resistance",
+                 _resistance_config(model, data, checkpoints=(4, 8), seeds=(0,)))
+    out = tmp_path / "run"
+    result = _invoke("resistance", "--model", model, "--algorithm", "dpo", "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert res["algorithm"] == "dpo" and res["units"]["train_loss"] == "nats per pair (DPO loss)"
+    unit = json.loads((out / "units" / "seed=0.json").read_text())
+    for d in unit["pairs"]["1-2"].values():  # the largest bound of the seed's runs: 0.047 nats; measured gap 2e-9
+        assert d["losses"][0] == pytest.approx(math.log(2), rel=0, abs=max(tolerances))
+    losses = res["rows"][0]["losses"]
+    assert "controlled_gap" not in losses["train_loss_mean"] and "controlled_gap" in losses["target_nll_after"]
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0  # one seed: saved bounds are null
+
+
+@pytest.fixture(scope="module")
+def ratio_run(tiny_files, tmp_path_factory):
+    model, data = tiny_files
+    tmp = tmp_path_factory.mktemp("ratio")
+    config = _ratio_config(model, data)
+    cfg = _write(tmp / "cfg.json", "lm-ratio", config)
+    out = tmp / "run"
+    result = _invoke("ratio", "--model", model, "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    return config, cfg, out, result.output
+
+
+@pytest.mark.slow  # trains per seed and amount
+def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, tiny_files):
+    """gamma_a is the pooled bits per token of the distinct alignment documents trained on (prompt_text + aligned),
+    recomputed here with score_documents on the base model; |D_a| counts their tokens with repeats; R_meas is
+    mean(d gamma_a) / -mean(d gamma_p) of the units.
+
+    Killed: a mean of per-document rates (documents differ in length), documents of another split or order,
+    |D_a| counted in examples, or in distinct documents only (n+ = 20 exceeds the 16-prompt alignment pool: the
+    stream's second pass repeats 4 documents, trained on twice and scored once); the response tokens of
+    k_response_tokens counted over distinct responses only, or with the prompt's tokens."""
+    from elastic_theory.data.corpora import read_pairs_jsonl, split_train_measure
+    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.data import check_documents
+    from elastic_theory.empirical.finetune import prompt_text
+    from elastic_theory.empirical.loading import load_model_and_tokenizer
+    from elastic_theory.empirical.scoring import encode_documents, score_documents
+    from elastic_theory.experiments.lm._common import pooled_nll_per_token
+    from elastic_theory.experiments.lm.rebound import stream
+
+    config, _, out, output = ratio_run
+    model, data = tiny_files
+    net, tok = load_model_and_tokenizer(str(model))
+    res = json.loads((out / "results.json").read_text())
+    pairs = read_pairs_jsonl(data)
+    for seed in (0, 1):
+        pool = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed).train
+        for n in config.align_amounts:
+            unit = json.loads((out / "units" / f"seed={seed}_align={n}.json").read_text())
+            docs = [prompt_text(tok, p.prompt) + p.aligned for p in stream(pool, n, seed, 0)]
+            assert unit["align_tokens"] == sum(len(ids) for ids in encode_documents(tok, check_documents(docs)))
+            assert unit["distinct_align_documents"] == len(set(docs)) == min(n, len(pool))
+            response_ids = [response_token_ids(tok, p.prompt, p.aligned) for p in stream(pool, n, seed, 0)]
+            assert unit["align_response_tokens"] == sum(len(ids) - start for ids, start in response_ids)
+            scores = score_documents(net, tok, list(dict.fromkeys(docs)))
+            n_tokens = sum(s.n_tokens for s in scores)
+            pooled = sum(s.bits for s in scores) / n_tokens
+            per_doc = np.mean([s.bits / s.n_tokens for s in scores])
+            distinct = list(dict.fromkeys(stream(pool, n, seed, 0)))
+            longest = max(max(len(ids) for ids, _ in response_ids), max(s.n_tokens for s in scores) + 1)
+            f32 = Float32Forward.of(net, context=longest)
+            # Two float32 evaluations (the run's and this one) of a rate over N tokens, 2 sum_tolerance(N)/N in bits
+            # (0.013 bits per token: logits up to 34 nats here; measured gap 0). The mean of per-document rates (the
+            # wrong formula) is 1.9 to 11 bounds from the pooled rate on these documents: outside the tolerance.
+            tol = 2 * f32.sum_tolerance(n_tokens) / n_tokens / math.log(2)
+            assert abs(pooled - per_doc) > tol
+            assert unit["rates"]["base"]["alignment"]["bits_per_token"] == pytest.approx(pooled, rel=0, abs=tol)
+            responses = pooled_nll_per_token(net, tok, distinct) / math.log(2)
+            n_response = sum(len(ids) - start for ids, start in
+                             (response_token_ids(tok, p.prompt, p.aligned) for p in distinct))
+            assert unit["rates"]["base"]["alignment_responses"]["bits_per_token"] == pytest.approx(
+                responses, rel=0, abs=2 * f32.sum_tolerance(n_response) / n_response / math.log(2))
+    for n in config.align_amounts:
+        us = [json.loads((out / "units" / f"seed={s}_align={n}.json").read_text()) for s in (0, 1)]
+        da = [u["rates"]["perturbed"]["alignment"]["bits_per_token"] - u["rates"]["aligned"]["alignment"]["bits_per_token"]
+              for u in us]
+        dp = [u["rates"]["perturbed"]["wikipedia"]["bits_per_token"] - u["rates"]["aligned"]["wikipedia"]["bits_per_token"]
+              for u in us]
+        row = res["by_align"][str(n)]
+        assert row["R_meas"]["value"] == pytest.approx(np.mean(da) / -np.mean(dp), rel=1e-9)
+        assert row["k"] == pytest.approx(np.mean([config.pretrain_tokens / u["align_tokens"] for u in us]), rel=1e-12)
+    assert res["slope_ln_R_vs_ln_k"] is not None and "slope of ln R_meas" in output
+    assert (out / "lm-ratio.png").is_file() and res["tracks"]
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0
+    for track in res["tracks"]:
+        assert (out / track).is_file() and (out / track).read_text().strip()
+
+
+@pytest.mark.slow  # two runs of the protocol
+def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
+    from elastic_theory.experiments.lm import ratio as lm_ratio
+
+    model, _ = tiny_files
+    _, cfg, out, _ = ratio_run
+    first = json.loads((out / "results.json").read_text())
+    monkeypatch.setattr(lm_ratio, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
+    result = _invoke("ratio", "--model", model, "--config", cfg, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["by_align"] == first["by_align"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ratio", "--model", "{model}", "--set", "pretrain_tokens=-1"], "pretrain_tokens must be"),
+    (["ratio", "--model", "{model}", "--set", "setting={data}", "--set", "n_perturb_pool=8", "--set", "align_amounts=[4,8]",
+      "--set", "n_wikipedia=100000"], "n_wikipedia = 100000"),
+    (["ratio", "--model", "{model}", "--algorithm", "ppo"], "--algorithm 'ppo'"),
+    (["ratio", "--model", "{tmp}/missing-model"], "missing-model"),
+    (["resistance", "--model", "{model}", "--set", "setting={data}", "--set", "n_prompts=1000"], "too few"),
+    (["resistance", "--model", "{model}", "--set", "checkpoints=[16,8,32]"], "strictly increasing"),
+    (["resistance", "--model", "{model}", "--set", "setting={tmp}/no-such.jsonl"], "no-such.jsonl"),
+    (["resistance", "--model", "{model}", "--set", "setting=sentiment"], "share one prompt"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_run_folder(tiny_files, tmp_path, args, message):
+    """Killed: a check made after the run folder is opened or the model loaded (the folder would exist), a
+    traceback or a message over several lines."""
+    model, data = tiny_files
+    out = tmp_path / "run"
+    args = [a.format(model=model, data=data, tmp=tmp_path) for a in args]
+    result = _invoke(*args, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_pooled_nll_is_total_nats_over_total_response_tokens(tiny_files):
+    """Against a forward pass per pair; responses of different lengths so a mean of per-pair rates differs."""
+    from elastic_theory.data.corpora import PreferencePair
+    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.loading import load_model_and_tokenizer
+    from elastic_theory.experiments.lm._common import pooled_nll_per_token
+
+    model, _ = tiny_files
+    net, tok = load_model_and_tokenizer(str(model))
+    pairs = [PreferencePair("a", "Question 1?", "No.", "x"),
+             PreferencePair("b", "Question 2?", "I'm sorry, I can't help with thing 2 at all, ever.", "x")]
+    nats, tokens, per_pair = 0.0, 0, []
+    for p in pairs:
+        ids, start = response_token_ids(tok, p.prompt, p.aligned)
+        with torch.no_grad():
+            logp = torch.log_softmax(net(torch.tensor([ids])).logits[0].double(), -1)
+        nll = -float(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))
+        nats, tokens = nats + nll, tokens + len(ids) - start
+        per_pair.append(nll / (len(ids) - start))
+    # two float32 evaluations, 2 sum_tolerance(n)/n nats per token (0.012 here; measured gap 2e-5 bounds); the
+    # mean of per-pair rates is 164 bounds away
+    longest = max(len(response_token_ids(tok, p.prompt, p.aligned)[0]) for p in pairs)
+    tol = 2 * Float32Forward.of(net, context=longest).sum_tolerance(tokens) / tokens
+    assert pooled_nll_per_token(net, tok, pairs) == pytest.approx(nats / tokens, rel=0, abs=tol)
+    assert abs(nats / tokens - np.mean(per_pair)) > 2 * tol
+
+
+# ------------------------------------------------------------------ SmolLM2 (slow)
+@pytest.mark.slow
+@optional.SMOLLM2
+@pytest.mark.parametrize("name", ["resistance", "ratio"])
+def test_smollm2_quick_runs(name, tmp_path):
+    """--quick of each protocol on SmolLM2-135M finishes and writes its results (each under 3 CPU minutes). The
+    commands docs/experiments.md shows, word for word (tests/test_docs_commands.py runs them only here)."""
+    out = tmp_path / name
+    result = CliRunner().invoke(app, ["experiment", name, "--model", "smollm2-135m", "--quick", "--out", str(out),
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    key = "inverse_lower" if name == "resistance" else "by_align"
+    assert res[key] and res["model"]["name"]
