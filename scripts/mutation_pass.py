@@ -167,7 +167,7 @@ def main() -> None:
             shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         for module in args.modules:
-            path = work / "elastic_theory" / "theory" / f"{module}.py"
+            path = work / "elastic_theory" / "theory" / {"elasticity": "elasticity/closed_forms.py"}.get(module, f"{module}.py")
             original = path.read_text(encoding="utf-8")
             tree = ast.parse(original)
             all_sites = sites(tree)

@@ -21,7 +21,10 @@ CORE_MODULES = ("theory.tree", "theory.coding", "theory.rates", "data.io", "infr
                 "stats.comparison", "data.corpora", "data.synthetic", "infra.rundir", "infra.trainconfig", "experiments",
                 "experiments.synthetic.joint_ratio", "experiments.synthetic.sequential_ratio", "stats.behaviour",
                 "stats.twophase", "stats.seedstats", "stats.entropy_matching", "experiments.synthetic.resistance",
-                "experiments.synthetic.rebound", "experiments.synthetic.scaling")
+                "experiments.synthetic.rebound", "experiments.synthetic.scaling", "theory.units",
+                "theory.elasticity.closed_forms", "theory.elasticity.hooke", "theory.elasticity.precision",
+                "theory.elasticity.perturbation", "theory.elasticity.inverse_alignment", "theory.pareto.masses",
+                "theory.pareto.power_law", "theory.pareto.counts_test")
 
 
 def test_core_import_does_not_load_torch_or_transformers():

@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..theory import elasticity, symbolic
+from ..theory.units import LN2
 from ..theory.tolerances import closed_form_tolerance, perturbation_derivative_tolerance, roundings
 from .cases import (
     exact_dgamma_dl, exact_grid, exact_margin, k_grid, l_of, random_setting, sign_warned, U_BEYOND, U_GRID, W3_GRID,
@@ -80,15 +81,15 @@ def _theorem_signs(rng: np.random.Generator) -> Evidence:
         consistent = cf.sign_valid == inside and warned == (not inside) and r_sign_ok
         worst.record(0.0 if consistent else math.inf, 0.0, lambda: case("sign_valid, R's sign, SignClaimWarning"))
         for name, got, exact in (("dgamma_a_dl", cf.dgamma_a_dl_per_response, da), ("dgamma_p_dl", cf.dgamma_p_dl_per_response, dp)):
-            err = abs(got * elasticity.LN2 - exact) / abs(exact) if exact else abs(got)
+            err = abs(got * LN2 - exact) / abs(exact) if exact else abs(got)
             worst.record(err, roundings(4) if exact else 0.0, lambda: case(name))
     n_tree = 0
     for comps, w, k in (random_setting(rng, disjoint=True) for _ in range(40)):
         model = elasticity.PerturbationModel.from_components(comps, w, k)
         for u in (float(rng.uniform(0.0, 0.9)), float(rng.uniform(1.1, 10.0))):
             l = min(u * elasticity.sign_threshold(w[2]), 100.0)
-            scale = 1.0 / ((1.0 + k + l) * elasticity.LN2)
-            exact = [float(x) / elasticity.LN2 for x in exact_dgamma_dl(k, l, w[2])]
+            scale = 1.0 / ((1.0 + k + l) * LN2)
+            exact = [float(x) / LN2 for x in exact_dgamma_dl(k, l, w[2])]
             n_tree += 1
             for name, data, ex in (("align", model.align, exact[0]), ("pretrain", model.pretrain, exact[1])):
                 r = model.rates(data, l)

@@ -8,6 +8,7 @@ from random import Random
 import numpy as np
 
 from ..theory import elasticity
+from ..theory.units import LN2
 from ..theory.tolerances import perturbation_derivative_tolerance
 from .cases import dataset_json, disjoint_example, exact_margin, sign_warned
 from .registry import Evidence, Worst, holds_or_fails, register
@@ -38,7 +39,7 @@ def _beyond(rng: np.random.Generator) -> Evidence:
                 r = model.rates(model.pretrain, l)
                 dp = r.dcross_entropy_dl_bits
                 cf, warned = sign_warned(lambda: elasticity.dgamma_p_dl_per_response(k, l, w3))
-                scale = 1.0 / ((1.0 + k + l) * elasticity.LN2)
+                scale = 1.0 / ((1.0 + k + l) * LN2)
                 point = {"k": k, "w3": w3, "l": l, "l_star": elasticity.sign_threshold(w3), "dgamma_p_dl_tree": dp,
                          "dgamma_p_dl_closed_form": cf, "warned": warned}
                 agree.record(abs(dp - cf) / scale, perturbation_derivative_tolerance(model.pretrain.n_leaves, r.shared_mass),
@@ -109,7 +110,7 @@ def _overlapping(rng: np.random.Generator) -> Evidence:
         comps, w, k = setting
         model = elasticity.PerturbationModel.from_components(comps, w, k)
         l = 0.1 * min(1.0, elasticity.sign_threshold(w[2]))
-        scale = 1.0 / ((1.0 + k + l) * elasticity.LN2)
+        scale = 1.0 / ((1.0 + k + l) * LN2)
         da, dp = (model.rates(t, l).dcross_entropy_dl_bits / scale for t in (model.align, model.pretrain))
         return k >= 10 and (da < -1e-3 or dp > 1e-3)
 
@@ -127,7 +128,7 @@ def _overlapping(rng: np.random.Generator) -> Evidence:
     example = {"P1": dataset_json(comps[0]), "P2 (= D_a)": dataset_json(comps[1]), "P3 (= D_t)": dataset_json(comps[2]),
                "vocab_size": comps[0].vocab_size, "w": w.tolist(), "k": k, "l": l, "dgamma_a_dl": ra.dcross_entropy_dl_bits,
                "dgamma_p_dl": rp.dcross_entropy_dl_bits, "E_Pa[P_t/p_l]": ra.shared_mass}
-    scale = 1.0 / ((1.0 + k + l) * elasticity.LN2)
+    scale = 1.0 / ((1.0 + k + l) * LN2)
     tol = max(perturbation_derivative_tolerance(t.n_leaves, r.shared_mass) for t, r in ((model.align, ra), (model.pretrain, rp)))
     return Evidence(
         "fails", 1, max(-ra.dcross_entropy_dl_bits, rp.dcross_entropy_dl_bits) / scale, tol,

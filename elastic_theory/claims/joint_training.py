@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..theory import elasticity, highprec, symbolic
+from ..theory.units import LN2
 from ..theory.tolerances import perturbation_derivative_tolerance, sum_tolerance
 from ..theory.tree import TokenTree, model_leaf_probs
 from .cases import random_setting
@@ -83,7 +84,7 @@ def _general_formula(rng: np.random.Generator) -> Evidence:
     for comps, w, k in [random_setting(rng, disjoint=False) for _ in range(30)]:
         model = elasticity.PerturbationModel.from_components(comps, w, k)
         l = float(rng.uniform(1e-3, 2.0))
-        scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * elasticity.LN2)
+        scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * LN2)
         for name, data in (("pretrain", model.pretrain), ("align", model.align), ("perturb", model.perturb)):
             r = model.rates(data, l)
             err = abs(r.dcross_entropy_dl_bits - highprec.mp_dcross_entropy_dl(data=data, model=model, l=l)) / scale

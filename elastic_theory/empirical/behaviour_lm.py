@@ -43,7 +43,6 @@ of each generation, its mean, and the fraction at or above VADER's positive thre
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -57,6 +56,7 @@ from ..stats.seedstats import seed_interval
 from .data import check_documents
 from .finetune import SIDES, prompt_text
 from .scoring import _model_device, bootstrap_ci, encode_documents, eval_mode, max_context, prefix_token_id
+from ..theory.units import LN2
 
 __all__ = [
     "POSITIVE_THRESHOLD",
@@ -78,7 +78,6 @@ __all__ = [
     "sentiment_score",
 ]
 
-LN2 = math.log(2.0)
 
 POSITIVE_THRESHOLD = 0.05
 """VADER's convention: a compound score >= 0.05 is positive."""

@@ -12,14 +12,13 @@ enumerated probabilities sum to 1 and KL divergences between models are proper.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
+from ..theory.units import LN2
 
 __all__ = ["aligned_probabilities", "all_sequences", "conditional_kl_bits", "full_log_probs", "prompt_index"]
 
-LN2 = math.log(2.0)
 
 
 def all_sequences(vocab_size: int, length: int) -> np.ndarray:

@@ -18,7 +18,6 @@ Conventions (see docs/measurement.md):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from .data import Document, check_documents
+from ..theory.units import LN2
 
 __all__ = [
     "DocumentScore",
@@ -45,7 +45,6 @@ __all__ = [
     "score_token_ids",
 ]
 
-LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)

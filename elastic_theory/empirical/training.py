@@ -35,6 +35,7 @@ import torch
 from ..data.io import atomic_file
 from ..data.synthetic import WeightedSequences
 from ..infra.trainconfig import DTYPE_NAMES, ModelConfig, StageConfig
+from ..theory.units import LN2
 
 __all__ = [
     "DTYPES",
@@ -53,7 +54,6 @@ __all__ = [
     "train_stage",
 ]
 
-LN2 = math.log(2.0)
 _MASKED = -1e30  # a logit whose softmax probability is exactly 0 in float32 and float64, without inf arithmetic
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 

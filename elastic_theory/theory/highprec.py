@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import elasticity
+from .units import LN2
 from .tree import TokenTree
 
 __all__ = [
@@ -125,7 +126,7 @@ class PrecisionRow:
 def _float64_central_difference(k: float, l: float, w3: float, quantity: str) -> tuple[float, float]:
     h = float(np.finfo(np.float64).eps) ** (1.0 / 3.0) * max(1.0, l)
     f = lambda x: _ce(k, x, w3, quantity, math.log)  # noqa: E731
-    return (f(l + h) - f(l - h)) / (2.0 * h) / elasticity.LN2, h
+    return (f(l + h) - f(l - h)) / (2.0 * h) / LN2, h
 
 
 def precision_table(points=DEFAULT_POINTS, dps: int = 50) -> list[PrecisionRow]:

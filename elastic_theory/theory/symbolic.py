@@ -25,6 +25,7 @@ from typing import Any
 
 
 from . import elasticity
+from .units import LN2
 from .tolerances import closed_form_tolerance
 
 __all__ = ["RATIONAL_POINTS", "CrossCheck", "Derivation", "cross_check", "derive", "general_formula_residual"]
@@ -166,8 +167,8 @@ def cross_check(points=RATIONAL_POINTS) -> list[CrossCheck]:
         exact = [Fraction(str(sp.nsimplify(e.subs(subs)))) for e in (d.R, d.dgamma_a_dl, d.dgamma_p_dl)]
         numeric = [
             elasticity.ratio_R(float(k), float(l), float(w3)),
-            elasticity.dgamma_a_dl_per_response(float(k), float(l)) * elasticity.LN2,
-            elasticity.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * elasticity.LN2,
+            elasticity.dgamma_a_dl_per_response(float(k), float(l)) * LN2,
+            elasticity.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * LN2,
         ]
         err = max(abs(x - float(e)) / abs(float(e)) for x, e in zip(numeric, exact))
         out.append(CrossCheck(k, l, w3, exact[0], exact[1], exact[2], float(err), closed_form_tolerance(k, l, w3)))

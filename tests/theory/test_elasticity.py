@@ -16,6 +16,7 @@ from elastic_theory.theory.highprec import mp_dcross_entropy_dl
 from elastic_theory.testing import theorem_settings
 from elastic_theory.theory.tolerances import perturbation_derivative_tolerance, roundings, sum_tolerance
 from elastic_theory.theory.tree import TokenTree, cross_entropy, kl_divergence
+from elastic_theory.theory.units import LN2
 
 
 
@@ -31,8 +32,8 @@ def test_exact_small_case():
     m = _small_model()
     ra, rp = m.rates(m.align, 0.5), m.rates(m.pretrain, 0.5)
     # A handful of float operations on O(1) numbers: 8 eps relative.
-    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(2 / 7, rel=roundings(8))
-    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 21, rel=roundings(8))
+    assert ra.dcross_entropy_dl_bits * LN2 == pytest.approx(2 / 7, rel=roundings(8))
+    assert rp.dcross_entropy_dl_bits * LN2 == pytest.approx(-1 / 21, rel=roundings(8))
     assert el.ratio_R_exact(Fraction(2), Fraction(1, 2), Fraction(1, 2)) == 6
     assert m.ratio(0.5) == pytest.approx(6, rel=roundings(16))
     assert m.k == 2.0
@@ -64,7 +65,7 @@ def test_cross_entropy_matches_mixture_tree(setting, l):
 def test_general_formula_against_mpmath(setting, l):
     """d/dl CE(P_i, p_l) = |D_a|/(N + l|D_a|) (1 - E_{P_i}[P_t/p_l]) against mpmath.diff at 30 digits, any supports."""
     model = el.PerturbationModel.from_components(*setting)
-    scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * el.LN2)
+    scale = model.size_align / ((model.size_pretrain + model.size_align + l * model.size_align) * LN2)
     for data in (model.pretrain, model.align, model.perturb):
         r = model.rates(data, l)
         # The formula's only inexact step is the n-term sum E[P_t/p_l] (abs. error (n + 8) eps * shared) and the
@@ -94,7 +95,7 @@ def test_dgamma_p_keeps_digits_at_large_k():
     """d gamma_p/dl at k = 1e9, l = 1e-9 equals the exact rational value to 16 eps (no cancellation)."""
     k, l, w3 = Fraction(10**9), Fraction(1, 10**9), Fraction(1, 10)
     exact = -(w3 - (1 - w3) * l) / ((1 + k + l) * (k * w3 + l))  # nats, the §2.2 formula in Fractions
-    got = el.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * el.LN2
+    got = el.dgamma_p_dl_per_response(float(k), float(l), float(w3)) * LN2
     # ~10 roundings plus the inputs' own rounding (1e-9 and 0.1 are not binary): 16 eps.
     assert got == pytest.approx(float(exact), rel=roundings(16))
 
@@ -456,8 +457,8 @@ def test_derivative_with_alignment_size_not_one():
     )
     assert (m.size_pretrain, m.size_align) == (2.0, 3.0)
     ra, rp = m.rates(m.align, 1 / 3), m.rates(m.pretrain, 1 / 3)
-    assert ra.dcross_entropy_dl_bits * el.LN2 == pytest.approx(1 / 2, rel=roundings(8))
-    assert rp.dcross_entropy_dl_bits * el.LN2 == pytest.approx(-1 / 4, rel=roundings(8))
+    assert ra.dcross_entropy_dl_bits * LN2 == pytest.approx(1 / 2, rel=roundings(8))
+    assert rp.dcross_entropy_dl_bits * LN2 == pytest.approx(-1 / 4, rel=roundings(8))
 
 
 @pytest.mark.parametrize("w", [(0.5, 0.5, 0.5), (0.2, 0.2, 0.2), (1.2, -0.1, -0.1), (0.5, 0.5)])

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...theory.elasticity import LN2, check_k, ratio_R, sign_threshold
+from ...theory.elasticity import check_k, ratio_R, sign_threshold
+from ...theory.units import LN2
 from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import _saved
 from ...data.synthetic import SyntheticWorld, WeightedSequences, WorldConfig, check_weights
