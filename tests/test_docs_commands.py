@@ -64,12 +64,13 @@ SAME_RUN_AS = {
 
 
 def _suite_runs(command: str) -> bool:
-    """``python -m pytest PATH ...`` whose paths the suite collects itself (``testpaths`` in pyproject.toml)."""
+    """``python -m pytest [PATH ...]`` whose paths the suite collects itself (``testpaths`` in pyproject.toml; no
+    path is the suite itself, a tier of it with ``-m``)."""
     words = command.split()
     if words[:3] != ["python", "-m", "pytest"]:
         return False
     paths = [w for w in words[3:] if not w.startswith("-") and "/" in w]
-    return bool(paths) and all(w.split("/")[0] in _TESTPATHS and (ROOT / w).exists() for w in paths)
+    return all(w.split("/")[0] in _TESTPATHS and (ROOT / w).exists() for w in paths)
 
 
 _TESTPATHS = ("tests", "elastic_theory", "docs")  # pyproject.toml [tool.pytest.ini_options] testpaths

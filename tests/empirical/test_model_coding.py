@@ -48,6 +48,7 @@ def test_round_trip_is_exact_and_near_the_ideal_length(tiny, stride):
     assert code.ideal_bits == pytest.approx(score.bits, rel=0, abs=tol)
 
 
+@pytest.mark.slow  # a property test that codes each example with a model
 @settings(max_examples=8)
 @given(text=st.text(min_size=1, max_size=30))
 def test_round_trip_of_any_unicode_text(tiny, text):

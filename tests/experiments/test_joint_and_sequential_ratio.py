@@ -150,6 +150,7 @@ def _as_run_returned(saved: dict) -> dict:
     return out
 
 
+@pytest.mark.slow  # trains the tiny joint-ratio and sequential-ratio runs
 def test_summary_of_results_read_back_with_nulls_is_the_summary_of_the_run(tiny_run):
     """A non-finite value is saved as null (io.to_jsonable); summarizing results.json as read back gives the text that
     the results run() returned give. Without influence, the influence ratio is nan."""
