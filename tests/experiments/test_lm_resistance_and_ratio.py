@@ -359,7 +359,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.empirical.scoring import encode_documents, score_documents
     from elastic_theory.experiments.lm._common import pooled_nll_per_token
-    from elastic_theory.experiments.lm.rebound import stream
+    from elastic_theory.experiments.lm._common import stream
 
     config, _, out, output = ratio_run
     model, data = tiny_files

@@ -4,10 +4,42 @@ training with callbacks, snapshots, scoring."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+
+import numpy as np
 
 from ...infra.trainconfig import FinetuneConfig
 
-__all__ = ["check_common", "check_data", "finetune_losses", "load_base", "missing_unit", "pooled_nll_per_token", "snapshot"]
+__all__ = ["DEFAULT_MODEL", "SETTINGS", "check_common", "check_data", "finetune_losses", "load_base", "load_pairs",
+           "missing_unit", "pooled_nll_per_token", "snapshot", "stream"]
+
+DEFAULT_MODEL = "smollm2-135m"
+SETTINGS = ("safety", "sentiment")
+
+
+def load_pairs(setting: str):
+    """The preference pairs of ``setting`` (a named setting or a pairs JSONL path); ``ValueError`` if absent."""
+    from ...data import corpora
+
+    if setting == "safety":
+        return corpora.jailbreakbench_pairs()
+    if setting == "sentiment":
+        return corpora.polarity_pairs(seed=0)
+    if not Path(setting).is_file():
+        raise ValueError(f"setting {setting!r}: expected {' or '.join(SETTINGS)}, or the path of a pairs JSONL file")
+    return corpora.read_pairs_jsonl(setting)
+
+
+def stream(pool, n: int, seed: int, stage: int) -> list:
+    """The first ``n`` examples of a stage's stream: ``pool`` in seeded orders, one fresh permutation per pass.
+
+    The stream does not depend on ``n``: ``stream(pool, m, ...)`` is a prefix of ``stream(pool, n, ...)`` for ``m <= n``.
+    """
+    rng = np.random.default_rng([seed, stage])
+    out: list = []
+    while len(out) < n:
+        out.extend(pool[i] for i in rng.permutation(len(pool)))
+    return out[:n]
 
 
 def check_common(config, amounts: dict[str, tuple[int, ...]]) -> None:
@@ -31,7 +63,6 @@ def check_data(config, split) -> list:
     """What can be checked before a model loads: the model's files exist, and ``split(pairs, config, seed)``
     succeeds for every seed (the data suffice); returns the pairs."""
     from ...empirical.loading import locate_model
-    from .rebound import load_pairs
 
     locate_model(config.model)
     pairs = load_pairs(config.setting)

@@ -16,7 +16,7 @@ measures how far the prediction carries over.
 split by name). Per seed, a seeded split
 (:func:`~elastic_theory.data.corpora.split_train_measure`) cuts the prompts in two disjoint pools: the
 *perturbation pool* (``n_perturb_pool`` prompts) and the *alignment pool* (the rest), each read
-as a seeded stream (:func:`~elastic_theory.experiments.lm.rebound.stream`; the first :math:`n`
+as a seeded stream (:func:`~elastic_theory.experiments.lm._common.stream`; the first :math:`n`
 examples are the same for every longer run).
 
 **Protocol, per seed.** Align the base model (``target="aligned"``) on the first :math:`n_+`
@@ -70,8 +70,8 @@ from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import _saved, error_bars, format_interval, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import check_common, check_data, finetune_losses, load_base, missing_unit, pooled_nll_per_token, snapshot
-from .rebound import DEFAULT_MODEL, load_pairs, stream
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
+                      pooled_nll_per_token, snapshot, stream)
 
 __all__ = ["LMRatioConfig", "analyse", "fieller_seed_ratio", "measure_seed", "plot", "quick_config", "run", "summarize"]
 

@@ -77,13 +77,11 @@ from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import error_bars, format_interval, paired_difference, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import check_common, check_data, finetune_losses, load_base, missing_unit, snapshot
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs,
+                      missing_unit, snapshot, stream)
 
-__all__ = ["DEFAULT_MODEL", "LMReboundConfig", "analyse", "judge_of", "load_pairs", "plot", "quick_config", "run",
-           "stream", "summarize"]
+__all__ = ["LMReboundConfig", "analyse", "judge_of", "plot", "quick_config", "run", "summarize"]
 
-DEFAULT_MODEL = "smollm2-135m"
-SETTINGS = ("safety", "sentiment")
 PERTURB_PROMPTS = ("disjoint", "shared")
 JUDGES = {"safety": "refusal_rate", "sentiment": "sentiment"}
 JUDGE_CHOICES = ("auto", "refusal_rate", "sentiment", "none")
@@ -170,19 +168,6 @@ def judge_of(config: LMReboundConfig) -> str | None:
     return None if judge == "none" or not config.n_generate else judge
 
 
-def load_pairs(setting: str):
-    """The preference pairs of ``setting`` (a named setting or a pairs JSONL path); ``ValueError`` if absent."""
-    from ...data import corpora
-
-    if setting == "safety":
-        return corpora.jailbreakbench_pairs()
-    if setting == "sentiment":
-        return corpora.polarity_pairs(seed=0)
-    if not Path(setting).is_file():
-        raise ValueError(f"setting {setting!r}: expected {' or '.join(SETTINGS)}, or the path of a pairs JSONL file")
-    return corpora.read_pairs_jsonl(setting)
-
-
 @dataclass(frozen=True)
 class SeedData:
     """One seed's held-out pairs and the two training pools (alignment, perturbation)."""
@@ -211,18 +196,6 @@ def split_seed(pairs, config: LMReboundConfig, seed: int) -> SeedData:
         align_pool, perturb_pool = train[:half], train[half:]
     distinct = list(dict.fromkeys(p.prompt for p in split.measure))
     return SeedData(split.measure, align_pool, perturb_pool, seed, distinct[: config.n_generate])
-
-
-def stream(pool, n: int, seed: int, stage: int) -> list:
-    """The first ``n`` examples of a stage's stream: ``pool`` in seeded orders, one fresh permutation per pass.
-
-    The stream does not depend on ``n``: ``stream(pool, m, ...)`` is a prefix of ``stream(pool, n, ...)`` for ``m <= n``.
-    """
-    rng = np.random.default_rng([seed, stage])
-    out: list = []
-    while len(out) < n:
-        out.extend(pool[i] for i in rng.permutation(len(pool)))
-    return out[:n]
 
 
 def check(config: LMReboundConfig) -> None:

@@ -7,7 +7,7 @@ r"""Resistance (paper §5.1, Table 1) on a pretrained causal LM: is going back e
 prompt). Per seed,
 :func:`~elastic_theory.data.corpora.split_train_measure` holds out ``n_prompts`` prompts (the *output
 prompts*, never trained on during alignment); the other prompts are the alignment pool, read as a
-seeded stream (:func:`~elastic_theory.experiments.lm.rebound.stream`).
+seeded stream (:func:`~elastic_theory.experiments.lm._common.stream`).
 
 **Protocol, per seed.** Align the base model (``target="aligned"``) on the first :math:`n_3`
 examples of the stream, keeping the models :math:`\theta_1, \theta_2, \theta_3` after
@@ -76,8 +76,8 @@ from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import _saved, error_bars, format_interval, paired_difference, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import check_common, check_data, finetune_losses, load_base, missing_unit, pooled_nll_per_token, snapshot
-from .rebound import DEFAULT_MODEL, load_pairs, stream
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
+                      pooled_nll_per_token, snapshot, stream)
 
 __all__ = ["LMResistanceConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize", "verdict"]
 
