@@ -11,6 +11,7 @@ import numpy as np
 
 
 
+#: What a check can conclude (one of :data:`VERDICTS`).
 Verdict = Literal["holds", "approximate", "fails", "measured", "inconclusive"]
 #: holds / approximate / fails: what a check with a pass/fail criterion found; measured: a report of
 #: how far and how often (the statement has no sharp criterion), whose invariants still can fail;
@@ -116,6 +117,7 @@ class Claim:
     check: Check
 
 
+#: Every registered claim by id, in registration order (the order of the verify table).
 CLAIMS: dict[str, Claim] = {}
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "wikipedia_sentences",
 ]
 
+#: Size of the byte alphabet: text coded as UTF-8 bytes uses tokens 0 .. 255.
 BYTE_VOCAB_SIZE = 256
 
 
@@ -49,6 +50,7 @@ def stdlib_sentences(n: int = 1000, min_chars: int = 8, max_chars: int = 100) ->
     raise ValueError(f"pydoc_data.topics holds only {len(out)} sentences of {min_chars}-{max_chars} characters; ask for fewer")
 
 
+#: File name of the shortened Wikipedia dump shipped with gensim's test data (the offline real-text corpus).
 WIKIPEDIA_SAMPLE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 

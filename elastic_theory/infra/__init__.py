@@ -1,1 +1,25 @@
-"""Run infrastructure: run directories that cache units of work, provenance, training configs."""
+"""Run infrastructure: run directories that cache units of work, provenance, training configs.
+
+Every name below imports from here (``from elastic_theory.infra import ...``) and loads its module on first use.
+The function ``provenance`` is not among them: its name is the module's, :mod:`.provenance`.
+"""
+
+from __future__ import annotations
+
+from .. import lazy_exports
+
+#: The module that provides each public name.
+EXPORTS: dict[str, tuple[str, ...]] = {
+    ".rundir": (
+        "RunDir", "read_run", "unit_key",
+    ),
+    ".provenance": (
+        "RECORDED_PACKAGES", "package_version", "package_versions",
+    ),
+    ".trainconfig": (
+        "ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig",
+        "StageConfig",
+    ),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

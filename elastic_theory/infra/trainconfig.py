@@ -13,8 +13,11 @@ from .._validation import check_count
 
 __all__ = ["ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig", "StageConfig"]
 
+#: Parameter dtypes a built model may have.
 DTYPE_NAMES = ("float64", "float32")
+#: Optimizers a training stage may use.
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
+#: Learning-rate schedules of a training stage.
 SCHEDULES = ("constant", "cosine")
 
 
@@ -78,6 +81,7 @@ class StageConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
 
+#: Fine-tuning algorithms: supervised fine-tuning on the responses, or direct preference optimization on pairs.
 ALGORITHMS = ("sft", "dpo")
 
 

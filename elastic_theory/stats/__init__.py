@@ -1,1 +1,31 @@
-"""Statistics over seeds and documents: seed intervals, the paired bootstrap and Fieller, two-phase fits, behaviour curves, the entropy-matched resistance statistic."""
+"""Statistics over seeds and documents: seed intervals, the paired bootstrap and Fieller, two-phase fits, behaviour curves, the entropy-matched resistance statistic.
+
+Every name below imports from here (``from elastic_theory.stats import ...``) and loads its module on first use.
+"""
+
+from __future__ import annotations
+
+from .. import lazy_exports
+
+#: The module that provides each public name.
+EXPORTS: dict[str, tuple[str, ...]] = {
+    ".seedstats": (
+        "SeedInterval", "error_bars", "format_interval", "paired_difference", "seed_interval",
+    ),
+    ".comparison": (
+        "Comparison", "DatasetScores", "RateChange", "RatioEstimate", "compare_rates", "fieller_interval",
+        "resampling_counts",
+    ),
+    ".twophase": (
+        "TwoPhaseFit", "fit_two_phase", "hinge",
+    ),
+    ".behaviour": (
+        "SCALES", "BehaviourScore", "DropComparison", "behaviour_score", "compare_drops", "data_to_revert",
+        "first_crossing", "logit",
+    ),
+    ".entropy_matching": (
+        "entropy_bits", "entropy_matched", "temper",
+    ),
+}
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

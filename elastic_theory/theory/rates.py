@@ -31,6 +31,7 @@ from .tree import TokenTree, cross_entropy, kl_divergence
 __all__ = ["OFFSETS", "gamma", "normalized_gamma", "rate_offset"]
 
 Offset = Literal["entropy_rate", "log_leaves"]
+#: The normalizing offsets :func:`normalized_gamma` accepts (the values of ``Offset``).
 OFFSETS: tuple[str, ...] = ("entropy_rate", "log_leaves")
 
 
