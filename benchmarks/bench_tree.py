@@ -32,7 +32,9 @@ import tracemalloc
 
 import numpy as np
 
-from elastic_theory.theory.tree import TokenTree, cross_entropy, mixture
+from elastic_theory.theory.divergence import cross_entropy
+from elastic_theory.theory.mixing import mixture
+from elastic_theory.theory.tree import TokenTree
 
 
 def peak_rss_mib() -> float:

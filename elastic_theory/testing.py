@@ -197,7 +197,7 @@ def mixtures(
     ``max_decades`` orders of magnitude (the paper's :math:`k = |D_p|/|D_a|` is 1e3..1e6).
 
     Guarantees: ``len(trees) == len(sizes) == n``; ``sizes`` is a float64 array of finite values
-    in ``[1, 10**max_decades]``, accepted by :func:`~elastic_theory.theory.tree.mixture`.
+    in ``[1, 10**max_decades]``, accepted by :func:`~elastic_theory.theory.mixing.mixture`.
     """
     n = check_count(n, "n", 1)
     max_decades = check_count(max_decades, "max_decades", 0)

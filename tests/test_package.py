@@ -13,10 +13,12 @@ import pytest
 
 from elastic_theory.theory.rates import gamma, normalized_gamma
 from elastic_theory.theory.tolerances import roundings
-from elastic_theory.theory.tree import TokenTree, cross_entropy, kl_divergence, model_leaf_probs
+from elastic_theory.theory.divergence import cross_entropy, kl_divergence, model_leaf_probs
+from elastic_theory.theory.tree import TokenTree
 
 
-CORE_MODULES = ("theory.tree", "theory.coding", "theory.rates", "data.io", "infra.provenance", "theory.elasticity",
+CORE_MODULES = ("theory.tree", "theory.sequences", "theory.enumeration", "theory.prefix_index", "theory.mixing",
+                "theory.divergence", "theory.coding", "theory.rates", "data.io", "infra.provenance", "theory.elasticity",
                 "theory.symbolic", "theory.highprec", "theory.pareto", "claims", "testing", "data.builtin_text", "cli",
                 "stats.comparison", "data.corpora", "data.synthetic", "infra.rundir", "infra.trainconfig", "experiments",
                 "experiments.synthetic.joint_ratio", "experiments.synthetic.sequential_ratio", "stats.behaviour",

@@ -7,9 +7,10 @@ import math
 import numpy as np
 
 from ..theory import elasticity, highprec, symbolic
+from ..theory.divergence import model_leaf_probs
 from ..theory.units import LN2
 from ..theory.tolerances import perturbation_derivative_tolerance, sum_tolerance
-from ..theory.tree import TokenTree, model_leaf_probs
+from ..theory.tree import TokenTree
 from .cases import random_setting
 from .registry import Evidence, Worst, register
 

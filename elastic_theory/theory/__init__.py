@@ -10,8 +10,16 @@ from .. import lazy_exports
 #: The module that provides each public name.
 EXPORTS: dict[str, tuple[str, ...]] = {
     ".tree": (
-        "LeafDistribution", "TokenTree", "check_support", "check_token_range", "cross_entropy",
-        "kl_divergence", "mixture", "model_leaf_mass", "model_leaf_probs", "pad_sequences", "split_chunks",
+        "LeafDistribution", "TokenTree",
+    ),
+    ".sequences": (
+        "check_token_range", "pad_sequences", "split_chunks",
+    ),
+    ".mixing": (
+        "mixture",
+    ),
+    ".divergence": (
+        "check_support", "cross_entropy", "kl_divergence", "model_leaf_mass", "model_leaf_probs",
     ),
     ".coding": (
         "ANS_PRECISION_BITS", "ChunkCoder", "CodeLengthReport", "EncodedDataset", "HuffmanCode",

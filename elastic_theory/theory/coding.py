@@ -2,7 +2,7 @@ r"""The compression protocol (Ji et al. 2025, Def. 3.3 and Thm. 3.4), made exact
 
 **Protocol.** Prune the token tree of a dataset to depth :math:`d`; each root-to-leaf path is one
 symbol; a response is coded as its chunks of at most :math:`d` tokens
-(:func:`~elastic_theory.theory.tree.split_chunks`: :math:`\max(1, \lceil |x|/d \rceil)` chunks, every
+(:func:`~elastic_theory.theory.sequences.split_chunks`: :math:`\max(1, \lceil |x|/d \rceil)` chunks, every
 one but the last a *cut* leaf at depth :math:`d`, the last an *EOS* leaf, the empty response one
 chunk). The coded tree is ``tree.chunked(d)``: its leaf distribution :math:`q` is the frequency
 of each chunk among all chunks, and for a dataset whose responses are at most :math:`d` tokens
@@ -36,7 +36,8 @@ import numpy as np
 
 from .._validation import check_depth
 from .tolerances import sum_tolerance
-from .tree import TokenTree, check_token_range, pad_sequences, split_chunks
+from .sequences import check_token_range, pad_sequences, split_chunks
+from .tree import TokenTree
 
 __all__ = [
     "ANS_PRECISION_BITS",
@@ -209,7 +210,7 @@ class ChunkCoder:
     ``coding_tree``'s leaves are the symbols and its leaf probabilities :math:`q` the model: use
     ``data_tree.chunked(depth)`` (the protocol's own code), or a model tree pruned to ``depth``
     (``TokenTree.from_next_token_fn(..., depth=depth)``) to code data with a model. Each response
-    is split with :func:`~elastic_theory.theory.tree.split_chunks`; a non-final chunk must be a *cut* leaf
+    is split with :func:`~elastic_theory.theory.sequences.split_chunks`; a non-final chunk must be a *cut* leaf
     of the coding tree and a final chunk an *EOS* leaf, or encoding raises ``ValueError``.
 
     The coder is constriction's ANS (``constriction.stream.stack.AnsCoder``) with a categorical

@@ -6,7 +6,7 @@ code length per token,
 .. math:: \gamma_i = \frac{E_{x\sim P_i}[-\log_2 p(x)]}{E_{x\sim P_i}[|x|]}
           = \frac{CE(P_i, p)}{E_{P_i}|x|}  \quad\text{bits per token},
 
-with both trees compared leaf by leaf (:func:`elastic_theory.theory.tree.cross_entropy`). For trees
+with both trees compared leaf by leaf (:func:`elastic_theory.theory.divergence.cross_entropy`). For trees
 pruned to depth :math:`d` this is the paper's per-chunk form :math:`\frac1d CE` whenever every
 leaf sits at depth :math:`d`; in general the denominator is the mean leaf depth, which is what a
 per-token rate must divide by.
@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from .tree import TokenTree, cross_entropy, kl_divergence
+from .divergence import cross_entropy, kl_divergence
+from .tree import TokenTree
 
 __all__ = ["OFFSETS", "gamma", "normalized_gamma", "rate_offset"]
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from elastic_theory.theory.coding import ChunkCoder, _ceil_bits, code_length_report, huffman_code
 from elastic_theory.testing import datasets, probability_vectors, token_trees
 from elastic_theory.theory.tolerances import entropy_tolerance, roundings
-from elastic_theory.theory.tree import TokenTree, mixture
+from elastic_theory.theory.mixing import mixture
+from elastic_theory.theory.tree import TokenTree
 
 # ---------------------------------------------------------------- exact small cases
 def test_huffman_half_quarter_quarter():

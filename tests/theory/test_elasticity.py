@@ -15,7 +15,8 @@ from elastic_theory.theory import elasticity as el
 from elastic_theory.theory.highprec import mp_dcross_entropy_dl
 from elastic_theory.testing import theorem_settings
 from elastic_theory.theory.tolerances import perturbation_derivative_tolerance, roundings, sum_tolerance
-from elastic_theory.theory.tree import TokenTree, cross_entropy, kl_divergence
+from elastic_theory.theory.divergence import cross_entropy, kl_divergence
+from elastic_theory.theory.tree import TokenTree
 from elastic_theory.theory.units import LN2
 
 

@@ -9,7 +9,9 @@ from hypothesis import assume, given
 from elastic_theory.theory.rates import OFFSETS, gamma, normalized_gamma, rate_offset
 from elastic_theory.testing import tree_families
 from elastic_theory.theory.tolerances import entropy_tolerance, roundings
-from elastic_theory.theory.tree import TokenTree, kl_divergence, mixture
+from elastic_theory.theory.divergence import kl_divergence
+from elastic_theory.theory.mixing import mixture
+from elastic_theory.theory.tree import TokenTree
 
 def test_gamma_of_the_data_model_is_its_entropy_rate():
     # two equally likely 2-token responses: H = 1 bit per response, 2 tokens -> 1/2 bit per token

@@ -1,4 +1,7 @@
-"""Token trees (elastic_theory.theory.tree): exact small cases, the THEORY §1 identities as properties, bad input."""
+"""Token trees: exact small cases, the THEORY §1 identities as properties, bad input.
+
+Covers elastic_theory.theory.tree and the modules beside it: sequences, enumeration, prefix_index, mixture, divergence.
+"""
 
 import math
 from fractions import Fraction
@@ -10,7 +13,10 @@ from hypothesis import strategies as st
 
 from elastic_theory.testing import datasets, mixtures, probability_vectors, token_trees, tree_families, weighted_datasets
 from elastic_theory.theory.tolerances import entropy_tolerance, probability_sum_tolerance, roundings
-from elastic_theory.theory.tree import TokenTree, _sort_by_keys, cross_entropy, kl_divergence, mixture, pad_sequences, split_chunks
+from elastic_theory.theory.divergence import cross_entropy, kl_divergence
+from elastic_theory.theory.mixing import mixture
+from elastic_theory.theory.sequences import _sort_by_keys, pad_sequences, split_chunks
+from elastic_theory.theory.tree import TokenTree
 
 def leaf_map(tree: TokenTree) -> dict[tuple[tuple[int, ...], bool], float]:
     """{(prefix, is_eos): probability}: the leaf distribution keyed by content, not node id."""

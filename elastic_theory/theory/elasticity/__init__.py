@@ -7,7 +7,7 @@ Layout: :mod:`.closed_forms` (§2.2 and the checks of k, l, w3), :mod:`.hooke` (
 Setting (THEORY §2). Pre-training set :math:`D_p`, alignment set :math:`D_a`, perturbation set
 :math:`D_t` with :math:`|D_t| = l\,|D_a|`. A model of unrestricted capacity trained to optimum
 on :math:`D_p \cup D_a \cup D_t` is the size-weighted mixture (the joint-training lemma,
-:func:`elastic_theory.theory.tree.mixture`)
+:func:`elastic_theory.theory.mixing.mixture`)
 
 .. math:: p_l = \frac{N P + l |D_a| P_t}{N + l |D_a|}, \qquad N = |D_p| + |D_a|,
           \quad P = \frac{|D_p| P_p + |D_a| P_a}{N}.

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..rates import gamma
-from ..tree import TokenTree, kl_divergence
+from ..divergence import kl_divergence
+from ..tree import TokenTree
 
 
 Rho = Literal["rate_gap", "kl", "kl_reverse"]

@@ -10,8 +10,10 @@ from typing import Literal
 
 import numpy as np
 
+from ..divergence import check_support, model_leaf_mass
+from ..mixing import mixture
 from ..tolerances import probability_sum_tolerance
-from ..tree import LeafDistribution, TokenTree, check_support, mixture, model_leaf_mass
+from ..tree import LeafDistribution, TokenTree
 from ..units import LN2
 from .closed_forms import check_k, check_l
 from .precision import _FLOAT, _accurate_sum, _Backend
@@ -25,7 +27,7 @@ class LeafMasses:
     r"""Everything :math:`p_l` needs at the leaves of one dataset, as stored in the trees (no rounding yet).
 
     ``data``: the dataset's own leaf masses; ``pretrain``, ``align``, ``perturb``: each tree's mass of those leaves
-    (:func:`~elastic_theory.theory.tree.model_leaf_mass`); ``all_leaves``: every leaf mass of the data tree and of the three
+    (:func:`~elastic_theory.theory.divergence.model_leaf_mass`); ``all_leaves``: every leaf mass of the data tree and of the three
     trees, in that order, whose sums :math:`T` normalize them: :math:`P_i = \text{data}/T_i` and
     :math:`P = (|D_p|\,\text{pretrain}/T_p + |D_a|\,\text{align}/T_a)/N`. (The sums are formed in the arithmetic of
     the evaluation: a total rounded to float64 is an error of eps in :math:`E[P_t/p_l]`, k eps relative in its
