@@ -3,7 +3,8 @@
 A new command should use these helpers, so that every command behaves alike:
 
 * :func:`bad_input_exits_2` around the command: bad input (``ValueError``, an ``OSError`` on a
-  user's path, a number too large for float64) is one ``error: ...`` line and exit code 2; Ctrl-C is
+  user's path, a number too large for float64) is one ``error: ...`` line and exit code 2 (a run directory
+  that is refused is worded by :func:`bad_input_message`, naming ``--out``); Ctrl-C is
   one ``interrupted`` line and exit code 130 (:func:`interrupted` for a command that keeps partial
   results first);
 * :func:`json_option` / :func:`folder_option` for output paths: checked when the command line is
@@ -77,7 +78,7 @@ def bad_input_exits_2(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ValueError as exc:
-            raise fail(str(exc)) from None
+            raise fail(bad_input_message(exc)) from None
         except OSError as exc:
             raise fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from None
         except (OverflowError, FloatingPointError) as exc:
@@ -86,6 +87,32 @@ def bad_input_exits_2(fn: F) -> F:
             raise interrupted() from None
 
     return wrapper
+
+
+RUN_DIR_MESSAGES = {
+    "file": "{option} {path} is a file; give a folder for the run",
+    "not_a_run": "{option} {path} is a non-empty folder without a run's config.json; give a new or empty folder",
+    "bad_config": "{config_file} is not a run's config.json; give another {option} folder",
+    "other_experiment": "{option} {path} holds a run of experiment {saved_experiment!r}, not {experiment!r}; "
+                        "give another {option} folder",
+    "other_config": "{option} {path} holds a {experiment} run with a different configuration (differs in: {changed}); "
+                    "give another {option} folder to run this one",
+    "other_threads": "{option} {path} was run with --threads {saved_threads}; rerun with --threads {saved_threads} to "
+                     "resume it, or give another {option}",
+}
+"""The command line's wording of each :class:`~elastic_theory.infra.rundir.RunDirRefused` reason (its ``reason``)."""
+
+
+def bad_input_message(exc: ValueError) -> str:
+    """The ``error:`` line of a ``ValueError``: its message or, for a refused run directory, the facts it carries
+    worded with the command line's options (:data:`RUN_DIR_MESSAGES`; ``--out`` names the run directory)."""
+    from ..infra.rundir import RunDirRefused
+
+    if not isinstance(exc, RunDirRefused):
+        return str(exc)
+    return RUN_DIR_MESSAGES[exc.reason].format(
+        option="--out", path=exc.path, config_file=exc.path / "config.json", experiment=exc.experiment,
+        saved_experiment=exc.saved_experiment, changed=", ".join(exc.changed), saved_threads=exc.saved_threads)
 
 
 def require_extra(module: str, extra: str, what: str) -> None:

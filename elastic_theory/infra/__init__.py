@@ -11,7 +11,7 @@ from .. import lazy_exports
 #: The module that provides each public name.
 EXPORTS: dict[str, tuple[str, ...]] = {
     ".rundir": (
-        "RunDir", "read_run", "unit_key",
+        "RunDir", "RunDirRefused", "read_run", "unit_key",
     ),
     ".provenance": (
         "RECORDED_PACKAGES", "package_version", "package_versions",

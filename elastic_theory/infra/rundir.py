@@ -12,8 +12,8 @@ A unit is computed once: :meth:`RunDir.unit` returns the cached result when ``un
 exists, so an interrupted run started again with the same configuration resumes where it
 stopped and recomputes nothing that finished. A directory holding another experiment's run, or
 the same experiment with a different configuration or another torch thread count, is refused
-(``ValueError``) before any work: the thread count changes the order of floating-point sums, so
-units computed with two counts would be mixed silently in one result.
+(:class:`RunDirRefused`, a ``ValueError``) before any work: the thread count changes the order of
+floating-point sums, so units computed with two counts would be mixed silently in one result.
 Core module: no torch import.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 from ..data.io import to_jsonable, write_json_atomic
 from .provenance import package_versions
 
-__all__ = ["RunDir", "provenance", "read_run", "unit_key"]
+__all__ = ["RunDir", "RunDirRefused", "provenance", "read_run", "unit_key"]
 
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
 
@@ -41,6 +41,31 @@ _KEY_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
 def unit_key(**parts: Any) -> str:
     """A file-name-safe key from named parts, in the given order: ``unit_key(k=4, l=0.1, seed=0)`` -> ``'k=4_l=0.1_seed=0'``."""
     return "_".join(_KEY_CHARS.sub("-", f"{name}={value}") for name, value in parts.items())
+
+
+class RunDirRefused(ValueError):
+    """A folder that cannot hold the run asked for; ``reason`` says why and the other attributes give the facts.
+
+    ``path`` is the folder. ``reason`` is one of: ``"file"`` (``path`` is a file), ``"not_a_run"`` (a non-empty
+    folder without a config.json), ``"bad_config"`` (its config.json is not a run's), ``"other_experiment"``
+    (a run of ``saved_experiment``, not ``experiment``), ``"other_config"`` (a run of ``experiment`` whose
+    configuration differs in the keys ``changed``) or ``"other_threads"`` (run with ``saved_threads`` torch threads,
+    not ``threads``). The message states the facts; a command line adds its own option names to them.
+    """
+
+    def __init__(self, path: Path, reason: str, *, experiment: str | None = None, saved_experiment: str | None = None,
+                 changed: tuple[str, ...] = (), threads: int | None = None, saved_threads: int | None = None):
+        self.path, self.reason, self.experiment, self.saved_experiment = Path(path), reason, experiment, saved_experiment
+        self.changed, self.threads, self.saved_threads = changed, threads, saved_threads
+        facts = {
+            "file": "is a file, not a folder",
+            "not_a_run": "is a non-empty folder without a run's config.json",
+            "bad_config": "holds a config.json that is not a run's",
+            "other_experiment": f"holds a run of experiment {saved_experiment!r}, not {experiment!r}",
+            "other_config": f"holds a {experiment} run with a different configuration (differs in: {', '.join(changed)})",
+            "other_threads": f"was run with {saved_threads} torch threads, not {threads}",
+        }
+        super().__init__(f"{self.path} {facts[reason]}")
 
 
 def _git_commit(folder: Path) -> str | None:
@@ -90,30 +115,28 @@ class RunDir:
 
     @classmethod
     def check(cls, path: str | os.PathLike, experiment: str, config: dict, threads: int | None = None) -> Path:
-        """Raise ``ValueError`` unless ``path`` is new, empty, or a run of the same experiment, config and thread
-        count (when both this call and the run record one); return it."""
+        """Raise :class:`RunDirRefused` unless ``path`` is new, empty, or a run of the same experiment, config and
+        thread count (when both this call and the run record one); return it."""
         path = Path(path)
         if path.exists() and not path.is_dir():
-            raise ValueError(f"--out {path} is a file; give a folder for the run")
+            raise RunDirRefused(path, "file")
         cfg_file = path / "config.json"
         if path.is_dir() and not cfg_file.is_file() and any(path.iterdir()):
-            raise ValueError(f"--out {path} is a non-empty folder without a run's config.json; give a new or empty folder")
+            raise RunDirRefused(path, "not_a_run")
         if cfg_file.is_file():
             try:
                 saved = json.loads(cfg_file.read_text(encoding="utf-8"))
                 saved_name, saved_cfg = saved["experiment"], saved["config"]
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{cfg_file} is not a run's config.json; give another --out folder") from None
+                raise RunDirRefused(path, "bad_config") from None
             if saved_name != experiment:
-                raise ValueError(f"--out {path} holds a run of experiment {saved_name!r}, not {experiment!r}; give another --out folder")
+                raise RunDirRefused(path, "other_experiment", experiment=experiment, saved_experiment=saved_name)
             if saved_cfg != json.loads(json.dumps(to_jsonable(config))):
                 changed = sorted(k for k in set(saved_cfg) | set(config) if saved_cfg.get(k) != to_jsonable(config).get(k))
-                raise ValueError(f"--out {path} holds a {experiment} run with a different configuration (differs in: "
-                                 f"{', '.join(changed)}); give another --out folder to run this one")
+                raise RunDirRefused(path, "other_config", experiment=experiment, changed=tuple(changed))
             ran_with = _recorded_threads(path, saved)
             if threads is not None and ran_with is not None and ran_with != threads:
-                raise ValueError(f"--out {path} was run with --threads {ran_with}; rerun with --threads {ran_with} to "
-                                 "resume it, or give another --out")
+                raise RunDirRefused(path, "other_threads", threads=threads, saved_threads=ran_with)
         return path
 
     @classmethod

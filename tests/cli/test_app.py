@@ -132,6 +132,50 @@ def test_threads_below_one_are_refused_when_the_command_line_is_parsed(tmp_path)
     assert not (tmp_path / "o").exists()
 
 
+def _run_dir_refused_for(reason: str, folder: Path) -> dict:
+    """Make ``folder`` a run directory that ``RunDir.check(folder, "exp", {"a": 1, "b": 2}, threads=2)`` refuses for
+    ``reason``; returns the check's arguments."""
+    from elastic_theory.infra.rundir import RunDir
+
+    if reason == "file":
+        folder.write_text("x")
+    elif reason == "not_a_run":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("x")
+    elif reason == "bad_config":
+        folder.mkdir()
+        (folder / "config.json").write_text("[]")
+    else:
+        name, config, threads = {"other_experiment": ("other", {"a": 1, "b": 2}, 2),
+                                 "other_config": ("exp", {"a": 0, "b": 0}, 2), "other_threads": ("exp", {"a": 1, "b": 2}, 1)}[reason]
+        RunDir.open(folder, name, config, threads=threads)
+    return {"path": folder, "experiment": "exp", "config": {"a": 1, "b": 2}, "threads": 2}
+
+
+@pytest.mark.parametrize("reason, message", [
+    ("file", "--out {p} is a file; give a folder for the run"),
+    ("not_a_run", "--out {p} is a non-empty folder without a run's config.json; give a new or empty folder"),
+    ("bad_config", "{p}/config.json is not a run's config.json; give another --out folder"),
+    ("other_experiment", "--out {p} holds a run of experiment 'other', not 'exp'; give another --out folder"),
+    ("other_config", "--out {p} holds a exp run with a different configuration (differs in: a, b); give another --out "
+                     "folder to run this one"),
+    ("other_threads", "--out {p} was run with --threads 1; rerun with --threads 1 to resume it, or give another --out"),
+])
+def test_a_refused_run_directory_is_one_line_naming_the_command_lines_options(tmp_path, capsys, reason, message):
+    """The run directory raises the facts (RunDirRefused); the command line words them with --out and --threads."""
+    import typer
+
+    from elastic_theory.cli.app import RUN_DIR_MESSAGES, bad_input_exits_2
+    from elastic_theory.infra.rundir import RunDir
+
+    assert reason in RUN_DIR_MESSAGES
+    args = _run_dir_refused_for(reason, tmp_path / "run")
+    with pytest.raises(typer.Exit) as exited:
+        bad_input_exits_2(RunDir.check)(**args)
+    assert exited.value.exit_code == 2
+    assert capsys.readouterr().err == f"error: {message.format(p=tmp_path / 'run')}\n"
+
+
 def test_verify_help_lists_every_claim_id():
     res = runner.invoke(app, ["verify", "--help"], env={"COLUMNS": "400"})
     flat = " ".join(res.stdout.split())

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from elastic_theory.infra.provenance import package_versions
-from elastic_theory.infra.rundir import RunDir, read_run, unit_key
+from elastic_theory.infra.rundir import RunDir, RunDirRefused, read_run, unit_key
 
 
 def test_unit_is_computed_once_and_survives_reopening(tmp_path):
@@ -55,9 +55,11 @@ def test_thread_count_is_part_of_a_runs_identity(tmp_path):
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
     assert prov["threads"] == 1 and [r["threads"] for r in prov["resumed"]] == [1]
     before = {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()}
-    message = f"--out {tmp_path / 'r'} was run with --threads 1; rerun with --threads 1 to resume it, or give another --out"
-    with pytest.raises(ValueError, match=re.escape(message)):
+    message = f"{tmp_path / 'r'} was run with 1 torch threads, not 2"
+    with pytest.raises(RunDirRefused, match=re.escape(message)) as refused:
         RunDir.open(tmp_path / "r", "exp", {"a": 1}, threads=2)
+    assert (refused.value.reason, refused.value.path, refused.value.saved_threads, refused.value.threads) == (
+        "other_threads", tmp_path / "r", 1, 2)
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
 
 
@@ -67,6 +69,6 @@ def test_a_run_from_before_threads_were_recorded_keeps_the_count_its_provenance_
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"experiment": "exp", "config": {"a": 1}}))
     (folder / "provenance.json").write_text(json.dumps({"torch_threads": 2}))
-    with pytest.raises(ValueError, match="was run with --threads 2; rerun with --threads 2"):
+    with pytest.raises(RunDirRefused, match="was run with 2 torch threads, not 1"):
         RunDir.check(folder, "exp", {"a": 1}, threads=1)
     assert RunDir.check(folder, "exp", {"a": 1}, threads=2) == folder
