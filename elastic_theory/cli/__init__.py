@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .app import app
-from . import compare_cmd, corpus_cmd, demo_cmd, experiment_cmd, finetune_cmd, measure_cmd, ratio_cmd, tree_cmd, verify_cmd  # noqa: F401  (registration by import)
+# Registration by import, in the order that `elastic-theory --help` lists the commands.
+from . import measure_cmd, compare_cmd, corpus_cmd, ratio_cmd, verify_cmd, demo_cmd, experiment_cmd, finetune_cmd, tree_cmd  # noqa: F401, I001
 
 __all__ = ["app", "main"]
 

@@ -12,6 +12,8 @@ A new command should use these helpers, so that every command behaves alike:
 * :func:`write_result` to write a result file: atomic, non-finite numbers encoded as documented in
   :func:`elastic_theory.data.io.to_jsonable`, the versions and command line recorded under ``provenance``
   (:func:`elastic_theory.infra.provenance.provenance`);
+* :func:`parse_data_options`, :func:`check_measure_options` and :func:`read_datasets` for the ``--data NAME=PATH``
+  datasets and scoring options of the commands that score text with a model (``measure``, ``compare``);
 * :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
   goes into rich output, where ``[...]`` would otherwise be read as markup;
 * :func:`threads_option` / :func:`apply_threads` wherever torch runs (:data:`DEFAULT_THREADS` unless the user
@@ -27,6 +29,7 @@ import functools
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +49,8 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable)
 
 BAD_INPUT_EXIT_CODE = 2
+MISMATCH_EXIT_CODE = 1
+"""Exit code of ``verify`` and ``demo`` when a claim's verdict differs from the expected one (bad input is 2)."""
 PIPE_COLUMNS = 120
 """Table width when output goes to a file or pipe and ``COLUMNS`` is not set."""
 INTERRUPTED_EXIT_CODE = 130
@@ -146,6 +151,46 @@ def parse_named_options(items: list[str], option: str, value: str, example: str,
         if name in out:
             raise ValueError(f"{option}: the name {name!r} is used twice; give each its own name")
         out[name] = rest
+    return out
+
+
+def parse_data_options(items: list[str]) -> dict[str, Path]:
+    """``NAME=PATH`` options as an ordered name -> path dict; ``ValueError`` for a malformed or repeated name."""
+    return {name: Path(path) for name, path in parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl").items()}
+
+
+def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:
+    """The numeric options of ``measure`` and ``compare``, checked before any file is read (``ValueError`` naming the option)."""
+    if context is not None and context < 2:
+        raise ValueError(f"--context must be an integer >= 2 (the prefix token plus one token), got {context}")
+    if stride is not None and (stride < 1 or (context is not None and stride > context)):
+        raise ValueError(f"--stride must be an integer in 1..context ({context if context is not None else 'context'}), "
+                         f"got {stride}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0 (it seeds the bootstrap's generator), got {seed}")
+    if n_resamples < 1:
+        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+
+
+def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
+    """Every dataset's documents; errors name the ``--data`` option, warnings (skipped files) go to stderr."""
+    from ..empirical.data import DatasetWarning, read_documents
+
+    out = {}
+    for name, path in paths.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DatasetWarning)
+            try:
+                out[name] = read_documents(path, text_field)
+            except ValueError as exc:
+                raise ValueError(f"--data {name}={path}: {exc}") from None
+        for w in caught:
+            if issubclass(w.category, DatasetWarning):
+                typer.echo(f"warning: --data {name}: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return out
 
 

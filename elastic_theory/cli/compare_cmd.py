@@ -10,10 +10,9 @@ import numpy as np
 import typer
 
 from .app import (
-    app, apply_threads, bad_input_exits_2, console, folder_option, interrupted, json_option, parse_named_options,
-    require_extra, threads_option, write_result,
+    app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
+    parse_data_options, parse_named_options, read_datasets, require_extra, threads_option, write_result,
 )
-from .measure_cmd import check_measure_options, parse_data_options, read_datasets
 
 BASE_LABEL = "base"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, escape, hypothesis_outside_cwd, interrupted, json_option, write_result
-from .ratio_cmd import closed_form_result
-from .verify_cmd import MISMATCH_EXIT_CODE
+from .app import (
+    MISMATCH_EXIT_CODE, app, bad_input_exits_2, console, escape, hypothesis_outside_cwd, interrupted, json_option, write_result,
+)
 
 DEMO_DEPTHS = (4, 8, 16, 32)
 DEMO_RATIOS = ((1e3, 1e-3, 0.1), (1e6, 1e-3, 0.1), (1e6, 0.05, 0.1), (1e6, 0.2, 0.1), (1e6, 1e-3, 0.0))
@@ -67,6 +67,8 @@ def ratio_predictions(settings=DEMO_RATIOS) -> list[dict]:
 
     The sign-claim warnings beyond l* are not re-raised: the table's last column says it.
     """
+    from ..theory.elasticity import closed_form_result
+
     return [closed_form_result(k, l, w3)[0] for k, l, w3 in settings]
 
 

@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from .app import (
-    app, apply_threads, bad_input_exits_2, console, escape, interrupted, json_option, parse_named_options, require_extra,
-    threads_option, write_result,
+    app, apply_threads, bad_input_exits_2, check_measure_options, console, escape, interrupted, json_option,
+    parse_data_options, read_datasets, require_extra, threads_option, write_result,
 )
 
 BOOTSTRAP_MEMORY_LIMIT = 4 * 2**30
 """Bytes the bootstrap may allocate: scipy resamples all at once, about 24 bytes per resample per document
 (two float64 resampled arrays and the int64 indices)."""
 _BOOTSTRAP_BYTES_PER_CELL = 24
-
-
-def parse_data_options(items: list[str]) -> dict[str, Path]:
-    """``NAME=PATH`` options as an ordered name -> path dict; ``ValueError`` for a malformed or repeated name."""
-    return {name: Path(path) for name, path in parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl").items()}
-
-
-def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:
-    """The numeric options of ``measure``, checked before any file is read (``ValueError`` naming the option)."""
-    if context is not None and context < 2:
-        raise ValueError(f"--context must be an integer >= 2 (the prefix token plus one token), got {context}")
-    if stride is not None and (stride < 1 or (context is not None and stride > context)):
-        raise ValueError(f"--stride must be an integer in 1..context ({context if context is not None else 'context'}), "
-                         f"got {stride}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
-    if seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0 (it seeds the bootstrap's generator), got {seed}")
-    if n_resamples < 1:
-        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
 
 
 def check_bootstrap_memory(n_resamples: int, documents: dict[str, list]) -> None:
@@ -48,26 +27,6 @@ def check_bootstrap_memory(n_resamples: int, documents: dict[str, list]) -> None
         most = BOOTSTRAP_MEMORY_LIMIT // (_BOOTSTRAP_BYTES_PER_CELL * len(docs))
         raise ValueError(f"--n-resamples {n_resamples}: the bootstrap over the {len(docs)} documents of {name!r} would "
                          f"need about {need / 2**30:.3g} GiB; use at most {most} (2000 gives intervals to about 1%)")
-
-
-def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
-    """Every dataset's documents; errors name the ``--data`` option, warnings (skipped files) go to stderr."""
-    from ..empirical.data import DatasetWarning, read_documents
-
-    out = {}
-    for name, path in paths.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DatasetWarning)
-            try:
-                out[name] = read_documents(path, text_field)
-            except ValueError as exc:
-                raise ValueError(f"--data {name}={path}: {exc}") from None
-        for w in caught:
-            if issubclass(w.category, DatasetWarning):
-                typer.echo(f"warning: --data {name}: {w.message}", err=True)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
 
 
 _PLAIN_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils",)

@@ -51,27 +51,6 @@ def parse_real(text: str, option: str):
         raise ValueError(f"{option} must be a number or an exact fraction such as 4/5, got {text!r}") from None
 
 
-def closed_form_result(k, l, w3, lam=None) -> tuple[dict, list[str]]:
-    """The numbers ``elastic-theory ratio`` prints and the warnings raised (derivatives: bits per response per unit l).
-
-    Arguments are floats or exact ``Fraction`` s. A ``lam`` below ``l`` gives a Theta band on [0, lam] that does not
-    contain R(l)/k: that is said in the warnings and by ``l_within_lam``.
-    """
-    from ..theory import elasticity
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", elasticity.SignClaimWarning)
-        cf = elasticity.closed_form(k, l, w3, lam)
-    result = asdict(cf)
-    result["R_over_k"] = cf.R / cf.k
-    messages = [str(w.message) for w in caught if issubclass(w.category, elasticity.SignClaimWarning)]
-    result["l_within_lam"] = bool(elasticity.check_l(l) <= elasticity.check_l(l if lam is None else lam))  # exact
-    if not result["l_within_lam"]:
-        messages.append(f"lam = {cf.lam:g} < l = {cf.l:g}: the Theta band [theta_lower, theta_upper] holds for "
-                        "0 <= l <= lam, so it need not contain R/k at this l; give --lam >= --l (or leave it out)")
-    return result, messages
-
-
 @app.command("ratio")
 @bad_input_exits_2
 def ratio_command(
@@ -95,8 +74,13 @@ def ratio_command(
       elastic-theory ratio --k 1e6 --l 0.001 --w3 0.1 --lam 0.05 --json ratio.json
       elastic-theory ratio --k 1000 --l 4 --w3 4/5   # exactly at l* = 4: the sign claim fails
     """
+    from ..theory.elasticity import closed_form_result
+
     args = {name: parse_real(text, f"--{name}") for name, text in (("k", k), ("l", l), ("w3", w3))}
     result, warned = closed_form_result(**args, lam=None if lam is None else parse_real(lam, "--lam"))
+    if not result["l_within_lam"]:
+        warned.append(f"lam = {result['lam']:g} < l = {result['l']:g}: the Theta band [theta_lower, theta_upper] holds "
+                      "for 0 <= l <= lam, so it need not contain R/k at this l; give --lam >= --l (or leave it out)")
     for message in warned:
         typer.echo(f"warning: {message}", err=True)
     if result["theta_upper"] is None and result["sign_valid"]:

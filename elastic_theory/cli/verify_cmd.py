@@ -7,11 +7,9 @@ from pathlib import Path
 import typer
 
 from .app import (
-    app, bad_input_exits_2, console, folder_option, hypothesis_outside_cwd, json_option, require_extra, write_result,
+    MISMATCH_EXIT_CODE, app, bad_input_exits_2, console, folder_option, hypothesis_outside_cwd, json_option, require_extra,
+    write_result,
 )
-
-#: Exit code when a verdict differs from the expected one (bad input is 2).
-MISMATCH_EXIT_CODE = 1
 
 
 def write_plots(report_json: dict, directory: Path) -> list[Path]:

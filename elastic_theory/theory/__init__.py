@@ -46,7 +46,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ".elasticity": (
         "PRECISION", "LeafMasses", "ClosedForm", "DatasetRates", "HookeInvariant", "InverseAlignment",
         "PerturbationModel", "SignClaimWarning", "check_k", "check_l", "check_w3", "closed_form",
-        "derivative_ratio", "dgamma_a_dl_per_response", "dgamma_p_dl_per_response", "hooke_invariant",
+        "closed_form_result", "derivative_ratio", "dgamma_a_dl_per_response", "dgamma_p_dl_per_response", "hooke_invariant",
         "inverse_alignment", "ratio_R", "ratio_R_exact", "rho", "sign_threshold", "theta_constants",
         "theta_upper_exact",
     ),

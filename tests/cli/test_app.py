@@ -176,6 +176,22 @@ def test_a_refused_run_directory_is_one_line_naming_the_command_lines_options(tm
     assert capsys.readouterr().err == f"error: {message.format(p=tmp_path / 'run')}\n"
 
 
+def test_commands_import_only_the_shared_app_module_and_the_library():
+    """No sideways imports between commands: what two commands share lives in cli/app.py or below it."""
+    import ast
+
+    for module in sorted((ROOT / "elastic_theory" / "cli").glob("*_cmd.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module == "app", f"{module.name} imports from .{node.module}"
+
+
+def test_help_lists_the_commands_in_their_order():
+    """The order of `elastic-theory --help` is the order cli/__init__.py imports the command modules in."""
+    assert [c.name for c in app.registered_commands] == [
+        "measure", "compare", "corpus", "ratio", "perturb", "verify", "demo", "experiment", "plot", "finetune", "tree"]
+
+
 def test_verify_help_lists_every_claim_id():
     res = runner.invoke(app, ["verify", "--help"], env={"COLUMNS": "400"})
     flat = " ".join(res.stdout.split())

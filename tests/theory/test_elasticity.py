@@ -135,6 +135,21 @@ def test_no_warning_inside_region():
     assert cf.sign_valid and cf.theta_lower == 1.0
 
 
+def test_closed_form_result_is_the_flat_dict_with_the_sign_warnings_caught():
+    """closed_form_result: closed_form's fields, then R/k and whether l lies in [0, lam] (decided exactly), and the
+    SignClaimWarning messages returned instead of raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result, messages = el.closed_form_result(1000, 0.5, 0.1)
+    assert list(result)[-2:] == ["R_over_k", "l_within_lam"] and result["R_over_k"] == result["R"] / 1000
+    assert not result["sign_valid"] and len(messages) == 1 and "no longer holds" in messages[0]
+    inside, none = el.closed_form_result(Fraction(10), Fraction(1, 3), Fraction(1, 2), lam=Fraction(1, 3))
+    assert inside["l_within_lam"] and none == []
+    # 1/3 + 1/10**20 rounds to the float of 1/3: only exact arithmetic sees lam < l
+    below, _ = el.closed_form_result(Fraction(10), Fraction(1, 3) + Fraction(1, 10**20), Fraction(1, 2), lam=Fraction(1, 3))
+    assert not below["l_within_lam"] and below["l"] == below["lam"]
+
+
 def test_theta_upper_equals_ratio_at_lam():
     """The upper Theta-constant is R(k, lam, w3)/k exactly (R increases in l)."""
     k, w3, lam = Fraction(1000), Fraction(1, 10), Fraction(1, 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 
@@ -201,3 +201,20 @@ def closed_form(k: float, l: float, w3: float, lam: float | None = None) -> Clos
     # From the exact sign of w3 - (1 - w3) l, not from dp's float sign, which underflows to -0 for huge k.
     sign_valid = w3 > 0 and _sign_margin(l, w3) > 0
     return ClosedForm(float(k), float(l), float(w3), R, da, dp, l_star, sign_valid, float(lam), lo, hi)
+
+
+def closed_form_result(k: Real, l: Real, w3: Real, lam: Real | None = None) -> tuple[dict, list[str]]:
+    """:func:`closed_form` at ``(k, l, w3)`` as a flat dict, with ``R_over_k`` and ``l_within_lam`` added, and the
+    messages of the :class:`SignClaimWarning` s it raised (caught here, not re-raised).
+
+    Arguments are floats or exact ``Fraction`` s. ``l_within_lam`` is decided in exact arithmetic: it is False for a
+    ``lam`` below ``l``, whose Theta band on [0, lam] need not contain R(l)/k.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SignClaimWarning)
+        cf = closed_form(k, l, w3, lam)
+    result = asdict(cf)
+    result["R_over_k"] = cf.R / cf.k
+    messages = [str(w.message) for w in caught if issubclass(w.category, SignClaimWarning)]
+    result["l_within_lam"] = bool(check_l(l) <= check_l(l if lam is None else lam))  # exact
+    return result, messages
