@@ -14,6 +14,7 @@ A new command should use these helpers, so that every command behaves alike:
   (:func:`elastic_theory.infra.provenance.provenance`);
 * :func:`parse_data_options`, :func:`check_measure_options` and :func:`read_datasets` for the ``--data NAME=PATH``
   datasets and scoring options of the commands that score text with a model (``measure``, ``compare``);
+* :func:`parse_real` for a number option that takes exact fractions (``--k 4/5``);
 * :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
   goes into rich output, where ``[...]`` would otherwise be read as markup;
 * :func:`threads_option` / :func:`apply_threads` wherever torch runs (:data:`DEFAULT_THREADS` unless the user
@@ -192,6 +193,21 @@ def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return out
+
+
+def parse_real(text: str, option: str):
+    """A number option's value (``ratio``'s numbers, ``compare``'s ``--k``): ``"4/5"`` as an exact ``Fraction`` when
+    it has a slash, else a float; ``ValueError`` naming ``option`` for anything else.
+
+    Exact fractions let l* = w3/(1 - w3) be hit exactly (``--w3 4/5 --l 4``); a decimal such as 0.8 is the
+    nearest float, whose l* differs from 4 in the 16th digit.
+    """
+    from fractions import Fraction
+
+    try:
+        return Fraction(text.strip()) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{option} must be a number or an exact fraction such as 4/5, got {text!r}") from None
 
 
 def escape(text: Any) -> str:

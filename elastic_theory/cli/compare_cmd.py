@@ -11,7 +11,7 @@ import typer
 
 from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
-    parse_data_options, parse_named_options, read_datasets, require_extra, threads_option, write_result,
+    parse_data_options, parse_named_options, parse_real, read_datasets, require_extra, threads_option, write_result,
 )
 
 BASE_LABEL = "base"
@@ -38,32 +38,37 @@ def parse_ratio(text: str | None, datasets: list[str]) -> tuple[str, str] | None
 
 
 def parse_k(text: str | None, ratio: tuple[str, str] | None) -> float | dict[str, float] | None:
-    """``--k``: a number (k as stated), or the training-set sizes ``NUM=N,DEN=N`` in documents for the ratio's datasets."""
+    """``--k``: a number (k as stated), or the training-set sizes ``NUM=N,DEN=N`` in documents for the ratio's datasets.
+
+    Numbers are read by :func:`~elastic_theory.cli.app.parse_real`, as ``ratio`` reads its ``--k`` (``4/5`` is 0.8).
+    """
     if text is None:
         return None
     if ratio is None:
         raise ValueError("--k needs --ratio NUM/DEN: k is compared with the ratio of the two datasets' changes")
     if "=" not in text:
-        try:
-            k = float(text)
-        except ValueError:
-            k = math.nan
+        k = _number_or_nan(text)
         if not (math.isfinite(k) and k > 0):
             raise ValueError(f"--k {text!r}: expected a number > 0, or sizes {ratio[0]}=N,{ratio[1]}=N")
         return k
     sizes: dict[str, float] = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
-        try:
-            n = float(value)
-        except ValueError:
-            n = math.nan
+        n = _number_or_nan(value)
         if name not in ratio or not (math.isfinite(n) and n > 0):
             raise ValueError(f"--k {text!r}: expected the training-set sizes {ratio[0]}=N,{ratio[1]}=N (documents, > 0)")
         sizes[name] = n
     if set(sizes) != set(ratio):
         raise ValueError(f"--k {text!r}: give the sizes of both {ratio[0]} and {ratio[1]}")
     return sizes
+
+
+def _number_or_nan(text: str) -> float:
+    """A number of ``--k`` as a float, NaN when it is none (the caller's message says what ``--k`` expects)."""
+    try:
+        return float(parse_real(text, "--k"))
+    except (ValueError, OverflowError):
+        return math.nan
 
 
 def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, base_tokens: dict[str, int],

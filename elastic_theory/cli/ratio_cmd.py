@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, escape, json_option, write_result
+from .app import app, bad_input_exits_2, console, escape, json_option, parse_real, write_result
 
 
 def _cell(value) -> str:
@@ -35,20 +35,6 @@ def _emit(result: dict, json_out: Path | None, title: str, config: dict | None =
     console(json_out).print(table)
     if json_out is not None:
         write_result(json_out, result if config is None else {**result, "config": config})
-
-
-def parse_real(text: str, option: str):
-    """A number for ``option``: ``"4/5"`` (or ``"3"``) as an exact ``Fraction`` when it has a slash, else a float.
-
-    Exact fractions let l* = w3/(1 - w3) be hit exactly (``--w3 4/5 --l 4``); a decimal such as 0.8 is the
-    nearest float, whose l* differs from 4 in the 16th digit.
-    """
-    from fractions import Fraction
-
-    try:
-        return Fraction(text.strip()) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{option} must be a number or an exact fraction such as 4/5, got {text!r}") from None
 
 
 @app.command("ratio")

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from elastic_theory import empirical
 from elastic_theory.cli import app
+from elastic_theory.cli.compare_cmd import parse_k
 from elastic_theory.stats.comparison import compare_rates
 from elastic_theory.empirical import byte_bpe_tokenizer, read_documents, tiny_gpt2
 from elastic_theory.empirical.compare import ScoreCache, ScoringSettings, score_dataset, score_models
@@ -105,6 +106,36 @@ def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
     tokens_per_doc = {d: base[d]["n_tokens"] / base[d]["n_documents"] for d in base}
     assert ratio["k_per_token"] == pytest.approx(50.0 * tokens_per_doc["pre"] / tokens_per_doc["align"], rel=1e-12)
     assert (tmp_path / "p" / "ratio.png").is_file() and "Fieller" in result.output
+
+
+def _compare_without_files(tmp_path, k: str):
+    """compare with --k ``k`` where no model or dataset exists: refused at the first check that fails."""
+    return CliRunner().invoke(app, ["compare", "--base", str(tmp_path / "none"), "--checkpoint", f"a={tmp_path / 'none'}",
+                                    "--data", f"align={tmp_path / 'no.jsonl'}", "--data", f"pre={tmp_path / 'no.txt'}",
+                                    "--ratio", "align/pre", "--k", k, "--no-cache"])
+
+
+def test_k_takes_an_exact_fraction_as_ratio_does(tmp_path):
+    """compare --k reads its numbers with ratio's parser: 4/5 is 0.8 (the command goes on to read the datasets)."""
+    assert parse_k("4/5", ("align", "pre")) == 0.8 and parse_k(" 3 ", ("align", "pre")) == 3.0
+    assert parse_k("align=1/2,pre=3", ("align", "pre")) == {"align": 0.5, "pre": 3.0}
+    result = _compare_without_files(tmp_path, "4/5")
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: --data align={tmp_path / 'no.jsonl'}:")
+
+
+@pytest.mark.parametrize("k, message", [
+    ("abc", "--k 'abc': expected a number > 0, or sizes align=N,pre=N"),
+    ("4/0", "--k '4/0': expected a number > 0, or sizes align=N,pre=N"),
+    ("-4/5", "--k '-4/5': expected a number > 0, or sizes align=N,pre=N"),
+    ("0", "--k '0': expected a number > 0, or sizes align=N,pre=N"),
+    ("inf", "--k 'inf': expected a number > 0, or sizes align=N,pre=N"),
+    ("1" + "0" * 400 + "/3", f"--k '1{'0' * 400}/3': expected a number > 0, or sizes align=N,pre=N"),
+    ("align=1/0,pre=3", "--k 'align=1/0,pre=3': expected the training-set sizes align=N,pre=N (documents, > 0)"),
+])
+def test_a_bad_k_is_one_line_and_exit_2_before_any_file_is_read(tmp_path, k, message):
+    """The messages of compare's --k are those it gave before it read fractions (no file or model is opened first)."""
+    result = _compare_without_files(tmp_path, k)
+    assert result.exit_code == 2 and result.stderr.splitlines() == [f"error: {message}"]
 
 
 @pytest.mark.parametrize("other_setting", [["--context", 32], ["--threads", 2]])
