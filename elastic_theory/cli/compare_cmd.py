@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -127,7 +128,6 @@ def compare_command(
     from ..stats.comparison import compare_rates
     from ..empirical.compare import ScoreCache, ScoringSettings
     from ..empirical.loading import default_cache_dir
-    from ..empirical.loading import locate_model
 
     check_measure_options(context, stride, batch_size, seed, n_resamples)
     if unit not in ("byte", "token"):
@@ -141,11 +141,7 @@ def compare_command(
     documents = read_datasets(paths, text_field)
     models = {BASE_LABEL: base, **checkpoints}
     threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    for label, name in models.items():  # the first use of smollm2-135m converts it here (docs/measurement.md)
-        try:
-            locate_model(name)
-        except ValueError as exc:
-            raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
+    _locate_models(models)
     settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
     if unit == "token" and ratio_names is not None:
         _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names})
@@ -156,10 +152,28 @@ def compare_command(
     base_tokens = {d: int(np.sum(s.n_tokens)) for d, s in scores[BASE_LABEL].items()}
     report = build_report(models, paths, scores, comparison, k_values(k_stated, ratio_names, base_tokens,
                           {d: len(docs) for d, docs in documents.items()}), config={
-        "context": context, "stride": stride, "batch_size": batch_size, "device": device, "dtype": dtype,
+        **dataclasses.asdict(settings),
         "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit, "threads": threads,
         "cache": str(store.root) if store.root else None,
     })
+    _show_and_write(report, documents, scores, json_out, per_document, plots)
+
+
+def _locate_models(models: dict[str, str]) -> None:
+    """Find every model before any scoring (the first use of smollm2-135m converts it here, docs/measurement.md);
+    a model not found is an error naming its option."""
+    from ..empirical.loading import locate_model
+
+    for label, name in models.items():
+        try:
+            locate_model(name)
+        except ValueError as exc:
+            raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
+
+
+def _show_and_write(report: dict, documents: dict, scores: dict, json_out: Path | None, per_document: Path | None,
+                    plots: Path | None) -> None:
+    """The notes and tables of ``compare``, then the files asked for: per-document bits, plots, the JSON result."""
     for note in report["notes"]:
         typer.echo(f"note: {note}", err=True)
     print_tables(report, json_out)

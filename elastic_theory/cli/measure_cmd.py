@@ -105,63 +105,93 @@ def measure_command(
       elastic-theory measure --model runs/checkpoint-500 --tokenizer runs/base --data lines=examples/prose.txt --json rates.json
       elastic-theory measure --model runs/lora-adapter --data a=examples/prose.jsonl --data b=examples/prose.txt --no-progress
     """
-    import numpy as np
-
     for module in ("torch", "transformers"):
         require_extra(module, "empirical", "measure")
-    from ..empirical import load_model_and_tokenizer, locate_model, measure_rates, resolve_device
+    from ..empirical import resolve_device
+    from ..empirical.compare import ScoringSettings
 
     if len(models) > 1:
         raise ValueError(f"--model is given {len(models)} times, and measure scores one model; to compare models, "
                          "use: elastic-theory compare --base MODEL --checkpoint NAME=MODEL ...")
-    model = models[0]
     check_measure_options(context, stride, batch_size, seed, n_resamples)
     paths = parse_data_options(data)
-    resolve_device(device)
+    settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
+    resolve_device(settings.device)
     documents = read_datasets(paths, text_field)
     check_bootstrap_memory(n_resamples, documents)
     n_threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    source = locate_model(model, tokenizer)
-    with library_progress(progress):
-        lm, tok = load_model_and_tokenizer(model, device=device, dtype=dtype, source=source)
-
-    from ..empirical.scoring import default_batch_size, max_context
-
-    param = next(lm.parameters())
-    resolved_context = context if context is not None else max_context(lm)
+    lm, tok, source = _load_model(models[0], tokenizer, settings, progress)
     config = {
-        "model": source.describe(),
-        "model_class": type(lm).__name__, "n_parameters": int(sum(p.numel() for p in lm.parameters())),
-        "context": resolved_context, "stride": stride if stride is not None else resolved_context,
-        "batch_size": batch_size if batch_size is not None else default_batch_size(param.device),
-        "device": str(param.device), "dtype": str(param.dtype).removeprefix("torch."), "threads": n_threads,
+        **_resolved_settings(lm, source, settings, n_threads),
         "text_field": text_field, "seed": seed, "n_resamples": n_resamples,
         "data": {name: str(path) for name, path in paths.items()},
     }
-    rng = np.random.default_rng(seed)
     results = {}
     try:
-        for name, docs in documents.items():
-            results[name] = measure_rates(
-                lm, tok, docs, rng=rng, context=context, stride=stride, batch_size=batch_size,
-                n_resamples=n_resamples, progress=name if progress else False,
-            )
+        for name, rates in _rates(lm, tok, documents, settings, seed, n_resamples, progress):
+            results[name] = rates
     except KeyboardInterrupt:
-        unfinished = [name for name in documents if name not in results]
-        report = _report(model, results, config, partial=unfinished)
-        if results:
-            _print_table(report, json_out)
-        kept = ""
-        if json_out is not None and results:
-            write_result(json_out, report)
-            kept = f"; kept {len(results)} finished dataset(s) in {json_out} (marked partial)"
-        elif results:
-            kept = f"; {len(results)} finished dataset(s) shown above"
-        raise interrupted(f"interrupted during dataset {unfinished[0]!r}{kept}") from None
-    report = _report(model, results, config, partial=[])
+        raise _keep_finished(models[0], results, documents, config, json_out) from None
+    report = _report(models[0], results, config, partial=[])
     _print_table(report, json_out)
     if json_out is not None:
         write_result(json_out, report)
+
+
+def _load_model(model: str, tokenizer: str | None, settings, progress: bool):
+    """``(model, tokenizer, source)`` of ``--model`` on the device and dtype of ``settings`` (a ``ScoringSettings``)."""
+    from ..empirical import load_model_and_tokenizer, locate_model
+
+    source = locate_model(model, tokenizer)
+    with library_progress(progress):
+        lm, tok = load_model_and_tokenizer(model, device=settings.device, dtype=settings.dtype, source=source)
+    return lm, tok, source
+
+
+def _resolved_settings(lm, source, settings, threads: int) -> dict:
+    """What ``measure`` records of the model and of its scoring ``settings`` (a ``ScoringSettings``) with every default
+    resolved: the model's maximum context, a stride of the whole context, the device's batch size, the dtype loaded."""
+    from ..empirical.scoring import default_batch_size, max_context
+
+    param = next(lm.parameters())
+    context = settings.context if settings.context is not None else max_context(lm)
+    return {
+        "model": source.describe(),
+        "model_class": type(lm).__name__, "n_parameters": int(sum(p.numel() for p in lm.parameters())),
+        "context": context, "stride": settings.stride if settings.stride is not None else context,
+        "batch_size": settings.batch_size if settings.batch_size is not None else default_batch_size(param.device),
+        "device": str(param.device), "dtype": str(param.dtype).removeprefix("torch."), "threads": threads,
+    }
+
+
+def _rates(lm, tok, documents: dict[str, list], settings, seed: int, n_resamples: int, progress: bool) -> Iterator[tuple]:
+    """``(dataset, rates)`` for each dataset in turn; one bootstrap generator, seeded by ``seed``, for all of them."""
+    import numpy as np
+
+    from ..empirical import measure_rates
+
+    rng = np.random.default_rng(seed)
+    for name, docs in documents.items():
+        yield name, measure_rates(
+            lm, tok, docs, rng=rng, context=settings.context, stride=settings.stride, batch_size=settings.batch_size,
+            n_resamples=n_resamples, progress=name if progress else False,
+        )
+
+
+def _keep_finished(model: str, results: dict, documents: dict, config: dict, json_out) -> typer.Exit:
+    """After Ctrl-C: show the datasets finished, write them (marked partial) to ``json_out`` if given, and return the
+    exit to raise, whose line names the dataset interrupted and where the finished ones are."""
+    unfinished = [name for name in documents if name not in results]
+    report = _report(model, results, config, partial=unfinished)
+    if results:
+        _print_table(report, json_out)
+    kept = ""
+    if json_out is not None and results:
+        write_result(json_out, report)
+        kept = f"; kept {len(results)} finished dataset(s) in {json_out} (marked partial)"
+    elif results:
+        kept = f"; {len(results)} finished dataset(s) shown above"
+    return interrupted(f"interrupted during dataset {unfinished[0]!r}{kept}")
 
 
 def _report(model: str, results: dict, config: dict, partial: list[str]) -> dict:
