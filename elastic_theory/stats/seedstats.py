@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["SeedInterval", "error_bars", "format_interval", "paired_difference", "seed_interval"]
+__all__ = ["SeedInterval", "error_bars", "format_interval", "paired_difference", "saved_number", "seed_interval"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,14 @@ def paired_difference(a, b, level: float = 0.95) -> SeedInterval:
     return seed_interval(a - b, level)
 
 
-def _saved(value) -> float:
-    """A number from saved results: ``null`` (how :func:`elastic_theory.data.io.to_jsonable` writes a non-finite value,
-    e.g. the bounds of a one-seed interval) reads as nan."""
+def saved_number(value) -> float:
+    """A number read back from a saved ``results.json``, as a float.
+
+    :func:`elastic_theory.data.io.to_jsonable` writes every non-finite value (an infinite ratio, the nan bounds
+    of a one-seed interval) as ``null``, with its kind in the file's top-level ``non_finite`` map; ``null``
+    reads back as nan (the map is not consulted), so every saved number can be formatted or plotted the same
+    way. A number (results as ``run`` returns them, infinities included) passes through as a float.
+    """
     return math.nan if value is None else float(value)
 
 
@@ -89,15 +94,15 @@ def format_interval(saved: dict | None, digits: int = 3) -> str:
     """``mean [low, high]`` of a saved :meth:`SeedInterval.as_dict` (``n/a`` for None, the mean alone for 1 seed)."""
     if saved is None:
         return "n/a"
-    mean = _saved(saved["mean"])
+    mean = saved_number(saved["mean"])
     if saved["n"] < 2:
         return f"{mean:.{digits}g}"
-    return f"{mean:.{digits}g} [{_saved(saved['low']):.{digits}g}, {_saved(saved['high']):.{digits}g}]"
+    return f"{mean:.{digits}g} [{saved_number(saved['low']):.{digits}g}, {saved_number(saved['high']):.{digits}g}]"
 
 
 def error_bars(saved: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Means and matplotlib ``yerr`` (2 x n, zero where a point has no interval) of saved intervals."""
-    mean = np.array([_saved(d["mean"]) for d in saved])
-    low = np.array([_saved(d["low"]) for d in saved])
-    high = np.array([_saved(d["high"]) for d in saved])
+    mean = np.array([saved_number(d["mean"]) for d in saved])
+    low = np.array([saved_number(d["low"]) for d in saved])
+    high = np.array([saved_number(d["high"]) for d in saved])
     return mean, np.nan_to_num(np.vstack([mean - low, high - mean]))

@@ -67,7 +67,7 @@ import numpy as np
 
 from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import _saved, error_bars, format_interval, seed_interval
+from ...stats.seedstats import error_bars, format_interval, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
 from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
@@ -359,7 +359,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
     fig, (ax, deltas) = figure(2, width=4.8, height=4.0)
     k = np.array([r["k"] for r in rows])
     for r in rows:
-        v, ci = _saved(r["R_meas"]["value"]), r["R_meas"]["ci95"]
+        v, ci = saved_number(r["R_meas"]["value"]), r["R_meas"]["ci95"]
         if v > 0:  # a log axis shows positive ratios only; the table has every one
             yerr = None if ci is None or ci[0] <= 0 else [[v - ci[0]], [ci[1] - v]]
             ax.errorbar([r["k"]], [v], yerr=yerr, fmt="o", capsize=3, color="C0")
@@ -392,7 +392,7 @@ def plot(results: dict, folder: Path) -> list[Path]:
 
 def _fieller(r: dict) -> str:
     ci = r["ci95"]
-    return f"{_saved(r['value']):.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else " (no interval)")
+    return f"{saved_number(r['value']):.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else " (no interval)")
 
 
 def summarize(results: dict) -> str:
@@ -406,9 +406,9 @@ def summarize(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in results["by_align"].values():
         lines.append(f"| {r['align_amount']} | {format_interval(r['delta_gamma_a'])} | {format_interval(r['delta_gamma_p'])} | "
-                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {_saved(r['R_over_k']):.3g} | {r['signs_as_theorem']} | "
+                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {saved_number(r['R_over_k']):.3g} | {r['signs_as_theorem']} | "
                      f"{format_interval(r['responses']['delta_gamma_a'])}, {_fieller(r['responses']['R_meas'])}, "
-                     f"{_saved(r['responses']['R_over_k']):.3g} |")
+                     f"{saved_number(r['responses']['R_over_k']):.3g} |")
     s = results["slope_ln_R_vs_ln_k"]
     if s:
         lines += ["", f"slope of ln R_meas against ln k over n+: {format_interval(s['interval'])} "

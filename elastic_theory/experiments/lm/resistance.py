@@ -73,7 +73,7 @@ import numpy as np
 
 from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import _saved, error_bars, format_interval, paired_difference, seed_interval
+from ...stats.seedstats import error_bars, format_interval, paired_difference, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
 from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
@@ -201,7 +201,7 @@ def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, p
 # ------------------------------------------------------------------ analysis
 def verdict(gap: dict) -> str:
     """``holds`` when the forward-minus-inverse interval lies above 0, ``fails`` below 0, else ``inconclusive``."""
-    low, high = _saved(gap["low"]), _saved(gap["high"])
+    low, high = saved_number(gap["low"]), saved_number(gap["high"])
     if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"

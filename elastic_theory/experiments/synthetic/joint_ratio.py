@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ...theory.elasticity import check_k, check_l, sign_threshold
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import _saved
+from ...stats.seedstats import saved_number
 from ...data.synthetic import ROLES, SyntheticWorld, WorldConfig, check_weights
 from ...infra.trainconfig import ModelConfig, StageConfig
 from .. import Context, Experiment, register
@@ -262,10 +262,10 @@ def summarize(results: dict) -> str:
         ci = "n/a" if s["R_measured_ci95"] is None else f"[{s['R_measured_ci95'][0]:.4g}, {s['R_measured_ci95'][1]:.4g}]"
         pci = "n/a" if s["delta_gamma_pretrain_ci95"] is None else f"[{s['delta_gamma_pretrain_ci95'][0]:.3g}, {s['delta_gamma_pretrain_ci95'][1]:.3g}]"
         thresholds = s.get("kl_sign_threshold_bits_per_seed") or [math.nan]
-        lines.append(f"| {s['k']:g} | {_saved(s['R_measured']):.4g} | {ci} | {_saved(s['R_predicted']):.4g} | "
-                     f"{_saved(s['R_relative_error']):+.1%} | {_saved(s['delta_gamma_pretrain_measured']):.3g} | {pci} | "
-                     f"{s['delta_gamma_pretrain_predicted']:.3g} | {_saved(s['R_influence_l0']):.4g} "
-                     f"(pred. {_saved(s['R_derivative_l0_predicted']):.4g}) | {s['max_kl_to_optimum_bits']:.2g} | "
+        lines.append(f"| {s['k']:g} | {saved_number(s['R_measured']):.4g} | {ci} | {saved_number(s['R_predicted']):.4g} | "
+                     f"{saved_number(s['R_relative_error']):+.1%} | {saved_number(s['delta_gamma_pretrain_measured']):.3g} | {pci} | "
+                     f"{s['delta_gamma_pretrain_predicted']:.3g} | {saved_number(s['R_influence_l0']):.4g} "
+                     f"(pred. {saved_number(s['R_derivative_l0_predicted']):.4g}) | {s['max_kl_to_optimum_bits']:.2g} | "
                      f"{min(thresholds):.2g} |")
         for seed in s.get("seeds_beyond_kl_threshold", []):
             i = s["seeds"].index(seed)

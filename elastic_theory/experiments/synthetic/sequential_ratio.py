@@ -37,7 +37,7 @@ import numpy as np
 from ...theory.elasticity import check_k, ratio_R, sign_threshold
 from ...theory.units import LN2
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import _saved
+from ...stats.seedstats import saved_number
 from ...data.synthetic import SyntheticWorld, WeightedSequences, WorldConfig, check_weights
 from ...infra.trainconfig import ModelConfig, StageConfig
 from .. import Context, Experiment, register
@@ -344,15 +344,15 @@ def summarize(results: dict) -> str:
     for s in results["summary"]:
         ci = "n/a" if s["ratio_ci95"] is None else f"[{s['ratio_ci95'][0]:.4g}, {s['ratio_ci95'][1]:.4g}]"
         if s["step"] == 0:
-            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {_saved(s['ratio']):.4g} | {ci} | {_saved(s['ratio_over_k']):.3g} | "
-                         f"tabular: {_saved(s['ratio_tabular']):.4g} | | | | R(k, 0) = {_saved(s['R_predicted_l0']):.4g} |")
+            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {saved_number(s['ratio']):.4g} | {ci} | {saved_number(s['ratio_over_k']):.3g} | "
+                         f"tabular: {saved_number(s['ratio_tabular']):.4g} | | | | R(k, 0) = {saved_number(s['R_predicted_l0']):.4g} |")
             continue
         far = s.get("seeds_beyond_kl_threshold", [])
         for f in far:
             beyond.setdefault((s["k"], f["seed"], f["base_kl_to_optimum_bits"]), []).append(f["kl_sign_threshold_bits"])
-        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {_saved(s['ratio']):.4g} | {ci} | {_saved(s['ratio_over_k']):.3g} | "
-                     f"{_saved(s['delta_gamma_pretrain']):.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
-                     f"{_saved(s['l_eff']):.3g} | {_saved(s['R_finite_predicted_at_l_eff']):.4g} |")
+        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {saved_number(s['ratio']):.4g} | {ci} | {saved_number(s['ratio_over_k']):.3g} | "
+                     f"{saved_number(s['delta_gamma_pretrain']):.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
+                     f"{saved_number(s['l_eff']):.3g} | {saved_number(s['R_finite_predicted_at_l_eff']):.4g} |")
     if beyond:
         lines += ["", "Bases too far from the joint optimum to certify the sign of Delta gamma_p at some (arm, step) "
                       "(their distance could flip it; the rows above include them):"]
@@ -363,7 +363,7 @@ def summarize(results: dict) -> str:
     lines += ["", "| arm | step | slope of log ratio on log k | 95% CI | points with ratio > 0 |", "|---|---|---|---|---|"]
     for s in results["scaling"]:
         ci = "n/a" if s["slope_ci95"] is None else f"[{s['slope_ci95'][0]:.3g}, {s['slope_ci95'][1]:.3g}]"
-        lines.append(f"| {s['arm']} | {s['step']} | {_saved(s['slope']):.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
+        lines.append(f"| {s['arm']} | {s['step']} | {saved_number(s['slope']):.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
     return "\n".join(lines)
 
 
