@@ -1,4 +1,10 @@
-"""Small statistics shared by the experiments: means with Student-t intervals over seeds."""
+"""Small statistics shared by the synthetic experiments: means with Student-t intervals over seeds.
+
+:func:`mean_ci95` computes through :func:`elastic_theory.stats.seedstats.seed_interval` but returns
+``(mean, [low, high])`` rather than a :meth:`~elastic_theory.stats.seedstats.SeedInterval.as_dict`: the
+joint-ratio and sequential-ratio results save it under ``*_ci95`` keys, and the keys and values of a saved
+``results.json`` are a public format (read back by ``plot``, reports and users' scripts), so it stays.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from collections.abc import Sequence
 
 from ..stats.seedstats import seed_interval
 
-__all__ = ["mean_ci95"]
+__all__ = ["format_ci", "mean_ci95", "ratio_of_changes"]
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, list[float] | None]:
@@ -24,3 +30,13 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, list[float] | None]:
         return math.nan, None
     s = seed_interval(xs)
     return s.mean, (None if s.n < 2 else [s.low, s.high])
+
+
+def format_ci(ci: Sequence[float] | None, digits: int) -> str:
+    """``[low, high]`` of an interval as :func:`mean_ci95` gives it, to ``digits`` significant digits; ``n/a`` for None."""
+    return "n/a" if ci is None else f"[{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
+
+
+def ratio_of_changes(delta_align: float, delta_pretrain: float) -> float:
+    r"""The measured ratio :math:`R = \Delta\gamma_a / (-\Delta\gamma_p)`; infinite when :math:`\Delta\gamma_p` is 0."""
+    return delta_align / -delta_pretrain if delta_pretrain != 0 else math.inf

@@ -31,7 +31,7 @@ from ...stats.seedstats import saved_number
 from ...data.synthetic import ROLES, SyntheticWorld, WorldConfig, check_weights
 from ...infra.trainconfig import ModelConfig, StageConfig
 from .. import Context, Experiment, register
-from .._stats import mean_ci95
+from .._stats import format_ci, mean_ci95, ratio_of_changes
 
 __all__ = ["JointRatioConfig", "quick_config", "rate_error_bound_bits", "run", "plot", "sign_kl_threshold_bits", "summarize"]
 
@@ -167,7 +167,7 @@ def _influence(fitter, base_key: str, seed: int, d0, dl, influence_fn, cg_iterat
     ev = {r: fitter.data(d0.role(r)) for r in ("pretrain", "align")}
     out = influence_fn(model, fitter.data(d0.union), fitter.data(dl.perturb), ev, size_factor, max_iter=cg_iterations)
     da, dp = out["dgamma_dl"]["align"], out["dgamma_dl"]["pretrain"]
-    return {**out, "R": da / -dp if dp != 0 else math.inf}
+    return {**out, "R": ratio_of_changes(da, dp)}
 
 
 def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict, kl_thresholds: dict) -> list[dict]:
@@ -183,7 +183,7 @@ def _summary(cfg: JointRatioConfig, rows: list[dict], influence: dict, kl_thresh
         pred_dp = rl["gamma_pretrain_optimum"] - r0["gamma_pretrain_optimum"]
         da = [by[(k, l, s)]["gamma_align"] - by[(k, 0.0, s)]["gamma_align"] for s in seeds]
         dp = [by[(k, l, s)]["gamma_pretrain"] - by[(k, 0.0, s)]["gamma_pretrain"] for s in seeds]
-        ratios = [a / -p if p != 0 else math.inf for a, p in zip(da, dp)]
+        ratios = [ratio_of_changes(a, p) for a, p in zip(da, dp)]
         R_mean, R_ci = mean_ci95(ratios)
         dp_mean, dp_ci = mean_ci95(dp)
         infl = [influence[(k, s)]["R"] for s in seeds if (k, s) in influence]
@@ -259,8 +259,8 @@ def summarize(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     beyond = []
     for s in results["summary"]:
-        ci = "n/a" if s["R_measured_ci95"] is None else f"[{s['R_measured_ci95'][0]:.4g}, {s['R_measured_ci95'][1]:.4g}]"
-        pci = "n/a" if s["delta_gamma_pretrain_ci95"] is None else f"[{s['delta_gamma_pretrain_ci95'][0]:.3g}, {s['delta_gamma_pretrain_ci95'][1]:.3g}]"
+        ci = format_ci(s["R_measured_ci95"], 4)
+        pci = format_ci(s["delta_gamma_pretrain_ci95"], 3)
         thresholds = s.get("kl_sign_threshold_bits_per_seed") or [math.nan]
         lines.append(f"| {s['k']:g} | {saved_number(s['R_measured']):.4g} | {ci} | {saved_number(s['R_predicted']):.4g} | "
                      f"{saved_number(s['R_relative_error']):+.1%} | {saved_number(s['delta_gamma_pretrain_measured']):.3g} | {pci} | "
