@@ -7,7 +7,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["figure", "plot_track", "save_figure"]
+__all__ = ["figure", "plot_track", "plot_tracks", "save_figure"]
 
 
 def figure(ncols: int = 1, width: float = 5.0, height: float = 3.8):
@@ -70,6 +70,12 @@ def plot_track(path: str | os.PathLike, out: str | os.PathLike | None = None) ->
     ax.set_title(path.name)
     ax.legend(fontsize=7)
     return save_figure(fig, out if out is not None else path.with_suffix(".png"))
+
+
+def plot_tracks(results: dict, folder: str | os.PathLike) -> list[Path]:
+    """:func:`plot_track` of every tracker file that ``results["tracks"]`` names (relative to ``folder``) and that is there."""
+    folder = Path(folder)
+    return [plot_track(folder / track) for track in results.get("tracks", []) if (folder / track).is_file()]
 
 
 def dump_lines(records: list[dict]) -> str:

@@ -16,7 +16,8 @@ from elastic_theory.cli import app
 from elastic_theory.cli.experiment_cmd import experiment_name
 from elastic_theory.experiments import config_from_dict, config_to_dict, get
 from elastic_theory.experiments.lm._common import stream
-from elastic_theory.experiments.lm.rebound import LMReboundConfig, split_seed
+from elastic_theory.experiments.lm._rebound_protocol import split_seed
+from elastic_theory.experiments.lm.rebound import LMReboundConfig
 from tests import optional
 
 pytest.importorskip("trl")
@@ -304,7 +305,7 @@ def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int
     from elastic_theory.empirical.finetune import SIDES
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.experiments.lm._common import load_pairs
-    from elastic_theory.experiments.lm.rebound import Measurer
+    from elastic_theory.experiments.lm._rebound_protocol import Measurer
     from elastic_theory.theory.tolerances import Float32Forward
 
     base, tok = load_model_and_tokenizer(config.model, device="cpu")

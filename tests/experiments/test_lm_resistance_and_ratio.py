@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from elastic_theory.cli import app
 from elastic_theory.experiments import config_to_dict
-from elastic_theory.experiments.lm.ratio import LMRatioConfig, fieller_seed_ratio
-from elastic_theory.experiments.lm.ratio import analyse as analyse_ratio
+from elastic_theory.experiments.lm._ratio_analysis import analyse as analyse_ratio
+from elastic_theory.experiments.lm._ratio_analysis import fieller_seed_ratio
+from elastic_theory.experiments.lm.ratio import LMRatioConfig
 from elastic_theory.experiments.lm.resistance import LMResistanceConfig, verdict
 from elastic_theory.experiments.lm.resistance import analyse as analyse_resistance
 from elastic_theory.theory.tolerances import Float32Forward, sum_tolerance32
@@ -270,12 +271,12 @@ def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
 @pytest.mark.slow  # two runs of the protocol
 def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkeypatch):
     """A finished run reloads every unit (no model is loaded); a deleted unit is the only one recomputed."""
-    from elastic_theory.experiments.lm import resistance as lm_resistance
+    from elastic_theory.experiments.lm import _common as lm_common
 
     model, _ = tiny_files
     cfg, out, _ = resistance_run
     first = json.loads((out / "results.json").read_text())
-    monkeypatch.setattr(lm_resistance, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
+    monkeypatch.setattr(lm_common, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
     result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     again = json.loads((out / "results.json").read_text())
@@ -284,8 +285,8 @@ def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkey
     (out / "units" / "seed=1.json").unlink()
     calls = []
     monkeypatch.undo()
-    real = lm_resistance.load_base
-    monkeypatch.setattr(lm_resistance, "load_base", lambda *a: calls.append(a) or real(*a))
+    real = lm_common.load_base
+    monkeypatch.setattr(lm_common, "load_base", lambda *a: calls.append(a) or real(*a))
     result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     assert len(calls) == 1 and (out / "units" / "seed=0.json").read_bytes() == kept
@@ -411,12 +412,12 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
 
 @pytest.mark.slow  # two runs of the protocol
 def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
-    from elastic_theory.experiments.lm import ratio as lm_ratio
+    from elastic_theory.experiments.lm import _common as lm_common
 
     model, _ = tiny_files
     _, cfg, out, _ = ratio_run
     first = json.loads((out / "results.json").read_text())
-    monkeypatch.setattr(lm_ratio, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
+    monkeypatch.setattr(lm_common, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
     result = _invoke("ratio", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "results.json").read_text())["by_align"] == first["by_align"]

@@ -1,5 +1,5 @@
 """Pieces shared by the real-model protocols (``lm-rebound``, ``lm-resistance``, ``lm-ratio``): checks, loading,
-training with callbacks, snapshots, scoring."""
+training with callbacks, snapshots, scoring, the loop over seeds of ``run``, and the titles of plots and tables."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from ...infra.trainconfig import FinetuneConfig
 
 __all__ = ["DEFAULT_MODEL", "SETTINGS", "check_common", "check_data", "finetune_losses", "load_base", "load_pairs",
-           "missing_unit", "pooled_nll_per_token", "snapshot", "stream"]
+           "measure_missing", "missing_unit", "plot_title", "pooled_nll_per_token", "run_header", "snapshot", "stream",
+           "summary_title", "track_files"]
 
 DEFAULT_MODEL = "smollm2-135m"
 SETTINGS = ("safety", "sentiment")
@@ -78,6 +79,47 @@ def load_base(model: str, device: str):
     source = locate_model(model)
     net, tokenizer = load_model_and_tokenizer(model, device=device, source=source)
     return source, net, tokenizer
+
+
+def measure_missing(config, device: str, done, measure) -> None:
+    """Call ``measure(seed, base_model, tokenizer)`` for every seed of ``config.seeds`` that is not ``done(seed)``,
+    loading the base model (:func:`load_base`) once, at the first such seed: a finished run loads no model."""
+    loaded = None
+    for seed in config.seeds:
+        if done(seed):
+            continue
+        loaded = loaded or load_base(config.model, device)
+        _, base_model, tokenizer = loaded
+        measure(seed, base_model, tokenizer)
+
+
+def run_header(config, name: str, **extra) -> dict:
+    """The first keys of a protocol's results: ``experiment``, ``model`` (where it was loaded from), ``setting``,
+    then ``extra`` in its order, then ``algorithm`` and ``lora``."""
+    from ...empirical.loading import locate_model
+
+    return {"experiment": name, "model": locate_model(config.model).describe(), "setting": config.setting, **extra,
+            "algorithm": config.finetune.algorithm, "lora": config.finetune.lora}
+
+
+def track_files(run_dir) -> list[str]:
+    """The rate-tracker files of the run directory, relative to it, sorted."""
+    return sorted(run_dir.relative(p) for p in run_dir.root.glob("tracks/*.jsonl"))
+
+
+def _run_label(results: dict, setting: str) -> str:
+    return (f"{results['experiment']}: {results['model']['name']}, {setting}{results['setting']}, {results['algorithm']}"
+            f"{' + LoRA' if results['lora'] else ''}")
+
+
+def plot_title(results: dict) -> str:
+    """``NAME: MODEL, SETTING, ALGORITHM[ + LoRA]; 95% intervals over seeds [...]``: what a protocol's figure shows."""
+    return f"{_run_label(results, '')}; 95% intervals over seeds {results['seeds']}"
+
+
+def summary_title(results: dict) -> str:
+    """``NAME: MODEL, setting SETTING, ALGORITHM[ + LoRA]; seeds [...]``: how a protocol's summary starts."""
+    return f"{_run_label(results, 'setting ')}; seeds {results['seeds']}"
 
 
 def missing_unit() -> dict:

@@ -45,7 +45,7 @@ model's pre-training tokens (SmolLM2-135M: 2T, from its model card; set it for a
 the rates count them (``k``); also with :math:`|D_a|` counted in the response tokens the SFT loss
 covers (``k_response_tokens``, EOS included).
 
-**Analysis** (:func:`analyse`, from the units only). Per :math:`n_+`:
+**Analysis** (:func:`~elastic_theory.experiments.lm._ratio_analysis.analyse`, from the units only). Per :math:`n_+`:
 :math:`R_{meas} = \overline{\Delta\gamma_a} / (-\overline{\Delta\gamma_p})` over seeds with
 Fieller's 95% interval (:func:`~elastic_theory.stats.comparison.fieller_interval`, the covariance of the
 two seed means, its normal quantile replaced by Student's :math:`t_{n-1}`; no interval when the
@@ -61,25 +61,20 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import error_bars, format_interval, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
-                      pooled_nll_per_token, snapshot, stream)
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing, missing_unit,
+                      pooled_nll_per_token, run_header, snapshot, stream, track_files)
+from ._ratio_analysis import DATASETS, STATES, analyse, plot, summarize
 
-__all__ = ["LMRatioConfig", "analyse", "fieller_seed_ratio", "measure_seed", "plot", "quick_config", "run", "summarize"]
+__all__ = ["LMRatioConfig", "check", "measure_seed", "quick_config", "run"]
 
 NAME = "lm-ratio"
 SMOLLM2_135M_PRETRAIN_TOKENS = 2.0e12
 """SmolLM2-135M was pre-trained on 2 trillion tokens (its Hugging Face model card, "Training" section)."""
-STATES = ("base", "aligned", "perturbed")
-DATASETS = ("alignment", "alignment_responses", "wikipedia")
 
 
 @dataclass(frozen=True)
@@ -241,180 +236,17 @@ def measure_seed(config: LMRatioConfig, seed: int, base_model, tokenizer, pairs,
     bar.close()
 
 
-# ------------------------------------------------------------------ analysis
-def fieller_seed_ratio(numerators, denominators, level: float = 0.95) -> dict:
-    r"""Ratio of seed means :math:`\bar N / \bar D` with Fieller's interval, Student-t quantile.
-
-    The covariance is that of the two means (sample covariance over seeds / n). Fieller's set uses
-    :math:`z^2`; passing :func:`~elastic_theory.stats.comparison.fieller_interval` the level whose normal
-    quantile equals :math:`t_{(1+level)/2, n-1}` makes it use :math:`t^2` (few seeds: wider, honest).
-    ``ci95`` is None for one seed or an unresolved denominator (the set is unbounded).
-    """
-    from scipy import stats
-
-    from ...stats.comparison import fieller_interval
-
-    num = np.asarray(numerators, dtype=np.float64)
-    den = np.asarray(denominators, dtype=np.float64)
-    n = num.size
-    value = float(num.mean() / den.mean()) if den.mean() != 0 else math.nan
-    ci = None
-    if n >= 2:
-        t = float(stats.t.ppf(0.5 + level / 2, n - 1))
-        z_level = float(2 * stats.norm.cdf(t) - 1)
-        cov = np.cov(np.vstack([num, den]), ddof=1) / n
-        ci = fieller_interval(float(num.mean()), float(den.mean()), cov, level=z_level)
-    return {"value": value, "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "n_seeds": int(n),
-            "per_seed": [float(a / b) if b != 0 else math.nan for a, b in zip(num, den)]}
-
-
-def _delta(unit: dict, dataset: str) -> float:
-    r = unit["rates"]
-    return float(r["perturbed"][dataset]["bits_per_token"] - r["aligned"][dataset]["bits_per_token"])
-
-
-def analyse(config: LMRatioConfig, units: dict[int, list[dict]]) -> dict:
-    """R_meas per n+ (Fieller interval over seeds), k, R/k, and the slope of ln R against ln k across n+.
-
-    ``units[n_plus]`` lists the per-seed units of that alignment amount, in the same seed order for every n+.
-    """
-    aligns = sorted(units)
-    by_align = {}
-    log_r, log_k = [], []
-    for n in aligns:
-        us = units[n]
-        da = np.array([_delta(u, "alignment") for u in us])
-        da_resp = np.array([_delta(u, "alignment_responses") for u in us])
-        dp = np.array([_delta(u, "wikipedia") for u in us])
-        k = np.array([config.pretrain_tokens / u["align_tokens"] for u in us])
-        k_resp = np.array([config.pretrain_tokens / u["align_response_tokens"] for u in us])
-        ratio = fieller_seed_ratio(da, -dp)
-        ratio_resp = fieller_seed_ratio(da_resp, -dp)
-        by_align[str(n)] = {
-            "align_amount": n,
-            "delta_gamma_a": seed_interval(da).as_dict(), "delta_gamma_p": seed_interval(dp).as_dict(),
-            "R_meas": ratio,
-            "k": float(k.mean()), "k_per_seed": k.tolist(), "k_response_tokens": float(k_resp.mean()),
-            "R_over_k": ratio["value"] / float(k.mean()),
-            "responses": {"delta_gamma_a": seed_interval(da_resp).as_dict(), "R_meas": ratio_resp,
-                          "R_over_k": ratio_resp["value"] / float(k_resp.mean())},
-            "align_tokens": [u["align_tokens"] for u in us],
-            "rates": {state: {d: seed_interval([u["rates"][state][d]["bits_per_token"] for u in us]).as_dict()
-                              for d in DATASETS} for state in STATES},
-            "signs_as_theorem": f"{int(((da > 0) & (dp < 0)).sum())}/{len(us)} seeds with d gamma_a > 0 > d gamma_p",
-        }
-        log_r.append([math.log(r) if r > 0 else math.nan for r in ratio["per_seed"]])
-        log_k.append(np.log(k).tolist())
-    slope = None
-    if len(aligns) >= 2:
-        lr, lk = np.array(log_r).T, np.array(log_k).T  # seeds x n+
-        per_seed = [float(np.polyfit(x, y, 1)[0]) if np.isfinite(y).all() else math.nan for x, y in zip(lk, lr)]
-        finite = [s for s in per_seed if math.isfinite(s)]
-        interval = seed_interval(finite).as_dict() if finite else None
-        verdict = ("undefined (a non-positive ratio in every seed)" if interval is None
-                   else "inconclusive (one seed)" if interval["n"] < 2
-                   else "consistent with 1" if interval["low"] <= 1 <= interval["high"] else "differs from 1")
-        slope = {"per_seed": per_seed, "seeds_defined": f"{len(finite)}/{len(per_seed)}", "interval": interval,
-                 "predicted": 1.0, "verdict": verdict}
-    return {
-        "seeds": [u["seed"] for u in units[aligns[0]]],
-        "pretrain_tokens": config.pretrain_tokens,
-        "perturb_amount": config.perturb_amount,
-        "by_align": by_align,
-        "slope_ln_R_vs_ln_k": slope,
-        "units": {"rates": "bits per token", "R_meas": "d gamma_a / (-d gamma_p), both in bits per token",
-                  "k": "pretrain_tokens / alignment document tokens trained on (repeats counted)",
-                  "responses": "gamma_a over the aligned responses given their prompts; R over k_response_tokens"},
-        "prediction": "R_meas ~ k (THEORY §2: first order, joint optimum); slope of ln R_meas against ln k = 1",
-    }
-
-
 def run(config: LMRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Load the model once, compute every missing unit (resumable), analyse the saved units."""
-    from ...empirical.loading import locate_model
-
     pairs = load_pairs(config.setting)
     started = time.perf_counter()
-    loaded = None
-    for seed in config.seeds:
-        if all(run_dir.has_unit(unit_key(seed=seed, align=n)) for n in config.align_amounts):
-            continue
-        loaded = loaded or load_base(config.model, ctx.device)
-        _, base_model, tokenizer = loaded
-        measure_seed(config, seed, base_model, tokenizer, pairs, run_dir, ctx)
+    measure_missing(config, ctx.device,
+                    lambda seed: all(run_dir.has_unit(unit_key(seed=seed, align=n)) for n in config.align_amounts),
+                    lambda seed, base_model, tokenizer: measure_seed(config, seed, base_model, tokenizer, pairs, run_dir, ctx))
     units = {n: [run_dir.unit(unit_key(seed=s, align=n), missing_unit) for s in config.seeds] for n in config.align_amounts}
-    tracks = sorted(run_dir.relative(p) for p in run_dir.root.glob("tracks/*.jsonl"))
-    return {"experiment": NAME, "model": locate_model(config.model).describe(), "setting": config.setting,
-            "algorithm": config.finetune.algorithm, "lora": config.finetune.lora, **analyse(config, units),
-            "tracks": tracks, "compute_seconds_this_call": time.perf_counter() - started,
+    return {**run_header(config, NAME), **analyse(config, units),
+            "tracks": track_files(run_dir), "compute_seconds_this_call": time.perf_counter() - started,
             "unit_seconds": {str(n): [u["seconds"] for u in us] for n, us in units.items()}}
-
-
-# ------------------------------------------------------------------ plots and tables
-def plot(results: dict, folder: Path) -> list[Path]:
-    """``lm-ratio.png``: R_meas against k (log-log, Fieller intervals, the line R = k), and the rate changes per n+."""
-    from .._plotting import figure, save_figure
-
-    rows = list(results["by_align"].values())
-    fig, (ax, deltas) = figure(2, width=4.8, height=4.0)
-    k = np.array([r["k"] for r in rows])
-    for r in rows:
-        v, ci = saved_number(r["R_meas"]["value"]), r["R_meas"]["ci95"]
-        if v > 0:  # a log axis shows positive ratios only; the table has every one
-            yerr = None if ci is None or ci[0] <= 0 else [[v - ci[0]], [ci[1] - v]]
-            ax.errorbar([r["k"]], [v], yerr=yerr, fmt="o", capsize=3, color="C0")
-            ax.annotate(f"n+={r['align_amount']}", (r["k"], v), fontsize=7)
-    ax.plot(k, k, "k--", lw=1, label="R = k (prediction)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("k = |D_p| / |D_a| (tokens)")
-    ax.set_ylabel("R_meas = d gamma_a / (-d gamma_p)")
-    ax.legend(fontsize=8)
-    n_plus = [r["align_amount"] for r in rows]
-    for key, label in (("delta_gamma_a", "d gamma_a (alignment set)"), ("delta_gamma_p", "d gamma_p (Wikipedia)")):
-        m, err = error_bars([r[key] for r in rows])
-        deltas.errorbar(n_plus, m, yerr=err, marker="o", capsize=3, label=label)
-    deltas.axhline(0, color="k", lw=0.8)
-    deltas.set_xscale("log")
-    deltas.set_xlabel("alignment examples n+")
-    deltas.set_ylabel(f"rate change over the perturbation (m = {results['perturb_amount']}), bits/token")
-    deltas.legend(fontsize=8)
-    fig.suptitle(f"{NAME}: {results['model']['name']}, {results['setting']}, {results['algorithm']}"
-                 f"{' + LoRA' if results['lora'] else ''}; 95% intervals over seeds {results['seeds']}", fontsize=9)
-    paths = [save_figure(fig, Path(folder) / "lm-ratio.png")]
-    from .._plotting import plot_track
-
-    for track in results.get("tracks", []):
-        if (Path(folder) / track).is_file():
-            paths.append(plot_track(Path(folder) / track))
-    return paths
-
-
-def _fieller(r: dict) -> str:
-    ci = r["ci95"]
-    return f"{saved_number(r['value']):.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else " (no interval)")
-
-
-def summarize(results: dict) -> str:
-    """Markdown: per n+ the rate changes, R_meas, k and R_meas/k; the slope of ln R against ln k."""
-    lines = [f"{NAME}: {results['model']['name']}, setting {results['setting']}, {results['algorithm']}"
-             f"{' + LoRA' if results['lora'] else ''}; seeds {results['seeds']}; perturbation m = "
-             f"{results['perturb_amount']}; |D_p| = {results['pretrain_tokens']:.3g} tokens; rates in bits/token; "
-             "seed intervals 95% (t; Fieller for R)", "",
-             "| n+ | d gamma_a | d gamma_p | R_meas = d gamma_a / (-d gamma_p) | k | R_meas / k | signs as theorem | "
-             "responses only: d gamma_a, R_meas, R_meas / k_response |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in results["by_align"].values():
-        lines.append(f"| {r['align_amount']} | {format_interval(r['delta_gamma_a'])} | {format_interval(r['delta_gamma_p'])} | "
-                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {saved_number(r['R_over_k']):.3g} | {r['signs_as_theorem']} | "
-                     f"{format_interval(r['responses']['delta_gamma_a'])}, {_fieller(r['responses']['R_meas'])}, "
-                     f"{saved_number(r['responses']['R_over_k']):.3g} |")
-    s = results["slope_ln_R_vs_ln_k"]
-    if s:
-        lines += ["", f"slope of ln R_meas against ln k over n+: {format_interval(s['interval'])} "
-                      f"(seeds with every ratio > 0: {s['seeds_defined']}); predicted {s['predicted']}: {s['verdict']}"]
-    lines += ["", f"prediction: {results['prediction']}"]
-    return "\n".join(lines)
 
 
 EXPERIMENT = register(Experiment(

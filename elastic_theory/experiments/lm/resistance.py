@@ -76,8 +76,8 @@ from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import error_bars, format_interval, paired_difference, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_base, load_pairs, missing_unit,
-                      pooled_nll_per_token, snapshot, stream)
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing, missing_unit,
+                      plot_title, pooled_nll_per_token, run_header, snapshot, stream, summary_title)
 
 __all__ = ["LMResistanceConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize", "verdict"]
 
@@ -260,19 +260,11 @@ def run(config: LMResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Load the model once, compute every missing seed (resumable), analyse the saved units."""
     pairs = load_pairs(config.setting)
     started = time.perf_counter()
-    loaded = None
-    units = []
-    for seed in config.seeds:
-        key = unit_key(seed=seed)
-        if not run_dir.has_unit(key):
-            loaded = loaded or load_base(config.model, ctx.device)
-            source, base_model, tokenizer = loaded
-            run_dir.unit(key, lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx))
-        units.append(run_dir.unit(key, missing_unit))
-    from ...empirical.loading import locate_model
-
-    return {"experiment": NAME, "model": locate_model(config.model).describe(), "setting": config.setting,
-            "algorithm": config.finetune.algorithm, "lora": config.finetune.lora, **analyse(config, units),
+    measure_missing(config, ctx.device, lambda seed: run_dir.has_unit(unit_key(seed=seed)),
+                    lambda seed, base_model, tokenizer: run_dir.unit(
+                        unit_key(seed=seed), lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx)))
+    units = [run_dir.unit(unit_key(seed=seed), missing_unit) for seed in config.seeds]
+    return {**run_header(config, NAME), **analyse(config, units),
             "compute_seconds_this_call": time.perf_counter() - started,
             "unit_seconds": [{"align_generate": u["seconds"]["align_generate"],
                               "finetunes": sum(d["seconds"] for p in u["pairs"].values() for d in p.values())}
@@ -298,19 +290,15 @@ def plot(results: dict, folder: Path) -> list[Path]:
     axes[-1].set_xlabel("alignment examples of checkpoint j")
     axes[-1].set_title("own loss h_j of q_j under theta_j (nats/token)", fontsize=8)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{NAME}: {results['model']['name']}, {results['setting']}, {results['algorithm']}"
-                 f"{' + LoRA' if results['lora'] else ''}; 95% intervals over seeds {results['seeds']}; "
-                 f"paper: inverse < forward in 27/27", fontsize=9)
+    fig.suptitle(f"{plot_title(results)}; paper: inverse < forward in 27/27", fontsize=9)
     return [save_figure(fig, Path(folder) / "lm-resistance.png")]
 
 
 def summarize(results: dict) -> str:
     """Markdown: per pair and loss, forward, inverse, the raw and controlled gaps and verdicts; counts; the paper."""
     own = ", ".join(f"h{c + 1} {format_interval(h)}" for c, h in enumerate(results["own_nll_per_token"]))
-    lines = [f"{NAME}: {results['model']['name']}, setting {results['setting']}, {results['algorithm']}"
-             f"{' + LoRA' if results['lora'] else ''}; seeds {results['seeds']}; checkpoints after "
-             f"{results['checkpoints']} aligned examples; {results['n_prompts']} output prompts; "
-             f"means with 95% t-intervals over seeds", "",
+    lines = [f"{summary_title(results)}; checkpoints after {results['checkpoints']} aligned examples; "
+             f"{results['n_prompts']} output prompts; means with 95% t-intervals over seeds", "",
              f"own loss of each checkpoint's outputs (nats/token): {own}", "",
              "| pair | loss | forward | inverse | forward - inverse | verdict | controlled gap | controlled verdict |",
              "|---|---|---|---|---|---|---|---|"]
