@@ -38,8 +38,8 @@ def _defining_module(package: str, name: str) -> str:
     the module of the package (or one of its submodules) that assigns it."""
     module = importlib.import_module(f"elastic_theory.{package}")
     obj = getattr(module, name)
-    own = getattr(obj, "__module__", None)
-    if isinstance(own, str) and own.startswith("elastic_theory") and not isinstance(obj, _PLAIN):
+    own = getattr(obj, "__module__", None)  # an instance's is its class's: a constant is found by its assignment
+    if isinstance(own, str) and own.startswith("elastic_theory") and (inspect.isclass(obj) or inspect.isroutine(obj)):
         return own
     candidates = [module.__name__]
     if hasattr(module, "__path__"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from elastic_theory.claims.registry import TOPICS
 from elastic_theory.theory.rates import gamma, normalized_gamma
 from elastic_theory.theory.tolerances import roundings
 from elastic_theory.theory.divergence import cross_entropy, kl_divergence, model_leaf_probs
@@ -26,7 +27,8 @@ CORE_MODULES = ("theory.tree", "theory.sequences", "theory.enumeration", "theory
                 "experiments.synthetic.rebound", "experiments.synthetic.scaling", "theory.units",
                 "theory.elasticity.closed_forms", "theory.elasticity.hooke", "theory.elasticity.precision",
                 "theory.elasticity.perturbation", "theory.elasticity.inverse_alignment", "theory.pareto.masses",
-                "theory.pareto.power_law", "theory.pareto.counts_test")
+                "theory.pareto.power_law", "theory.pareto.counts_test", "registry",
+                *(f"claims.{topic}" for topic in TOPICS))  # importing claims alone loads no topic: its registry is lazy
 
 
 def test_core_import_does_not_load_torch_or_transformers():

@@ -13,11 +13,11 @@ evidence only, so it can disagree with the expectation; :func:`run_verification`
 registry and :attr:`VerificationReport.all_agree` is True only when every verdict is the
 expected one.
 
-Layout: :mod:`~elastic_theory.claims.registry` (:class:`Claim`, :class:`Evidence`,
-:class:`Worst`, :func:`register`), :mod:`~elastic_theory.claims.report` (running and rendering),
-:mod:`~elastic_theory.claims.cases` (seeded generators and exact grids), and one module per
-topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``numerics``, ``pareto_mass``,
-``failures``; importing the package registers them in that order (the order of the table).
+Layout: :mod:`~elastic_theory.claims.registry` (:data:`CLAIMS`, a :class:`~elastic_theory.registry.Registry`;
+:class:`Claim`, :class:`Evidence`, :class:`Worst`, :func:`register`), :mod:`~elastic_theory.claims.report`
+(running and rendering), :mod:`~elastic_theory.claims.cases` (seeded generators and exact grids), and one module
+per topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``numerics``, ``pareto_mass``, ``failures``
+(``registry.TOPICS``); the first lookup in :data:`CLAIMS` imports them, and their order is the order of the table.
 
 Randomized checks draw their cases from ``rng`` with the small generators of ``cases``, so a seed
 fixes every number. (Hypothesis draws are not used for them: Hypothesis mixes constants read
@@ -30,8 +30,6 @@ therefore states the kind of counterexample found, and ``--json`` holds the exam
 
 from __future__ import annotations
 
-# The topic modules register their claims on import; this order is the order of the verify table.
-from . import thm34, joint_training, elasticity_theorem, numerics, pareto_mass, failures  # noqa: F401
 from .registry import CLAIMS, VERDICTS, Claim, Evidence, Verdict, Worst, error_in_tolerances, register
 from .report import ClaimResult, VerificationReport, render_markdown, render_table, run_verification
 
