@@ -74,7 +74,8 @@ def ratio_predictions(settings=DEMO_RATIOS) -> list[dict]:
 
 def check_experiment_dirs(out: Path, names=DEMO_EXPERIMENTS) -> None:
     """Raise ``ValueError`` before any work unless ``out`` can hold the report and each quick run (new, or one to resume)."""
-    from ..experiments import config_to_dict, get
+    from ..experiments import get
+    from ..infra.config import config_to_dict
     from ..infra.rundir import RunDir
     from .app import DEFAULT_THREADS
 

@@ -48,7 +48,8 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
                    model: str | None = None, algorithm: str | None = None, lora: bool = False):
     """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--model``,
     ``--algorithm``, ``--lora`` and ``--seeds``, then ``--set``."""
-    from ..experiments import apply_overrides, get, read_config_file
+    from ..experiments import get
+    from ..infra.config import apply_overrides, read_config_file
     from ..infra.trainconfig import ALGORITHMS
 
     if algorithm is not None and algorithm not in ALGORITHMS:
@@ -56,7 +57,7 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
     exp = get(experiment_name(name, model, algorithm, lora))
     if quick and config_file is not None:
         raise ValueError("give --quick or --config, not both")
-    config = exp.quick() if quick else exp.full() if config_file is None else read_config_file(config_file, exp)
+    config = exp.quick() if quick else exp.full() if config_file is None else read_config_file(config_file, exp.name, exp.config_class)
     items = []
     if model is not None:
         items.append("model=" + json.dumps(model))
@@ -98,7 +99,7 @@ def experiment_command(
     exp, config = resolve_config(name, quick, config_file, seeds, overrides, model, algorithm, lora)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
-    from ..experiments import config_to_dict
+    from ..infra.config import config_to_dict
 
     out = out if out is not None else Path("runs") / (exp.name + ("-quick" if quick else ""))
     cfg = config_to_dict(config)

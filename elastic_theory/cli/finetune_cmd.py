@@ -27,7 +27,7 @@ _LEFTOVERS = (FINAL, TRACK)
 def finetune_config(algorithm: str, lora: bool, overrides: list[str]):
     """The :class:`~elastic_theory.infra.trainconfig.FinetuneConfig` of the command line: ``--algorithm``, ``--lora``,
     then ``--set KEY=VALUE`` (JSON values) for any of its fields."""
-    from ..experiments import apply_overrides
+    from ..infra.config import apply_overrides
     from ..infra.trainconfig import ALGORITHMS, FinetuneConfig
 
     if algorithm not in ALGORITHMS:

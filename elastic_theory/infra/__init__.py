@@ -1,4 +1,4 @@
-"""Run infrastructure: run directories that cache units of work, provenance, training configs.
+"""Run infrastructure: run directories that cache units of work, provenance, training configs, configs to JSON and back.
 
 Every name below imports from here (``from elastic_theory.infra import ...``) and loads its module on first use.
 The function ``provenance`` is not among them: its name is the module's, :mod:`.provenance`.
@@ -15,6 +15,9 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".provenance": (
         "RECORDED_PACKAGES", "package_version", "package_versions",
+    ),
+    ".config": (
+        "apply_overrides", "config_from_dict", "config_to_dict", "read_config_file",
     ),
     ".trainconfig": (
         "ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig",

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
-from elastic_theory.experiments import apply_overrides, config_to_dict, get, names
+from elastic_theory.experiments import get, names
+from elastic_theory.infra.config import apply_overrides, config_to_dict
 from elastic_theory.experiments.synthetic.joint_ratio import JointRatioConfig, rate_error_bound_bits
 from elastic_theory.experiments.synthetic.sequential_ratio import fit_effective_l
 from elastic_theory.data.synthetic import SyntheticWorld, WorldConfig

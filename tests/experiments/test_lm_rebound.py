@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from elastic_theory.cli import app
 from elastic_theory.cli.experiment_cmd import experiment_name
-from elastic_theory.experiments import config_from_dict, config_to_dict, get
+from elastic_theory.experiments import get
 from elastic_theory.experiments.lm._common import stream
 from elastic_theory.experiments.lm._rebound_protocol import split_seed
 from elastic_theory.experiments.lm.rebound import LMReboundConfig
+from elastic_theory.infra.config import config_from_dict, config_to_dict
 from tests import optional
 
 pytest.importorskip("trl")

@@ -15,13 +15,13 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
-from elastic_theory.experiments import config_to_dict
 from elastic_theory.experiments.lm._ratio_analysis import analyse as analyse_ratio
 from elastic_theory.experiments.lm._ratio_analysis import fieller_seed_ratio
 from elastic_theory.experiments.lm.ratio import LMRatioConfig
 from elastic_theory.experiments.lm.resistance import LMResistanceConfig, verdict
 from elastic_theory.experiments.lm.resistance import analyse as analyse_resistance
 from elastic_theory.theory.tolerances import Float32Forward, sum_tolerance32
+from elastic_theory.infra.config import config_to_dict
 from elastic_theory.infra.trainconfig import FinetuneConfig
 from tests import optional
 

@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 from elastic_theory.stats.behaviour import logit  # noqa: E402
-from elastic_theory.experiments import Context, config_to_dict  # noqa: E402
+from elastic_theory.experiments import Context  # noqa: E402
+from elastic_theory.infra.config import config_to_dict  # noqa: E402
 from elastic_theory.experiments.synthetic import rebound, resistance, scaling  # noqa: E402
 from elastic_theory.infra.rundir import RunDir  # noqa: E402
 from elastic_theory.data.synthetic import WorldConfig  # noqa: E402
