@@ -174,10 +174,17 @@ class RunDir:
         """The cached result of unit ``key``, or ``compute()`` saved atomically first (a JSON-able dict)."""
         p = self.unit_path(key)
         if p.is_file():
-            return json.loads(p.read_text(encoding="utf-8"))
+            return self.read_unit(key)
         result = to_jsonable(compute())
         write_json_atomic(p, result)
         return result
+
+    def read_unit(self, key: str) -> dict:
+        """The saved result of unit ``key``, which must have finished (``RuntimeError`` otherwise)."""
+        p = self.unit_path(key)
+        if not p.is_file():
+            raise RuntimeError(f"unit {key!r} has not finished in the run directory {self.root} (no {p})")
+        return json.loads(p.read_text(encoding="utf-8"))
 
     def write_results(self, results: dict) -> Path:
         """Write ``results.json`` atomically (with ``"threads"``, the run's thread count, when recorded) and return its path."""

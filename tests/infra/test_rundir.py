@@ -28,6 +28,17 @@ def test_unit_is_computed_once_and_survives_reopening(tmp_path):
     assert read_run(tmp_path / "r")[:2] == ("exp", {"a": 1, "t": [1, 2]})
 
 
+def test_read_unit_reads_a_finished_unit_and_refuses_a_missing_one(tmp_path):
+    """read_unit gives what unit() saved (after a reopen too) and never computes: a unit not finished is an error."""
+    run = RunDir.open(tmp_path / "r", "exp", {"a": 1})
+    saved = run.unit("u", lambda: {"x": 0.5, "nan": float("nan")})
+    assert run.read_unit("u") == saved == {"x": 0.5, "nan": None, "non_finite": {"/nan": "nan"}}
+    assert RunDir.open(tmp_path / "r", "exp", {"a": 1}).read_unit("u") == saved
+    with pytest.raises(RuntimeError, match=r"unit 'v' has not finished in the run directory .*r \(no .*v\.json\)"):
+        run.read_unit("v")
+    assert not run.has_unit("v")
+
+
 def test_refuses_another_experiment_or_configuration(tmp_path):
     RunDir.open(tmp_path / "r", "exp", {"a": 1})
     with pytest.raises(ValueError, match="holds a run of experiment 'exp', not 'other'"):
