@@ -1,10 +1,10 @@
-r"""Named experiments on small transformers trained on the synthetic world, found by a registry.
+r"""Named experiments, on small transformers trained on the synthetic world or on a pretrained LM, found by name.
 
-An experiment is one module in this package that calls :func:`register` with an
-:class:`Experiment`: a name, the question and the THEORY section of its prediction, a frozen
-config dataclass whose defaults are the **full** configuration (the one ``experiments/NAME.json``
-at the top of the repository holds and the documented results come from), a ``quick`` config
-(at most 3 CPU minutes), and three functions:
+:data:`EXPERIMENTS` is the registry (a :class:`~elastic_theory.registry.Registry`). An experiment is registered by
+a module of ``synthetic/`` or ``lm/`` listed in :data:`MODULES`, which calls :func:`register` with an
+:class:`Experiment`: a name, the question and the THEORY section of its prediction, a frozen config dataclass
+whose defaults are the **full** configuration (the one ``experiments/NAME.json`` at the top of the repository
+holds and the documented results come from), a ``quick`` config (at most 3 CPU minutes), and three functions:
 
 * ``run(config, run, ctx) -> results``: trains and measures, caching every unit of work in the
   :class:`~elastic_theory.infra.rundir.RunDir` ``run`` (so an interrupted run resumes), returns a JSON-able dict;
@@ -14,30 +14,21 @@ at the top of the repository holds and the documented results come from), a ``qu
 and optionally ``defaults()`` (the full config when it is not the class's defaults) and
 ``check(config)`` (input checks that read data, run by the command line before anything loads).
 
-Adding an experiment = adding a module here (it is imported by :func:`load_all`) and its full
+Adding an experiment = adding its module to :data:`MODULES` (the first lookup imports them) and its full
 config under ``experiments/``. Configs go to JSON and back, and take ``--set key.sub=value``, with
 :mod:`elastic_theory.infra.config`. No torch at import time.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "Context",
-    "Experiment",
-    "get",
-    "load_all",
-    "names",
-    "register",
-]
+from ..registry import Registry
 
-_REGISTRY: dict[str, Experiment] = {}
+__all__ = ["EXPERIMENTS", "MODULES", "Context", "Experiment", "get", "names", "register"]
 
 
 @dataclass(frozen=True)
@@ -90,32 +81,26 @@ class Experiment:
             self.check(config)
 
 
+MODULES = tuple(f"{__name__}.{module}" for module in (
+    "synthetic.joint_ratio", "synthetic.sequential_ratio", "synthetic.resistance", "synthetic.rebound",
+    "synthetic.scaling", "lm.rebound", "lm.resistance", "lm.ratio",
+))
+"""The modules that register experiments, in the registry's order (the order of experiments/README.md's table)."""
+
+EXPERIMENTS: Registry[Experiment] = Registry("experiment", MODULES)
+"""Every experiment by name."""
+
+
 def register(experiment: Experiment) -> Experiment:
-    """Add ``experiment`` to the registry (a module-level call in its module); names are unique."""
-    if experiment.name in _REGISTRY and _REGISTRY[experiment.name] is not experiment:
-        raise ValueError(f"two experiments are named {experiment.name!r}")
-    _REGISTRY[experiment.name] = experiment
-    return experiment
-
-
-def load_all() -> dict[str, Experiment]:
-    """Import every module of this package (each registers its experiment) and return the registry."""
-    for half in ("synthetic", "lm"):
-        package = importlib.import_module(f"{__name__}.{half}")
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{package.__name__}.{info.name}")
-    return dict(_REGISTRY)
+    """Add ``experiment`` to :data:`EXPERIMENTS` (a module-level call in its module); names are unique."""
+    return EXPERIMENTS.add(experiment.name, experiment)
 
 
 def names() -> list[str]:
     """Names of all registered experiments, sorted."""
-    return sorted(load_all())
+    return sorted(EXPERIMENTS)
 
 
 def get(name: str) -> Experiment:
     """The experiment called ``name``; ``ValueError`` listing the known names otherwise."""
-    registry = load_all()
-    if name not in registry:
-        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(sorted(registry))}")
-    return registry[name]
+    return EXPERIMENTS.get(name)
