@@ -26,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from elastic_theory.data.corpora import jailbreakbench_pairs, wikipedia_sample  # noqa: E402
 from elastic_theory.empirical import load_model_and_tokenizer, smollm2_gguf_path  # noqa: E402
-from elastic_theory.empirical import behaviour_lm as blm  # noqa: E402
+from elastic_theory.empirical import behaviour_generation as bgen, behaviour_logprobs as blp  # noqa: E402
 
 
 def timed(fn):
@@ -46,7 +46,7 @@ def main() -> None:
     pairs = jailbreakbench_pairs()[: args.pairs]
     res: dict = {"load_s": load_s, "pairs": len(pairs)}
     for bs in (1, 8):
-        m, res[f"margins_s_batch{bs}"] = timed(lambda: blm.margins(model, tok, pairs, batch_size=bs))
+        m, res[f"margins_s_batch{bs}"] = timed(lambda: blp.margins(model, tok, pairs, batch_size=bs))
     res["margins_batch8_over_batch1"] = res["margins_s_batch8"] / res["margins_s_batch1"]
     res["margin_per_token"] = m.summary("token")
     res["margin_per_response"] = m.summary("response")
@@ -54,16 +54,16 @@ def main() -> None:
                                    "unaligned": float(m.unaligned.n_tokens.mean())}
     prompts = [p.prompt for p in jailbreakbench_pairs()[:10]]
     for bs in (1, 10):
-        g, res[f"refusal_s_batch{bs}"] = timed(lambda: blm.refusal_rate(model, tok, prompts, batch_size=bs))
+        g, res[f"refusal_s_batch{bs}"] = timed(lambda: bgen.refusal_rate(model, tok, prompts, batch_size=bs))
         res[f"refusal_rate_batch{bs}"] = g.rate
     for text in g.generations:
         print("  generation:", repr(text[:120]))
     texts = [x.text[:400] for x in wikipedia_sample("paragraph")[: args.texts]]
-    base, res["base_log_probs_s"] = timed(lambda: blm.base_log_probs(model, tok, texts))
+    base, res["base_log_probs_s"] = timed(lambda: blp.base_log_probs(model, tok, texts))
     res.update(kl_positions=base.n_tokens, base_log_probs_bytes=base.nbytes,
                base_bytes_per_position=base.nbytes / base.n_tokens)
-    kl, res["kl_stored_s"] = timed(lambda: blm.kl_to_base_per_token(model, base, tok))
-    kl2, res["kl_two_models_s"] = timed(lambda: blm.kl_to_base_per_token(model, model, tok, texts))
+    kl, res["kl_stored_s"] = timed(lambda: blp.kl_to_base_per_token(model, base, tok))
+    kl2, res["kl_two_models_s"] = timed(lambda: blp.kl_to_base_per_token(model, model, tok, texts))
     res["kl_self_bits_per_token"] = [kl.bits_per_token, kl2.bits_per_token]
     print(json.dumps(res, indent=1))
 

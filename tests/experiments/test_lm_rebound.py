@@ -302,7 +302,7 @@ def checkpoints_score_their_points(out: Path, config: LMReboundConfig, seed: int
     scores the margins and the KL its curve recorded, within twice the float32 bounds of one evaluation
     (:class:`~elastic_theory.theory.tolerances.Float32Forward` of the checkpoint and the base, over the longest measured
     sequence; absolute for the margins, differences of float32 sums)."""
-    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.behaviour_logprobs import response_token_ids
     from elastic_theory.empirical.finetune import SIDES
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.experiments.lm._common import load_pairs

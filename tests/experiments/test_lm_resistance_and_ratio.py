@@ -301,7 +301,7 @@ def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_pat
     At the first step each z = beta [(lp_w - lp0_w) - (lp_l - lp0_l)] is a difference of two float32 evaluations of
     the same sums: |z| <= beta * 2 margin_tolerance(n), Float32Forward of each model as its fine-tuning starts
     (recorded as each starts), and -log sigmoid is 1-Lipschitz; the float32 mean of 4 adds gamma_8 ln 2."""
-    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.behaviour_logprobs import response_token_ids
     from elastic_theory.experiments.lm import resistance as lm_resistance
 
     tolerances = []
@@ -354,7 +354,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
     stream's second pass repeats 4 documents, trained on twice and scored once); the response tokens of
     k_response_tokens counted over distinct responses only, or with the prompt's tokens."""
     from elastic_theory.data.corpora import read_pairs_jsonl, split_train_measure
-    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.behaviour_logprobs import response_token_ids
     from elastic_theory.empirical.data import check_documents
     from elastic_theory.empirical.finetune import prompt_text
     from elastic_theory.empirical.loading import load_model_and_tokenizer
@@ -449,7 +449,7 @@ def test_bad_input_exits_2_with_one_line_and_no_run_folder(tiny_files, tmp_path,
 def test_pooled_nll_is_total_nats_over_total_response_tokens(tiny_files):
     """Against a forward pass per pair; responses of different lengths so a mean of per-pair rates differs."""
     from elastic_theory.data.corpora import PreferencePair
-    from elastic_theory.empirical.behaviour_lm import response_token_ids
+    from elastic_theory.empirical.behaviour_logprobs import response_token_ids
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.experiments.lm._common import pooled_nll_per_token
 

@@ -160,8 +160,8 @@ def snapshot(net, template):
 
 def pooled_nll_per_token(model, tokenizer, pairs) -> float:
     """Negative log-likelihood of the pairs' aligned responses, pooled: total nats over total response tokens,
-    tokenized as trained (:func:`~elastic_theory.empirical.behaviour_lm.response_log_probs`, EOS included)."""
-    from ...empirical.behaviour_lm import response_log_probs
+    tokenized as trained (:func:`~elastic_theory.empirical.behaviour_logprobs.response_log_probs`, EOS included)."""
+    from ...empirical.behaviour_logprobs import response_log_probs
 
     scores = response_log_probs(model, tokenizer, pairs, "aligned")  # in eval mode, the model's mode restored
     return float(-scores.log_prob.sum() / scores.n_tokens.sum())

@@ -63,24 +63,25 @@ class Measurer:
     base model's distributions."""
 
     def __init__(self, base_model, tokenizer, data: SeedData, config):
-        from ...empirical import behaviour_lm
+        from ...empirical import behaviour_generation, behaviour_logprobs
 
-        self.lm, self.tokenizer, self.data, self.config = behaviour_lm, tokenizer, data, config
-        self.base = behaviour_lm.base_log_probs(base_model, tokenizer, data.measure)
+        self.logprobs, self.generation = behaviour_logprobs, behaviour_generation
+        self.tokenizer, self.data, self.config = tokenizer, data, config
+        self.base = behaviour_logprobs.base_log_probs(base_model, tokenizer, data.measure)
         self.judge = judge_of(config)
 
     def generation_score(self, model) -> float | None:
         """Refusal rate (fraction of refusals) or mean VADER compound of greedy answers to the generation prompts."""
         if self.judge is None:
             return None
-        fn = self.lm.refusal_rate if self.judge == "refusal_rate" else self.lm.sentiment_score
+        fn = self.generation.refusal_rate if self.judge == "refusal_rate" else self.generation.sentiment_score
         return fn(model, self.tokenizer, self.data.generate_prompts, max_new_tokens=self.config.max_new_tokens).mean
 
     def __call__(self, model, generate: bool = True) -> dict:
         t0 = time.perf_counter()  # every measure runs the model in eval mode and restores its mode
-        m = self.lm.margins(model, self.tokenizer, self.data.measure)
+        m = self.logprobs.margins(model, self.tokenizer, self.data.measure)
         out = {"margin_per_token": float(m.per_token.mean()), "margin_per_response": float(m.per_response.mean()),
-               "kl_bits_per_token": self.lm.kl_to_base_per_token(model, self.base, self.tokenizer).bits_per_token,
+               "kl_bits_per_token": self.logprobs.kl_to_base_per_token(model, self.base, self.tokenizer).bits_per_token,
                "generation_score": self.generation_score(model) if generate else None}
         return {**out, "seconds": time.perf_counter() - t0}
 

@@ -151,7 +151,7 @@ def _distinct(items: list) -> list:
 
 def _response_lengths(tokenizer, examples) -> list[int]:
     """Tokens of each example's aligned response, tokenized as trained (EOS included, prompt excluded)."""
-    from ...empirical.behaviour_lm import response_token_ids
+    from ...empirical.behaviour_logprobs import response_token_ids
 
     return [len(ids) - start for ids, start in (response_token_ids(tokenizer, p.prompt, p.aligned) for p in examples)]
 

@@ -26,7 +26,8 @@ the aligned model). The perturbation stream is the same for every :math:`n_+` of
 comparison between alignment amounts is paired by seed and data. With LoRA each stage trains a
 fresh adapter on the merged result of the previous one.
 
-**Measured at each point**, on the held-out pairs (:mod:`elastic_theory.empirical.behaviour_lm`):
+**Measured at each point**, on the held-out pairs (:mod:`elastic_theory.empirical.behaviour_logprobs`,
+:mod:`elastic_theory.empirical.behaviour_generation`):
 the log-probability margin :math:`\ln \pi(y_a|x) - \ln \pi(y_u|x)` (nats) of the aligned over the
 unaligned response, mean over pairs, per response and per token (each response's log-probability
 divided by its token count); the KL divergence to the base model per token (bits, over the response

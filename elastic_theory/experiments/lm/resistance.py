@@ -13,7 +13,7 @@ seeded stream (:func:`~elastic_theory.experiments.lm._common.stream`).
 examples of the stream, keeping the models :math:`\theta_1, \theta_2, \theta_3` after
 :math:`n_1 < n_2 < n_3` examples (``checkpoints``; with LoRA the adapter merged into a copy).
 Each checkpoint's *outputs* :math:`q_j` are its greedy responses
-(:func:`~elastic_theory.empirical.behaviour_lm.generate_greedy`, at most ``max_new_tokens``) to the
+(:func:`~elastic_theory.empirical.behaviour_generation.generate_greedy`, at most ``max_new_tokens``) to the
 output prompts. For every pair :math:`i < j`:
 
 * *forward* :math:`\theta_i \leftarrow q_j`: fine-tune a copy of :math:`\theta_i` on :math:`q_j`;
@@ -39,7 +39,7 @@ a longer ``max_new_tokens`` lets more outputs stop by themselves, at the price o
 * ``train_loss_final``: the last step's logged loss.
 * ``target_nll_after``: after the fine-tuning, the negative log-likelihood of the whole target set
   (every output prompt once) per response token, pooled (total nats / total tokens), tokenized as
-  trained (:func:`~elastic_theory.empirical.behaviour_lm.response_log_probs`). Per token for both
+  trained (:func:`~elastic_theory.empirical.behaviour_logprobs.response_log_probs`). Per token for both
   algorithms.
 
 **Control for target entropy** (THEORY §4 weakness 4). A target set of lower entropy gives a lower
@@ -146,7 +146,7 @@ def _targets(prompts, outputs: list[list[str]], j: int, i: int):
 
 
 def _check_lengths(tokenizer, targets, max_length: int) -> None:
-    from ...empirical.behaviour_lm import response_token_ids
+    from ...empirical.behaviour_logprobs import response_token_ids
 
     longest = max(len(response_token_ids(tokenizer, t.prompt, t.aligned)[0]) for t in targets)
     if longest > max_length:
@@ -157,7 +157,7 @@ def _check_lengths(tokenizer, targets, max_length: int) -> None:
 
 def measure_seed(config: LMResistanceConfig, seed: int, base_model, tokenizer, pairs, ctx: Context) -> dict:
     """One seed: align, keep the checkpoints, generate their outputs, run every forward and inverse fine-tuning."""
-    from ...empirical.behaviour_lm import generate_greedy
+    from ...empirical.behaviour_generation import generate_greedy
 
     split = _split(pairs, config, seed)
     prompts = [p.prompt for p in split.measure]
