@@ -261,7 +261,8 @@ def test_influence_of_the_tabular_optimum_is_the_exact_derivative():
     """At the exact joint optimum of a tabular learner, -H^-1 grad CE_t moves the rates at the §2.1 rate."""
     import torch
 
-    from elastic_theory.empirical.training import SequenceData, TabularModel, influence_dgamma_dl
+    from elastic_theory.empirical.rate_derivatives import influence_dgamma_dl
+    from elastic_theory.empirical.training import SequenceData, TabularModel
 
     world = SyntheticWorld(WorldConfig(vocab_size=2, length=3, min_length=2, prompt_length=1, n_prompts=2, resolution=24))
     d = world.datasets(8, 0.1, (0.6, 0.2, 0.2))
@@ -281,7 +282,8 @@ def test_influence_of_the_tabular_optimum_is_the_exact_derivative():
 
 def test_first_order_ratio_is_k_at_a_stationary_point():
     """|D_p| grad CE_p + |D_a| grad CE_a = 0 at the joint optimum, so any first step moves the rates in ratio k (per response)."""
-    from elastic_theory.empirical.training import SequenceData, TabularModel, first_order_changes
+    from elastic_theory.empirical.rate_derivatives import first_order_changes
+    from elastic_theory.empirical.training import SequenceData, TabularModel
 
     world = SyntheticWorld(WorldConfig(vocab_size=3, length=3, prompt_length=1, n_prompts=3, resolution=60))
     for k in (4, 64):

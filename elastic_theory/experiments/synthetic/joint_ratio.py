@@ -12,7 +12,7 @@ token). Per seed the measured ratio is
 compared with the same finite difference under the joint optimum of exactly the data trained on
 (:class:`~elastic_theory.theory.elasticity.PerturbationModel`; for exact data and disjoint supports it is
 the closed form's integral) and, at l -> 0, with the implicit-function (influence) derivative of the
-trained network, :func:`~elastic_theory.empirical.training.influence_dgamma_dl`.
+trained network, :func:`~elastic_theory.empirical.rate_derivatives.influence_dgamma_dl`.
 
 A seed whose compared models sit so far from their optima that the rate errors this allows could
 flip the sign of the measured :math:`\Delta\gamma_p` (:func:`sign_kl_threshold_bits`) is named in the
@@ -101,7 +101,7 @@ def _datasets(world: SyntheticWorld, cfg: JointRatioConfig, k: float, l: float, 
 
 def run(cfg: JointRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Train every (k, l, seed) model (cached units), measure, and assemble ``rows`` and ``summary``."""
-    from ...empirical.training import influence_dgamma_dl
+    from ...empirical.rate_derivatives import influence_dgamma_dl
     from ._fit import Fitter
 
     world = SyntheticWorld(cfg.world)

@@ -160,7 +160,8 @@ def sign_kl_threshold_bits(delta_ce_align_nats: float, align_share: float, kl_fr
 
 def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     """Fit the bases (cached), run every arm with exact tracking (cached), assemble rows, first-order ratios and a summary."""
-    from ...empirical.training import TabularModel, first_order_changes
+    from ...empirical.rate_derivatives import first_order_changes
+    from ...empirical.training import TabularModel
     from ._fit import Fitter
 
     world = SyntheticWorld(cfg.world)
