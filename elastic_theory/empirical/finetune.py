@@ -36,23 +36,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import os
-import random
 import shutil
 import tempfile
-import types
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data.corpora import PreferencePair
 from ..infra.trainconfig import FinetuneConfig
 from .distributed import check_fsdp_device, world_size
+from .trl_compat import copyable_trl_forward, is_peft, plain_loss_sft_trainer, quiet_and_seeded
 
 __all__ = ["SIDES", "FinetuneResult", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
 
@@ -83,10 +79,6 @@ class FinetuneResult:
     model: object
     losses: tuple[float, ...]
     tokens_seen: int
-
-
-def _is_peft(model) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
 def _context_length(model) -> int | None:
@@ -140,10 +132,10 @@ def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, 
     if target not in SIDES:
         raise ValueError(f"target must be one of {SIDES}, got {target!r}")
     check_batch_size(len(pairs), config.batch_size, world)
-    if _is_peft(model) and not config.lora:
+    if is_peft(model) and not config.lora:
         raise ValueError("the model carries a LoRA adapter: fine-tune it with lora=True, or merge it first "
                          "(model.merge_and_unload())")
-    if _is_peft(model) and config.algorithm == "dpo":
+    if is_peft(model) and config.algorithm == "dpo":
         raise ValueError("DPO on a model that already carries a LoRA adapter would take the base model without the "
                          "adapter as its reference: merge the adapter first (model.merge_and_unload())")
     context = _context_length(model)
@@ -155,87 +147,106 @@ def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, 
                              f"the longest example has {longest}: set max_length <= {context}")
 
 
-def _patched_modules(model) -> list:
-    """The modules on which trl's fused LM head replaced ``forward`` (an instance attribute)."""
-    found = [model, model.get_base_model()] if _is_peft(model) else [model]
-    return [m for m in found if "forward" in vars(m)]
-
-
-def _copyable_fused_forward(model) -> None:
-    """Make trl's fused-LM-head ``forward`` safe to deepcopy.
-
-    trl's patch keeps the original *bound* ``forward`` in a closure for ordinary calls, so a deep copy
-    of the model (taken in ``on_step``, say) would run the original model's weights in every ordinary
-    forward pass. The replacement here calls the class's ``forward`` on whichever object it is bound to.
-    """
-    for module in _patched_modules(model):
-        fused = vars(module)["forward"].__func__
-
-        @functools.wraps(type(module).forward)
-        def forward(self, *args, fused_lm_head=False, _fused=fused, **kwargs):
-            if fused_lm_head:
-                return _fused(self, *args, fused_lm_head=True, **kwargs)
-            return type(self).forward(self, *args, **kwargs)
-
-        module.forward = types.MethodType(forward, module)
-
-
 def _is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
-@contextlib.contextmanager
-def _quiet_and_seeded(progress: bool, seed: int) -> Iterator[None]:
-    """Hide what the libraries print that a caller cannot act on, and leave the global RNGs as they were.
+def _step_callback(on_step: Callable[[int, object], None] | None, losses: list[float]):
+    """A ``TrainerCallback`` that calls ``on_step(0, model)`` before the first step and ``on_step(step, model)``
+    after every optimizer step, and appends every logged loss to ``losses``."""
+    from transformers import TrainerCallback
 
-    The warnings hidden are transformers 5's deprecation notices about gradient checkpointing, raised
-    inside peft and trl when they ask whether it is on (it is off here); ``datasets``' progress bars
-    are hidden unless ``progress``. ``Trainer`` seeds the global RNGs (``transformers.set_seed``): the
-    states of Python's, NumPy's and torch's generators are restored afterwards; torch's is seeded with
-    ``seed`` inside.
-    """
+    class StepCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if on_step is not None:
+                on_step(0, model)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if on_step is not None:
+                on_step(state.global_step, model)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    return StepCallback()
+
+
+def _loss_bar():
+    """The progress bar with the loss as its postfix, instead of a printed dictionary per step."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
+
+    return LossBar()
+
+
+def _trainer_arguments(model, config: FinetuneConfig, out_dir, seed: int, world: int) -> dict:
+    """The arguments that ``SFTConfig`` and ``DPOConfig`` share (module docstring: the optimizer, the order,
+    the dtype); with ``config.fsdp``, FSDP2 with each transformer block its own shard unit."""
+    common = dict(
+        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size // world,
+        gradient_accumulation_steps=1, num_train_epochs=config.epochs, learning_rate=config.lr,
+        lr_scheduler_type="constant", warmup_steps=0, weight_decay=config.weight_decay, save_strategy="no",
+        report_to=[], logging_steps=1, seed=seed, data_seed=seed, disable_tqdm=True,
+        train_sampling_strategy="sequential", max_length=config.max_length,
+        use_cpu=next(model.parameters()).device.type == "cpu",
+        bf16=False, fp16=False, activation_checkpointing=False,
+        include_num_input_tokens_seen="non_padding",  # summed over all processes: what the run trained on
+    )
+    if config.fsdp:
+        check_fsdp_device(config.fsdp, "cpu" if common["use_cpu"] else "accelerator")
+        common.update(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True})
+    return common
+
+
+def _build_trainer(model, tokenizer, pairs: Sequence[PreferencePair], prompts: list[str], config: FinetuneConfig,
+                   target: str, common: dict, peft_config, callbacks: list):
+    """trl's trainer for ``config.algorithm`` on the prompt-completion (SFT) or preference (DPO) data; DPO's
+    reference is a frozen copy of the model (with LoRA, the model with its adapter switched off)."""
     import datasets
-    from datasets.utils import are_progress_bars_disabled
 
-    bars_were_off = are_progress_bars_disabled()
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
-        warnings.filterwarnings("ignore", message=r".*`?(is_)?gradient_checkpointing\w*`? is deprecated",
-                                category=FutureWarning)
-        if not progress:
-            datasets.disable_progress_bars()
-        torch.manual_seed(seed)  # LoRA's initialization draws before the trainer seeds
+    if config.algorithm == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
+        trainer_class = plain_loss_sft_trainer() if common["use_cpu"] else SFTTrainer
+        return trainer_class(model=model, args=SFTConfig(**common), train_dataset=data,
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    from trl import DPOConfig, DPOTrainer
+
+    other = SIDES[1 - SIDES.index(target)]
+    data = datasets.Dataset.from_dict({"prompt": prompts, "chosen": [getattr(p, target) for p in pairs],
+                                       "rejected": [getattr(p, other) for p in pairs]})
+    ref = None if config.lora else copy.deepcopy(model).eval().requires_grad_(False)
+    return DPOTrainer(model=model, ref_model=ref, args=DPOConfig(beta=config.beta, **common),
+                      train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
+                      callbacks=callbacks)
+
+
+def _train(trainer, n_examples: int, config: FinetuneConfig) -> None:
+    """``trainer.train()`` under :func:`copyable_trl_forward`, once no example was dropped; running out of
+    memory becomes a ``ValueError`` that says what to change."""
+    with copyable_trl_forward(trainer):
         try:
-            yield
-        finally:
-            if not progress and not bars_were_off:
-                datasets.enable_progress_bars()
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-
-
-def _plain_loss_sft_trainer():
-    """``SFTTrainer`` with the model's own loss (full logits, cross-entropy over the unmasked labels, divided
-    by their number in the batch), for the CPU.
-
-    trl's default runs the LM head through a fused, chunked kernel that never builds the logits and
-    also computes the entropy and token accuracy it logs; its backward recomputes the logits, which on
-    the CPU (no Triton kernel) costs one more LM-head product per step: with SmolLM2's 49k vocabulary
-    +7% for full fine-tuning and about +25% with LoRA (benchmarks/bench_finetune.py). The loss is the
-    same quantity.
-    """
-    from transformers import Trainer
-    from trl import SFTTrainer
-
-    class PlainLossSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            inputs["use_cache"] = False
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-    return PlainLossSFTTrainer
+            dropped = n_examples - len(trainer.train_dataset)
+            if dropped:  # trl drops examples whose response was cut off entirely
+                raise ValueError(f"{dropped} of {n_examples} examples have no response token within max_length "
+                                 f"{config.max_length} (the prompt fills it): raise max_length or shorten the prompts")
+            trainer.train()
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            raise ValueError(
+                f"out of memory while fine-tuning ({config.algorithm}, batch_size {config.batch_size}, max_length "
+                f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size"
+                + (" or a shorter max_length" if config.lora else ", a shorter max_length or LoRA (--lora)")
+            ) from None
 
 
 def run_finetune(
@@ -261,93 +272,24 @@ def run_finetune(
     files only (none by default: no checkpoints are written; a temporary folder when None).
     ``progress`` shows a progress bar with the loss.
     """
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_callback import PrinterCallback
 
     world = world_size()  # before the trainer creates the process group: the launcher's WORLD_SIZE
     _check_inputs(model, tokenizer, pairs, config, target, world)
-    peft_config = _lora_config(model, config) if config.lora and not _is_peft(model) else None
-    other = SIDES[1 - SIDES.index(target)]
+    peft_config = _lora_config(model, config) if config.lora and not is_peft(model) else None
     prompts = [prompt_text(tokenizer, p.prompt) for p in pairs]
     losses: list[float] = []
-
-    class StepCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if on_step is not None:
-                on_step(0, model)
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if on_step is not None:
-                on_step(state.global_step, model)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
-    class LossBar(ProgressCallback):
-        """The progress bar with the loss as its postfix, instead of a printed dictionary per step."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
-
-    callbacks = [StepCallback()] + ([] if tracker is None else [tracker.as_trainer_callback()])
+    callbacks = [_step_callback(on_step, losses)] + ([] if tracker is None else [tracker.as_trainer_callback()])
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_quiet_and_seeded(progress, seed))
+        stack.enter_context(quiet_and_seeded(progress, seed))
         if out_dir is None:
             out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="finetune-"))
-        import datasets
-
-        common = dict(
-            output_dir=str(out_dir), per_device_train_batch_size=config.batch_size // world,
-            gradient_accumulation_steps=1, num_train_epochs=config.epochs, learning_rate=config.lr,
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=config.weight_decay, save_strategy="no",
-            report_to=[], logging_steps=1, seed=seed, data_seed=seed, disable_tqdm=True,
-            train_sampling_strategy="sequential", max_length=config.max_length,
-            use_cpu=next(model.parameters()).device.type == "cpu",
-            bf16=False, fp16=False, activation_checkpointing=False,
-            include_num_input_tokens_seen="non_padding",  # summed over all processes: what the run trained on
-        )
-        if config.fsdp:  # FSDP2, each transformer block its own shard unit
-            check_fsdp_device(config.fsdp, "cpu" if common["use_cpu"] else "accelerator")
-            common.update(fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True})
-        if config.algorithm == "sft":
-            from trl import SFTConfig, SFTTrainer
-
-            data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
-            trainer_class = _plain_loss_sft_trainer() if common["use_cpu"] else SFTTrainer
-            trainer = trainer_class(model=model, args=SFTConfig(**common), train_dataset=data,
-                                    processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
-        else:
-            from trl import DPOConfig, DPOTrainer
-
-            data = datasets.Dataset.from_dict({"prompt": prompts, "chosen": [getattr(p, target) for p in pairs],
-                                               "rejected": [getattr(p, other) for p in pairs]})
-            ref = None if config.lora else copy.deepcopy(model).eval().requires_grad_(False)
-            trainer = DPOTrainer(model=model, ref_model=ref, args=DPOConfig(beta=config.beta, **common),
-                                 train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
-                                 callbacks=callbacks)
+        common = _trainer_arguments(model, config, out_dir, seed, world)
+        trainer = _build_trainer(model, tokenizer, pairs, prompts, config, target, common, peft_config, callbacks)
         trainer.remove_callback(PrinterCallback)
         if progress:
-            trainer.add_callback(LossBar())
-        try:
-            dropped = len(pairs) - len(trainer.train_dataset)
-            if dropped:  # trl drops examples whose response was cut off entirely
-                raise ValueError(f"{dropped} of {len(pairs)} examples have no response token within max_length "
-                                 f"{config.max_length} (the prompt fills it): raise max_length or shorten the prompts")
-            _copyable_fused_forward(trainer.model)
-            trainer.train()
-        except RuntimeError as exc:
-            if not _is_out_of_memory(exc):
-                raise
-            raise ValueError(
-                f"out of memory while fine-tuning ({config.algorithm}, batch_size {config.batch_size}, max_length "
-                f"{config.max_length}{', LoRA' if config.lora else ''}): use a smaller batch_size"
-                + (" or a shorter max_length" if config.lora else ", a shorter max_length or LoRA (--lora)")
-            ) from None
-        finally:
-            for module in _patched_modules(trainer.model):
-                del module.forward  # the class's own forward again
+            trainer.add_callback(_loss_bar())
+        _train(trainer, len(pairs), config)
     return FinetuneResult(trainer.model.eval(), tuple(losses), int(trainer.state.num_input_tokens_seen))
 
 
@@ -373,7 +315,7 @@ def save_checkpoint(model, tokenizer, path: str | os.PathLike, *, overwrite: boo
         raise ValueError(f"{path} exists: choose another path or pass overwrite=True")
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder")
-    if _is_peft(model):
+    if is_peft(model):
         base = getattr(model.get_base_model().config, "name_or_path", "")
         if not base:
             raise ValueError("the LoRA adapter's base model has no location to name (it was built from a config): "

@@ -153,6 +153,28 @@ def test_lora_trains_the_adapter_only(tok):
     assert res.losses[-1] < res.losses[0]
 
 
+def _forward_patched(model) -> bool:
+    """Whether ``model`` (or, with LoRA, its base model) carries a ``forward`` of its own, as trl's patch sets it."""
+    modules = [model, model.get_base_model()] if hasattr(model, "get_base_model") else [model]
+    return any("forward" in vars(m) for m in modules)
+
+
+def test_trls_forward_patch_is_on_while_training_and_removed_after_and_after_an_error(tok):
+    during = []
+    res = run_finetune(tiny_llama(tok, seed=0), tok, PAIRS[:4], FinetuneConfig(lora=True, batch_size=4, max_length=64),
+                       on_step=lambda step, m: during.append(_forward_patched(m)))
+    # the premise: trl patches the (base) model's forward for training, so a leftover would show
+    assert during and all(during)
+    # kills: trl's fused-LM-head forward, or its copyable replacement, left on the returned model
+    assert not _forward_patched(res.model)
+    model = tiny_llama(tok, seed=0)
+    long = [PAIRS[0], PreferencePair("long", "x " * 30, "no", "yes", "")]
+    with pytest.raises(ValueError, match="no response token within max_length"):
+        finetune(model, tok, long, FinetuneConfig(batch_size=2, max_length=16))
+    # kills: the patch removed on success only
+    assert not _forward_patched(model)
+
+
 def test_lora_on_gpt2_conv1d_is_quiet_and_trains(tok):
     # kills: fan_in_fan_out left False on GPT-2's Conv1D (peft warns; warnings are errors here)
     res = run_finetune(tiny_gpt2(tok, seed=0), tok, PAIRS,
