@@ -8,6 +8,7 @@ import numpy as np
 
 __all__ = [
     "check_count",
+    "check_curve",
     "check_depth",
     "check_finite_nonnegative",
     "check_positive_sizes",
@@ -51,6 +52,18 @@ def check_finite_nonnegative(values: np.ndarray, name: str) -> np.ndarray:
             "Drop that entry or give it a non-negative finite value."
         )
     return arr
+
+
+def check_curve(x, y, what: str, x_name: str = "x") -> tuple[np.ndarray, np.ndarray]:
+    """Return the points of a curve as flat float64 arrays, or raise unless ``x`` and ``y`` have equal lengths and
+    every value is finite (``what`` names the fit in the message)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"{x_name} and y need the same number of points, got {x.size} and {y.size}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"{what}: {x_name} and y must be finite (drop diverged runs and say so)")
+    return x, y
 
 
 def check_positive_sizes(sizes, n: int, name: str = "sizes") -> np.ndarray:

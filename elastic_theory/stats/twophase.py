@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .._validation import check_curve
+
 __all__ = ["TwoPhaseFit", "fit_two_phase", "hinge"]
 
 _GRID = 256
@@ -184,12 +186,7 @@ def fit_two_phase(
     (and an explicit ``rng``), ``p_two_phase`` is the parametric-bootstrap p-value of
     :math:`H_0`: one straight line in :math:`\ln x` (see the module docstring); else ``None``.
     """
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if x.shape != y.shape:
-        raise ValueError(f"x and y need the same number of points, got {x.size} and {y.size}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("two-phase fit: x and y must be finite (drop diverged runs and say so)")
+    x, y = check_curve(x, y, "two-phase fit")
     if (x <= 0).any():
         raise ValueError(f"two-phase fit works in ln x: every data amount x must be > 0, got {x.min()!r}")
     if not 0.0 < level < 1.0:
