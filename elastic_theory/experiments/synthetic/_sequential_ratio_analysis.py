@@ -12,7 +12,34 @@ import numpy as np
 from ...stats.seedstats import saved_number
 from .._stats import format_ci, mean_ci95
 
-__all__ = ["plot", "scaling_slopes", "summarize", "summary_rows"]
+__all__ = ["DIRECTIONS", "SIGN_OUTCOMES", "control_summary", "plot", "scaling_over_seed_chains", "scaling_slopes", "sign_outcome", "summarize",
+           "summary_rows"]
+
+#: The directions of the controls (:mod:`~elastic_theory.experiments.synthetic._sequential_controls`), D_t first.
+DIRECTIONS = ("D_t", "D_a", "D_p", "random")
+#: A seed's outcome at one (k, arm, step): the theorem says gamma_a rises and gamma_p falls ("both right").
+SIGN_OUTCOMES = ("both right", "gamma_a wrong", "gamma_p wrong", "both wrong")
+
+
+def sign_outcome(delta_align: float, delta_pretrain: float) -> str:
+    """Which of :data:`SIGN_OUTCOMES` the changes show: right means Delta gamma_a > 0 (resp. Delta gamma_p < 0);
+    a change of exactly 0 (or nan) is not the predicted sign.
+
+    Kills: a check that looks only at the ratio's sign (both rates wrong gives a positive ratio too)."""
+    a_wrong, p_wrong = not delta_align > 0, not delta_pretrain < 0
+    return SIGN_OUTCOMES[a_wrong + 2 * p_wrong]
+
+
+def _signs(sel: list[dict]) -> dict:
+    """Per-seed outcomes of rows (or controls) ``sel`` and the count of each outcome."""
+    per_seed = [{"seed": r["seed"], "signs": sign_outcome(saved_number(r["delta_gamma_align"]), saved_number(r["delta_gamma_pretrain"]))}
+                for r in sel]
+    return {"signs_per_seed": per_seed, "sign_counts": {o: sum(p["signs"] == o for p in per_seed) for o in SIGN_OUTCOMES}}
+
+
+def _both_right(sel: list[dict]) -> list[dict]:
+    return [r for r in sel if sign_outcome(saved_number(r["delta_gamma_align"]), saved_number(r["delta_gamma_pretrain"]))
+            == "both right"]
 
 
 def summary_rows(rows: list[dict], first_order: list[dict]) -> list[dict]:
@@ -26,10 +53,13 @@ def summary_rows(rows: list[dict], first_order: list[dict]) -> list[dict]:
         le, le_ci = mean_ci95([r["l_eff"] for r in sel])
         pred, _ = mean_ci95([r["R_finite_predicted_at_l_eff"] for r in sel])
         dp, dp_ci = mean_ci95([r["delta_gamma_pretrain"] for r in sel])
+        right = _both_right(sel)
+        Rr, Rr_ci = mean_ci95([r["ratio"] for r in right])
         out.append({"k": k, "arm": arm, "step": step, "n_seeds": len(sel), "ratio": R, "ratio_ci95": R_ci,
                     "ratio_over_k": R / k, "delta_gamma_pretrain": dp, "delta_gamma_pretrain_ci95": dp_ci,
                     "pretrain_rate_rose_in": sum(r["delta_gamma_pretrain"] > 0 for r in sel),
-                    "l_eff": le, "l_eff_ci95": le_ci, "R_finite_predicted_at_l_eff": pred,
+                    **_signs(sel), "n_both_right": len(right), "ratio_both_right": Rr, "ratio_both_right_ci95": Rr_ci,
+                    "ratio_both_right_over_k": Rr / k, "l_eff": le, "l_eff_ci95": le_ci, "R_finite_predicted_at_l_eff": pred,
                     "kl_to_p_leff_bits": max(r["kl_to_p_leff_bits"] for r in sel),
                     "seeds_beyond_kl_threshold": [
                         {"seed": r["seed"], "base_kl_to_optimum_bits": r["base_kl_to_optimum_bits"],
@@ -40,7 +70,55 @@ def summary_rows(rows: list[dict], first_order: list[dict]) -> list[dict]:
         net, net_ci = mean_ci95([f["ratio_network"] for f in sel])
         tab, _ = mean_ci95([f["ratio_tabular"] for f in sel])
         out.append({"k": k, "arm": "first order (any lr)", "step": 0, "n_seeds": len(sel), "ratio": net, "ratio_ci95": net_ci,
-                    "ratio_over_k": net / k, "ratio_tabular": tab, "R_predicted_l0": sel[0]["R_predicted_l0"]})
+                    "ratio_over_k": net / k, "ratio_tabular": tab, "R_predicted_l0": sel[0]["R_predicted_l0"],
+                    "base_kl_to_optimum_bits_max": max(f["base_kl_to_optimum_bits"] for f in sel)})
+    return out
+
+
+def scaling_over_seed_chains(rows: list[dict]) -> list[dict]:
+    r"""Per arm and step: the slope b of :math:`\ln \hat R = a + b \ln k` over the points whose signs are both right,
+    with seeds as the unit.
+
+    A seed's bases for increasing k form one warm-start chain (each k's base starts from the previous k's), so
+    its points are not independent: each seed with both-right points at >= 2 values of k gets its own
+    least-squares slope, and the slope is the mean of those, with the Student-t interval over them
+    (``None`` below 2 such seeds). Kills: pooling every point as independent (a narrower interval than the
+    seeds support) and letting a "both wrong" point (positive ratio, wrong signs) into the fit.
+    """
+    out = []
+    for arm, step in sorted({(r["arm"], r["step"]) for r in rows}):
+        sel = [r for r in rows if (r["arm"], r["step"]) == (arm, step)]
+        right = _both_right(sel)
+        per_seed = []
+        for seed in sorted({r["seed"] for r in sel}):
+            pts = [r for r in right if r["seed"] == seed]
+            slope = (float(np.polyfit(np.log([r["k"] for r in pts]), np.log([r["ratio"] for r in pts]), 1)[0])
+                     if len({r["k"] for r in pts}) >= 2 else math.nan)
+            per_seed.append({"seed": seed, "n_points": len(pts), "slope": slope})
+        b, b_ci = mean_ci95([p["slope"] for p in per_seed])
+        out.append({"arm": arm, "step": step, "n_points": len(sel), "n_both_right": len(right), "n_seeds": len(per_seed),
+                    "n_seeds_with_slope": sum(math.isfinite(p["slope"]) for p in per_seed), "per_seed": per_seed,
+                    "slope": b, "slope_ci95": b_ci})
+    return out
+
+
+def control_summary(controls: list[dict], first_order: list[dict]) -> list[dict]:
+    """Per k, arm and direction (D_t first): the mean first-order (linearized) and one-step ratios over seeds with
+    their intervals, over R(k, 0) per token, the step norm and the per-seed signs of the one-step changes."""
+    r0 = {f["k"]: f["R_predicted_l0"] for f in first_order}
+    out = []
+    for k, arm in sorted({(c["k"], c["arm"]) for c in controls}):
+        for direction in DIRECTIONS:
+            sel = [c for c in controls if (c["k"], c["arm"], c["direction"]) == (k, arm, direction)]
+            if not sel:
+                continue
+            fo, fo_ci = mean_ci95([saved_number(c["first_order_ratio"]) for c in sel])
+            R, R_ci = mean_ci95([saved_number(c["ratio"]) for c in sel])
+            out.append({"k": k, "arm": arm, "direction": direction, "n_seeds": len(sel),
+                        "step_norm": float(np.mean([c["step_norm"] for c in sel])),
+                        "first_order_ratio": fo, "first_order_ratio_ci95": fo_ci, "ratio": R, "ratio_ci95": R_ci,
+                        "R_predicted_l0": r0.get(k, math.nan), "first_order_ratio_over_R_l0": fo / r0.get(k, math.nan),
+                        **_signs(sel)})
     return out
 
 
@@ -62,37 +140,84 @@ def scaling_slopes(rows: list[dict]) -> list[dict]:
     return out
 
 
+IDENTITY = ("At a stationary point of the joint loss of D_p + D_a, |D_p| grad CE_p + |D_a| grad CE_a = 0, so any small step "
+            "gives ratio k (per token R(k, 0)) whichever data it comes from: the first-order ratio cannot tell fine-tuning on D_t "
+            "from a step along D_a, D_p or a random direction. Only the signs (gamma_a up and gamma_p down, the theorem's "
+            "content) and the second-order behaviour can.")
+
+
+def _per_seed(signs_per_seed: list[dict]) -> str:
+    return ", ".join(f"{p['seed']}: {p['signs']}" for p in signs_per_seed)
+
+
 def summarize(results: dict) -> str:
-    """Markdown tables: ratio against k per arm and step, and the log-log slope, from results as :func:`~elastic_theory.experiments.synthetic.sequential_ratio.run` returns
-    them or as read back from ``results.json`` (where a non-finite value, e.g. the slope over one k, is ``null``)."""
-    lines = ["sequential-ratio: Delta gamma_a / -Delta gamma_p after n steps on D_t alone (mean, 95% t-interval over seeds)", "",
-             "| k | arm | step | ratio | 95% CI | ratio/k | Delta gamma_p | seeds with gamma_p up | seeds beyond KL threshold | l_eff | predicted at l_eff |",
+    """Markdown tables from results as :func:`~elastic_theory.experiments.synthetic.sequential_ratio.run` returns them or
+    as read back from ``results.json`` (where a non-finite value, e.g. the slope over one k, is ``null``): signs per
+    seed and the ratio over the seeds with both signs right per k, arm and step; the slope over those by seed chains;
+    the direction controls; the stationarity check."""
+    lines = ["sequential-ratio: signs per seed after n steps on D_t alone (right: gamma_a up, gamma_p down), then "
+             "Delta gamma_a / -Delta gamma_p over the seeds with both signs right (mean, 95% t-interval over those seeds)", "",
+             IDENTITY, "",
+             "| k | arm | step | signs per seed | both right | ratio (both-right seeds) | 95% CI | ratio/k | "
+             "seeds beyond KL threshold | l_eff | predicted at l_eff |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     beyond: dict[tuple, list] = {}
-    for s in results["summary"]:
-        ci = format_ci(s["ratio_ci95"], 4)
-        if s["step"] == 0:
-            lines.append(f"| {s['k']:g} | {s['arm']} | 0 | {saved_number(s['ratio']):.4g} | {ci} | {saved_number(s['ratio_over_k']):.3g} | "
-                         f"tabular: {saved_number(s['ratio_tabular']):.4g} | | | | R(k, 0) = {saved_number(s['R_predicted_l0']):.4g} |")
-            continue
+    steps = [s for s in results["summary"] if s["step"] > 0]
+    for s in steps:
         far = s.get("seeds_beyond_kl_threshold", [])
         for f in far:
             beyond.setdefault((s["k"], f["seed"], f["base_kl_to_optimum_bits"]), []).append(f["kl_sign_threshold_bits"])
-        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {saved_number(s['ratio']):.4g} | {ci} | {saved_number(s['ratio_over_k']):.3g} | "
-                     f"{saved_number(s['delta_gamma_pretrain']):.3g} | {s['pretrain_rate_rose_in']}/{s['n_seeds']} | {len(far)}/{s['n_seeds']} | "
-                     f"{saved_number(s['l_eff']):.3g} | {saved_number(s['R_finite_predicted_at_l_eff']):.4g} |")
+        lines.append(f"| {s['k']:g} | {s['arm']} | {s['step']} | {_per_seed(s.get('signs_per_seed', []))} | "
+                     f"{s.get('n_both_right', 'n/a')}/{s['n_seeds']} | {saved_number(s.get('ratio_both_right')):.4g} | "
+                     f"{format_ci(s.get('ratio_both_right_ci95'), 4)} | {saved_number(s.get('ratio_both_right_over_k')):.3g} | "
+                     f"{len(far)}/{s['n_seeds']} | {saved_number(s['l_eff']):.3g} | {saved_number(s['R_finite_predicted_at_l_eff']):.4g} |")
     if beyond:
         lines += ["", "Bases too far from the joint optimum to certify the sign of Delta gamma_p at some (arm, step) "
                       "(their distance could flip it; the rows above include them):"]
-        n_points = {k: sum(1 for s in results["summary"] if s["step"] > 0 and s["k"] == k) for k, _, _ in beyond}
+        n_points = {k: sum(1 for s in steps if s["k"] == k) for k, _, _ in beyond}
         lines += [f"* k = {k:g}, seed {seed}: base KL {kl:.2g} bits > the sign threshold at {len(ts)} of {n_points[k]} "
                   f"(arm, step) points (thresholds there {min(ts):.2g} to {max(ts):.2g} bits)"
                   for (k, seed, kl), ts in sorted(beyond.items())]
-    lines += ["", "| arm | step | slope of log ratio on log k | 95% CI | points with ratio > 0 |", "|---|---|---|---|---|"]
-    for s in results["scaling"]:
-        ci = format_ci(s["slope_ci95"], 3)
-        lines.append(f"| {s['arm']} | {s['step']} | {saved_number(s['slope']):.3g} | {ci} | {s['n_positive']}/{s['n_points']} |")
+    lines += ["", "Slope b of ln ratio = a + b ln k over the points with both signs right: one slope per seed (a seed's bases "
+                  "are one warm-start chain across k), mean and 95% t-interval over those seeds. Last column: the pooled "
+                  "fit of every positive ratio with points treated as independent (the former report), for comparison.", "",
+              "| arm | step | slope (mean over seeds) | 95% CI | seeds with a slope | both-right points | per-seed slopes | "
+              "pooled, every positive ratio [95% CI] (points) |",
+              "|---|---|---|---|---|---|---|---|"]
+    pooled = {(s["arm"], s["step"]): s for s in results["scaling"]}
+    for s in results.get("scaling_both_right", []):
+        old = pooled.get((s["arm"], s["step"]), {})
+        per = ", ".join(f"{p['seed']}: {saved_number(p['slope']):.3g} ({p['n_points']} pts)" for p in s["per_seed"])
+        lines.append(f"| {s['arm']} | {s['step']} | {saved_number(s['slope']):.3g} | {format_ci(s['slope_ci95'], 3)} | "
+                     f"{s['n_seeds_with_slope']}/{s['n_seeds']} | {s['n_both_right']}/{s['n_points']} | {per} | "
+                     f"{saved_number(old.get('slope')):.3g} {format_ci(old.get('slope_ci95'), 3)} "
+                     f"({old.get('n_positive', 0)}/{old.get('n_points', 0)}) |")
+    lines += _controls_table(results.get("direction_controls_summary", []))
+    lines += ["", "Stationarity check (how close each base is to a stationary point, nothing more; by the identity above "
+                  "it is R(k, 0) at any stationary point): the first-order ratio (grad gamma_a . grad CE_t) / "
+                  "(-grad gamma_p . grad CE_t) at the base, for the network and for a tabular learner at the same optimum.", "",
+              "| k | network | 95% CI | network / R(k, 0) | tabular | R(k, 0) per token | largest base KL to optimum (bits) |",
+              "|---|---|---|---|---|---|---|"]
+    for s in (s for s in results["summary"] if s["step"] == 0):
+        lines.append(f"| {s['k']:g} | {saved_number(s['ratio']):.6g} | {format_ci(s['ratio_ci95'], 6)} | "
+                     f"{saved_number(s['ratio']) / saved_number(s['R_predicted_l0']):.6g} | {saved_number(s['ratio_tabular']):.6g} | "
+                     f"{saved_number(s['R_predicted_l0']):.6g} | {saved_number(s.get('base_kl_to_optimum_bits_max')):.2g} |")
     return "\n".join(lines)
+
+
+def _controls_table(controls: list[dict]) -> list[str]:
+    if not controls:
+        return []
+    lines = ["", "Direction controls: one step from the same base, along D_t (the arm's first step), along D_a and D_p (the "
+                 "arm's first step on that data) and along a random direction, each rescaled to the norm of the D_t step. "
+                 + IDENTITY, "",
+             "| k | arm | direction | first-order ratio | 95% CI | / R(k, 0) | one-step ratio | 95% CI | signs per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in controls:
+        lines.append(f"| {c['k']:g} | {c['arm']} | {c['direction']} | {saved_number(c['first_order_ratio']):.4g} | "
+                     f"{format_ci(c['first_order_ratio_ci95'], 4)} | {saved_number(c['first_order_ratio_over_R_l0']):.4g} | "
+                     f"{saved_number(c['ratio']):.4g} | {format_ci(c['ratio_ci95'], 4)} | {_per_seed(c['signs_per_seed'])} |")
+    return lines
 
 
 def plot(results: dict, folder: Path) -> list[Path]:

@@ -20,6 +20,17 @@ set beside:
   :math:`R(k, l_{eff}, w_3)` (THEORY §2.2). If sequential fine-tuning were the joint perturbation with a
   step-dependent l, :math:`\hat R(n)` would follow the finite prediction at :math:`l_{eff}(n)`.
 
+What the theorem says is a sign: gamma_a rises and gamma_p falls. So every (k, arm, step) first reports, per seed,
+whether both signs are right, one is wrong (which) or both are wrong; the ratio and its slope on ln k are then
+taken over the seeds with both signs right only, and the slope's interval is over seeds (a seed's bases for
+increasing k are one warm-start chain, so its points are one unit): :mod:`._sequential_ratio_analysis`.
+
+The first-order ratio cannot carry the conclusion: at a stationary point of the joint loss,
+:math:`|D_p|\nabla CE_p + |D_a|\nabla CE_a = 0`, so every small step has ratio k (per token R(k, 0)). The
+direction controls (:mod:`._sequential_controls`) show it: one step of the D_t step's norm along D_a, D_p and a
+random direction, from the same base, beside D_t's; the first-order ratio at the base is reported as a
+stationarity check (how close the base is to stationary), not as evidence.
+
 The bases are trained toward the joint optimum, not exactly to it: every row carries its base's KL to
 the optimum and the KL above which that distance can flip the sign of the measured
 :math:`\Delta\gamma_p` at the row's step (:func:`sign_kl_threshold_bits`); the summary names the seeds
@@ -40,7 +51,8 @@ from ...data.synthetic import SyntheticWorld, WeightedSequences, WorldConfig, ch
 from ...infra.trainconfig import ModelConfig, StageConfig
 from .. import Context, Experiment, register
 from .._stats import ratio_of_changes
-from ._sequential_ratio_analysis import plot, scaling_slopes, summarize, summary_rows
+from ._sequential_ratio_analysis import (control_summary, plot, scaling_over_seed_chains, scaling_slopes, sign_outcome, summarize,
+                                          summary_rows)
 
 __all__ = ["SequentialRatioConfig", "arm_name", "fit_effective_l", "quick_config", "run", "sign_kl_threshold_bits"]
 
@@ -163,10 +175,11 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     from ...empirical.rate_derivatives import first_order_changes
     from ...empirical.training import TabularModel
     from ._fit import Fitter
+    from ._sequential_controls import direction_controls
 
     world = SyntheticWorld(cfg.world)
     fitter = Fitter(run_dir, world, cfg.model, ctx.device)
-    rows, first_order, tracks = [], [], {}
+    rows, first_order, tracks, controls = [], [], {}, []
     bar = ctx.bar(len(cfg.seeds) * len(cfg.ks) * (1 + len(cfg.arms)), "sequential-ratio runs")
     for seed in cfg.seeds:
         prev = None
@@ -197,6 +210,10 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
             align_share, align_length = d.align.size / base_data.union.size, fitter.data(d.align).mean_length
             for arm in cfg.arms:
                 akey = unit_key(k=k, seed=seed, opt=arm.optimizer, lr=arm.lr)
+                ckey = unit_key(controls=1, k=k, seed=seed, opt=arm.optimizer, lr=arm.lr)
+                cunit = run_dir.unit(ckey, lambda: {"controls": direction_controls(
+                    fitter.load(key, seed), {r: fitter.data(getattr(d, r)) for r in ("perturb", "align", "pretrain")}, arm, seed)})
+                controls += [{"k": k, "seed": seed, "arm": arm_name(arm), **c} for c in cunit["controls"]]
                 unit = run_dir.unit(akey, lambda: _run_arm(fitter, key, seed, d, base_data, arm, cfg, support, akey))
                 tracks[akey] = unit["track"]
                 base_rates = unit["curve"][0]
@@ -210,7 +227,7 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
                     rows.append({
                         "k": k, "seed": seed, "arm": arm_name(arm), "optimizer": arm.optimizer, "lr": arm.lr,
                         "step": point["step"], "delta_gamma_align": da, "delta_gamma_pretrain": dp,
-                        "ratio": ratio_of_changes(da, dp), "l_eff": l_eff, "kl_to_p_leff_bits": point["kl_bits"],
+                        "ratio": ratio_of_changes(da, dp), "signs": sign_outcome(da, dp), "l_eff": l_eff, "kl_to_p_leff_bits": point["kl_bits"],
                         "R_finite_predicted_at_l_eff": pred, "R_closed_form_at_l_eff": _closed(k, l_eff, cfg.w[2]),
                         "delta_gamma_align_predicted_at_l_eff": pm.rates(pm.align, l_eff).gamma_bits_per_token
                         - pm.rates(pm.align, 0.0).gamma_bits_per_token,
@@ -222,7 +239,8 @@ def run(cfg: SequentialRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     bar.close()
     return {"experiment": "sequential-ratio", "w": list(cfg.w), "l_star": sign_threshold(cfg.w[2]), "rows": rows,
             "first_order": first_order, "tracks": tracks, "summary": summary_rows(rows, first_order),
-            "scaling": scaling_slopes(rows)}
+            "scaling": scaling_slopes(rows), "scaling_both_right": scaling_over_seed_chains(rows),
+            "direction_controls": controls, "direction_controls_summary": control_summary(controls, first_order)}
 
 
 def _closed(k: float, l: float, w3: float) -> float:
