@@ -318,8 +318,10 @@ class SyntheticWorld:
     def _distinct_sequences(self, rng, lengths: np.ndarray, taken: set) -> list[tuple[int, ...]]:
         out: list[tuple[int, ...]] = []
         seen = set(taken)
-        for L in lengths:
-            (s,) = self._distinct(rng, 1, int(L), seen)
+        for L in lengths:  # _distinct's draws, without copying the growing set per sequence (quadratic in n_general)
+            s = tuple(int(t) for t in rng.integers(0, self.config.vocab_size, size=int(L)))
+            while s in seen:
+                s = tuple(int(t) for t in rng.integers(0, self.config.vocab_size, size=int(L)))
             seen.add(s)
             out.append(s)
         return out

@@ -83,7 +83,7 @@ class Experiment:
 
 MODULES = tuple(f"{__name__}.{module}" for module in (
     "synthetic.joint_ratio", "synthetic.sequential_ratio", "synthetic.resistance", "synthetic.rebound",
-    "synthetic.scaling", "lm.rebound", "lm.resistance", "lm.ratio",
+    "synthetic.scaling", "synthetic.capacity", "lm.rebound", "lm.resistance", "lm.ratio",
 ))
 """The modules that register experiments, in the registry's order (the order of experiments/README.md's table)."""
 

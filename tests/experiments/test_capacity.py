@@ -1,0 +1,81 @@
+"""The capacity experiment: its verdicts on hand-made numbers (a wrong-k prediction is flagged) and the quick run end to end."""
+
+import json
+import math
+
+import pytest
+import scipy.stats  # noqa: F401  # imported at collection, not inside the first test (seed_interval imports it lazily)
+from typer.testing import CliRunner
+
+from elastic_theory.cli import app
+from elastic_theory.experiments import get
+from elastic_theory.experiments.synthetic._capacity_analysis import cell_summary, verdict
+from elastic_theory.experiments.synthetic.capacity import summarize_rows
+
+
+def _rows(deltas, predicted=(0.02, -0.005), wrong=(0.02, -0.00125), l=0.1, kl=(0.3, 0.001)):
+    """One cell's rows: per seed the l = 0 control and the l model, measured changes ``deltas[seed] = (da, dp)``."""
+    rows = []
+    for seed, (da, dp) in enumerate(deltas):
+        for ll, scale in ((0.0, 0.0), (l, 1.0)):
+            rows.append({
+                "capacity": "1x4", "model": 0, "n_parameters": 500, "k": 4.0, "k_wrong": 16.0, "l": ll, "seed": seed,
+                "gamma_align": 3.0 + scale * da, "gamma_pretrain": 3.5 + scale * dp,
+                "gamma_align_heldout": 3.3 + scale * da, "gamma_pretrain_heldout": 3.9 + scale * dp,
+                "gamma_align_optimum": 2.0 + scale * predicted[0], "gamma_pretrain_optimum": 2.5 + scale * predicted[1],
+                "gamma_align_optimum_wrong_k": 2.1 + scale * wrong[0], "gamma_pretrain_optimum_wrong_k": 2.6 + scale * wrong[1],
+                "kl_train_bits": kl[seed % 2] + 0.01 * scale, "kl_heldout_bits": 5.0, "kl_heldout_floor_bits": 1.0,
+            })
+    return rows
+
+
+def test_a_measurement_matching_its_own_data_agrees_and_the_wrong_k_control_is_flagged():
+    """R_meas = R_pred of the same data (4) within 2% in each of 3 seeds: agrees; the same numbers against the
+    prediction of the data at k = 16 (R = 16) are flagged. Kills a verdict that passes anything (the control would
+    agree) and one that compares with the wrong k's prediction (the real cell would be flagged)."""
+    cell = cell_summary(_rows([(0.0202, -0.005), (0.0198, -0.005), (0.02, -0.00505)]), tolerance=0.1)
+    assert cell["n_seeds"] == 3 and cell["agrees"] and not cell["wrong_k_agrees"]
+    assert cell["R_predicted"] == [pytest.approx(4.0)] * 3 and cell["R_predicted_wrong_k"] == [pytest.approx(16.0)] * 3
+    assert cell["wrong_k_R_over_R_pred"] == [pytest.approx(r / 4.0) for r in cell["R_over_R_pred"]]
+    assert cell["signs_as_predicted"] == [True] * 3
+    # the train KL of a seed is the larger of its two compared models
+    assert cell["kl_train_bits"] == [pytest.approx(0.31), pytest.approx(0.011), pytest.approx(0.31)]
+
+
+def test_one_seed_with_the_wrong_sign_flags_the_cell_even_when_the_mean_ratio_fits():
+    """Signs are per seed: a seed with dgamma_p > 0 where the prediction is < 0 flags the cell (kills a verdict on means)."""
+    cell = cell_summary(_rows([(0.02, -0.005), (0.02, -0.005), (-0.02, 0.005)]), tolerance=0.1)
+    assert cell["signs_as_predicted"] == [True, True, False] and not cell["agrees"]
+    assert cell["R_over_R_pred"] == [pytest.approx(1.0)] * 3  # the ratio alone cannot see it
+
+
+def test_verdict_tolerance_is_relative_to_each_seeds_own_prediction():
+    """Each seed is compared with its own prediction (kills comparing every seed with seed 0's)."""
+    v = verdict([0.02, 0.04], [-0.005, -0.005], [0.02, 0.04], [-0.005, -0.005], tolerance=0.05)
+    assert v["agrees"] and v["R_over_R_pred"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert not verdict([0.02, 0.04], [-0.005, -0.005], [0.02, 0.02], [-0.005, -0.005], tolerance=0.05)["agrees"]
+    assert not verdict([0.02], [0.0], [0.02], [-0.005], tolerance=0.05)["agrees"]  # infinite measured ratio
+
+
+def test_summary_table_counts_seeds_and_warns_under_three():
+    rows = _rows([(0.0202, -0.005), (0.0198, -0.005)])
+    results = {"n_align": 10, "w": [0.6, 0.2, 0.2], "l_star": 0.25, "tolerance": 0.1, "summary": summarize_rows(rows, 0.1)}
+    text = get("capacity").summarize(results)
+    line = next(x for x in text.splitlines() if x.startswith("| 1x4"))
+    assert "| 4 | 0.1 | 2 | 2/2 |" in line and "| agrees |" in line and "k = 16: flagged" in line
+    assert "Warning: cells with 2 seed(s)" in text
+
+
+@pytest.mark.slow  # trains the quick config: 4 models x 2 k x 2 seeds x 4 fits (about 2-3 CPU minutes)
+def test_quick_run_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["experiment", "capacity", "--quick", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    assert (out / "capacity.png").is_file()
+    cells = res["summary"]
+    assert len(cells) == 4 * 2 * 2 and all(c["n_seeds"] == 2 for c in cells)
+    # the sweep spans an underfitting model (train KL above 0.1 bits) and the prediction is of each seed's own data
+    assert max(max(c["kl_train_bits"]) for c in cells) > 0.1
+    assert all(math.isfinite(r) for c in cells for r in c["R_predicted"])
+    assert "Warning: cells with 2 seed(s)" in get("capacity").summarize(res)
