@@ -23,8 +23,8 @@ from elastic_theory.experiments import get
 from elastic_theory.experiments.synthetic.joint_ratio import JointRatioConfig, rate_error_bound_bits
 from elastic_theory.experiments.synthetic.sequential_ratio import fit_effective_l
 from elastic_theory.data.synthetic import SyntheticWorld, WorldConfig
-from elastic_theory.infra.config import config_to_dict
 from elastic_theory.infra.trainconfig import ModelConfig, StageConfig
+from tests.experiments.experiment_inputs import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +39,10 @@ TINY = JointRatioConfig(
 )
 
 
-def write_config(path: Path, config=TINY, name="joint-ratio") -> Path:
-    path.write_text(json.dumps({"experiment": name, "config": config_to_dict(config)}))
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("jr")
-    cfg = write_config(tmp / "tiny.json")
+    cfg = write_config(tmp / "tiny.json", "joint-ratio", TINY)
     out = tmp / "run"
     result = CliRunner().invoke(app, ["experiment", "joint-ratio", "--config", str(cfg), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -314,7 +309,7 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
         world=TINY.world, model=TINY.model, ks=(4.0,), seeds=(0,), base=TINY.base, base_warm=TINY.base_warm,
         arms=(StageConfig("sgd", 1e-5, 3, "constant"),), report_steps=(1, 3),
     )
-    path = write_config(tmp_path / "seq.json", cfg, "sequential-ratio")
+    path = write_config(tmp_path / "seq.json", "sequential-ratio", cfg)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["experiment", "sequential-ratio", "--config", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output

@@ -1,8 +1,8 @@
 """The rebound and data-to-revert protocols on a pretrained LM (``experiment rebound --model ...``).
 
 End to end on a tiny GPT-2 saved to a temporary folder with 24 made-up refusal / compliance pairs
-(seconds): the expected shifts, nested perturbation data, resume, plots from saved results, bad
-input. A SmolLM2 run of ``--quick`` is marked slow.
+(``rebound_inputs`` of conftest.py; seconds): the expected shifts, nested perturbation data, resume, plots from
+saved results (bad input: test_lm_bad_input.py). A SmolLM2 run of ``--quick`` is marked slow.
 """
 
 import json
@@ -20,55 +20,19 @@ from elastic_theory.experiments.lm._rebound_protocol import split_seed
 from elastic_theory.experiments.lm.rebound import LMReboundConfig
 from elastic_theory.infra.config import config_from_dict, config_to_dict
 from tests import optional
+from tests.experiments.experiment_inputs import (ALIGNS, PERTURBS, SEEDS, invoke, rebound_config,
+                                                write_rebound_config)
 
 pytest.importorskip("trl")
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = (0, 1)
-ALIGNS = (4, 12)
-PERTURBS = (4, 8, 16)
-
-
-def tiny_config(tmp: Path, **changes) -> dict:
-    cfg = {"model": str(tmp / "model"), "setting": str(tmp / "pairs.jsonl"), "judge": "refusal_rate",
-           "finetune": {"lr": 0.003, "batch_size": 4, "max_length": 64}, "align_amounts": list(ALIGNS),
-           "perturb_amounts": list(PERTURBS), "n_measure": 6, "n_generate": 2, "max_new_tokens": 4,
-           "generate_amounts": [16], "track_every": 2, "n_track": 2, "seeds": list(SEEDS)}
-    return {**cfg, **changes}
-
-
-def write_config(tmp: Path, name: str, **changes) -> Path:
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps({"experiment": "lm-rebound", "config": tiny_config(tmp, **changes)}))
-    return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, ["experiment", *args, "--no-progress"])
 
 
 @pytest.fixture(scope="module")
-def tiny_inputs(tmp_path_factory):
-    """A tiny GPT-2 with its tokenizer in ``model/``, the pairs in ``pairs.jsonl`` and the run's config in ``cfg.json``."""
-    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
-
-    tmp = tmp_path_factory.mktemp("lm")
-    pairs = [{"prompt": f"Tell me how to do task number {i}.", "aligned": "I'm sorry, I can't help with that.",
-              "unaligned": f"Sure, here is how to do task {i}: step one."} for i in range(24)]
-    (tmp / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    tok = byte_bpe_tokenizer([p["prompt"] + p["aligned"] + p["unaligned"] for p in pairs], 300)
-    model = tiny_gpt2(tok, seed=0, n_positions=512)  # room for a polarity sentence in bytes
-    model.save_pretrained(tmp / "model")
-    tok.save_pretrained(tmp / "model")
-    write_config(tmp, "cfg")
-    return tmp
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_inputs):
-    """``(folder, run folder, results)``: :func:`tiny_inputs` and one finished run in ``run/`` (a whole protocol run:
-    the tests that read it are in the slow tier)."""
-    tmp, out = tiny_inputs, tiny_inputs / "run"
+def tiny(rebound_inputs):
+    """``(folder, run folder, results)``: ``rebound_inputs`` (conftest.py) and one finished run in ``run/`` (a whole
+    protocol run: the tests that read it are in the slow tier)."""
+    tmp, out = rebound_inputs, rebound_inputs / "run"
     result = invoke("rebound", "--model", str(tmp / "model"), "--config", str(tmp / "cfg.json"), "--out", str(out))
     assert result.exit_code == 0, result.output
     return tmp, out, json.loads((out / "results.json").read_text())
@@ -129,8 +93,8 @@ def test_generation_is_measured_only_where_the_config_asks(tiny):
     assert res["curves"]["12"][1]["generation_score"] is None and res["curves"]["12"][3]["generation_score"] is not None
 
 
-def test_streams_are_nested_and_the_pools_disjoint(tiny_inputs):
-    tmp = tiny_inputs
+def test_streams_are_nested_and_the_pools_disjoint(rebound_inputs):
+    tmp = rebound_inputs
     from elastic_theory.data.corpora import read_pairs_jsonl
 
     pool = list(range(7))
@@ -138,7 +102,7 @@ def test_streams_are_nested_and_the_pools_disjoint(tiny_inputs):
     assert stream(pool, 9, seed=3, stage=1) == long[:9]
     assert sorted(long[:7]) == pool and sorted(long[7:14]) == pool  # each pass is a permutation of the pool
     assert stream(pool, 7, seed=3, stage=0) != long[:7]  # the two stages draw different orders
-    cfg = config_from_dict(LMReboundConfig, tiny_config(tmp))
+    cfg = config_from_dict(LMReboundConfig, rebound_config(tmp))
     data = split_seed(read_pairs_jsonl(tmp / "pairs.jsonl"), cfg, 0)
     prompts = [{p.prompt for p in part} for part in (data.measure, data.align_pool, data.perturb_pool)]
     assert sum(map(len, prompts)) == 24 and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
@@ -152,8 +116,8 @@ def test_a_shorter_perturbation_grid_gives_the_same_points(tiny, tmp_path):
     Same seeded computation on one CPU thread, so the numbers agree to rounding of the sums (1e-9 relative).
     """
     tmp, out, _ = tiny
-    cfg = write_config(tmp_path, "short", model=str(tmp / "model"), setting=str(tmp / "pairs.jsonl"),
-                       perturb_amounts=[4, 8], generate_amounts=[8], seeds=[0], align_amounts=[4])
+    cfg = write_rebound_config(tmp_path, "short", model=str(tmp / "model"), setting=str(tmp / "pairs.jsonl"),
+                               perturb_amounts=[4, 8], generate_amounts=[8], seeds=[0], align_amounts=[4])
     result = invoke("lm-rebound", "--config", str(cfg), "--out", str(tmp_path / "short"))
     assert result.exit_code == 0, result.output
     short = units(tmp_path / "short")["seed=0_align=4"]["curve"]
@@ -247,8 +211,8 @@ def test_dpo_with_lora_runs_through_the_same_protocol(tiny, tmp_path):
 def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
     """Polarity pairs share one prompt: split by name (else one distinct item, too few), one generation prompt."""
     tmp, _, _ = tiny
-    cfg = write_config(tmp_path, "sent", model=str(tmp / "model"), setting="sentiment", judge="auto", seeds=[0],
-                       align_amounts=[4], perturb_amounts=[4, 8], generate_amounts=[8])
+    cfg = write_rebound_config(tmp_path, "sent", model=str(tmp / "model"), setting="sentiment", judge="auto",
+                               seeds=[0], align_amounts=[4], perturb_amounts=[4, 8], generate_amounts=[8])
     out = tmp_path / "sent"
     result = invoke("lm-rebound", "--config", str(cfg), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -257,25 +221,6 @@ def test_the_sentiment_setting_scores_generations_by_vader(tiny, tmp_path):
     curve = units(out)["seed=0_align=4"]["curve"]
     assert all(-1 <= p["generation_score"] <= 1 for p in curve if p["perturb_amount"] in (0, 8))
     assert curve[0]["margin_per_token"] > units(out)["seed=0_base=0"]["scores"]["margin_per_token"]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["rebound", "--algorithm", "ppo"], "--algorithm 'ppo'"),
-    (["joint-ratio", "--model", "smollm2-135m"], "synthetic world"),
-    (["rebound", "--model", "MODEL", "--config", "CFG", "--set", "n_measure=30"], "too few"),
-    (["rebound", "--model", "NOWHERE", "--config", "CFG"], "nowhere"),
-    (["lm-rebound", "--config", "CFG", "--set", "perturb_amounts=[3,8]"], "multiple of finetune.batch_size"),
-    (["lm-rebound", "--config", "CFG", "--set", "setting=sentiments"], "setting 'sentiments'"),
-])
-def test_bad_input_is_one_line_exit_2_and_no_run_folder(tiny_inputs, tmp_path, args, message):
-    tmp = tiny_inputs
-    out = tmp_path / "out"
-    args = [a.replace("CFG", str(tmp / "cfg.json")).replace("NOWHERE", str(tmp_path / "nowhere"))
-            .replace("MODEL", str(tmp / "model")) for a in args]
-    result = invoke(*args, "--out", str(out))
-    assert result.exit_code == 2, result.output
-    assert message in result.output and len(result.output.strip().splitlines()) == 1
-    assert not out.exists()
 
 
 def test_the_recorded_configs_are_the_full_defaults():
@@ -346,5 +291,5 @@ def test_saved_checkpoints_are_the_measured_models(tiny):
     tmp, out, _ = tiny
     names = {p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")}
     assert names == {f"seed={SEEDS[0]}_align={n}_perturb={m}" for n in ALIGNS for m in (0, PERTURBS[-1])}
-    checkpoints_score_their_points(out, config_from_dict(LMReboundConfig, tiny_config(tmp)), SEEDS[0], ALIGNS,
+    checkpoints_score_their_points(out, config_from_dict(LMReboundConfig, rebound_config(tmp)), SEEDS[0], ALIGNS,
                                    PERTURBS[-1])

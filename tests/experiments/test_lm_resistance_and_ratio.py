@@ -1,5 +1,6 @@
-"""lm-resistance and lm-ratio: the analysis on hand-made units, end to end on a tiny local model, resume, bad input,
-and a slow SmolLM2 smoke test of --quick."""
+"""lm-resistance and lm-ratio: the analysis on hand-made units, end to end on a tiny local model
+(``resistance_and_ratio_inputs`` of conftest.py), resume, and a slow SmolLM2 smoke test of --quick (bad input:
+test_lm_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from elastic_theory.experiments.lm.ratio import LMRatioConfig
 from elastic_theory.experiments.lm.resistance import LMResistanceConfig, verdict
 from elastic_theory.experiments.lm.resistance import analyse as analyse_resistance
 from elastic_theory.theory.tolerances import Float32Forward, sum_tolerance32
-from elastic_theory.infra.config import config_to_dict
 from elastic_theory.infra.trainconfig import FinetuneConfig
 from tests import optional
+from tests.experiments.experiment_inputs import invoke, write_config
 
 # ------------------------------------------------------------------ resistance analysis on hand-made units
 OWN = [0.1, 0.5, 0.9]  # own loss h_j of each checkpoint's outputs (nats/token)
@@ -189,38 +190,12 @@ def test_full_configs_are_in_the_experiments_folder():
 
 
 # ------------------------------------------------------------------ end to end on a tiny local model
-PAIRS = [{"prompt": f"Question {i}: how do I do thing {i}?" + " Really?" * (i % 3),
-          "aligned": f"I'm sorry, I can't help with thing {i}." + " No." * (i % 4),
-          "unaligned": f"Sure, here is how to do thing {i}: step one."} for i in range(24)]  # lengths differ
 TINY_FT = FinetuneConfig(lr=1e-2, batch_size=4, max_length=128)
 
 
-@pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
-    """A saved tiny GPT-2 with its tokenizer (a folder ``--model`` accepts) and a pairs JSONL file."""
-    from elastic_theory.data.corpora import wikipedia_sample
-    from elastic_theory.empirical.tiny import byte_bpe_tokenizer, tiny_gpt2
-
-    root = tmp_path_factory.mktemp("lm_more")
-    texts = [p[k] for p in PAIRS for k in ("prompt", "aligned", "unaligned")]
-    tok = byte_bpe_tokenizer(texts + [x.text for x in wikipedia_sample("paragraph")[:2]], vocab_size=320)
-    model = tiny_gpt2(tok, seed=0, n_positions=128)
-    with torch.no_grad():  # far from uniform, so that documents have different rates already before training
-        model.transformer.wte.weight.mul_(40.0)
-    model.save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
-    data = root / "pairs.jsonl"
-    data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
-    return root / "model", data
-
-
-def _write(path: Path, name: str, config) -> Path:
-    path.write_text(json.dumps({"experiment": name, "config": config_to_dict(config)}))
-    return path
-
-
-def _invoke(*args):
-    return CliRunner().invoke(app, ["experiment", *map(str, args), "--no-progress"])
+def _model_and_pairs(inputs: Path) -> tuple[Path, Path]:
+    """The model folder and the pairs file of ``resistance_and_ratio_inputs`` (conftest.py)."""
+    return inputs / "model", inputs / "pairs.jsonl"
 
 
 def _resistance_config(model, data, **kw):
@@ -236,21 +211,21 @@ def _ratio_config(model, data, **kw):
 
 
 @pytest.fixture(scope="module")
-def resistance_run(tiny_files, tmp_path_factory):
-    model, data = tiny_files
+def resistance_run(resistance_and_ratio_inputs, tmp_path_factory):
+    model, data = _model_and_pairs(resistance_and_ratio_inputs)
     tmp = tmp_path_factory.mktemp("res")
-    cfg = _write(tmp / "cfg.json", "lm-resistance", _resistance_config(model, data))
+    cfg = write_config(tmp / "cfg.json", "lm-resistance", _resistance_config(model, data))
     out = tmp / "run"
-    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    result = invoke("resistance", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     return cfg, out, result.output
 
 
 @pytest.mark.slow  # trains a chain of checkpoints
-def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
+def test_resistance_end_to_end_on_a_tiny_model(resistance_run, resistance_and_ratio_inputs):
     """`experiment resistance --model DIR` runs lm-resistance: every pair's losses are the logged per-step losses
     (mean and last), both directions train the same number of steps, and the summary, units and plot exist."""
-    model, _ = tiny_files
+    model = resistance_and_ratio_inputs / "model"
     _, out, output = resistance_run
     res = json.loads((out / "results.json").read_text())
     assert res["experiment"] == "lm-resistance" and res["seeds"] == [0, 1]
@@ -269,15 +244,15 @@ def test_resistance_end_to_end_on_a_tiny_model(resistance_run, tiny_files):
 
 
 @pytest.mark.slow  # two runs of the protocol
-def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkeypatch):
+def test_resistance_resume_recomputes_nothing(resistance_run, resistance_and_ratio_inputs, monkeypatch):
     """A finished run reloads every unit (no model is loaded); a deleted unit is the only one recomputed."""
     from elastic_theory.experiments.lm import _common as lm_common
 
-    model, _ = tiny_files
+    model = resistance_and_ratio_inputs / "model"
     cfg, out, _ = resistance_run
     first = json.loads((out / "results.json").read_text())
     monkeypatch.setattr(lm_common, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
-    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    result = invoke("resistance", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     again = json.loads((out / "results.json").read_text())
     assert again["rows"] == first["rows"] and again["inverse_lower"] == first["inverse_lower"]
@@ -287,14 +262,14 @@ def test_resistance_resume_recomputes_nothing(resistance_run, tiny_files, monkey
     monkeypatch.undo()
     real = lm_common.load_base
     monkeypatch.setattr(lm_common, "load_base", lambda *a: calls.append(a) or real(*a))
-    result = _invoke("resistance", "--model", model, "--config", cfg, "--out", out)
+    result = invoke("resistance", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     assert len(calls) == 1 and (out / "units" / "seed=0.json").read_bytes() == kept
     assert (out / "units" / "seed=1.json").is_file()
 
 
 @pytest.mark.slow  # DPO fine-tuning runs
-def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_path, monkeypatch):
+def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(resistance_and_ratio_inputs, tmp_path, monkeypatch):
     """--algorithm dpo: chosen = the target checkpoint's output, rejected = the trained one's own; the logged loss
     is DPO's (ln 2 at the first step, where the policy is its own reference), reported without the per-token control.
 
@@ -315,11 +290,11 @@ def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_pat
         return real(net, tokenizer, examples, config, *args, **kwargs)
 
     monkeypatch.setattr(lm_resistance, "finetune_losses", recording)
-    model, data = tiny_files
-    cfg = _write(tmp_path / "cfg.json", "lm-resistance",
-                 _resistance_config(model, data, checkpoints=(4, 8), seeds=(0,)))
+    model, data = _model_and_pairs(resistance_and_ratio_inputs)
+    cfg = write_config(tmp_path / "cfg.json", "lm-resistance",
+                       _resistance_config(model, data, checkpoints=(4, 8), seeds=(0,)))
     out = tmp_path / "run"
-    result = _invoke("resistance", "--model", model, "--algorithm", "dpo", "--config", cfg, "--out", out)
+    result = invoke("resistance", "--model", model, "--algorithm", "dpo", "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
     assert res["algorithm"] == "dpo" and res["units"]["train_loss"] == "nats per pair (DPO loss)"
@@ -332,19 +307,19 @@ def test_resistance_with_dpo_runs_and_keeps_the_dpo_loss_raw(tiny_files, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def ratio_run(tiny_files, tmp_path_factory):
-    model, data = tiny_files
+def ratio_run(resistance_and_ratio_inputs, tmp_path_factory):
+    model, data = _model_and_pairs(resistance_and_ratio_inputs)
     tmp = tmp_path_factory.mktemp("ratio")
     config = _ratio_config(model, data)
-    cfg = _write(tmp / "cfg.json", "lm-ratio", config)
+    cfg = write_config(tmp / "cfg.json", "lm-ratio", config)
     out = tmp / "run"
-    result = _invoke("ratio", "--model", model, "--config", cfg, "--out", out)
+    result = invoke("ratio", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     return config, cfg, out, result.output
 
 
 @pytest.mark.slow  # trains per seed and amount
-def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, tiny_files):
+def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, resistance_and_ratio_inputs):
     """gamma_a is the pooled bits per token of the distinct alignment documents trained on (prompt_text + aligned),
     recomputed here with score_documents on the base model; |D_a| counts their tokens with repeats; R_meas is
     mean(d gamma_a) / -mean(d gamma_p) of the units.
@@ -363,7 +338,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
     from elastic_theory.experiments.lm._common import stream
 
     config, _, out, output = ratio_run
-    model, data = tiny_files
+    model, data = _model_and_pairs(resistance_and_ratio_inputs)
     net, tok = load_model_and_tokenizer(str(model))
     res = json.loads((out / "results.json").read_text())
     pairs = read_pairs_jsonl(data)
@@ -411,49 +386,26 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, t
 
 
 @pytest.mark.slow  # two runs of the protocol
-def test_ratio_resume_recomputes_nothing(ratio_run, tiny_files, monkeypatch):
+def test_ratio_resume_recomputes_nothing(ratio_run, resistance_and_ratio_inputs, monkeypatch):
     from elastic_theory.experiments.lm import _common as lm_common
 
-    model, _ = tiny_files
+    model = resistance_and_ratio_inputs / "model"
     _, cfg, out, _ = ratio_run
     first = json.loads((out / "results.json").read_text())
     monkeypatch.setattr(lm_common, "load_base", lambda *a: pytest.fail("a finished run loaded the model"))
-    result = _invoke("ratio", "--model", model, "--config", cfg, "--out", out)
+    result = invoke("ratio", "--model", model, "--config", cfg, "--out", out)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "results.json").read_text())["by_align"] == first["by_align"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["ratio", "--model", "{model}", "--set", "pretrain_tokens=-1"], "pretrain_tokens must be"),
-    (["ratio", "--model", "{model}", "--set", "setting={data}", "--set", "n_perturb_pool=8", "--set", "align_amounts=[4,8]",
-      "--set", "n_wikipedia=100000"], "n_wikipedia = 100000"),
-    (["ratio", "--model", "{model}", "--algorithm", "ppo"], "--algorithm 'ppo'"),
-    (["ratio", "--model", "{tmp}/missing-model"], "missing-model"),
-    (["resistance", "--model", "{model}", "--set", "setting={data}", "--set", "n_prompts=1000"], "too few"),
-    (["resistance", "--model", "{model}", "--set", "checkpoints=[16,8,32]"], "strictly increasing"),
-    (["resistance", "--model", "{model}", "--set", "setting={tmp}/no-such.jsonl"], "no-such.jsonl"),
-    (["resistance", "--model", "{model}", "--set", "setting=sentiment"], "share one prompt"),
-])
-def test_bad_input_exits_2_with_one_line_and_no_run_folder(tiny_files, tmp_path, args, message):
-    """Killed: a check made after the run folder is opened or the model loaded (the folder would exist), a
-    traceback or a message over several lines."""
-    model, data = tiny_files
-    out = tmp_path / "run"
-    args = [a.format(model=model, data=data, tmp=tmp_path) for a in args]
-    result = _invoke(*args, "--out", out)
-    assert result.exit_code == 2, result.output
-    assert message in result.output and len(result.output.strip().splitlines()) == 1
-    assert not out.exists()
-
-
-def test_pooled_nll_is_total_nats_over_total_response_tokens(tiny_files):
+def test_pooled_nll_is_total_nats_over_total_response_tokens(resistance_and_ratio_inputs):
     """Against a forward pass per pair; responses of different lengths so a mean of per-pair rates differs."""
     from elastic_theory.data.corpora import PreferencePair
     from elastic_theory.empirical.behaviour_logprobs import response_token_ids
     from elastic_theory.empirical.loading import load_model_and_tokenizer
     from elastic_theory.experiments.lm._common import pooled_nll_per_token
 
-    model, _ = tiny_files
+    model = resistance_and_ratio_inputs / "model"
     net, tok = load_model_and_tokenizer(str(model))
     pairs = [PreferencePair("a", "Question 1?", "No.", "x"),
              PreferencePair("b", "Question 2?", "I'm sorry, I can't help with thing 2 at all, ever.", "x")]
