@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from elastic_theory.cli import app
 from elastic_theory.experiments import get
-from elastic_theory.experiments.synthetic.joint_ratio import JointRatioConfig, rate_error_bound_bits
+from elastic_theory.experiments.synthetic._joint_ratio_analysis import rate_error_bound_bits
+from elastic_theory.experiments.synthetic.joint_ratio import JointRatioConfig
 from elastic_theory.experiments.synthetic.sequential_ratio import fit_effective_l
 from elastic_theory.data.synthetic import SyntheticWorld, WorldConfig
 from elastic_theory.infra.trainconfig import ModelConfig, StageConfig
@@ -68,6 +69,11 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
             mean_len = float((d.role(role).probs * [len(s) for s in d.role(role).sequences]).sum())
             bounds[(l, role)] = rate_error_bound_bits(r["kl_to_optimum_bits"], share, mean_len, rounding)
             assert abs(r[f"gamma_{role}"] - r[f"gamma_{role}_optimum"]) <= bounds[(l, role)]
+            # what the summary's certificate reads: the share and mean length of the data trained on, and a rounding
+            # allowance of 8 eps times the cross-entropy (= H at the optimum); kills a run() saving other ones
+            assert r[f"share_{role}"] == pytest.approx(share, rel=1e-12)
+            assert r[f"mean_length_{role}"] == pytest.approx(mean_len, rel=1e-12)
+            assert r["kl_rounding_bits"] == pytest.approx(rounding, rel=1e-6)
     da_pred = rows[0.2]["gamma_align_optimum"] - rows[0.0]["gamma_align_optimum"]
     dp_pred = rows[0.2]["gamma_pretrain_optimum"] - rows[0.0]["gamma_pretrain_optimum"]
     ea, ep = bounds[(0.2, "align")] + bounds[(0.0, "align")], bounds[(0.2, "pretrain")] + bounds[(0.0, "pretrain")]
@@ -76,6 +82,13 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
     s = res["summary"][0]
     lo, hi = (da_pred - ea) / -(dp_pred - ep), (da_pred + ea) / -(dp_pred + ep)
     assert lo <= s["R_measured"] <= hi
+    # converged: the summary certifies the seed, with the bound-to-signal ratio of these bounds and this interval
+    da = rows[0.2]["gamma_align"] - rows[0.0]["gamma_align"]
+    dp = rows[0.2]["gamma_pretrain"] - rows[0.0]["gamma_pretrain"]
+    assert s["bound_to_signal"] == pytest.approx(max(ea / abs(da), ep / abs(dp)), rel=1e-6)
+    assert s["certified_per_seed"] == [True] and s["verdict"] == "certified" and s["seeds_not_certified"] == []
+    (interval,) = s["R_certified_interval_per_seed"]
+    assert interval[0] <= s["R_predicted"] <= interval[1]
     # the per-token prediction is not the per-response one here (mean lengths differ): a unit mix-up would miss
     pm = d.perturbation_model()
     per_response = (pm.rates(pm.align, 0.2).cross_entropy_bits - pm.rates(pm.align, 0.0).cross_entropy_bits) / -(
@@ -90,7 +103,7 @@ def test_tiny_joint_ratio_agrees_within_the_derived_bound(tiny_run):
 def test_summary_names_the_seeds_beyond_the_kl_sign_threshold(tiny_run):
     """Each seed's KL and the threshold of joint_ratio.sign_kl_threshold_bits are in results.json; a seed beyond it is
     named in the printed summary with its KL."""
-    from elastic_theory.experiments.synthetic.joint_ratio import sign_kl_threshold_bits
+    from elastic_theory.experiments.synthetic._joint_ratio_analysis import sign_kl_threshold_bits
 
     _, _, res = tiny_run
     (s,) = res["summary"]
@@ -337,7 +350,7 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
 def test_joint_sign_threshold_is_where_the_rate_error_bounds_add_up_to_the_change():
     """joint_ratio.sign_kl_threshold_bits: at KL delta* each compared model's rate_error_bound_bits sum to |dgamma_p|
     (so below it the errors cannot flip the sign); for small changes delta* ~ dgamma_p^2."""
-    from elastic_theory.experiments.synthetic.joint_ratio import sign_kl_threshold_bits
+    from elastic_theory.experiments.synthetic._joint_ratio_analysis import sign_kl_threshold_bits
     from elastic_theory.theory.tolerances import roundings
 
     shares, mean_length = (64 / 65, 64 / 65.2), 3.0  # D_p's share of the union at l = 0 and l = 0.2, k = 64
