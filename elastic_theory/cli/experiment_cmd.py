@@ -21,27 +21,22 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-LM_VARIANTS = {"rebound": "lm-rebound", "data-to-revert": "lm-data-to-revert", "resistance": "lm-resistance",
-               "ratio": "lm-ratio"}
-"""Protocols that also run on a pretrained LM: ``experiment NAME --model M`` runs the registered ``lm-`` experiment."""
-
-
 def experiment_name(name: str, model: str | None, algorithm: str | None, lora: bool) -> str:
     """The registered experiment that ``experiment NAME`` with these real-model options runs.
 
-    ``--model``, ``--algorithm`` or ``--lora`` turn ``rebound``, ``data-to-revert``, ``resistance`` and
-    ``ratio`` into their real-model experiments (``data-to-revert`` and ``ratio`` have no synthetic
-    one, so they always do); other experiments run on the synthetic world and refuse them.
+    ``--model``, ``--algorithm`` or ``--lora`` turn a protocol (``rebound``, ``data-to-revert``, ``resistance``,
+    ``ratio``: the aliases of the experiment registry, each real-model experiment's ``variant_of``) into its
+    real-model experiment (``data-to-revert`` and ``ratio`` have no synthetic one, so they always do); other
+    experiments run on the synthetic world and refuse them.
     """
-    from ..experiments import names
+    from ..experiments import EXPERIMENTS
 
     real = model is not None or algorithm is not None or lora
-    if name in LM_VARIANTS and (real or name not in names()):
-        return LM_VARIANTS[name]
-    if real and name not in LM_VARIANTS.values():
-        raise ValueError(f"--model, --algorithm and --lora apply to {', '.join(LM_VARIANTS)} (a pretrained LM); "
+    variants = EXPERIMENTS.aliases
+    if real and name not in variants and name not in variants.values():
+        raise ValueError(f"--model, --algorithm and --lora apply to {', '.join(variants)} (a pretrained LM); "
                          f"{name!r} runs on the synthetic world: drop them")
-    return name
+    return EXPERIMENTS.resolve(name, prefer_alias=real)
 
 
 def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str | None, overrides: list[str],
@@ -162,4 +157,4 @@ def plot_command(
     typer.echo("plots: " + (", ".join(str(p) for p in plots) or "none"))
 
 
-__all__ = ["BAD_INPUT_EXIT_CODE", "LM_VARIANTS", "experiment_command", "experiment_name", "plot_command", "resolve_config"]
+__all__ = ["BAD_INPUT_EXIT_CODE", "experiment_command", "experiment_name", "plot_command", "resolve_config"]

@@ -11,8 +11,12 @@ holds and the documented results come from), a ``quick`` config (at most 3 CPU m
 * ``plot(results, folder) -> [paths]``: PNGs drawn only from saved results;
 * ``summarize(results) -> str``: a markdown table of the answer;
 
-and optionally ``defaults()`` (the full config when it is not the class's defaults) and
-``check(config)`` (input checks that read data, run by the command line before anything loads).
+and optionally ``defaults()`` (the full config when it is not the class's defaults),
+``check(config)`` (input checks that read data, run by the command line before anything loads) and
+``variant_of``: for a real-model experiment, the protocol it runs on a pretrained LM (``rebound``,
+``data-to-revert``, ``resistance``, ``ratio``), an alias of its name in the registry. ``experiment rebound
+--model M`` runs the experiment whose ``variant_of`` is ``rebound``; so does ``experiment ratio``, since no
+synthetic experiment is called ``ratio`` (:meth:`~elastic_theory.registry.Registry.resolve`).
 
 Adding an experiment = adding its module to :data:`MODULES` (the first lookup imports them) and its full
 config under ``experiments/``. Configs go to JSON and back, and take ``--set key.sub=value``, with
@@ -70,6 +74,7 @@ class Experiment:
     summarize: Callable[[dict], str]
     defaults: Callable[[], Any] | None = None
     check: Callable[[Any], None] | None = None
+    variant_of: str | None = None
 
     def full(self):
         """The full configuration: ``defaults()`` when given (two experiments sharing a config class), else the class's defaults."""
@@ -88,12 +93,12 @@ MODULES = tuple(f"{__name__}.{module}" for module in (
 """The modules that register experiments, in the registry's order (the order of experiments/README.md's table)."""
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment", MODULES)
-"""Every experiment by name."""
+"""Every experiment by name; each real-model experiment's ``variant_of`` is an alias of its name."""
 
 
 def register(experiment: Experiment) -> Experiment:
     """Add ``experiment`` to :data:`EXPERIMENTS` (a module-level call in its module); names are unique."""
-    return EXPERIMENTS.add(experiment.name, experiment)
+    return EXPERIMENTS.add(experiment.name, experiment, [experiment.variant_of] if experiment.variant_of else [])
 
 
 def names() -> list[str]:
@@ -102,5 +107,6 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Experiment:
-    """The experiment called ``name``; ``ValueError`` listing the known names otherwise."""
+    """The experiment called ``name`` (or whose ``variant_of`` it is, when none is called so); ``ValueError`` listing
+    the known names otherwise."""
     return EXPERIMENTS.get(name)

@@ -31,3 +31,37 @@ def test_names_are_sorted_and_an_unknown_one_lists_them():
     assert all(get(name).name == name for name in names())
     with pytest.raises(ValueError, match=f"unknown experiment 'nope'; known: {', '.join(names())}$"):
         get("nope")
+
+
+def test_each_real_model_experiment_is_the_variant_of_a_protocol():
+    """The registry's aliases are the protocols that run on a pretrained LM, in the registry's order."""
+    assert EXPERIMENTS.aliases == {"rebound": "lm-rebound", "data-to-revert": "lm-data-to-revert",
+                                   "resistance": "lm-resistance", "ratio": "lm-ratio"}
+    assert {name: get(name).variant_of for name in names() if get(name).variant_of} == {
+        real: protocol for protocol, real in EXPERIMENTS.aliases.items()}
+    assert get("ratio").name == "lm-ratio" and get("rebound").name == "rebound"  # a synthetic experiment wins
+
+
+@pytest.mark.parametrize(("name", "real", "runs"), [
+    ("rebound", False, "rebound"), ("rebound", True, "lm-rebound"), ("resistance", False, "resistance"),
+    ("resistance", True, "lm-resistance"), ("data-to-revert", False, "lm-data-to-revert"),
+    ("ratio", False, "lm-ratio"), ("ratio", True, "lm-ratio"), ("lm-ratio", True, "lm-ratio"),
+    ("lm-rebound", False, "lm-rebound"), ("joint-ratio", False, "joint-ratio"), ("nope", False, "nope"),
+])
+def test_the_command_line_runs_a_protocols_real_model_experiment_with_model_options(name, real, runs):
+    from elastic_theory.cli.experiment_cmd import experiment_name
+
+    for options in (("smollm2-135m", None, False), (None, "dpo", False), (None, None, True)) if real else [(None, None, False)]:
+        assert experiment_name(name, *options) == runs
+
+
+@pytest.mark.parametrize("name", ["joint-ratio", "scaling", "nope"])
+def test_model_options_are_refused_for_a_synthetic_world_experiment(name):
+    from elastic_theory.cli.experiment_cmd import experiment_name
+
+    message = (f"--model, --algorithm and --lora apply to rebound, data-to-revert, resistance, ratio (a pretrained LM); "
+               f"{name!r} runs on the synthetic world: drop them")
+    for options in (("m", None, False), (None, "dpo", False), (None, None, True)):
+        with pytest.raises(ValueError) as refused:
+            experiment_name(name, *options)
+        assert str(refused.value) == message

@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from elastic_theory.cli import app
-from elastic_theory.cli.experiment_cmd import experiment_name
 from elastic_theory.experiments import get
 from elastic_theory.experiments.lm._common import stream
 from elastic_theory.experiments.lm._rebound_protocol import split_seed
@@ -40,16 +39,6 @@ def tiny(rebound_inputs):
 
 def units(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "units").glob("*.json"))}
-
-
-def test_the_cli_maps_rebound_with_a_model_to_the_lm_experiment():
-    assert experiment_name("rebound", None, None, False) == "rebound"
-    assert experiment_name("rebound", "smollm2-135m", None, False) == "lm-rebound"
-    assert experiment_name("rebound", None, "dpo", False) == "lm-rebound"
-    assert experiment_name("rebound", None, None, True) == "lm-rebound"
-    assert experiment_name("data-to-revert", None, None, False) == "lm-data-to-revert"
-    with pytest.raises(ValueError, match="synthetic world"):
-        experiment_name("joint-ratio", "smollm2-135m", None, False)
 
 
 @pytest.mark.slow  # reads the module's whole protocol run

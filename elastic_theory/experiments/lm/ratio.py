@@ -255,4 +255,5 @@ EXPERIMENT = register(Experiment(
              "to the pre-training proxy's about k = |D_p|/|D_a|, and does it scale as k across n+?",
     prediction="THEORY §2 (paper Thm. 4.2): R = Theta(k), R -> k to first order at the joint optimum; slope 1 in ln k",
     config_class=LMRatioConfig, quick=quick_config, run=run, plot=plot, summarize=summarize, check=check,
+    variant_of="ratio",
 ))

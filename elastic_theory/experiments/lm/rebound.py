@@ -184,9 +184,9 @@ PAPER = {
 }
 
 
-def _register(name: str, full, question: str) -> Experiment:
+def _register(name: str, full, question: str, variant_of: str) -> Experiment:
     return register(Experiment(
-        name=name, question=question,
+        name=name, question=question, variant_of=variant_of,
         prediction="paper §5.2 (Fig. 4, Table 3): the behaviour falls faster, and fewer negative examples revert it, "
                    "after more alignment; THEORY §4.1 (sequential fine-tuning is open)",
         config_class=LMReboundConfig, quick=quick_config,
@@ -197,7 +197,8 @@ def _register(name: str, full, question: str) -> Experiment:
 
 REBOUND = _register("lm-rebound", LMReboundConfig,
                     "On a pretrained LM aligned with n+ examples, does the behaviour fall faster under m negative examples "
-                    "when n+ is larger?")
+                    "when n+ is larger?", "rebound")
 DATA_TO_REVERT = _register("lm-data-to-revert", data_to_revert_config,
                            "On a pretrained LM, how many negative examples bring KL(model || base) per token below eps, "
-                           "and the behaviour back to the base's, after n+ alignment examples (Table 3's form)?")
+                           "and the behaviour back to the base's, after n+ alignment examples (Table 3's form)?",
+                           "data-to-revert")

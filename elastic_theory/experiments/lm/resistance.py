@@ -321,4 +321,5 @@ EXPERIMENT = register(Experiment(
              "(lower training loss) than the reverse, and does it stay so once each target's own loss is subtracted?",
     prediction="paper §5.1 (Table 1): inverse loss < forward loss, 27/27; THEORY §4 weakness 4: control for target entropy",
     config_class=LMResistanceConfig, quick=quick_config, run=run, plot=plot, summarize=summarize, check=check,
+    variant_of="resistance",
 ))
