@@ -11,7 +11,7 @@ import numpy as np
 from ...infra.trainconfig import FinetuneConfig
 
 __all__ = ["DEFAULT_MODEL", "SETTINGS", "check_common", "check_data", "finetune_losses", "load_base", "load_pairs",
-           "measure_missing", "missing_unit", "plot_title", "pooled_nll_per_token", "run_header", "snapshot", "stream",
+           "measure_missing", "plot_title", "pooled_nll_per_token", "run_header", "snapshot", "stream",
            "summary_title", "track_files"]
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -120,11 +120,6 @@ def plot_title(results: dict) -> str:
 def summary_title(results: dict) -> str:
     """``NAME: MODEL, setting SETTING, ALGORITHM[ + LoRA]; seeds [...]``: how a protocol's summary starts."""
     return f"{_run_label(results, 'setting ')}; seeds {results['seeds']}"
-
-
-def missing_unit() -> dict:
-    """The ``compute`` of :meth:`~elastic_theory.infra.rundir.RunDir.unit` when reading back a unit that was just computed."""
-    raise RuntimeError("a unit that was just computed is missing from the run directory")
 
 
 def finetune_losses(model, tokenizer, examples, config: FinetuneConfig, target: str, seed: int,

@@ -66,7 +66,7 @@ from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing, missing_unit,
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing,
                       pooled_nll_per_token, run_header, snapshot, stream, track_files)
 from ._ratio_analysis import DATASETS, STATES, analyse, plot, summarize
 
@@ -243,7 +243,7 @@ def run(config: LMRatioConfig, run_dir: RunDir, ctx: Context) -> dict:
     measure_missing(config, ctx.device,
                     lambda seed: all(run_dir.has_unit(unit_key(seed=seed, align=n)) for n in config.align_amounts),
                     lambda seed, base_model, tokenizer: measure_seed(config, seed, base_model, tokenizer, pairs, run_dir, ctx))
-    units = {n: [run_dir.unit(unit_key(seed=s, align=n), missing_unit) for s in config.seeds] for n in config.align_amounts}
+    units = {n: [run_dir.read_unit(unit_key(seed=s, align=n)) for s in config.seeds] for n in config.align_amounts}
     return {**run_header(config, NAME), **analyse(config, units),
             "tracks": track_files(run_dir), "compute_seconds_this_call": time.perf_counter() - started,
             "unit_seconds": {str(n): [u["seconds"] for u in us] for n, us in units.items()}}

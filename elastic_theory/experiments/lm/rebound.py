@@ -72,8 +72,7 @@ from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import (DEFAULT_MODEL, check_common, check_data, load_pairs, measure_missing, missing_unit, run_header,
-                      track_files)
+from ._common import DEFAULT_MODEL, check_common, check_data, load_pairs, measure_missing, run_header, track_files
 from ._rebound_analysis import analyse, plot, summarize
 from ._rebound_protocol import judge_of, measure_seed, split_seed
 
@@ -164,9 +163,9 @@ def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context, name: str = "lm-
 
     measure_missing(config, ctx.device, done, lambda seed, base_model, tokenizer: measure_seed(
         config, seed, base_model, tokenizer, pairs, run_dir, ctx))
-    load = run_dir.unit
-    base_units = [load(unit_key(seed=s, base=0), missing_unit) for s in config.seeds]
-    units = {n: [load(unit_key(seed=s, align=n), missing_unit) for s in config.seeds] for n in sorted(set(config.align_amounts))}
+    read = run_dir.read_unit
+    base_units = [read(unit_key(seed=s, base=0)) for s in config.seeds]
+    units = {n: [read(unit_key(seed=s, align=n)) for s in config.seeds] for n in sorted(set(config.align_amounts))}
     results = analyse(config, base_units, units)
     return {
         **run_header(config, name, judge=judge_of(config)),

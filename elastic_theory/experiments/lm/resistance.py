@@ -76,7 +76,7 @@ from ...infra.rundir import RunDir, unit_key
 from ...stats.seedstats import error_bars, format_interval, paired_difference, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
-from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing, missing_unit,
+from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing,
                       plot_title, pooled_nll_per_token, run_header, snapshot, stream, summary_title)
 
 __all__ = ["LMResistanceConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize", "verdict"]
@@ -263,7 +263,7 @@ def run(config: LMResistanceConfig, run_dir: RunDir, ctx: Context) -> dict:
     measure_missing(config, ctx.device, lambda seed: run_dir.has_unit(unit_key(seed=seed)),
                     lambda seed, base_model, tokenizer: run_dir.unit(
                         unit_key(seed=seed), lambda: measure_seed(config, seed, base_model, tokenizer, pairs, ctx)))
-    units = [run_dir.unit(unit_key(seed=seed), missing_unit) for seed in config.seeds]
+    units = [run_dir.read_unit(unit_key(seed=seed)) for seed in config.seeds]
     return {**run_header(config, NAME), **analyse(config, units),
             "compute_seconds_this_call": time.perf_counter() - started,
             "unit_seconds": [{"align_generate": u["seconds"]["align_generate"],

@@ -78,7 +78,7 @@ class Fitter:
         go to ``tracks/KEY.jsonl`` every ``track_every`` steps (step 0 included), across stages.
         """
         if self.run.has_unit(key) and self.checkpoint(key).is_file():
-            return self.load(key, seed), self.run.unit(key, dict)
+            return self.load(key, seed), self.run.read_unit(key)
         model = self.new_model(seed) if init is None else self.load(init, seed)
         data = self.data(train)
         tracker = None
