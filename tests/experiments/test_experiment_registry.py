@@ -65,3 +65,28 @@ def test_model_options_are_refused_for_a_synthetic_world_experiment(name):
         with pytest.raises(ValueError) as refused:
             experiment_name(name, *options)
         assert str(refused.value) == message
+
+
+def test_lm_data_to_revert_is_the_rebound_protocol_under_its_own_name(tmp_path, monkeypatch):
+    """lm-data-to-revert shares lm-rebound's functions and differs in its name, question and full config; a run's
+    results carry the name of the run directory's experiment."""
+    from elastic_theory.experiments import Context
+    from elastic_theory.experiments.lm import rebound as lm_rebound
+    from elastic_theory.infra.rundir import RunDir, unit_key
+
+    rebound, revert = get("lm-rebound"), get("lm-data-to-revert")
+    shared = ("prediction", "config_class", "quick", "run", "plot", "summarize", "check")
+    assert [getattr(revert, f) for f in shared] == [getattr(rebound, f) for f in shared]
+    assert revert.question != rebound.question
+    assert (rebound.full(), revert.full()) == (lm_rebound.LMReboundConfig(), lm_rebound.data_to_revert_config())
+    config = lm_rebound.quick_config()
+    run = RunDir.open(tmp_path, revert.name, {})
+    for seed in config.seeds:  # a finished run: every unit is there, so no model loads
+        run.unit(unit_key(seed=seed, base=0), lambda: {"seconds": 0.0})
+        for n in config.align_amounts:
+            run.unit(unit_key(seed=seed, align=n), lambda: {"seconds": 1.0})
+    monkeypatch.setattr(lm_rebound, "load_pairs", lambda setting: [])
+    monkeypatch.setattr(lm_rebound, "analyse", lambda config, base_units, units: {})
+    monkeypatch.setattr(lm_rebound, "run_header", lambda config, name, **extra: {"experiment": name})
+    results = revert.run(config, run, Context())
+    assert results["experiment"] == "lm-data-to-revert" and results["unit_seconds"] == {"4": [1.0, 1.0], "8": [1.0, 1.0]}

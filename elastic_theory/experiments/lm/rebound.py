@@ -64,6 +64,7 @@ per e-fold of :math:`m` (least-squares slope in :math:`\ln m`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -147,13 +148,15 @@ def data_to_revert_config() -> LMReboundConfig:
     return LMReboundConfig(align_amounts=(16, 48), perturb_amounts=(8, 16, 32, 64, 96), generate_amounts=(32, 96),
                            track_every=0, save_checkpoints=False)
 
+
 def check(config: LMReboundConfig) -> None:
     """What can be checked before a model loads: the model's files exist, the data exist and suffice for every seed."""
     check_data(config, split_seed)
 
 
-def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context, name: str = "lm-rebound") -> dict:
-    """Load the model once, compute every missing unit (resumable), analyse the saved units."""
+def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context) -> dict:
+    """Load the model once, compute every missing unit (resumable), analyse the saved units; the results are
+    those of the run directory's experiment (lm-rebound or lm-data-to-revert)."""
     pairs = load_pairs(config.setting)
     started = time.perf_counter()
 
@@ -168,7 +171,7 @@ def run(config: LMReboundConfig, run_dir: RunDir, ctx: Context, name: str = "lm-
     units = {n: [read(unit_key(seed=s, align=n)) for s in config.seeds] for n in sorted(set(config.align_amounts))}
     results = analyse(config, base_units, units)
     return {
-        **run_header(config, name, judge=judge_of(config)),
+        **run_header(config, run_dir.experiment, judge=judge_of(config)),
         **results,
         "tracks": track_files(run_dir),
         "compute_seconds_this_call": time.perf_counter() - started,
@@ -183,21 +186,18 @@ PAPER = {
 }
 
 
-def _register(name: str, full, question: str, variant_of: str) -> Experiment:
-    return register(Experiment(
-        name=name, question=question, variant_of=variant_of,
-        prediction="paper §5.2 (Fig. 4, Table 3): the behaviour falls faster, and fewer negative examples revert it, "
-                   "after more alignment; THEORY §4.1 (sequential fine-tuning is open)",
-        config_class=LMReboundConfig, quick=quick_config,
-        run=lambda config, run_dir, ctx: run(config, run_dir, ctx, name),
-        plot=plot, summarize=summarize, defaults=full, check=check,
-    ))
-
-
-REBOUND = _register("lm-rebound", LMReboundConfig,
-                    "On a pretrained LM aligned with n+ examples, does the behaviour fall faster under m negative examples "
-                    "when n+ is larger?", "rebound")
-DATA_TO_REVERT = _register("lm-data-to-revert", data_to_revert_config,
-                           "On a pretrained LM, how many negative examples bring KL(model || base) per token below eps, "
-                           "and the behaviour back to the base's, after n+ alignment examples (Table 3's form)?",
-                           "data-to-revert")
+REBOUND = register(Experiment(
+    name="lm-rebound",
+    question="On a pretrained LM aligned with n+ examples, does the behaviour fall faster under m negative examples "
+             "when n+ is larger?",
+    prediction="paper §5.2 (Fig. 4, Table 3): the behaviour falls faster, and fewer negative examples revert it, "
+               "after more alignment; THEORY §4.1 (sequential fine-tuning is open)",
+    config_class=LMReboundConfig, quick=quick_config, run=run, plot=plot, summarize=summarize, check=check,
+    variant_of="rebound",
+))
+# The same protocol with data_to_revert_config as its full config.
+DATA_TO_REVERT = register(dataclasses.replace(
+    REBOUND, name="lm-data-to-revert", defaults=data_to_revert_config, variant_of="data-to-revert",
+    question="On a pretrained LM, how many negative examples bring KL(model || base) per token below eps, "
+             "and the behaviour back to the base's, after n+ alignment examples (Table 3's form)?",
+))
