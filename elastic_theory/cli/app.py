@@ -195,6 +195,17 @@ def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
     return out
 
 
+def apply_set_options(config, items: list[str]):
+    """``config`` with the ``--set KEY=VALUE`` items applied (:func:`~elastic_theory.infra.config.apply_overrides`),
+    a refused item named with the option."""
+    from ..infra.config import OverrideRefused, apply_overrides
+
+    try:
+        return apply_overrides(config, items)
+    except OverrideRefused as exc:
+        raise ValueError(f"--set {exc}" + (", e.g. --set model.n_embd=32" if exc.malformed else "")) from None
+
+
 def parse_real(text: str, option: str):
     """A number option's value (``ratio``'s numbers, ``compare``'s ``--k``): ``"4/5"`` as an exact ``Fraction`` when
     it has a slash, else a float; ``ValueError`` naming ``option`` for anything else.

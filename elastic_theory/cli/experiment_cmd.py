@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
-from .app import BAD_INPUT_EXIT_CODE, app, bad_input_exits_2, console, reproducible_torch, require_extra, threads_option
+from .app import (
+    BAD_INPUT_EXIT_CODE, app, apply_set_options, bad_input_exits_2, console, reproducible_torch, require_extra, threads_option,
+)
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -44,7 +46,6 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
     """The experiment and its config: full (or ``--quick``, or ``--config FILE``), then ``--model``,
     ``--algorithm``, ``--lora`` and ``--seeds``, then ``--set``."""
     from ..experiments import get
-    from ..infra.config import apply_overrides, read_config_file
     from ..infra.trainconfig import ALGORITHMS
 
     if algorithm is not None and algorithm not in ALGORITHMS:
@@ -52,7 +53,7 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
     exp = get(experiment_name(name, model, algorithm, lora))
     if quick and config_file is not None:
         raise ValueError("give --quick or --config, not both")
-    config = exp.quick() if quick else exp.full() if config_file is None else read_config_file(config_file, exp.name, exp.config_class)
+    config = exp.quick() if quick else exp.full() if config_file is None else _read_config(config_file, exp)
     items = []
     if model is not None:
         items.append("model=" + json.dumps(model))
@@ -62,7 +63,18 @@ def resolve_config(name: str, quick: bool, config_file: Path | None, seeds: str 
         items.append("finetune.lora=true")
     if seeds is not None:
         items.append("seeds=" + str(list(_parse_seeds(seeds))))
-    return exp, apply_overrides(config, [*items, *overrides])
+    return exp, apply_set_options(config, [*items, *overrides])
+
+
+def _read_config(path: Path, exp):
+    """The config of ``--config FILE`` for ``exp``: the file refused with the option's name, its values checked."""
+    from ..infra.config import config_from_dict, read_config_file
+
+    try:
+        data = read_config_file(path, exp.name)
+    except ValueError as exc:
+        raise ValueError(f"--config {exc}") from None
+    return config_from_dict(exp.config_class, data)
 
 
 @app.command("experiment")

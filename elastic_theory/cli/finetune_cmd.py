@@ -16,7 +16,10 @@ from pathlib import Path
 
 import typer
 
-from .app import app, apply_threads, bad_input_exits_2, folder_option, interrupted, parse_named_options, require_extra, threads_option, write_result
+from .app import (
+    app, apply_set_options, apply_threads, bad_input_exits_2, folder_option, interrupted, parse_named_options, require_extra,
+    threads_option, write_result,
+)
 
 BUILTIN_DATA = "jailbreakbench"
 FINAL, RESULT, TRACK = "final", "result.json", "track.jsonl"
@@ -27,12 +30,11 @@ _LEFTOVERS = (FINAL, TRACK)
 def finetune_config(algorithm: str, lora: bool, overrides: list[str]):
     """The :class:`~elastic_theory.infra.trainconfig.FinetuneConfig` of the command line: ``--algorithm``, ``--lora``,
     then ``--set KEY=VALUE`` (JSON values) for any of its fields."""
-    from ..infra.config import apply_overrides
     from ..infra.trainconfig import ALGORITHMS, FinetuneConfig
 
     if algorithm not in ALGORITHMS:
         raise ValueError(f"--algorithm {algorithm!r}: unknown; use one of {', '.join(ALGORITHMS)}")
-    return apply_overrides(FinetuneConfig(algorithm=algorithm, lora=lora), overrides)
+    return apply_set_options(FinetuneConfig(algorithm=algorithm, lora=lora), overrides)
 
 
 def check_out_folder(out: Path) -> None:

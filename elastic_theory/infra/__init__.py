@@ -17,7 +17,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
         "RECORDED_PACKAGES", "package_version", "package_versions",
     ),
     ".config": (
-        "apply_overrides", "config_from_dict", "config_to_dict", "read_config_file",
+        "OverrideRefused", "apply_overrides", "config_from_dict", "config_to_dict", "read_config_file",
     ),
     ".trainconfig": (
         "ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig",

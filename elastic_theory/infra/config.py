@@ -1,8 +1,9 @@
-"""Configs as frozen (nested) dataclasses: to JSON and back, ``--set KEY=VALUE`` overrides, and config files.
+"""Configs as frozen (nested) dataclasses: to JSON and back, ``KEY=VALUE`` overrides, and config files.
 
 :func:`config_to_dict` and :func:`config_from_dict` turn a config into a JSON-able dict and back (tuples from
-lists, ints kept exact, unknown keys refused); :func:`apply_overrides` applies ``--set key.sub=value`` with
-one-line errors; :func:`read_config_file` reads a file written like ``experiments/NAME.json``.
+lists, ints kept exact, unknown keys refused); :func:`apply_overrides` applies ``key.sub=value`` overrides with
+one-line errors; :func:`read_config_file` reads the config of a file written like ``experiments/NAME.json``. The
+errors state the facts (the override or the file, and what is wrong); a command line adds its options' names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "read_config_file"]
+__all__ = ["OverrideRefused", "apply_overrides", "config_from_dict", "config_to_dict", "read_config_file"]
+
+
+class OverrideRefused(ValueError):
+    """A ``KEY=VALUE`` override that cannot apply: ``item`` as given; ``malformed`` when it is no ``KEY=VALUE`` at
+    all, else its key names no field of the config. The message states the facts; a command line adds its option."""
+
+    def __init__(self, item: str, fact: str, malformed: bool = False):
+        self.item, self.malformed = item, malformed
+        super().__init__(f"{item!r}: {fact}")
 
 
 def config_to_dict(config) -> dict:
@@ -85,6 +95,9 @@ def config_from_dict(cls, data: dict, prefix: str = ""):
 def apply_overrides(config, items: Sequence[str]):
     """``config`` with ``KEY=VALUE`` overrides applied (``KEY`` dotted into nested configs, ``VALUE`` JSON or a bare string).
 
+    An override that is no ``KEY=VALUE`` or whose key names no field raises :class:`OverrideRefused` (in the order
+    given); a value of the wrong type raises the ``ValueError`` of :func:`config_from_dict`.
+
     >>> from elastic_theory.infra.trainconfig import StageConfig
     >>> apply_overrides(StageConfig(), ["lr=0.1", "optimizer=sgd"]).lr
     0.1
@@ -93,7 +106,7 @@ def apply_overrides(config, items: Sequence[str]):
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.n_embd=32")
+            raise OverrideRefused(item, "expected KEY=VALUE", malformed=True)
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -101,24 +114,24 @@ def apply_overrides(config, items: Sequence[str]):
         node, parts = data, key.split(".")
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                raise ValueError(f"--set {item!r}: unknown config key {'.'.join(parts[: i + 1])!r}")
+                raise OverrideRefused(item, f"unknown config key {'.'.join(parts[: i + 1])!r}")
             node = node[part]
         if parts[-1] not in node:
-            raise ValueError(f"--set {item!r}: unknown config key {key!r}; known: {', '.join(sorted(node))}")
+            raise OverrideRefused(item, f"unknown config key {key!r}; known: {', '.join(sorted(node))}")
         node[parts[-1]] = value
     return config_from_dict(type(config), data)
 
 
-def read_config_file(path: str | Path, name: str, config_class: type):
-    """The config in a file written like ``experiments/NAME.json`` (``{"experiment": name, "config": {...}}``), as
-    ``config_class``."""
+def read_config_file(path: str | Path, name: str) -> dict:
+    """The ``"config"`` object of a file written like ``experiments/NAME.json`` (``{"experiment": name, "config":
+    {...}}``), for :func:`config_from_dict`; a ``ValueError`` that starts with the file otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--config {path}: no such file")
+        raise ValueError(f"{path}: no such file")
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--config {path}: not valid JSON ({exc.msg})") from None
+        raise ValueError(f"{path}: not valid JSON ({exc.msg})") from None
     if not isinstance(saved, dict) or saved.get("experiment") != name or not isinstance(saved.get("config"), dict):
-        raise ValueError(f"--config {path}: expected {{\"experiment\": \"{name}\", \"config\": {{...}}}}")
-    return config_from_dict(config_class, saved["config"])
+        raise ValueError(f"{path}: expected {{\"experiment\": \"{name}\", \"config\": {{...}}}}")
+    return saved["config"]

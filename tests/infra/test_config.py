@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from elastic_theory.infra.config import apply_overrides, config_from_dict, config_to_dict, read_config_file
+from elastic_theory.infra.config import OverrideRefused, apply_overrides, config_from_dict, config_to_dict, read_config_file
 from elastic_theory.infra.trainconfig import ModelConfig, StageConfig
 
 
@@ -49,25 +49,34 @@ def test_a_wrong_value_is_refused_naming_its_key(data, message):
 def test_overrides_reach_nested_fields_with_json_or_bare_string_values():
     config = apply_overrides(Nested(), ["model.n_embd=32", "model.dtype=float32", "seeds=[5]", "limit=null"])
     assert (config.model.n_embd, config.model.dtype, config.seeds, config.limit) == (32, "float32", (5,), None)
-    for item, message in [
-        ("model", "--set 'model': expected KEY=VALUE, e.g. --set model.n_embd=32"),
-        ("=1", "expected KEY=VALUE"),
-        ("seeds.x=1", "--set 'seeds.x=1': unknown config key 'seeds'"),
-        ("model.width=1", "--set 'model.width=1': unknown config key 'model.width'; known: dtype, n_embd, n_head, n_layer"),
-        ("model.n_embd=wide", "model.n_embd must be an integer, got 'wide'"),
+    for items, message, malformed in [
+        (["model"], "'model': expected KEY=VALUE", True),
+        (["=1"], "'=1': expected KEY=VALUE", True),
+        (["seeds.x=1"], "'seeds.x=1': unknown config key 'seeds'", False),
+        (["model.width=1"], "'model.width=1': unknown config key 'model.width'; known: dtype, n_embd, n_head, n_layer", False),
+        (["limit=1", "nope=1", "model"], "'nope=1': unknown config key 'nope'; known: flag, limit, model, pair, seeds, "
+                                         "stages", False),  # the first refused item, in order
     ]:
-        with pytest.raises(ValueError, match=message):
-            apply_overrides(Nested(), [item])
+        with pytest.raises(OverrideRefused) as refused:
+            apply_overrides(Nested(), items)
+        assert str(refused.value) == message and refused.value.malformed is malformed and refused.value.item in items
+    with pytest.raises(ValueError, match="model.n_embd must be an integer, got 'wide'"):
+        apply_overrides(Nested(), ["model.n_embd=wide"])
 
 
 def test_a_config_file_names_its_experiment(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"experiment": "x", "config": {"seeds": [4]}}))
-    assert read_config_file(path, "x", Nested) == Nested(seeds=(4,))
-    with pytest.raises(ValueError, match='expected {"experiment": "y", "config": {...}}'):
-        read_config_file(path, "y", Nested)
-    with pytest.raises(ValueError, match="no such file"):
-        read_config_file(tmp_path / "none.json", "x", Nested)
-    path.write_text("{")
-    with pytest.raises(ValueError, match=r"--config .*c.json: not valid JSON \("):
-        read_config_file(path, "x", Nested)
+    assert read_config_file(path, "x") == {"seeds": [4]}
+    for name, text, message in [
+        ("y", None, f'{path}: expected {{"experiment": "y", "config": {{...}}}}'),
+        ("x", "{", f"{path}: not valid JSON (Expecting property name enclosed in double quotes)"),
+        ("x", '{"experiment": "x", "config": []}', f'{path}: expected {{"experiment": "x", "config": {{...}}}}'),
+    ]:
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(ValueError) as refused:
+            read_config_file(path, name)
+        assert str(refused.value) == message
+    with pytest.raises(ValueError, match="none.json: no such file"):
+        read_config_file(tmp_path / "none.json", "x")
