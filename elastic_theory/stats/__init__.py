@@ -10,7 +10,8 @@ from .. import lazy_exports
 #: The module that provides each public name.
 EXPORTS: dict[str, tuple[str, ...]] = {
     ".seedstats": (
-        "SeedInterval", "error_bars", "format_interval", "paired_difference", "saved_number", "seed_interval",
+        "INTERVAL_SCALES", "SeedInterval", "error_bars", "format_interval", "interval_coverage", "interval_note", "paired_difference",
+        "saved_number", "seed_interval",
     ),
     ".comparison": (
         "Comparison", "DatasetScores", "RateChange", "RatioEstimate", "compare_rates", "fieller_interval",
