@@ -23,7 +23,7 @@ CORE_MODULES = ("theory.tree", "theory.sequences", "theory.enumeration", "theory
                 "theory.symbolic", "theory.highprec", "theory.pareto", "claims", "testing", "data.builtin_text", "cli",
                 "stats.comparison", "data.corpora", "data.synthetic", "infra.rundir", "infra.trainconfig", "experiments",
                 "experiments.synthetic.joint_ratio", "experiments.synthetic.sequential_ratio", "stats.behaviour",
-                "stats.twophase", "stats.phases", "stats.phase_order", "stats.seedstats", "stats.entropy_matching", "experiments.synthetic.resistance",
+                "stats.twophase", "stats.phases", "stats.phase_order", "stats.phase_claim", "stats.seedstats", "stats.entropy_matching", "experiments.synthetic.resistance",
                 "experiments.synthetic.rebound", "experiments.synthetic.scaling", "theory.units",
                 "theory.elasticity.closed_forms", "theory.elasticity.hooke", "theory.elasticity.precision",
                 "theory.elasticity.perturbation", "theory.elasticity.inverse_alignment", "theory.pareto.masses",

@@ -1,4 +1,4 @@
-"""Statistics over seeds and documents: seed intervals, the paired bootstrap and Fieller, two-phase fits, phase fits (1-3 phases by BIC) and the phase-order test, behaviour curves, the entropy-matched resistance statistic.
+"""Statistics over seeds and documents: seed intervals, the paired bootstrap and Fieller, two-phase fits, phase fits (1-3 phases by BIC), the phase-order test and its two-grid claim, behaviour curves, the entropy-matched resistance statistic.
 
 Every name below imports from here (``from elastic_theory.stats import ...``) and loads its module on first use.
 """
@@ -26,6 +26,10 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ".phase_order": (
         "FDRAdjustment", "OrderCalibration", "PhaseOrderTest", "SteepestDrop", "benjamini_hochberg",
         "calibrate_order_test", "noise_sd", "phase_order_test", "steepest_drop",
+    ),
+    ".phase_claim": (
+        "ClaimCalibration", "CurveOrder", "GridOrder", "calibrate_claims", "claim", "claim_orders", "every_other",
+        "max_phases", "order_on_grids",
     ),
     ".behaviour": (
         "SCALES", "BehaviourScore", "DropComparison", "behaviour_score", "compare_drops", "data_to_revert",

@@ -26,7 +26,7 @@ TINY = dict(
 
 def _tiny_rebound(**kw):
     return rebound.ReboundConfig(**TINY, align_amounts=(8, 64), perturb_amounts=(8, 16, 32, 64, 128),
-                                 n_bootstrap=9, **kw)
+                                 calibration_curves=10, **kw)
 
 
 def _run(exp, cfg, folder):
@@ -46,7 +46,7 @@ def test_rebound_tiny(tmp_path):
     unit = json.loads((tmp_path / "r" / "units" / "seed=0.json").read_text())
     for p in unit["curves"]["64"]:
         assert p["log_odds"] == pytest.approx(float(logit(p["probability"])), rel=1e-12)
-    assert set(res["two_phase"]["8"]) == {"probability", "log_odds"}
+    assert set(res["phases"]["by_align"]["8"]) == {"probability", "log_odds"}
     # the pre-trained model is its own reference: KL exactly 0 (not another model's outputs, e.g. the aligned one's)
     assert unit["pretrained"]["kl_to_pretrained_bits"] == 0.0
     # first drop compared as large minus small n+, per seed (not small minus large, not unpaired means of scores)

@@ -16,28 +16,39 @@ sequences would be dominated by the prompt marginal, which fine-tuning on :math:
 alone shifts by up to :math:`\log_2(1/w_2)`). The world's answers are random sequences, so nothing carries
 over to unseen prompts: the score averages over all prompts of the world, not held-out ones.
 
-Analysis: the two-phase fit of each curve in :math:`\ln n_-` (:mod:`elastic_theory.stats.twophase`,
-pooled over seeds, breakpoint with its profile interval, bootstrap test against one line); the
-drop over the first :math:`n_-`, the drop per e-fold of :math:`n_-` over the whole grid (one line)
-and in the steeper of the two phases (the paper's fast phase comes first; which one is steeper is
-measured, not assumed), compared per seed between the smallest and largest :math:`n_+` on both scales (:func:`~elastic_theory.stats.behaviour.compare_drops`); and the
-data to revert, the :math:`n_-` at which :math:`KL(p \| p_0) \le \varepsilon` (Table 3's form), and
-the :math:`n_-` at which the score first falls back to the pre-trained model's (both interpolated
-linearly between grid points; in log KL for the former).
+Analysis, per curve (alignment amount :math:`n_+` x scale, the seeds' points pooled): the phase fits of
+:mod:`elastic_theory.stats.phase_claim` in :math:`t = \ln(1 + n_-)`, so the aligned model (:math:`n_- = 0`) is the
+curve's first point (:math:`\ln(1 + n)` differs from :math:`\ln n` by less than :math:`1/n`, under 0.016 from
+:math:`n_- = 64` on, so slopes stay drops per e-fold of data): 1, 2 and 3 phases with free knots, the number chosen
+by BIC with its bootstrap stability, on the full grid and on every other amount; the order test of the chosen fit
+(``n_resamples`` resamples of whole seed curves), Benjamini-Hochberg over every curve and grid of the run at
+``fdr_q``, and an order claimed only when both grids choose the same one and both adjusted p-values pass. The
+claim rule's size (straight lines) and power (the paper's fast-then-slow shape with the curve's own overall drop
+and noise) are simulated on the run's design (``calibration_curves`` curves each). The steepest phase's drop per
+e-fold is the bootstrap bias-corrected one (:func:`~elastic_theory.stats.phase_order.steepest_drop`), per curve;
+the paired per-seed comparison of a steeper phase is not made (one seed's curve cannot carry the choice of phases,
+docs/phases.md). Compared per seed between the smallest and largest :math:`n_+` on both scales
+(:func:`~elastic_theory.stats.behaviour.compare_drops`): the drop over the first :math:`n_-` and the drop per e-fold
+of :math:`1 + n_-` of one line over the grid (:math:`n_- = 0` included). Data to revert: the :math:`n_-` at which
+:math:`KL(p \| p_0) \le \varepsilon` (Table 3's form), and the :math:`n_-` at which the score first falls back to the
+pre-trained model's (both interpolated linearly between grid points; in log KL for the former).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...stats.behaviour import SCALES, compare_drops, data_to_revert, first_crossing
+from ..._validation import check_count
 from ...infra.rundir import RunDir
+from ...stats.behaviour import SCALES, compare_drops, data_to_revert, first_crossing
+from ...stats.phase_claim import calibrate_claims, claim_orders, every_other, order_on_grids
+from ...stats.phases import fit_phases
 from ...stats.seedstats import error_bars, format_interval, seed_interval
-from ...stats.twophase import fit_two_phase, hinge
 from .. import Context, Experiment, register
 from ._sequential import SequentialSetup, run_experiment
 
@@ -54,12 +65,15 @@ PAPER = {
 
 @dataclass(frozen=True)
 class ReboundConfig(SequentialSetup):
-    """Alignment amounts x perturbation amounts (examples; multiples of ``batch_size``), KL threshold ``eps_bits``."""
+    """Alignment amounts x perturbation amounts (examples; multiples of ``batch_size``), KL threshold ``eps_bits``;
+    the phase analysis's resamples per test, false discovery rate and simulated curves per calibration."""
 
     align_amounts: tuple[int, ...] = (256, 1024, 4096)
     perturb_amounts: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096)
     eps_bits: float = 0.01
-    n_bootstrap: int = 99
+    n_resamples: int = 999
+    fdr_q: float = 0.05
+    calibration_curves: int = 200
 
     def __post_init__(self):
         super().__post_init__()
@@ -67,12 +81,18 @@ class ReboundConfig(SequentialSetup):
         self.check_amounts("perturb_amounts", self.perturb_amounts, 5)
         if not (isinstance(self.eps_bits, (int, float)) and self.eps_bits > 0):
             raise ValueError(f"eps_bits must be > 0 (the KL threshold of 'data to revert'), got {self.eps_bits!r}")
+        check_count(self.n_resamples, "n_resamples", 1)
+        check_count(self.calibration_curves, "calibration_curves", 1)
+        if not (isinstance(self.fdr_q, (int, float)) and 0 < self.fdr_q < 1):
+            raise ValueError(f"fdr_q (the false discovery rate of the phase-order claims) must be in (0, 1), "
+                             f"got {self.fdr_q!r}")
 
 
 def quick_config() -> ReboundConfig:
-    """Three seeds, a shorter pre-training and grid: about 1.5 CPU minutes."""
+    """Three seeds, a shorter pre-training and grid, 100 curves per calibration: about 1.5 CPU minutes."""
     return ReboundConfig(pretrain=dataclasses.replace(ReboundConfig.pretrain, steps=400), seeds=(0, 1, 2),
-                         align_amounts=(256, 4096), perturb_amounts=(64, 128, 256, 512, 1024, 2048))
+                         align_amounts=(256, 4096), perturb_amounts=(64, 128, 256, 512, 1024, 2048),
+                         calibration_curves=100)
 
 
 def measure_seed(config: ReboundConfig, seed: int, state_path=None, device: str = "cpu") -> dict:
@@ -99,79 +119,104 @@ def _first_drop(curve: list[dict], scale: str) -> float:
     return curve[0][scale] - curve[1][scale]
 
 
-def analyse(config: ReboundConfig, units: list[dict]) -> dict:
-    """Seed intervals of every curve point, two-phase fits, the paired drop comparison and data to revert."""
-    rng = np.random.default_rng(0)
-    aligns = [str(n) for n in sorted(set(config.align_amounts))]
-    amounts = [0, *sorted(set(config.perturb_amounts))]
-    curves, fits, revert = {}, {}, {}
-    speeds = {m: {a: {s: [] for s in SCALES} for a in aligns} for m in ("overall", "steepest")}
+def _line_drop(curve: list[dict], scale: str) -> float:
+    """One seed's drop per e-fold of 1 + n-: minus the slope of one line in ln(1 + n-) over the grid, n- = 0 included."""
+    return -fit_phases([p["amount"] for p in curve], [p[scale] for p in curve], 1).slopes[0]
+
+
+def _phases(config: ReboundConfig, units: list[dict], aligns: list[str], rng: np.random.Generator) -> dict:
+    """Per n+ and scale: both grids' phase choice and order test, the BH-adjusted claim, the bias-corrected steepest
+    drop and the claim rule's size and power on the run's design (module docstring)."""
+    orders = {}
     for a in aligns:
         per_seed = [u["curves"][a] for u in units]
-        curves[a] = [
-            {"perturb_amount": n, **{key: seed_interval([c[i][key] for c in per_seed]).as_dict()
-                                     for key in (*SCALES, "kl_to_pretrained_bits")}}
-            for i, n in enumerate(amounts)
-        ]
-        fits[a] = {}
+        x = [p["amount"] for c in per_seed for p in c]
+        seed = [i for i, c in enumerate(per_seed) for _ in c]
         for scale in SCALES:
-            x = np.array([p["amount"] for c in per_seed for p in c[1:]], dtype=float)
-            y = np.array([p[scale] for c in per_seed for p in c[1:]])
-            fits[a][scale] = fit_two_phase(x, y, n_bootstrap=config.n_bootstrap, rng=rng).as_dict()
-            for c in per_seed:
-                f = fit_two_phase([p["amount"] for p in c[1:]], [p[scale] for p in c[1:]])
-                speeds["overall"][a][scale].append(-f.line_slope)
-                speeds["steepest"][a][scale].append(max(-f.slope_before, -f.slope_after))
-            for m in speeds:
-                fits[a][scale][f"{m}_drop_per_efold"] = seed_interval(speeds[m][a][scale]).as_dict()
-        values = [data_to_revert(amounts, [p["kl_to_pretrained_bits"] for p in c], config.eps_bits) for c in per_seed]
-        finite = [v for v in values if np.isfinite(v)]
-        back = [first_crossing(amounts, [p["probability"] for p in c], u["pretrained"]["probability"])
-                for c, u in zip(per_seed, units)]
-        revert[a] = {
-            "to_pretrained_score": {"per_seed": back, "interval": seed_interval(back).as_dict()
-                                    if np.isfinite(back).all() else None},
-            "per_seed": values,
-            "reached_in": f"{len(finite)}/{len(values)} seeds",
-            "interval": seed_interval(finite).as_dict() if len(finite) == len(values) else None,
-            "min_kl_bits": seed_interval([min(p["kl_to_pretrained_bits"] for p in c[1:]) for c in per_seed]).as_dict(),
-        }
+            y = [p[scale] for c in per_seed for p in c]
+            orders[a, scale] = order_on_grids(x, y, groups=seed, n_resamples=config.n_resamples, rng=rng)
+    claims, family = claim_orders(list(orders.values()), config.fdr_q)
+    amounts = [0, *sorted(set(config.perturb_amounts))]
+    size, out = None, {a: {} for a in aligns}
+    for (a, scale), c, verdict in zip(orders, orders.values(), claims):
+        cal = calibrate_claims(amounts, seeds=len(units), sigma=c.noise_sd, drop=c.line_drop, q=config.fdr_q,
+                               family=family, n_curves=config.calibration_curves, n_resamples=config.n_resamples,
+                               rng=rng, size=size)
+        size = (cal.size, cal.size_ci)
+        out[a][scale] = {**{name: g.as_dict() for name, g in c.grids.items()}, **verdict,
+                         "steepest_drop": c.steepest.as_dict(), "line_drop_per_efold": c.line_drop,
+                         "noise_sd": c.noise_sd, "calibration": cal.as_dict()}
+    summary = {"q": config.fdr_q, "family": family, "n_resamples": config.n_resamples,
+               "grids": {"full": amounts, "every_other": list(every_other(amounts))},
+               "size": size[0], "size_ci": list(size[1]), "calibration_curves": config.calibration_curves,
+               "claims": dict(Counter(v["claim"] for v in claims))}
+    return {"by_align": out, **summary}
+
+
+def _revert(config: ReboundConfig, units: list[dict], a: str, amounts: list[int]) -> dict:
+    per_seed = [u["curves"][a] for u in units]
+    values = [data_to_revert(amounts, [p["kl_to_pretrained_bits"] for p in c], config.eps_bits) for c in per_seed]
+    finite = [v for v in values if np.isfinite(v)]
+    back = [first_crossing(amounts, [p["probability"] for p in c], u["pretrained"]["probability"])
+            for c, u in zip(per_seed, units)]
+    return {
+        "to_pretrained_score": {"per_seed": back, "interval": seed_interval(back).as_dict()
+                                if np.isfinite(back).all() else None},
+        "per_seed": values,
+        "reached_in": f"{len(finite)}/{len(values)} seeds",
+        "interval": seed_interval(finite).as_dict() if len(finite) == len(values) else None,
+        "min_kl_bits": seed_interval([min(p["kl_to_pretrained_bits"] for p in c[1:]) for c in per_seed]).as_dict(),
+    }
+
+
+def analyse(config: ReboundConfig, units: list[dict]) -> dict:
+    """Seed intervals of every curve point, the phase analysis, the paired drop comparison and data to revert."""
+    aligns = [str(n) for n in sorted(set(config.align_amounts))]
+    amounts = [0, *sorted(set(config.perturb_amounts))]
+    curves = {a: [{"perturb_amount": n, **{key: seed_interval([u["curves"][a][i][key] for u in units]).as_dict()
+                                          for key in (*SCALES, "kl_to_pretrained_bits")}}
+                  for i, n in enumerate(amounts)] for a in aligns}
     small, large = aligns[0], aligns[-1]
     by_seed = {a: [u["curves"][a] for u in units] for a in (small, large)}
     first = compare_drops(*({s: [_first_drop(c, s) for c in by_seed[a]] for s in SCALES} for a in (small, large)))
-    overall = compare_drops(speeds["overall"][small], speeds["overall"][large])
-    steepest = compare_drops(speeds["steepest"][small], speeds["steepest"][large])
+    line = compare_drops(*({s: [_line_drop(c, s) for c in by_seed[a]] for s in SCALES} for a in (small, large)))
     return {
         "experiment": NAME,
         "seeds": [u["seed"] for u in units],
         "pretrained": {key: seed_interval([u["pretrained"][key] for u in units]).as_dict() for key in SCALES},
         "curves": curves,
-        "two_phase": fits,
+        "phases": _phases(config, units, aligns, np.random.default_rng(0)),
         "drop_comparison": {"align_small": int(small), "align_large": int(large),
-                            "first_drop": first.as_dict(), "overall_slope": overall.as_dict(),
-                            "steepest_phase_slope": steepest.as_dict()},
-        "data_to_revert": {"eps_bits": config.eps_bits, "by_align": revert},
+                            "first_drop": first.as_dict(), "overall_slope": line.as_dict()},
+        "data_to_revert": {"eps_bits": config.eps_bits,
+                           "by_align": {a: _revert(config, units, a, amounts) for a in aligns}},
         "paper": PAPER,
     }
 
 
+def _fitted(fit: dict, amounts: np.ndarray) -> np.ndarray:
+    """A chosen phase fit (its ``as_dict``) at ``amounts``: continuous, slopes per e-fold of 1 + n, knots in ln(1 + n)."""
+    t, b = np.log1p(amounts), fit["slopes"]
+    return fit["intercept"] + b[0] * t + sum((b[j + 1] - b[j]) * np.maximum(t - k, 0.0)
+                                             for j, k in enumerate(fit["knots"]))
+
+
 def plot(results: dict, folder: Path) -> list[Path]:
-    """``rebound.png``: score (probability, log-odds) and answer KL to the pre-trained model against negative data."""
+    """``rebound.png``: score (probability, log-odds) and answer KL to the pre-trained model against 1 + n-, with the
+    chosen phase fit of each score curve (full grid)."""
     from .._plotting import figure, save_figure
 
     fig, axes = figure(3, width=5.0, height=4.2)
     for a, curve in results["curves"].items():
-        x = np.array([p["perturb_amount"] for p in curve[1:]], dtype=float)
+        x = np.array([p["perturb_amount"] for p in curve], dtype=float)
         for ax, key in zip(axes, (*SCALES, "kl_to_pretrained_bits")):
-            m, err = error_bars([p[key] for p in curve[1:]])
-            line, = ax.plot(x, m, "o", label=f"n+ = {a}")
-            ax.fill_between(x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
-            ax.axhline(float(curve[0][key]["mean"]), color=line.get_color(), ls=":", lw=1)
+            m, err = error_bars([p[key] for p in curve])
+            line, = ax.plot(1 + x, m, "o", label=f"n+ = {a}")
+            ax.fill_between(1 + x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
             if key in SCALES:
-                f = results["two_phase"][a][key]
-                xs = np.geomspace(x.min(), x.max(), 100)
-                ax.plot(xs, hinge(xs, f["intercept"], f["slope_before"], f["slope_after"], f["breakpoint_log"]),
-                        color=line.get_color(), lw=1)
+                g = results["phases"]["by_align"][a][key]["full"]["selection"]
+                grid = np.geomspace(1, 1 + x.max(), 200) - 1
+                ax.plot(1 + grid, _fitted(g["fits"][g["phases"] - 1], grid), color=line.get_color(), lw=1)
     for ax, key in zip(axes[:2], SCALES):
         ax.axhline(float(results["pretrained"][key]["mean"]), color="k", ls="--", lw=1, label="pre-trained")
     axes[2].axhline(results["data_to_revert"]["eps_bits"], color="k", ls="--", lw=1, label="eps")
@@ -179,36 +224,66 @@ def plot(results: dict, folder: Path) -> list[Path]:
     for ax, title in zip(axes, ("P(aligned answer | prompt)", "log-odds of it (nats)",
                                 "KL(answers || pre-trained answers), bits")):
         ax.set_xscale("log")
-        ax.set_xlabel("negative examples n-")
+        ax.set_xlabel("1 + negative examples n-")
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Rebound: dotted = after alignment (n- = 0); lines = two-phase fits; bands = 95% over seeds", fontsize=9)
+    fig.suptitle("Rebound: lines = phase fits chosen by BIC (in ln(1 + n-)); bands = 95% over seeds", fontsize=9)
     return [save_figure(fig, Path(folder) / "rebound.png")]
 
 
+def _grid_cells(f: dict) -> list[str]:
+    """Phases [stability], order and BH-adjusted p of both grids, the full grid's drops and knots."""
+    full, sub = f["full"], f["every_other"]
+    best = full["selection"]["fits"][full["selection"]["phases"] - 1]
+
+    def order(g: dict, name: str) -> str:
+        s = g["selection"]
+        p = f["p_adjusted"][name]
+        return (f"{s['phases']} [{s['stability']:.2f}] {s['pattern']}" + ("" if p is None else f", p {p:.3g}"))
+
+    drops = ", ".join(f"{d:.3g}" for d in best["drops"])
+    knots = ", ".join(f"{k:.0f}" for k in best["knot_amounts"]) or "-"
+    return [order(full, "full"), order(sub, "every_other"), drops, knots]
+
+
+def _power(cal: dict) -> str:
+    if cal["power_low"] is None:
+        return "undefined"
+    return f"{cal['power_low']:.2f} - {cal['power_high']:.2f}"
+
+
 def summarize(results: dict) -> str:
-    """Markdown: the drop comparison on both scales, the two-phase fits, and data to revert."""
-    d = results["drop_comparison"]
+    """Markdown: the drop comparison on both scales, the phase analysis with its calibration, and data to revert."""
+    d, ph = results["drop_comparison"], results["phases"]
     lines = [f"rebound: seeds {results['seeds']}; pre-trained score {format_interval(results['pretrained']['probability'])} "
              f"(log-odds {format_interval(results['pretrained']['log_odds'])}); 95% t-intervals over seeds", "",
              f"| drop measure (n+ = {d['align_large']} minus n+ = {d['align_small']}, per seed) | probability | log-odds | verdict |",
              "|---|---|---|---|"]
     for key, label in (("first_drop", "drop over the first n- step"),
-                       ("overall_slope", "drop per e-fold of n-, one line over the grid"),
-                       ("steepest_phase_slope", "drop per e-fold of n-, steeper of the two phases")):
+                       ("overall_slope", "drop per e-fold of 1 + n-, one line over the grid (n- = 0 included)")):
         c = d[key]
         lines.append(f"| {label} | {format_interval(c['difference']['probability'])} | {format_interval(c['difference']['log_odds'])} | {c['verdict']} |")
-    lines += ["", "| n+ | scale | score at n- = 0 | breakpoint n- [95% CI] | slope before / after | p(one line) | "
-              "n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |", "|---|---|---|---|---|---|---|---|---|"]
-    for a, fits in results["two_phase"].items():
-        r = results["data_to_revert"]["by_align"][a]
-        for scale, f in fits.items():
-            ci = f"{f['breakpoint']:.0f} [{f['ci'][0]:.0f}, {f['ci'][1]:.0f}]" + (" (censored)" if f["ci_censored"] else "")
-            revert = format_interval(r["interval"]) if r["interval"] else f"not reached ({r['reached_in']})"
-            lines.append(f"| {a} | {scale} | {format_interval(results['curves'][a][0][scale])} | {ci} | "
-                         f"{f['slope_before']:.3g} / {f['slope_after']:.3g} | {f['p_two_phase']:.3g} | "
-                         f"{format_interval(r['to_pretrained_score']['interval'])} | {revert} | "
-                         f"{format_interval(r['min_kl_bits'])} |")
+    lines += ["", f"phases in ln(1 + n-), seeds pooled: full grid n- = {ph['grids']['full']}, every other "
+              f"{ph['grids']['every_other']}; phases chosen by BIC [bootstrap stability], chosen fit's order, "
+              f"Benjamini-Hochberg p over the {ph['family']} tests of the run ({ph['n_resamples']} resamples each); "
+              f"claimed when both grids agree at q = {ph['q']}. Size of the claim rule (straight lines, this design, "
+              f"{ph['calibration_curves']} curves): {ph['size']:.3g} [{ph['size_ci'][0]:.3g}, {ph['size_ci'][1]:.3g}]; "
+              "power: claims of a fast-then-slow curve (drops 1.5d, 0.5d, knot mid-grid, d and noise sd this curve's) "
+              "at q/m - at q (BH lies between)", "",
+              "| n+ | scale | full grid | every other | drops per e-fold (full) | knots n- | claim | "
+              "steepest drop, bias-corrected (raw) | noise sd | power |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, by_scale in ph["by_align"].items():
+        for scale, f in by_scale.items():
+            s = f["steepest_drop"]
+            lines.append(f"| {a} | {scale} | " + " | ".join(_grid_cells(f)) + f" | {f['claim']} | "
+                         f"{s['corrected']:.3g} ({s['estimate']:.3g}) | {f['noise_sd']:.3g} | {_power(f['calibration'])} |")
+    lines += ["", "| n+ | score at n- = 0 | n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |",
+              "|---|---|---|---|---|"]
+    for a, r in results["data_to_revert"]["by_align"].items():
+        revert = format_interval(r["interval"]) if r["interval"] else f"not reached ({r['reached_in']})"
+        lines.append(f"| {a} | {format_interval(results['curves'][a][0]['probability'])} | "
+                     f"{format_interval(r['to_pretrained_score']['interval'])} | {revert} | "
+                     f"{format_interval(r['min_kl_bits'])} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,97 @@
+"""The rebound experiment's phase analysis on curves of known shape (no training: the units are constructed).
+
+A three-phase fall (slow, fast, slow, knots between grid points) must come back as three phases with its knots and
+be claimed as ``slow-fast-slow``; a straight line must not be claimed. Each test names the wrong implementation it
+kills.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import false_discovery_control
+
+from elastic_theory.experiments.synthetic.rebound import ReboundConfig, analyse, summarize
+
+PERTURB = (64, 128, 256, 512, 1024, 2048, 4096)
+AMOUNTS = np.array([0, *PERTURB], dtype=float)
+SEEDS = (0, 1, 2, 3, 4)
+KNOTS = (180.0, 1450.0)  # inside the gaps (128, 256) and (1024, 2048) in ln(1 + n), 0.33-0.36 from every grid point
+SIGMA = 0.01  # noise sd of each point on the probability scale (log-odds: 4 x, with 4 x the slopes)
+CONFIG = ReboundConfig(align_amounts=(256, 4096), perturb_amounts=PERTURB, seeds=SEEDS, calibration_curves=5)
+
+
+def bent(slopes, knots=KNOTS, start=0.8):
+    """Continuous piecewise-linear in t = ln(1 + n): ``slopes`` per phase, ``knots`` in data units."""
+    t = np.log1p(AMOUNTS)
+    y = start + slopes[0] * t
+    for j, k in enumerate(np.log1p(knots)):
+        y = y + (slopes[j + 1] - slopes[j]) * np.maximum(t - k, 0.0)
+    return y
+
+
+def units(probability: np.ndarray, seed: int) -> list[dict]:
+    """Five seeds' units of both alignment amounts: ``probability`` (and 4 x it as log-odds) plus Gaussian noise;
+    the scales are independent curves here (the analysis fits each on its own)."""
+    rng = np.random.default_rng(seed)
+    kl = 1.0 / (1.0 + AMOUNTS / 100.0)
+    out = []
+    for s in SEEDS:
+        curves = {}
+        for a in ("256", "4096"):
+            p = probability + SIGMA * rng.standard_normal(AMOUNTS.size)
+            lo = 4 * probability + 4 * SIGMA * rng.standard_normal(AMOUNTS.size)
+            curves[a] = [{"amount": int(n), "probability": float(p[i]), "log_odds": float(lo[i]),
+                          "kl_to_pretrained_bits": float(kl[i])} for i, n in enumerate(AMOUNTS)]
+        out.append({"seed": s, "pretrained": {"probability": 0.35, "log_odds": -0.6, "kl_to_pretrained_bits": 0.0},
+                    "curves": curves})
+    return out
+
+
+def test_a_three_phase_fall_is_found_with_its_knots_and_claimed():
+    """Drops 0.03, 0.25, 0.03 per e-fold, knots n- = 180 and 1450, noise sd 0.01, 5 seeds.
+
+    Knot tolerance, in t = ln(1 + n): a knot is where the lines of two adjacent phases cross; each line's fitted value
+    at the knot, inside its data, has an error of sd at most one point's, sigma, so the crossing moves with sd at most
+    sqrt(2) sigma / |slope change| = 0.064 (0.22 change); 4 sd = 0.257. Knots on grid points only (0.33-0.36 away)
+    fail it, and so does an axis other than ln(1 + n) (knots read back in data units would move).
+
+    Kills: a two-phase hinge (3 phases never chosen); n- = 0 left out (the fit's n would be 35, not 40); knots on the
+    grid; a claim rule that never claims (the line test alone would pass it); fewer than 999 resamples."""
+    res = analyse(CONFIG, units(bent((-0.03, -0.25, -0.03)), seed=1))
+    tol = 4 * math.sqrt(2) * SIGMA / 0.22
+    for a in ("256", "4096"):
+        for scale in ("probability", "log_odds"):
+            f = res["phases"]["by_align"][a][scale]
+            sel = f["full"]["selection"]
+            best = sel["fits"][sel["phases"] - 1]
+            assert sel["phases"] == 3 and best["n"] == AMOUNTS.size * len(SEEDS), (a, scale, sel["phases"])
+            assert np.abs(np.array(best["knots"]) - np.log1p(KNOTS)).max() < tol, (a, scale, best["knot_amounts"])
+            assert f["full"]["test"]["n_resamples"] == 999 and f["full"]["test"]["p_value"] == pytest.approx(1e-3)
+            assert f["claim"] == "slow-fast-slow", (a, scale, f)
+            # the steepest phase is the middle one: 0.25 (x 4 in log-odds) within 4 of its bootstrap se
+            s = f["steepest_drop"]
+            assert abs(s["corrected"] - 0.25 * (4 if scale == "log_odds" else 1)) < 4 * s["se"] + 1e-3
+    assert res["phases"]["claims"] == {"slow-fast-slow": 4} and res["phases"]["family"] == 8
+
+
+def test_a_straight_line_is_not_claimed_and_the_p_values_are_one_bh_family():
+    """A straight fall (0.1 per e-fold) on both scales: no curve claims an order.
+
+    Kills: a claim from the chosen fit's shape without a p-value or a second grid; p-values adjusted per curve or
+    per grid instead of over the run's 8 tests (checked against scipy's Benjamini-Hochberg); a calibration missing
+    from the results or its size outside [0, 1]."""
+    res = analyse(CONFIG, units(bent((-0.1,), knots=()), seed=2))
+    ph = res["phases"]
+    entries = [f for by_scale in ph["by_align"].values() for f in by_scale.values()]
+    assert all(f["claim"] == "no order" for f in entries), [f["claim"] for f in entries]
+    raw = [f[g]["test"]["p_value"] for f in entries for g in ("full", "every_other")]
+    adjusted = [f["p_adjusted"][g] for f in entries for g in ("full", "every_other")]
+    assert adjusted == pytest.approx(list(false_discovery_control(raw, method="bh")), rel=1e-12)
+    assert 0 <= ph["size"] <= ph["size_ci"][1] <= 1 and ph["calibration_curves"] == 5
+    for f in entries:
+        cal = f["calibration"]
+        assert cal["size"] == ph["size"] and cal["family"] == 8 and cal["sigma"] == pytest.approx(f["noise_sd"])
+        assert cal["power_low"] <= cal["power_high"]
+    assert ph["grids"]["every_other"] == [0, 128, 512, 2048, 4096]
+    assert "| n+ | scale | full grid | every other |" in summarize({**res, "seeds": list(SEEDS)})
