@@ -17,6 +17,8 @@ from .scoring import (
     score_documents,
     score_token_ids,
 )
+from .probe import ProbeSettings, run_probe
+from .probe_text import encode_dataset
 from .model_coding import ModelCode, compress_text, decompress_text
 from .model_tree import model_token_tree, next_token_probabilities
 from .tiny import byte_bpe_tokenizer, tiny_gpt2
@@ -27,6 +29,7 @@ __all__ = [
     "DocumentScore",
     "ModelCode",
     "ModelSource",
+    "ProbeSettings",
     "RateTracker",
     "RateEstimate",
     "bootstrap_ci",
@@ -34,6 +37,7 @@ __all__ = [
     "check_documents",
     "compress_text",
     "decompress_text",
+    "encode_dataset",
     "load_model_and_tokenizer",
     "locate_model",
     "measure_rates",
@@ -43,6 +47,7 @@ __all__ = [
     "read_documents",
     "resolve_device",
     "rolling_windows",
+    "run_probe",
     "score_documents",
     "score_token_ids",
     "smollm2_gguf_path",
