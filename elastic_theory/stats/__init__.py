@@ -29,7 +29,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".phase_claim": (
         "ClaimCalibration", "CurveOrder", "GridOrder", "calibrate_claims", "claim", "claim_orders", "every_other",
-        "max_phases", "order_on_grids",
+        "max_phases", "noise_components", "order_on_grids",
     ),
     ".behaviour": (
         "SCALES", "BehaviourScore", "DropComparison", "behaviour_score", "compare_drops", "data_to_revert",

@@ -28,10 +28,20 @@ claim rate on straight lines at :math:`q` (an upper bound of a straight curve's 
 *power* the rate of claiming the true ``fast-slow`` at :math:`q/m` (a lower bound) and at :math:`q` (an upper
 bound). The alternative is the paper's shape: a curve with the measured curve's overall drop per e-fold
 :math:`d` (the one-phase fit's), falling at :math:`1.5d` before a knot at the middle amount of the grid (in
-:math:`t`) and :math:`0.5d` after it, with Gaussian noise of the measured replicate spread
-(:func:`~elastic_theory.stats.phase_order.noise_sd`). The size needs no noise level: the BIC choice and the
-p-value are unchanged when a line is added to the scores or they are scaled, so under a straight line the claim
-rate depends on the design only, and one simulation serves every curve of a design.
+:math:`t`) and :math:`0.5d` after it.
+
+**The noise of the simulation** (:func:`noise_components`) is the data's, in two parts, because the seeds' curves
+differ mostly by an offset: with :math:`D_{sn} = y_{sn} - \bar y_{\cdot n}` (seed :math:`s` of :math:`S`, amount
+:math:`n` of :math:`L`), the seed offsets :math:`o_s = \bar D_{s\cdot}` and the rest
+:math:`W_{sn} = D_{sn} - o_s`, the two-way random-effects estimates are
+:math:`\hat\sigma^2 = \sum W^2/((S-1)(L-1))` (point noise) and
+:math:`\hat\tau^2 = \max(0, \sum_s o_s^2/(S-1) - \hat\sigma^2/L)` (seed offsets). A simulated seed curve is the
+mean curve plus :math:`\tau` times one normal draw plus :math:`\sigma` times one per point. An offset shared by a
+seed's points moves the pooled fit's intercept only (every seed has every amount), but it enters the residuals,
+so it makes BIC choose fewer phases; iid noise of the total spread instead would understate the power. Size is
+simulated per curve: it does not depend on the noise scale, the line or the mean curve (the BIC choice and the
+p-value are unchanged when a line is added to the scores or they are scaled), but it does on
+:math:`\tau/\sigma`.
 """
 
 from __future__ import annotations
@@ -41,12 +51,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phase_order import (PhaseOrderTest, SteepestDrop, _order_tests, _wilson, benjamini_hochberg, noise_sd,
+from .phase_order import (PhaseOrderTest, SteepestDrop, _order_tests, _wilson, benjamini_hochberg,
                           phase_order_test, steepest_drop)
-from .phases import MAX_PHASES, PhaseSelection, _check, fit_phases, select_phases
+from .phases import MAX_PHASES, PhaseSelection, _check, _group_order, fit_phases, select_phases
 
 __all__ = ["ClaimCalibration", "CurveOrder", "GridOrder", "calibrate_claims", "claim", "claim_orders",
-           "every_other", "max_phases", "order_on_grids"]
+           "every_other", "max_phases", "noise_components", "order_on_grids"]
 
 GRIDS = ("full", "every_other")
 NO_ORDER = "no order"
@@ -87,12 +97,14 @@ class GridOrder:
 @dataclass(frozen=True)
 class CurveOrder:
     """A curve on both grids, its bias-corrected steepest phase (full grid, chosen number of phases), its overall
-    drop per e-fold of :math:`1 + n` (one line, full grid) and its replicate noise level."""
+    drop per e-fold of :math:`1 + n` (one line, full grid) and its noise: the point noise ``noise_sd`` and the
+    seed offsets' ``offset_sd`` (:func:`noise_components`; NaN without seeds)."""
 
     grids: dict[str, GridOrder]
     steepest: SteepestDrop
     line_drop: float
     noise_sd: float
+    offset_sd: float
 
     @property
     def p_values(self) -> list[float]:
@@ -133,8 +145,23 @@ def order_on_grids(amounts, y, *, groups=None, n_resamples: int = 999, rng: np.r
     full = grids["full"].selection
     steepest = steepest_drop(n, y, phases=full.phases, n_resamples=n_resamples, rng=rng, groups=groups,
                              max_phases=full.phases)
-    spread = noise_sd(n, y) if n.size > np.unique(n).size else math.nan
-    return CurveOrder(grids, steepest, float(-fit_phases(n, y, 1).slopes[0]), spread)
+    sigma, tau = noise_components(n, y, groups) if groups is not None else (math.nan, math.nan)
+    return CurveOrder(grids, steepest, float(-fit_phases(n, y, 1).slopes[0]), sigma, tau)
+
+
+def noise_components(amounts, y, groups) -> tuple[float, float]:
+    r"""The point noise :math:`\hat\sigma` and the seed-offset spread :math:`\hat\tau` of curves measured by every
+    seed (``groups``) at the same amounts (module docstring): two-way random-effects estimates."""
+    n, y = np.asarray(amounts, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)
+    order = _group_order(np.log1p(n), groups)
+    S, L = order.shape
+    if S < 2 or L < 2:
+        raise ValueError(f"noise components need >= 2 seeds and >= 2 amounts, got {S} and {L}")
+    D = y[order] - y[order].mean(axis=0)
+    offsets = D.mean(axis=1)
+    sigma2 = float(((D - offsets[:, None]) ** 2).sum()) / ((S - 1) * (L - 1))
+    tau2 = max(0.0, float((offsets ** 2).sum()) / (S - 1) - sigma2 / L)
+    return math.sqrt(sigma2), math.sqrt(tau2)
 
 
 def claim_orders(curves: list[CurveOrder], q: float = 0.05) -> tuple[list[dict], int]:
@@ -166,6 +193,7 @@ class ClaimCalibration:
     q: float
     family: int
     sigma: float
+    offset_sd: float
     drop: float
     knot_amount: float
     n_curves: int
@@ -179,11 +207,13 @@ class ClaimCalibration:
         return out
 
 
-def _claim_counts(levels: np.ndarray, seeds: int, mean: np.ndarray, sigma: float, wanted: str | None,
+def _claim_counts(levels: np.ndarray, seeds: int, mean: np.ndarray, noise: tuple[float, float], wanted: str | None,
                   thresholds, n_curves: int, n_resamples: int, rng: np.random.Generator) -> list[int]:
-    """How many of ``n_curves`` simulated curves (``mean`` on the tiled design plus Gaussian noise) the rule claims at
-    each threshold: any order (``wanted`` None) or exactly ``wanted``."""
-    Y = mean + sigma * rng.standard_normal((n_curves, levels.size * seeds))
+    """How many of ``n_curves`` simulated curves (``mean`` on the tiled design plus the point noise and seed offsets
+    ``noise``) the rule claims at each threshold: any order (``wanted`` None) or exactly ``wanted``."""
+    sigma, tau = noise
+    offsets = np.repeat(rng.standard_normal((n_curves, seeds)), levels.size, axis=1)
+    Y = mean + sigma * rng.standard_normal((n_curves, levels.size * seeds)) + tau * offsets
     tests = []
     for grid in (levels, np.log1p(np.array(every_other(np.expm1(levels))))):
         cols = np.flatnonzero(np.isin(np.tile(np.arange(levels.size), seeds),
@@ -200,26 +230,28 @@ def _claim_counts(levels: np.ndarray, seeds: int, mean: np.ndarray, sigma: float
     return counts
 
 
-def calibrate_claims(amounts, *, seeds: int, sigma: float, drop: float, q: float = 0.05, family: int,
-                     n_curves: int = 200, n_resamples: int = 999, rng: np.random.Generator,
-                     size: tuple[float, tuple[float, float]] | None = None) -> ClaimCalibration:
+def calibrate_claims(amounts, *, seeds: int, sigma: float, offset_sd: float = 0.0, drop: float, q: float = 0.05,
+                     family: int, n_curves: int = 200, n_resamples: int = 999,
+                     rng: np.random.Generator) -> ClaimCalibration:
     r"""Size and power of the claim rule on the design ``amounts`` (distinct, :math:`n \ge 0`) x ``seeds``
-    (module docstring): ``sigma`` the replicate noise, ``drop`` the overall drop per e-fold, ``family`` the
-    number of tests in the run's Benjamini-Hochberg family. ``size`` (rate, interval) reuses a size simulated
-    for the same design."""
+    (module docstring): ``sigma`` the point noise, ``offset_sd`` the seed offsets' spread, ``drop`` the overall drop
+    per e-fold, ``family`` the number of tests in the run's Benjamini-Hochberg family. Without noise (``sigma``
+    not > 0) or without a drop the power is None."""
     levels = np.unique(_check(amounts, amounts)[0])
     t = np.tile(levels, int(seeds))
-    if size is None:
-        count = _claim_counts(levels, seeds, np.zeros_like(t), 1.0, None, (q,), n_curves, n_resamples, rng)[0]
-        size = (count / n_curves, _wilson(count, n_curves))
+    if not offset_sd >= 0:
+        raise ValueError(f"offset_sd must be >= 0, got {offset_sd!r}")
+    noisy = sigma > 0 and math.isfinite(sigma)
+    noise = (sigma, offset_sd) if noisy else (1.0, 0.0)
+    count = _claim_counts(levels, seeds, np.zeros_like(t), noise, None, (q,), n_curves, n_resamples, rng)[0]
     knot = float(levels[levels.size // 2])
     power: list = [None, None, None, None]
-    if sigma > 0 and math.isfinite(sigma) and drop != 0:
+    if noisy and drop != 0:
         d = abs(drop)
         mean = -(1.5 * d * np.minimum(t - knot, 0) + 0.5 * d * np.maximum(t - knot, 0))
-        low, high = _claim_counts(levels, seeds, mean, sigma, "fast-slow", (q / family, q), n_curves, n_resamples,
+        low, high = _claim_counts(levels, seeds, mean, noise, "fast-slow", (q / family, q), n_curves, n_resamples,
                                   rng)
         power = [low / n_curves, _wilson(low, n_curves), high / n_curves, _wilson(high, n_curves)]
-    return ClaimCalibration(size[0], size[1], *power, q=float(q), family=int(family), sigma=float(sigma),
-                            drop=float(drop), knot_amount=float(math.expm1(knot)), n_curves=int(n_curves),
-                            n_resamples=int(n_resamples))
+    return ClaimCalibration(count / n_curves, _wilson(count, n_curves), *power, q=float(q), family=int(family),
+                            sigma=float(sigma), offset_sd=float(offset_sd), drop=float(drop),
+                            knot_amount=float(math.expm1(knot)), n_curves=int(n_curves), n_resamples=int(n_resamples))

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest, false_discovery_control
 
 from elastic_theory.stats.phase_claim import (calibrate_claims, claim, claim_orders, every_other, max_phases,
-                                              order_on_grids)
+                                              noise_components, order_on_grids)
 
 AMOUNTS = np.array([0, 64, 128, 256, 512, 1024, 2048, 4096.0])
 N = np.tile(AMOUNTS, 5)
@@ -72,6 +72,22 @@ def test_calibration_size_is_at_most_q_and_power_finds_the_papers_order():
     assert binomtest(round(cal.size * 200), 200, 0.05, alternative="greater").pvalue > 1e-3
     assert cal.power_low >= 0.9 and cal.power_low <= cal.power_high
     assert cal.knot_amount == pytest.approx(512) and cal.family == 6 and cal.n_resamples == 999
-    again = calibrate_claims(AMOUNTS, seeds=5, sigma=0.0, drop=0.2, family=6, n_curves=10, rng=rng,
-                             size=(cal.size, cal.size_ci))
-    assert (again.size, again.size_ci, again.power_low) == (cal.size, cal.size_ci, None)
+    none = calibrate_claims(AMOUNTS, seeds=5, sigma=0.0, drop=0.2, family=6, n_curves=10, rng=rng)
+    assert none.power_low is None and none.power_high_ci is None and 0 <= none.size <= 1
+
+
+def test_noise_components_split_seed_offsets_from_point_noise():
+    """Exact offsets and no point noise give tau = their sd and sigma = 0; many seeds of pure point noise give
+    sigma^2 within 3 standard errors (relative sd sqrt(2/df), df = (S - 1)(L - 1)) and tau near 0.
+
+    Kills: the total replicate spread as the point noise (offsets would leak into sigma); tau without the
+    sigma^2/L correction (the second case would give tau = sigma/sqrt(8) = 0.35 sigma)."""
+    offsets = np.array([0.3, -0.1, 0.0, 0.2, -0.4])
+    y = -0.1 * T + np.repeat(offsets, AMOUNTS.size)
+    sigma, tau = noise_components(N, y, SEED)
+    assert sigma == pytest.approx(0.0, abs=1e-12) and tau == pytest.approx(np.std(offsets, ddof=1), rel=1e-12)
+    S = 400
+    n = np.tile(AMOUNTS, S)
+    y = np.random.default_rng(6).standard_normal(n.size)
+    sigma, tau = noise_components(n, y, np.repeat(np.arange(S), AMOUNTS.size))
+    assert sigma ** 2 == pytest.approx(1.0, abs=3 * np.sqrt(2 / ((S - 1) * 7))) and tau < 0.15

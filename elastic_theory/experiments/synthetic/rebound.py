@@ -137,18 +137,17 @@ def _phases(config: ReboundConfig, units: list[dict], aligns: list[str], rng: np
             orders[a, scale] = order_on_grids(x, y, groups=seed, n_resamples=config.n_resamples, rng=rng)
     claims, family = claim_orders(list(orders.values()), config.fdr_q)
     amounts = [0, *sorted(set(config.perturb_amounts))]
-    size, out = None, {a: {} for a in aligns}
+    out = {a: {} for a in aligns}
     for (a, scale), c, verdict in zip(orders, orders.values(), claims):
-        cal = calibrate_claims(amounts, seeds=len(units), sigma=c.noise_sd, drop=c.line_drop, q=config.fdr_q,
-                               family=family, n_curves=config.calibration_curves, n_resamples=config.n_resamples,
-                               rng=rng, size=size)
-        size = (cal.size, cal.size_ci)
+        cal = calibrate_claims(amounts, seeds=len(units), sigma=c.noise_sd, offset_sd=c.offset_sd, drop=c.line_drop,
+                               q=config.fdr_q, family=family, n_curves=config.calibration_curves,
+                               n_resamples=config.n_resamples, rng=rng)
         out[a][scale] = {**{name: g.as_dict() for name, g in c.grids.items()}, **verdict,
                          "steepest_drop": c.steepest.as_dict(), "line_drop_per_efold": c.line_drop,
-                         "noise_sd": c.noise_sd, "calibration": cal.as_dict()}
+                         "noise_sd": c.noise_sd, "offset_sd": c.offset_sd, "calibration": cal.as_dict()}
     summary = {"q": config.fdr_q, "family": family, "n_resamples": config.n_resamples,
-               "grids": {"full": amounts, "every_other": list(every_other(amounts))},
-               "size": size[0], "size_ci": list(size[1]), "calibration_curves": config.calibration_curves,
+               "grids": {"full": amounts, "every_other": [int(v) for v in every_other(amounts)]},
+               "calibration_curves": config.calibration_curves,
                "claims": dict(Counter(v["claim"] for v in claims))}
     return {"by_align": out, **summary}
 
@@ -246,10 +245,10 @@ def _grid_cells(f: dict) -> list[str]:
     return [order(full, "full"), order(sub, "every_other"), drops, knots]
 
 
-def _power(cal: dict) -> str:
-    if cal["power_low"] is None:
-        return "undefined"
-    return f"{cal['power_low']:.2f} - {cal['power_high']:.2f}"
+def _calibration(cal: dict) -> str:
+    """Size, and power at q/m - at q (BH lies between), of the claim rule on this curve's design and noise."""
+    power = "undefined" if cal["power_low"] is None else f"{cal['power_low']:.2f} - {cal['power_high']:.2f}"
+    return f"{cal['size']:.2f} [{cal['size_ci'][0]:.2f}, {cal['size_ci'][1]:.2f}] | {power}"
 
 
 def summarize(results: dict) -> str:
@@ -264,19 +263,21 @@ def summarize(results: dict) -> str:
         c = d[key]
         lines.append(f"| {label} | {format_interval(c['difference']['probability'])} | {format_interval(c['difference']['log_odds'])} | {c['verdict']} |")
     lines += ["", f"phases in ln(1 + n-), seeds pooled: full grid n- = {ph['grids']['full']}, every other "
-              f"{ph['grids']['every_other']}; phases chosen by BIC [bootstrap stability], chosen fit's order, "
+              f"{ph['grids']['every_other']}; phases chosen by BIC (bootstrap stability in brackets), chosen fit's order, "
               f"Benjamini-Hochberg p over the {ph['family']} tests of the run ({ph['n_resamples']} resamples each); "
-              f"claimed when both grids agree at q = {ph['q']}. Size of the claim rule (straight lines, this design, "
-              f"{ph['calibration_curves']} curves): {ph['size']:.3g} [{ph['size_ci'][0]:.3g}, {ph['size_ci'][1]:.3g}]; "
-              "power: claims of a fast-then-slow curve (drops 1.5d, 0.5d, knot mid-grid, d and noise sd this curve's) "
-              "at q/m - at q (BH lies between)", "",
+              f"claimed when both grids agree at q = {ph['q']}. Calibration of that rule by simulation on this "
+              f"design ({ph['calibration_curves']} curves each), with this curve's point noise and seed offsets: "
+              "size = claims on straight lines at q (95% Wilson interval); power = claims of a fast-then-slow curve (drops "
+              "1.5d then 0.5d, knot mid-grid, d this curve's overall drop) at q/m - at q (BH lies between)", "",
               "| n+ | scale | full grid | every other | drops per e-fold (full) | knots n- | claim | "
-              "steepest drop, bias-corrected (raw) | noise sd | power |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "steepest drop, bias-corrected (raw) | noise sd (seed offsets) | size | power |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a, by_scale in ph["by_align"].items():
         for scale, f in by_scale.items():
             s = f["steepest_drop"]
             lines.append(f"| {a} | {scale} | " + " | ".join(_grid_cells(f)) + f" | {f['claim']} | "
-                         f"{s['corrected']:.3g} ({s['estimate']:.3g}) | {f['noise_sd']:.3g} | {_power(f['calibration'])} |")
+                         f"{s['corrected']:.3g} ({s['estimate']:.3g}) | {f['noise_sd']:.3g} ({f['offset_sd']:.3g}) | "
+                         f"{_calibration(f['calibration'])} |")
     lines += ["", "| n+ | score at n- = 0 | n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |",
               "|---|---|---|---|---|"]
     for a, r in results["data_to_revert"]["by_align"].items():
