@@ -13,7 +13,19 @@ from collections.abc import Sequence
 
 from ..stats.seedstats import seed_interval
 
-__all__ = ["format_ci", "mean_ci95", "ratio_of_changes"]
+__all__ = ["SIGN_OUTCOMES", "format_ci", "mean_ci95", "ratio_of_changes", "sign_outcome"]
+
+#: A seed's outcome of one measured change: the theorem says gamma_a rises and gamma_p falls ("both right").
+SIGN_OUTCOMES = ("both right", "gamma_a wrong", "gamma_p wrong", "both wrong")
+
+
+def sign_outcome(delta_align: float, delta_pretrain: float) -> str:
+    """Which of :data:`SIGN_OUTCOMES` the changes show: right means Delta gamma_a > 0 (resp. Delta gamma_p < 0);
+    a change of exactly 0 (or nan) is not the predicted sign.
+
+    Kills: a check that looks only at the ratio's sign (both rates wrong gives a positive ratio too)."""
+    a_wrong, p_wrong = not delta_align > 0, not delta_pretrain < 0
+    return SIGN_OUTCOMES[a_wrong + 2 * p_wrong]
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, list[float] | None]:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from elastic_theory.cli import app
 from elastic_theory.experiments.lm._ratio_analysis import analyse as analyse_ratio
 from elastic_theory.experiments.lm._ratio_analysis import fieller_seed_ratio
+from elastic_theory.experiments.lm._ratio_analysis import summarize as summarize_ratio
 from elastic_theory.experiments.lm.ratio import LMRatioConfig
 from elastic_theory.experiments.lm.resistance import LMResistanceConfig, verdict
 from elastic_theory.experiments.lm.resistance import analyse as analyse_resistance
@@ -129,11 +130,38 @@ def test_ratio_uses_the_change_from_aligned_to_perturbed_and_k_in_tokens():
         assert row["k_response_tokens"] == pytest.approx(4 * k, rel=1e-12)
         assert row["R_meas"]["value"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]) * k, rel=1e-9)
         assert row["R_over_k"] == pytest.approx(np.mean([1.0e-3, 1.3e-3, 0.8e-3]), rel=1e-9)
-        assert row["signs_as_theorem"].startswith("3/3")
+        assert row["sign_counts"] == {"both right": 3, "gamma_a wrong": 0, "gamma_p wrong": 0, "both wrong": 0}
+        assert row["R_meas_both_right"]["value"] == pytest.approx(row["R_meas"]["value"], rel=1e-12)
         assert row["responses"]["R_meas"]["value"] == pytest.approx(3 * row["R_meas"]["value"], rel=1e-9)
         assert row["responses"]["R_over_k"] == pytest.approx(3 * row["R_over_k"] / 4, rel=1e-9)
     slope = res["slope_ln_R_vs_ln_k"]
     assert slope["per_seed"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-9)
+
+
+def test_a_seed_with_both_signs_wrong_is_counted_apart_and_kept_out_of_the_ratio_and_the_slope():
+    """Seed 1's changes flipped at n+ = 32 (gamma_a fell, gamma_p rose): its ratio is still positive, c k, so a
+    summary that looks at the ratio's sign only would keep it. Signs first: it is a "both wrong" seed at that n+,
+    the both-right ratio there is the mean over seeds 0 and 2 only, and seed 1 drops out of the slope (its chain of
+    fine-tunings from one base is one unit: a wrong point removes the seed, not the point)."""
+    cfg = LMRatioConfig(pretrain_tokens=PRETRAIN, align_amounts=(8, 32, 64), seeds=(0, 1, 2))
+    units = _ratio_units()
+    flipped = units[32][1]["rates"]
+    for d in ("alignment", "wikipedia", "alignment_responses"):
+        a = flipped["aligned"][d]["bits_per_token"]
+        flipped["perturbed"][d]["bits_per_token"] = 2 * a - flipped["perturbed"][d]["bits_per_token"]
+    res = analyse_ratio(cfg, units)
+    row = res["by_align"]["32"]
+    assert row["sign_counts"]["both wrong"] == 1 and row["sign_counts"]["both right"] == 2
+    assert [p["signs"] for p in row["signs_per_seed"]] == ["both right", "both wrong", "both right"]
+    k = PRETRAIN / 1600
+    assert row["R_meas_both_right"]["value"] == pytest.approx(np.mean([1.0e-3, 0.8e-3]) * k, rel=1e-9)
+    assert row["R_meas_both_right"]["n_seeds"] == 2
+    assert row["R_meas"]["per_seed"][1] > 0  # the flipped seed's ratio alone looks fine
+    slope = res["slope_ln_R_vs_ln_k"]
+    assert slope["seeds_defined"] == "2/3" and math.isnan(slope["per_seed"][1])
+    res.update(experiment="lm-ratio", model={"name": "tiny"}, setting="hand-made units", algorithm="sft", lora=False)
+    text = summarize_ratio(res)
+    assert "1 both wrong" in text and "(2 seeds)" in text and "2/3" in text
 
 
 def test_ratio_slope_recovers_a_power_other_than_one():
@@ -165,6 +193,10 @@ def test_fieller_seed_ratio_uses_students_t_and_the_covariance_of_the_means():
     assert got["per_seed"] == pytest.approx([2.0, 2.6 / 1.2, 1.7 / 0.95], rel=1e-12)
     assert fieller_seed_ratio([1.0, -1.0, 0.5], [0.1, -0.1, 0.02])["ci95"] is None  # denominator not resolved from 0
     assert fieller_seed_ratio([1.0], [2.0])["ci95"] is None
+    # 2 seeds: t = 12.71, whose normal tail 2e-37 is below float64's spacing at 1, so a level handed on as
+    # 2 Phi(t) - 1 rounds to 1.0 (z = inf) and the set becomes the whole line; the interval must still be t^2's.
+    num2, den2 = [2.0, 2.6], [1.0, 1.1]
+    assert fieller_seed_ratio(num2, den2)["ci95"] == pytest.approx(_fieller_t(num2, den2), rel=1e-9)
 
 
 # ------------------------------------------------------------------ configs

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...stats.seedstats import error_bars, format_interval, saved_number, seed_interval
+from .._stats import SIGN_OUTCOMES, sign_outcome
 from ._common import plot_title, summary_title
 
 __all__ = ["DATASETS", "STATES", "analyse", "fieller_seed_ratio", "plot", "summarize"]
@@ -22,8 +23,8 @@ def fieller_seed_ratio(numerators, denominators, level: float = 0.95) -> dict:
     r"""Ratio of seed means :math:`\bar N / \bar D` with Fieller's interval, Student-t quantile.
 
     The covariance is that of the two means (sample covariance over seeds / n). Fieller's set uses
-    :math:`z^2`; passing :func:`~elastic_theory.stats.comparison.fieller_interval` the level whose normal
-    quantile equals :math:`t_{(1+level)/2, n-1}` makes it use :math:`t^2` (few seeds: wider, honest).
+    :math:`z^2`; the covariance handed to :func:`~elastic_theory.stats.comparison.fieller_interval` is scaled by
+    :math:`(t_{(1+level)/2, n-1} / z)^2`, so the set uses :math:`t^2` (few seeds: wider, honest).
     ``ci95`` is None for one seed or an unresolved denominator (the set is unbounded).
     """
     from scipy import stats
@@ -37,9 +38,11 @@ def fieller_seed_ratio(numerators, denominators, level: float = 0.95) -> dict:
     ci = None
     if n >= 2:
         t = float(stats.t.ppf(0.5 + level / 2, n - 1))
-        z_level = float(2 * stats.norm.cdf(t) - 1)
-        cov = np.cov(np.vstack([num, den]), ddof=1) / n
-        ci = fieller_interval(float(num.mean()), float(den.mean()), cov, level=z_level)
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        # z^2 v and t^2 v give the same set when v is scaled by (t/z)^2. (Passing the level whose normal quantile is
+        # t instead rounds to 1.0 for 2 seeds, t = 12.7, and the set became the whole line.)
+        cov = np.cov(np.vstack([num, den]), ddof=1) / n * (t / z) ** 2
+        ci = fieller_interval(float(num.mean()), float(den.mean()), cov, level=level)
     return {"value": value, "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "n_seeds": int(n),
             "per_seed": [float(a / b) if b != 0 else math.nan for a, b in zip(num, den)]}
 
@@ -64,11 +67,17 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
         dp = np.array([_delta(u, "wikipedia") for u in us])
         k = np.array([config.pretrain_tokens / u["align_tokens"] for u in us])
         k_resp = np.array([config.pretrain_tokens / u["align_response_tokens"] for u in us])
+        signs = [sign_outcome(a, p) for a, p in zip(da, dp)]
+        right = np.array([o == "both right" for o in signs])
         ratio = fieller_seed_ratio(da, -dp)
         ratio_resp = fieller_seed_ratio(da_resp, -dp)
+        ratio_right = fieller_seed_ratio(da[right], -dp[right]) if right.any() else None
         by_align[str(n)] = {
             "align_amount": n,
             "delta_gamma_a": seed_interval(da).as_dict(), "delta_gamma_p": seed_interval(dp).as_dict(),
+            "signs_per_seed": [{"seed": u["seed"], "signs": o} for u, o in zip(us, signs)],
+            "sign_counts": {o: signs.count(o) for o in SIGN_OUTCOMES},
+            "R_meas_both_right": ratio_right,
             "R_meas": ratio,
             "k": float(k.mean()), "k_per_seed": k.tolist(), "k_response_tokens": float(k_resp.mean()),
             "R_over_k": ratio["value"] / float(k.mean()),
@@ -77,9 +86,8 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
             "align_tokens": [u["align_tokens"] for u in us],
             "rates": {state: {d: seed_interval([u["rates"][state][d]["bits_per_token"] for u in us]).as_dict()
                               for d in DATASETS} for state in STATES},
-            "signs_as_theorem": f"{int(((da > 0) & (dp < 0)).sum())}/{len(us)} seeds with d gamma_a > 0 > d gamma_p",
         }
-        log_r.append([math.log(r) if r > 0 else math.nan for r in ratio["per_seed"]])
+        log_r.append([math.log(r) if o == "both right" else math.nan for r, o in zip(ratio["per_seed"], signs)])
         log_k.append(np.log(k).tolist())
     slope = None
     if len(aligns) >= 2:
@@ -87,10 +95,11 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
         per_seed = [float(np.polyfit(x, y, 1)[0]) if np.isfinite(y).all() else math.nan for x, y in zip(lk, lr)]
         finite = [s for s in per_seed if math.isfinite(s)]
         interval = seed_interval(finite).as_dict() if finite else None
-        verdict = ("undefined (a non-positive ratio in every seed)" if interval is None
+        verdict = ("undefined (no seed has both signs right at every n+)" if interval is None
                    else "inconclusive (one seed)" if interval["n"] < 2
                    else "consistent with 1" if interval["low"] <= 1 <= interval["high"] else "differs from 1")
-        slope = {"per_seed": per_seed, "seeds_defined": f"{len(finite)}/{len(per_seed)}", "interval": interval,
+        slope = {"per_seed": per_seed, "seeds_defined": f"{len(finite)}/{len(per_seed)}",
+                 "unit": "a seed with both signs right at every n+ (its fine-tunings from one base form one unit)", "interval": interval,
                  "predicted": 1.0, "verdict": verdict}
     return {
         "seeds": [u["seed"] for u in units[aligns[0]]],
@@ -99,6 +108,7 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
         "by_align": by_align,
         "slope_ln_R_vs_ln_k": slope,
         "units": {"rates": "bits per token", "R_meas": "d gamma_a / (-d gamma_p), both in bits per token",
+                  "R_meas_both_right": "the same over the seeds with d gamma_a > 0 > d gamma_p only (None: no such seed)",
                   "k": "pretrain_tokens / alignment document tokens trained on (repeats counted)",
                   "responses": "gamma_a over the aligned responses given their prompts; R over k_response_tokens"},
         "prediction": "R_meas ~ k (THEORY §2: first order, joint optimum); slope of ln R_meas against ln k = 1",
@@ -142,22 +152,34 @@ def _fieller(r: dict) -> str:
     return f"{saved_number(r['value']):.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else " (no interval)")
 
 
+def _signs(r: dict) -> str:
+    c = r.get("sign_counts", {})
+    return ", ".join(f"{c[o]} {o}" for o in SIGN_OUTCOMES if c.get(o))
+
+
 def summarize(results: dict) -> str:
-    """Markdown: per n+ the rate changes, R_meas, k and R_meas/k; the slope of ln R against ln k."""
+    """Markdown: signs first (per n+, how many seeds moved gamma_a up and gamma_p down), then R_meas over the seeds
+    with both signs right (the theorem's R is defined only there), R_meas over all seeds, k; the slope of ln R
+    against ln k over the seeds with both signs right at every n+."""
     lines = [f"{summary_title(results)}; perturbation m = {results['perturb_amount']}; "
              f"|D_p| = {results['pretrain_tokens']:.3g} tokens; rates in bits/token; "
-             "seed intervals 95% (t; Fieller for R)", "",
-             "| n+ | d gamma_a | d gamma_p | R_meas = d gamma_a / (-d gamma_p) | k | R_meas / k | signs as theorem | "
-             "responses only: d gamma_a, R_meas, R_meas / k_response |",
-             "|---|---|---|---|---|---|---|---|"]
+             "seed intervals 95% (t; Fieller for R); right signs: d gamma_a > 0 > d gamma_p", "",
+             "| n+ | seeds: signs | d gamma_a | d gamma_p | R_meas, both-right seeds | R_meas, all seeds | k | "
+             "R_meas (all) / k | responses only: d gamma_a, R_meas, R_meas / k_response |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["by_align"].values():
-        lines.append(f"| {r['align_amount']} | {format_interval(r['delta_gamma_a'])} | {format_interval(r['delta_gamma_p'])} | "
-                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {saved_number(r['R_over_k']):.3g} | {r['signs_as_theorem']} | "
+        right = r.get("R_meas_both_right")
+        n_right = r.get("sign_counts", {}).get("both right", 0)
+        lines.append(f"| {r['align_amount']} | {_signs(r)} | {format_interval(r['delta_gamma_a'])} | "
+                     f"{format_interval(r['delta_gamma_p'])} | "
+                     f"{'none' if right is None else _fieller(right)} ({n_right} seeds) | "
+                     f"{_fieller(r['R_meas'])} | {r['k']:.3g} | {saved_number(r['R_over_k']):.3g} | "
                      f"{format_interval(r['responses']['delta_gamma_a'])}, {_fieller(r['responses']['R_meas'])}, "
                      f"{saved_number(r['responses']['R_over_k']):.3g} |")
     s = results["slope_ln_R_vs_ln_k"]
     if s:
         lines += ["", f"slope of ln R_meas against ln k over n+: {format_interval(s['interval'])} "
-                      f"(seeds with every ratio > 0: {s['seeds_defined']}); predicted {s['predicted']}: {s['verdict']}"]
+                      f"(seeds with both signs right at every n+: {s['seeds_defined']}); "
+                      f"predicted {s['predicted']}: {s['verdict']}"]
     lines += ["", f"prediction: {results['prediction']}"]
     return "\n".join(lines)

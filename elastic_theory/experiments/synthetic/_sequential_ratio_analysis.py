@@ -10,24 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ...stats.seedstats import saved_number
-from .._stats import format_ci, mean_ci95
+from .._stats import SIGN_OUTCOMES, format_ci, mean_ci95, sign_outcome
 
 __all__ = ["DIRECTIONS", "SIGN_OUTCOMES", "control_summary", "plot", "scaling_over_seed_chains", "scaling_slopes", "sign_outcome", "summarize",
            "summary_rows"]
 
 #: The directions of the controls (:mod:`~elastic_theory.experiments.synthetic._sequential_controls`), D_t first.
 DIRECTIONS = ("D_t", "D_a", "D_p", "random")
-#: A seed's outcome at one (k, arm, step): the theorem says gamma_a rises and gamma_p falls ("both right").
-SIGN_OUTCOMES = ("both right", "gamma_a wrong", "gamma_p wrong", "both wrong")
-
-
-def sign_outcome(delta_align: float, delta_pretrain: float) -> str:
-    """Which of :data:`SIGN_OUTCOMES` the changes show: right means Delta gamma_a > 0 (resp. Delta gamma_p < 0);
-    a change of exactly 0 (or nan) is not the predicted sign.
-
-    Kills: a check that looks only at the ratio's sign (both rates wrong gives a positive ratio too)."""
-    a_wrong, p_wrong = not delta_align > 0, not delta_pretrain < 0
-    return SIGN_OUTCOMES[a_wrong + 2 * p_wrong]
 
 
 def _signs(sel: list[dict]) -> dict:
