@@ -70,7 +70,12 @@ def test_resistance_raw_and_controlled_gaps_are_forward_minus_inverse_with_the_r
         assert e["controlled_gap"]["mean"] == pytest.approx(-0.1 + 2 * noise.mean(), abs=1e-12)
         assert e["verdict"] == "holds" and e["controlled_verdict"] == "fails"
         assert row["forward"] == f"theta{i + 1} <- q{j + 1}" and row["inverse"] == f"theta{j + 1} <- q{i + 1}"
-    assert res["inverse_lower"]["train_loss_mean"] == {"raw": "9/9 comparisons", "controlled": "0/9 comparisons"}
+    counts = res["inverse_lower"]["train_loss_mean"]
+    assert {k: (c["inverse_lower_seeds"], c["independent_comparisons"]) for k, c in counts.items()} == {
+        "raw": (3, 3), "controlled": (0, 3)}  # seeds, not the 9 (seed, pair) cells
+    assert counts["raw"]["seed_comparison_pairs"] == "9/9" and counts["controlled"]["every_comparison_seeds"] == 0
+    # per seed, mean over pairs of the raw gap h_j - h_i - 0.1 + 2e: pairs (0,1), (0,2), (1,2) give 0.4, 0.8, 0.4
+    assert counts["raw"]["mean_gap_per_seed"] == pytest.approx([(0.4 + 0.8 + 0.4) / 3 - 0.1 + 2 * e for e in NOISE.values()])
 
 
 def test_resistance_dpo_training_loss_gets_no_per_token_control():

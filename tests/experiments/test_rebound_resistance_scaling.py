@@ -87,7 +87,16 @@ def test_rebound_resumes_after_an_interruption(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # a chain of fine-tunings
-def test_resistance_tiny(tmp_path):
+def test_resistance_tiny(tmp_path, monkeypatch):
+    from elastic_theory.empirical.sequential import SequentialWorld
+
+    streams, original = [], SequentialWorld.finetune
+
+    def recording(self, net, data, amounts, generator, *args, **kwargs):
+        streams.append(generator.initial_seed())
+        return original(self, net, data, amounts, generator, *args, **kwargs)
+
+    monkeypatch.setattr(SequentialWorld, "finetune", recording)
     """Control targets have exactly the real targets' entropy; losses exceed the target entropy (Gibbs)."""
     cfg = resistance.ResistanceConfig(**TINY, checkpoints=(8, 32, 128), finetune_amount=32)
     res = _run(resistance, cfg, tmp_path / "s")
@@ -105,7 +114,20 @@ def test_resistance_tiny(tmp_path):
         i, j = int(pair[0]) - 1, int(pair[2]) - 1
         # forward trains theta_i on the later q_j, inverse theta_j on the earlier q_i (not the other way round)
         assert (v["target_entropy_forward"], v["target_entropy_inverse"]) == (h[j], h[i])
-    assert f"inverse < forward in {res['inverse_lower']}" in resistance.summarize(res)
+    # per seed: one alignment run, then 3 pairs x (forward, inverse, forward control, inverse control) fine-tunings;
+    # all four of a pair draw their minibatches from one stream (the same random numbers), and pairs differ
+    per_seed = [streams[1 + 13 * s: 13 * (s + 1)] for s in range(len(cfg.seeds))]
+    assert len(streams) == 13 * len(cfg.seeds)
+    for fours in per_seed:
+        pair_streams = [fours[4 * p: 4 * p + 4] for p in range(3)]
+        assert all(len(set(f)) == 1 for f in pair_streams) and len({f[0] for f in pair_streams}) == 3
+    count = res["inverse_lower"]
+    assert count["independent_comparisons"] == len(cfg.seeds) == len(count["mean_gap_per_seed"])
+    gaps = [np.mean([unit["pairs"][p]["forward"] - unit["pairs"][p]["inverse"] for p in unit["pairs"]])]
+    assert count["mean_gap_per_seed"][0] == pytest.approx(gaps[0], rel=1e-12)
+    text = resistance.summarize(res)
+    assert f"in {count['inverse_lower_seeds']}/2 seeds = 2 independent comparisons" in text
+    assert "WARNING: fewer than 3 seeds" in text
     assert resistance.plot(json.loads(json.dumps(res)), tmp_path)[0].is_file()
 
 

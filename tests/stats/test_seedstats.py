@@ -143,3 +143,21 @@ def test_counted_rates_that_agree_still_get_the_counting_noise():
     y, half = math.log(0.5 / 6.5), _t(3) * math.sqrt(56 / 42 / 3)
     assert ci.low < ci.mean < ci.high
     assert ci.high == pytest.approx(1.0 / (1.0 + math.exp(-(y + half))), rel=1e-12)
+
+
+def test_resistance_counts_seeds_not_seed_pair_cells():
+    """Three seeds x three pairs. Seed 0: inverse lower in 2 of 3 pairs but its mean gap is below 0 (one large
+    forward advantage); seed 1: inverse lower in every pair; seed 2: in none. Per seed that is 1 of 3 independent
+    comparisons (sign test p = 1); counting cells would give 5/9, as if 9 comparisons were independent."""
+    from elastic_theory.experiments._stats import format_seed_count, seeds_as_units
+
+    forward = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
+    inverse = np.array([[0.9, 0.9, 2.0], [1.5, 1.0, 1.9], [1.1, 1.2, 1.3]])
+    c = seeds_as_units(forward, inverse)
+    assert c["independent_comparisons"] == 3 and c["inverse_lower_seeds"] == 1 and c["every_comparison_seeds"] == 1
+    assert c["mean_gap_per_seed"] == pytest.approx([(0.1 + 0.1 - 1.0) / 3, (0.5 + 1.0 + 0.1) / 3, -0.2])
+    assert c["sign_test_p"] == pytest.approx(1.0) and c["seed_comparison_pairs"] == "5/9"
+    assert seeds_as_units(np.ones((5, 3)), np.zeros((5, 3)))["sign_test_p"] == pytest.approx(2 / 32)  # 5/5: 2 x 0.5^5
+    assert "in 1/3 seeds = 3 independent comparisons" in format_seed_count(c)
+    with pytest.raises(ValueError, match="same seeds and comparisons"):
+        seeds_as_units(np.ones((2, 3)), np.ones((3, 3)))

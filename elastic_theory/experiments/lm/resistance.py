@@ -53,8 +53,13 @@ DPO's training loss, which is reported raw).
 inverse with 95% Student-t intervals over seeds, the paired gap :math:`F - I` and the controlled
 gap :math:`(F - h_j) - (I - h_i)`, each with its seed interval and a verdict: ``holds`` (the gap's
 interval is above 0, inverse easier), ``fails`` (below 0) or ``inconclusive`` (it contains 0, or
-one seed); and the count of (seed, pair) comparisons with inverse < forward, the form of the paper's
-27/27, next to its numbers.
+one seed). Losses are positive, so their intervals are on the log scale (around the geometric mean);
+gaps on the linear one (:mod:`elastic_theory.stats.seedstats`). The count of the paper's 27/27 form is
+per seed, the independent unit (a seed's pairs share its alignment run, checkpoints and outputs):
+the seeds whose mean gap over their pairs is above 0, with a sign test
+(:func:`~elastic_theory.experiments._stats.seeds_as_units`); the (seed, pair) cells are kept beside it,
+marked as not independent. Both directions of a pair already train on the same prompts in the same
+order (the targets are different checkpoints' outputs, so the data cannot be identical).
 
 **Units.** One cached unit per seed (the alignment run, the generations and the six fine-tunings):
 an interrupted run resumes at the first unfinished seed.
@@ -73,9 +78,10 @@ import numpy as np
 
 from ..._validation import check_count
 from ...infra.rundir import RunDir, unit_key
-from ...stats.seedstats import error_bars, format_interval, paired_difference, saved_number, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, paired_difference, saved_number, seed_interval
 from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
+from .._stats import format_seed_count, seeds_as_units
 from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing,
                       plot_title, pooled_nll_per_token, run_header, snapshot, stream, summary_title)
 
@@ -215,7 +221,7 @@ def analyse(config: LMResistanceConfig, units: list[dict]) -> dict:
     """Per pair and loss: forward, inverse, raw and entropy-controlled gaps with seed intervals and verdicts; counts."""
     algorithm = config.finetune.algorithm
     own = np.array([u["own_nll_per_token"] for u in units])  # seeds x checkpoints
-    rows, counts = [], {}
+    rows, cells = [], {}
     for key in units[0]["pairs"]:
         i, j = (int(c) - 1 for c in key.split("-"))
         row = {"pair": key, "forward": f"theta{i + 1} <- q{j + 1}", "inverse": f"theta{j + 1} <- q{i + 1}", "losses": {}}
@@ -223,31 +229,31 @@ def analyse(config: LMResistanceConfig, units: list[dict]) -> dict:
             f = np.array([u["pairs"][key]["forward"][loss] for u in units])
             inv = np.array([u["pairs"][key]["inverse"][loss] for u in units])
             gap = paired_difference(f, inv).as_dict()
-            entry = {"forward": seed_interval(f).as_dict(), "inverse": seed_interval(inv).as_dict(),
+            entry = {"forward": seed_interval(f, scale="log").as_dict(), "inverse": seed_interval(inv, scale="log").as_dict(),
                      "forward_per_seed": f.tolist(), "inverse_per_seed": inv.tolist(),
-                     "gap_forward_minus_inverse": gap, "verdict": verdict(gap),
-                     "inverse_lower_in": int((inv < f).sum())}
+                     "gap_forward_minus_inverse": gap, "verdict": verdict(gap)}
+            sides = {"raw": (f, inv)}
             if _per_token(loss, algorithm):
                 controlled = paired_difference(f - own[:, j], inv - own[:, i]).as_dict()
-                entry.update(controlled_gap=controlled, controlled_verdict=verdict(controlled),
-                             controlled_inverse_lower_in=int((inv - own[:, i] < f - own[:, j]).sum()))
+                entry.update(controlled_gap=controlled, controlled_verdict=verdict(controlled))
+                sides["controlled"] = (f - own[:, j], inv - own[:, i])
             row["losses"][loss] = entry
-            for name, value in (("raw", entry["inverse_lower_in"]), ("controlled", entry.get("controlled_inverse_lower_in"))):
-                if value is not None:
-                    c = counts.setdefault(loss, {}).setdefault(name, [0, 0])
-                    c[0] += value
-                    c[1] += len(units)
-        row["before_finetuning"] = {d: seed_interval([u["pairs"][key][d]["target_nll_before"] for u in units]).as_dict()
-                                    for d in ("forward", "inverse")}
+            for name, (a, b) in sides.items():  # seeds x pairs, per loss and kind
+                cells.setdefault(loss, {}).setdefault(name, ([], []))
+                cells[loss][name][0].append(a)
+                cells[loss][name][1].append(b)
+        row["before_finetuning"] = {d: seed_interval([u["pairs"][key][d]["target_nll_before"] for u in units],
+                                                     scale="log").as_dict() for d in ("forward", "inverse")}
         rows.append(row)
     return {
         "seeds": [u["seed"] for u in units],
         "checkpoints": list(config.checkpoints),
-        "own_nll_per_token": [seed_interval(own[:, c]).as_dict() for c in range(own.shape[1])],
+        "own_nll_per_token": [seed_interval(own[:, c], scale="log").as_dict() for c in range(own.shape[1])],
         "distinct_outputs": [u["distinct_outputs"] for u in units],
         "n_prompts": config.n_prompts,
         "rows": rows,
-        "inverse_lower": {loss: {k: f"{a}/{n} comparisons" for k, (a, n) in c.items()} for loss, c in counts.items()},
+        "inverse_lower": {loss: {k: seeds_as_units(np.array(a).T, np.array(b).T) for k, (a, b) in c.items()}
+                          for loss, c in cells.items()},
         "verdicts": {loss: {"raw": [r["losses"][loss]["verdict"] for r in rows],
                             "controlled": [r["losses"][loss].get("controlled_verdict") for r in rows]} for loss in LOSSES},
         "units": {"train_loss": "nats per target token" if algorithm == "sft" else "nats per pair (DPO loss)",
@@ -298,7 +304,8 @@ def summarize(results: dict) -> str:
     """Markdown: per pair and loss, forward, inverse, the raw and controlled gaps and verdicts; counts; the paper."""
     own = ", ".join(f"h{c + 1} {format_interval(h)}" for c, h in enumerate(results["own_nll_per_token"]))
     lines = [f"{summary_title(results)}; checkpoints after {results['checkpoints']} aligned examples; "
-             f"{results['n_prompts']} output prompts; means with 95% t-intervals over seeds", "",
+             f"{results['n_prompts']} output prompts; {interval_note(len(results['seeds']))} (losses on the log scale: "
+             "geometric means; gaps paired by seed)", "",
              f"own loss of each checkpoint's outputs (nats/token): {own}", "",
              "| pair | loss | forward | inverse | forward - inverse | verdict | controlled gap | controlled verdict |",
              "|---|---|---|---|---|---|---|---|"]
@@ -308,9 +315,9 @@ def summarize(results: dict) -> str:
             lines.append(f"| {r['forward']} vs {r['inverse']} | {loss} | {format_interval(e['forward'])} | "
                          f"{format_interval(e['inverse'])} | {format_interval(e['gap_forward_minus_inverse'])} | "
                          f"{e['verdict']} | {format_interval(e.get('controlled_gap'))} | {e.get('controlled_verdict', 'n/a')} |")
-    lines += ["", "inverse < forward, (seed, pair) comparisons: " + "; ".join(
-        f"{loss}: raw {c.get('raw')}, controlled {c.get('controlled', 'n/a')}" for loss, c in results["inverse_lower"].items()),
-        "", f"paper: {PAPER['count']}; e.g. {PAPER['example']['model']} on {PAPER['example']['data']}: theta2->theta1 "
+    lines += ["", "Seeds are the independent unit (a seed's pairs share its alignment run and checkpoints):"]
+    lines += [f"- {loss}, {kind}: {format_seed_count(c)}" for loss, by in results["inverse_lower"].items() for kind, c in by.items()]
+    lines += ["", f"paper: {PAPER['count']}; e.g. {PAPER['example']['model']} on {PAPER['example']['data']}: theta2->theta1 "
         f"{PAPER['example']['inverse_theta2_to_theta1']} vs theta1->theta2 {PAPER['example']['forward_theta1_to_theta2']}"]
     return "\n".join(lines)
 

@@ -8,6 +8,12 @@ sampling from it). For each pair :math:`i < j`:
 * forward: fine-tune :math:`\theta_i` on ``finetune_amount`` fresh samples of :math:`q_j`;
 * inverse: fine-tune :math:`\theta_j` on fresh samples of :math:`q_i`;
 
+both (and the two control fine-tunings below) from the same random numbers: one minibatch stream per seed
+and pair, which ``torch.multinomial`` maps through each target's cumulative distribution over the same
+enumeration order. The targets differ, so the samples cannot be identical; they are coupled (the same
+quantiles), which is as close to "the same sampled data" as the protocol allows, and the paired gaps
+keep less sampling noise than independent draws would leave.
+
 and the *alignment loss* is the fine-tuned model's cross-entropy on its target,
 :math:`CE(q, \theta') / L` in bits per token, computed exactly (the expectation of the training
 loss the paper reports). The paper's claim is inverse < forward.
@@ -18,6 +24,11 @@ tempered to exactly :math:`H(q_j)` (resp. :math:`H(q_i)`), on which the same for
 fine-tunings run. The entropy-adjusted gap is
 :math:`(F - I) - (F_{control} - I_{control})`: what remains of the asymmetry once equal-entropy
 targets without alignment have been through the same procedure.
+
+**Units.** A seed's three pairs share its pre-training, alignment run and checkpoints: they are one
+unit, not three. Intervals are over seeds (:mod:`elastic_theory.stats.seedstats`; losses and entropies,
+positive, on the log scale, gaps on the linear one), and the count of the paper's form is per seed
+(:func:`~elastic_theory.experiments._stats.seeds_as_units`: the sign of a seed's mean gap over its pairs).
 """
 
 from __future__ import annotations
@@ -30,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from ...infra.rundir import RunDir
-from ...stats.seedstats import error_bars, format_interval, paired_difference, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, paired_difference, seed_interval
+from .._stats import format_seed_count, seeds_as_units
 from .. import Context, Experiment, register
 from ._sequential import SequentialSetup, run_experiment
 
@@ -95,11 +107,12 @@ def measure_seed(config: ResistanceConfig, seed: int, state_path=None, device: s
 
     pairs = {}
     for i, j in combinations(range(len(nets)), 2):
+        stream = 10 * i + j  # one minibatch stream per pair, for all four of its fine-tunings (module docstring)
         pairs[f"{i + 1}-{j + 1}"] = {
-            "forward": loss(i, outputs[j], 10 * i + j),
-            "inverse": loss(j, outputs[i], 10 * j + i),
-            "forward_control": loss(i, control[j], 100 + 10 * i + j),
-            "inverse_control": loss(j, control[i], 100 + 10 * j + i),
+            "forward": loss(i, outputs[j], stream),
+            "inverse": loss(j, outputs[i], stream),
+            "forward_control": loss(i, control[j], stream),
+            "inverse_control": loss(j, control[i], stream),
             "target_entropy_forward": entropy[j] / L,
             "target_entropy_inverse": entropy[i] / L,
             "target_entropy_control_forward": entropy_bits(control[j]) / L,
@@ -120,12 +133,11 @@ def analyse(config: ResistanceConfig, units: list[dict]) -> dict:
         adjusted = paired_difference(v["forward"] - v["inverse"], v["forward_control"] - v["inverse_control"])
         rows.append({
             "pair": key,
-            **{name: seed_interval(v[name]).as_dict() for name in v},
+            **{name: seed_interval(v[name], scale="log").as_dict() for name in v},
             "gap_forward_minus_inverse": gap.as_dict(),
             "excess_gap": excess_gap.as_dict(),
             "control_gap": control_gap.as_dict(),
             "entropy_adjusted_gap": adjusted.as_dict(),
-            "inverse_lower_in": int((v["inverse"] < v["forward"]).sum()),
             "n_seeds": len(units),
             "inverse_easier": gap.low > 0,
             "beyond_entropy": adjusted.low > 0,
@@ -134,11 +146,13 @@ def analyse(config: ResistanceConfig, units: list[dict]) -> dict:
         "experiment": NAME,
         "seeds": [u["seed"] for u in units],
         "checkpoints": list(config.checkpoints),
-        "entropy_bits_per_token": [seed_interval([u["entropy_bits_per_token"][c] for u in units]).as_dict()
+        "entropy_bits_per_token": [seed_interval([u["entropy_bits_per_token"][c] for u in units], scale="log").as_dict()
                                    for c in range(len(config.checkpoints))],
-        "pretrained_entropy_bits_per_token": seed_interval([u["pretrained_entropy_bits_per_token"] for u in units]).as_dict(),
+        "pretrained_entropy_bits_per_token": seed_interval([u["pretrained_entropy_bits_per_token"] for u in units],
+                                                           scale="log").as_dict(),
         "rows": rows,
-        "inverse_lower": f"{sum(r['inverse_lower_in'] for r in rows)}/{sum(r['n_seeds'] for r in rows)} comparisons",
+        "inverse_lower": seeds_as_units(*(np.array([[u["pairs"][key][d] for key in units[0]["pairs"]] for u in units])
+                                          for d in ("forward", "inverse"))),
         "paper": PAPER,
     }
 
@@ -166,8 +180,10 @@ def summarize(results: dict) -> str:
     """Markdown: per pair, forward and inverse loss, the gaps and the entropy-adjusted gap."""
     ent = ", ".join(format_interval(e) for e in results["entropy_bits_per_token"])
     lines = [f"resistance: seeds {results['seeds']}; checkpoints after {results['checkpoints']} aligned examples; "
-             f"output entropy (bits/token) {ent}; pre-trained {format_interval(results['pretrained_entropy_bits_per_token'])}; "
-             f"inverse < forward in {results['inverse_lower']}", "",
+             f"output entropy (bits/token) {ent}; pre-trained {format_interval(results['pretrained_entropy_bits_per_token'])}",
+             "", f"{format_seed_count(results['inverse_lower'])}", "",
+             f"{interval_note(len(results['seeds']))}; losses and entropies on the log scale (geometric means), gaps "
+             "paired by seed", "",
              "| pair i-j | forward (theta_i <- q_j) | inverse (theta_j <- q_i) | forward - inverse | excess-loss gap | "
              "control gap (entropy-matched) | entropy-adjusted gap |", "|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
