@@ -16,7 +16,8 @@ expected one.
 Layout: :mod:`~elastic_theory.claims.registry` (:data:`CLAIMS`, a :class:`~elastic_theory.registry.Registry`;
 :class:`Claim`, :class:`Evidence`, :class:`Worst`, :func:`register`), :mod:`~elastic_theory.claims.report`
 (running and rendering), :mod:`~elastic_theory.claims.cases` (seeded generators and exact grids), and one module
-per topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``numerics``, ``pareto_mass``, ``failures``
+per topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``first_order``, ``numerics``, ``pareto_mass``,
+``failures``
 (``registry.TOPICS``); the first lookup in :data:`CLAIMS` imports them, and their order is the order of the table.
 
 Randomized checks draw their cases from ``rng`` with the small generators of ``cases``, so a seed

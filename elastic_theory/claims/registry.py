@@ -118,7 +118,7 @@ class Claim:
 
 
 #: The topic modules of this package that register claims; their order is the order of the verify table.
-TOPICS = ("thm34", "joint_training", "elasticity_theorem", "numerics", "pareto_mass", "failures")
+TOPICS = ("thm34", "joint_training", "elasticity_theorem", "first_order", "numerics", "pareto_mass", "failures")
 
 #: Every registered claim by id, in the order of the verify table (the first lookup imports the :data:`TOPICS`).
 CLAIMS: Registry[Claim] = Registry("claim id", [f"{__package__}.{topic}" for topic in TOPICS])

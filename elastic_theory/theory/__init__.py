@@ -1,4 +1,4 @@
-"""The theorem: token trees, coding, rates, the closed forms, the perturbation model, Pareto and its power-law test, exact and high-precision references, tolerances.
+"""The theorem: token trees, coding, rates, the closed forms, the perturbation model, Pareto and its power-law test, exact and high-precision references, tolerances, the first-order identity and a tiny numpy network to check it on.
 
 Every name below imports from here (``from elastic_theory.theory import ...``) and loads its module on first use.
 """
@@ -41,7 +41,14 @@ EXPORTS: dict[str, tuple[str, ...]] = {
         "precision_table", "reference_derivatives", "reference_hooke",
     ),
     ".symbolic": (
-        "RATIONAL_POINTS", "CrossCheck", "Derivation", "cross_check", "derive", "general_formula_residual",
+        "RATIONAL_POINTS", "CrossCheck", "Derivation", "FirstOrderIdentity", "cross_check", "derive",
+        "first_order_identity", "general_formula_residual",
+    ),
+    ".first_order": (
+        "first_order_ratio", "ratio_tolerance",
+    ),
+    ".tiny_network": (
+        "Optimum", "SequenceTable", "TinyNetwork", "encode", "fit", "gradient_rounding", "losses_and_grads",
     ),
     ".elasticity": (
         "PRECISION", "LeafMasses", "ClosedForm", "DatasetRates", "HookeInvariant", "InverseAlignment",

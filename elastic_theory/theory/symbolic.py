@@ -11,7 +11,9 @@ differentiates :math:`CE(P_i, p_l) = -\sum_x P_i(x)\ln p_l(x)` (nats per respons
 to compare with. :func:`general_formula_residual` checks the §2.1 formula for three arbitrary
 (overlapping) three-leaf distributions. :func:`cross_check` evaluates every symbolic result at
 exact ``Rational`` points and compares with :mod:`elastic_theory.theory.elasticity` (float64) within
-:func:`elastic_theory.theory.tolerances.closed_form_tolerance`.
+:func:`elastic_theory.theory.tolerances.closed_form_tolerance`. :func:`first_order_identity` proves THEORY §5.1 for
+any parametric model: stationarity of the joint loss makes the first-order ratio of rate changes k along every
+direction (k in responses for per-response cross-entropies, in tokens for per-token rates).
 
 sympy is imported inside the functions, so importing this module is free.
 """
@@ -28,7 +30,8 @@ from . import elasticity
 from .units import LN2
 from .tolerances import closed_form_tolerance
 
-__all__ = ["RATIONAL_POINTS", "CrossCheck", "Derivation", "cross_check", "derive", "general_formula_residual"]
+__all__ = ["RATIONAL_POINTS", "CrossCheck", "Derivation", "FirstOrderIdentity", "cross_check", "derive", "first_order_identity",
+           "general_formula_residual"]
 
 #: Exact evaluation points (k, l, w3) inside the sign region l < w3/(1-w3): small and large k,
 #: l from tiny to near the threshold, w3 = 1 included. Chosen by hand to cover those corners.
@@ -173,3 +176,69 @@ def cross_check(points=RATIONAL_POINTS) -> list[CrossCheck]:
         err = max(abs(x - float(e)) / abs(float(e)) for x, e in zip(numeric, exact))
         out.append(CrossCheck(k, l, w3, exact[0], exact[1], exact[2], float(err), closed_form_tolerance(k, l, w3)))
     return out
+
+
+@dataclass(frozen=True)
+class FirstOrderIdentity:
+    r"""sympy residuals of the first-order identity (each simplifies to 0 when it holds) and the two expressions it gives.
+
+    ``residuals`` maps a statement to its residual; ``stationary_g_p`` is the solved :math:`g_p` (a vector);
+    ``step_along_align`` holds the first-order changes of :math:`CE_a` and :math:`CE_p` for the step
+    :math:`u = -s\,g_a` (nats per response).
+    """
+
+    symbols: dict[str, Any]
+    residuals: dict[str, Any]
+    stationary_g_p: Any
+    step_along_align: dict[str, Any]
+
+    @property
+    def holds(self) -> bool:
+        """True when every residual is exactly 0."""
+        return all(r == 0 for r in self.residuals.values())
+
+
+@lru_cache(maxsize=1)
+def first_order_identity(n_params: int = 3) -> FirstOrderIdentity:
+    r"""Stationarity of :math:`|D_p| CE_p + |D_a| CE_a` gives :math:`g_p = -g_a/k` and the first-order ratio k along every u.
+
+    Symbols: sizes :math:`N_p = |D_p|`, :math:`N_a = |D_a|` in responses, mean lengths :math:`L_p, L_a` in tokens,
+    gradients :math:`g_p = \nabla CE_p`, :math:`g_a = \nabla CE_a` (nats per response) and a direction u, each a
+    vector of ``n_params`` free components (the argument is componentwise, so any n gives the same algebra).
+    Solving the stationarity equations :math:`N_p g_p + N_a g_a = 0` for :math:`g_p` gives
+    :math:`g_p = -(N_a/N_p) g_a = -g_a/k` with :math:`k = N_p/N_a`; then:
+
+    * per response: :math:`(g_a\cdot u)/(-g_p\cdot u) - k = 0`, and its derivative in every :math:`u_j` is 0;
+    * per token: the rates are :math:`\gamma_i = CE_i/(L_i \ln 2)` (bits per token), so
+      :math:`(\nabla\gamma_a\cdot u)/(-\nabla\gamma_p\cdot u) - k_{tok} = 0` with :math:`k_{tok} = N_p L_p/(N_a L_a)`,
+      the ratio of token counts (``ln 2`` cancels: bits or nats give the same ratio);
+    * the pooled per-token loss :math:`(N_p L_p CE_p/L_p + N_a L_a CE_a/L_a)/(N_p L_p + N_a L_a)` (the mean loss per
+      token over the union, what training on the union minimizes) is the joint loss divided by a constant, so it
+      has the same stationary points;
+    * the step :math:`u = -s g_a` (gradient descent on :math:`D_a`): :math:`g_a\cdot u = -s|g_a|^2 < 0` and
+      :math:`g_p\cdot u = s|g_a|^2/k > 0`: ratio k with both of the theorem's signs reversed.
+    """
+    import sympy as sp
+
+    Np, Na, Lp, La, s, CEp, CEa = sp.symbols("N_p N_a L_p L_a s CE_p CE_a", positive=True)
+    ga, gp, u = (sp.Matrix(sp.symbols(f"{name}1:{n_params + 1}", real=True)) for name in ("g_a", "g_p", "u"))
+    solved = sp.solve(list(Np * gp + Na * ga), list(gp), dict=True)[0]
+    gp_s = gp.subs(solved)
+    k, k_tok = Np / Na, Np * Lp / (Na * La)
+    ratio = ga.dot(u) / -gp_s.dot(u)
+    ratio_tok = (ga.dot(u) / (La * sp.log(2))) / -(gp_s.dot(u) / (Lp * sp.log(2)))
+    pooled = (Np * Lp * (CEp / Lp) + Na * La * (CEa / La)) / (Np * Lp + Na * La)
+    step = -s * ga
+    zero = lambda e: sp.cancel(sp.together(e))  # noqa: E731  (every residual is a rational function: cancel decides 0)
+    residuals = {
+        "g_p + g_a/k (stationarity solved)": zero((gp_s + ga / k).dot(gp_s + ga / k)),
+        "ratio per response - k": zero(ratio - k),
+        "d ratio/du_j (every j)": sum(zero(sp.diff(ratio, uj)) ** 2 for uj in u),
+        "ratio per token - k_tokens": zero(ratio_tok - k_tok),
+        "pooled per-token loss * tokens - joint loss": zero(pooled * (Np * Lp + Na * La) - (Np * CEp + Na * CEa)),
+    }
+    along = {"dCE_a": zero(ga.dot(step)), "dCE_p": zero(gp_s.dot(step))}
+    residuals["dCE_a + s |g_a|^2 (step along D_a)"] = zero(along["dCE_a"] + s * ga.dot(ga))
+    residuals["dCE_p - s |g_a|^2 / k (step along D_a)"] = zero(along["dCE_p"] - s * ga.dot(ga) / k)
+    return FirstOrderIdentity({"N_p": Np, "N_a": Na, "L_p": Lp, "L_a": La, "s": s, "g_a": ga, "g_p": gp, "u": u},
+                              residuals, gp_s, along)

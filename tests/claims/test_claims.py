@@ -168,6 +168,118 @@ def test_symbolic_derivation():
     assert _check("symbolic_derivation").largest_error <= 1.0
 
 
+@pytest.fixture
+def first_order_setting(monkeypatch):
+    """The claims' fitted tiny network, with a hook to plant a fault in it (the cache is restored afterwards)."""
+    from elastic_theory.claims import first_order
+
+    honest = first_order.setting()
+
+    def plant(**changes):
+        monkeypatch.setattr(first_order, "setting", lambda: dataclasses.replace(honest, **changes))
+
+    return honest, plant
+
+
+def test_first_order_ratio_identity():
+    """sympy residuals 0, and |R1/k - 1| <= (delta/(1 - delta) + rounding), delta = ((k+1)|G| + rho)/|g_a.u|, along 24
+    random directions, per response (k) and per token (k_tokens), with every tolerance below the 1e-6 precision."""
+    ev = _check("first_order_ratio_identity")
+    d = ev.details
+    assert d["symbolic_holds"] and ev.cases == 7 + 2 * 24
+    assert ev.error_in_tolerances <= 1.0 and d["largest_tolerance"] <= d["precision"] == 1e-6
+    assert d["grad_norm"] < 1e-9 and d["g_a_norm"] > 0.1  # stationary, and far from a trivial g_a = 0
+    assert abs(d["k_tokens"] / d["k"] - 1) > 0.05  # the two units differ here, so mixing them up is visible
+
+
+def _joint_gradient_of(row):
+    """Gradients where D_p's row is replaced by another dataset's (the planted fault of a wrong-dataset gradient)."""
+    from elastic_theory.claims import first_order
+
+    real = first_order.gradients
+
+    def wrong(s, theta):
+        losses, grads, rounding = real(s, theta)
+        grads = grads.copy()
+        grads[0] = grads[row]
+        return losses, grads, rounding
+
+    return wrong
+
+
+@pytest.mark.parametrize("fault", ["perturb gradient as D_p's", "k off by 1e-8", "k per token compared in responses"])
+def test_first_order_ratio_identity_fails_for_a_planted_fault(monkeypatch, first_order_setting, fault):
+    """The gradient of the wrong dataset, a k off by one part in 10^8, or per-token rates compared with k in
+    responses: each ratio leaves its derived tolerance. The small fault is caught by less than a factor 1000, so a
+    bound 1000 times looser than the derived one (e.g. one without the 1/|g_a.u| factor's sharpness) would pass it."""
+    from elastic_theory.claims import first_order
+
+    honest, plant = first_order_setting
+    if fault.startswith("perturb"):
+        monkeypatch.setattr(first_order, "gradients", _joint_gradient_of(2))
+    elif fault.startswith("k off"):
+        plant(k=honest.k * (1 + 1e-8), k_tokens=honest.k_tokens * (1 + 1e-8))
+    else:
+        plant(k_tokens=honest.k)
+    ev = claims.run_verification(0, ["first_order_ratio_identity"]).results[0].evidence
+    assert ev.verdict == "fails" and ev.counterexample is not None
+    if fault.startswith("k off"):
+        assert 1.0 < ev.error_in_tolerances < 1000.0
+
+
+def test_first_order_ratio_identity_is_inconclusive_away_from_the_optimum(monkeypatch, first_order_setting):
+    """A network stopped after 20 L-BFGS iterations: the ratio really is off k (by more than the 1e-6 precision), the
+    bound from its gradient norm covers it (no false 'fails'), and the claim reaches no verdict instead of 'holds'."""
+    from elastic_theory.claims import first_order
+    from elastic_theory.theory import tiny_network
+
+    honest, plant = first_order_setting
+    early = tiny_network.fit(honest.net, honest.table, honest.weights[3],
+                             honest.net.init(np.random.default_rng(first_order.INIT_SEED), first_order.INIT_SCALE),
+                             max_iterations=20, newton_steps=0)
+    assert early.grad_norm > 1e-4
+    plant(optimum=early)
+    ev = claims.run_verification(0, ["first_order_ratio_identity"]).results[0].evidence
+    assert ev.verdict == "inconclusive" and ev.error_in_tolerances <= 1.0
+    assert ev.details["largest_relative_error"] > 1e-6 and ev.details["largest_tolerance"] > 1e-6
+
+
+def test_first_order_signs():
+    """Fails: an SGD step on D_a at the joint optimum has R1 = k within the identity's tolerance, yet gamma_a falls and
+    gamma_p rises (measured, beyond rounding); along D_t the same network moves both rates with the theorem's signs."""
+    ev = _check("first_order_signs")
+    ce = ev.counterexample
+    assert ce["step_along"] == "align" and abs(ce["R1"] / ce["k"] - 1) < 1e-6
+    assert ce["measured_bits_per_token"]["gamma_a"] < 0 < ce["measured_bits_per_token"]["gamma_p"]
+    assert ev.error_in_tolerances <= 1.0
+    along_t = [st for st in ev.details["steps"] if st["step_along"] == "perturb"]
+    assert len(along_t) == 3 and all(st["measured_bits_per_token"]["gamma_p"] < 0 < st["measured_bits_per_token"]["gamma_a"]
+                                     for st in along_t)
+
+
+def test_first_order_signs_holds_for_an_ascent_step(monkeypatch):
+    """Steps against D_a (negative learning rates: gamma_a rises, gamma_p falls) give no counterexample: 'holds'."""
+    from elastic_theory.claims import first_order
+
+    monkeypatch.setattr(first_order, "STEP_LRS", tuple(-lr for lr in first_order.STEP_LRS))
+    ev = claims.run_verification(0, ["first_order_signs"]).results[0].evidence
+    assert ev.verdict == "holds" and ev.counterexample is None
+
+
+@pytest.mark.parametrize("fault", ["wrong dataset gradient", "measured change with the wrong sign"])
+def test_first_order_signs_is_inconclusive_when_its_evidence_disagrees(monkeypatch, fault):
+    """A D_p gradient that is D_t's (the ratio is no longer k) or a measured change of the wrong sign (the first
+    order no longer predicts it): no verdict, not 'fails'."""
+    from elastic_theory.claims import first_order
+
+    if fault == "wrong dataset gradient":
+        monkeypatch.setattr(first_order, "gradients", _joint_gradient_of(2))
+    else:
+        real = first_order._step
+        monkeypatch.setattr(first_order, "_step", lambda *a: {**real(*a), "measured": -real(*a)["measured"]})
+    assert claims.run_verification(0, ["first_order_signs"]).results[0].verdict == "inconclusive"
+
+
 def test_highprec_closed_forms():
     """|closed form - mpmath| / |mpmath| <= 1e-10 for k <= 1e9, l >= 1e-9."""
     assert _check("highprec_closed_forms").largest_error <= 1e-10

@@ -80,3 +80,27 @@ def test_closed_form_tolerance_grows_near_threshold():
     far = closed_form_tolerance(Fraction(10), Fraction(0), Fraction(1, 2))
     near = closed_form_tolerance(Fraction(10), Fraction(99, 100), Fraction(1, 2))
     assert near == 100 * far  # kappa = (1/2)/(1/2 - 99/200) = 100 exactly; 16 eps * 100 has no rounding
+
+
+def test_first_order_identity():
+    """Stationarity N_p g_p + N_a g_a = 0 solved: g_p = -(N_a/N_p) g_a; ratio k per response and k_tokens per token
+    along every u (no u_j enters); the step u = -s g_a changes CE_a by -s|g_a|^2 and CE_p by +s|g_a|^2/k."""
+    proof = symbolic.first_order_identity()
+    assert proof.holds and len(proof.residuals) == 7
+    s = proof.symbols
+    assert sp.simplify(proof.stationary_g_p + s["N_a"] / s["N_p"] * s["g_a"]) == sp.zeros(3, 1)
+    ga2 = s["g_a"].dot(s["g_a"])
+    assert sp.simplify(proof.step_along_align["dCE_a"] + s["s"] * ga2) == 0
+    assert sp.simplify(proof.step_along_align["dCE_p"] - s["s"] * ga2 * s["N_a"] / s["N_p"]) == 0
+
+
+def test_first_order_ratio_depends_on_the_normalization():
+    """What the identity is not: the per-response ratio is not k_tokens unless L_p = L_a, and a balanced loss
+    CE_p + CE_a (each dataset's mean weighted equally) makes the ratio 1, not k."""
+    proof = symbolic.first_order_identity()
+    s = proof.symbols
+    Np, Na, Lp, La, ga, u = (s[n] for n in ("N_p", "N_a", "L_p", "L_a", "g_a", "u"))
+    ratio = ga.dot(u) / -proof.stationary_g_p.dot(u)
+    assert sp.simplify(ratio - Np * Lp / (Na * La)) != 0
+    assert sp.simplify(ratio - Np * Lp / (Na * La)).subs(Lp, La) == 0
+    assert sp.simplify(ga.dot(u) / -(-ga).dot(u)) == 1  # g_p = -g_a: stationarity of CE_p + CE_a
