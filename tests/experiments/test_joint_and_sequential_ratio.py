@@ -345,6 +345,9 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
     track = out / res["tracks"][next(iter(res["tracks"]))]
     assert len(track.read_text().splitlines()) == 2 * 4  # two datasets at steps 0..3
     assert CliRunner().invoke(app, ["plot", str(track)]).exit_code == 0 and track.with_suffix(".png").is_file()
+    # the per-seed ratio plot redraws from results.json as read back (a null both-right mean included)
+    (out / "sequential_ratio.png").unlink()
+    assert CliRunner().invoke(app, ["plot", str(out)]).exit_code == 0 and (out / "sequential_ratio.png").is_file()
 
 
 def test_joint_sign_threshold_is_where_the_rate_error_bounds_add_up_to_the_change():

@@ -248,16 +248,19 @@ def plot(results: dict, folder: Path) -> list[Path]:
     summary = results["summary"]
     fig, (ax,) = figure(width=5.5)
     ks = [s["k"] for s in summary]
-    ax.plot(ks, [s["R_predicted"] for s in summary], "k-", label=f"predicted (same data, l = {results['l_ratio']})")
+    ax.plot(ks, [s["R_predicted"] for s in summary], "k-", label=f"predicted, mean over seeds (l = {results['l_ratio']})")
     ax.plot(ks, ks, "k:", label="k (R at l -> 0)")
     for s in summary:
         lo, hi = s["R_measured_ci95"] or (s["R_measured"], s["R_measured"])
         ax.errorbar([s["k"]], [s["R_measured"]], yerr=[[s["R_measured"] - lo], [hi - s["R_measured"]]], fmt="o", color="C0", capsize=3)
         ax.plot([s["k"]] * len(s["R_per_seed"]), s["R_per_seed"], ".", color="C0", alpha=0.4)
+        # each seed's own prediction (sampled mode: its own data; exact mode: all the same)
+        ax.plot([s["k"]] * len(s["R_predicted_per_seed"]), s["R_predicted_per_seed"], "_", color="k", ms=10)
         if s["R_influence_l0"] == s["R_influence_l0"]:
             ax.plot([s["k"]], [s["R_influence_l0"]], "s", color="C1", mfc="none")
     ax.plot([], [], "o", color="C0", label="measured (mean, 95% CI, seeds)")
-    ax.plot([], [], "s", color="C1", mfc="none", label="influence estimate at l = 0")
+    ax.plot([], [], "_", color="k", ms=10, label="predicted, per seed (its own data)")
+    ax.plot([], [], "s", color="C1", mfc="none", label="influence estimate at l = 0 (stationarity check)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("k = |D_p| / |D_a|")
@@ -269,24 +272,23 @@ def plot(results: dict, folder: Path) -> list[Path]:
     rows = results["rows"]
     for i, k in enumerate(sorted({r["k"] for r in rows})):
         base = {r["seed"]: r for r in rows if r["k"] == k and r["l"] == 0.0}
-        pts = [r for r in rows if r["k"] == k]
-        ls = sorted({r["l"] for r in pts})
-        pred_a = [next(r for r in pts if r["l"] == l)["gamma_align_optimum"] - next(iter(base.values()))["gamma_align_optimum"] for l in ls]
-        pred_p = [next(r for r in pts if r["l"] == l)["gamma_pretrain_optimum"] - next(iter(base.values()))["gamma_pretrain_optimum"] for l in ls]
-        a1.plot(ls, pred_a, "-", color=f"C{i}", label=f"k = {k:g}")
-        a2.plot(ls, [k * p for p in pred_p], "-", color=f"C{i}", label=f"k = {k:g}")
-        for r in pts:
-            b = base.get(r["seed"])
-            if b is not None:
-                a1.plot(r["l"], r["gamma_align"] - b["gamma_align"], "o", color=f"C{i}", ms=3)
-                a2.plot(r["l"], k * (r["gamma_pretrain"] - b["gamma_pretrain"]), "o", color=f"C{i}", ms=3)
+        for j, (seed, b) in enumerate(sorted(base.items())):
+            # lines: the seed's own optimum (sampled mode: its own data); dots: the seed's trained models
+            pts = sorted((r for r in rows if r["k"] == k and r["seed"] == seed), key=lambda r: r["l"])
+            ls = [r["l"] for r in pts]
+            a1.plot(ls, [r["gamma_align_optimum"] - b["gamma_align_optimum"] for r in pts], "-", color=f"C{i}", lw=0.8,
+                    label=f"k = {k:g}" if j == 0 else None)
+            a2.plot(ls, [k * (r["gamma_pretrain_optimum"] - b["gamma_pretrain_optimum"]) for r in pts], "-", color=f"C{i}",
+                    lw=0.8, label=f"k = {k:g}" if j == 0 else None)
+            a1.plot(ls, [r["gamma_align"] - b["gamma_align"] for r in pts], "o", color=f"C{i}", ms=3)
+            a2.plot(ls, [k * (r["gamma_pretrain"] - b["gamma_pretrain"]) for r in pts], "o", color=f"C{i}", ms=3)
     for ax in (a1, a2):
         ax.axvline(results["l_star"], color="grey", ls="--", lw=0.8)
         ax.set_xlabel("l = |D_t| / |D_a|  (dashed: l*)")
         ax.legend(fontsize=7)
     a1.set_ylabel("gamma_a(l) - gamma_a(0)  (bits/token)")
     a2.set_ylabel("k * (gamma_p(l) - gamma_p(0))  (bits/token)")
-    a1.set_title("alignment rate: lines predicted, dots measured", fontsize=8)
+    a1.set_title("alignment rate: lines predicted per seed, dots measured", fontsize=8)
     a2.set_title("pre-training rate, scaled by k", fontsize=8)
     paths.append(save_figure(fig, folder / "joint_ratio_changes.png"))
     return paths

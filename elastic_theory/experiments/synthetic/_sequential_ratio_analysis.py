@@ -210,27 +210,38 @@ def _controls_table(controls: list[dict]) -> list[str]:
 
 
 def plot(results: dict, folder: Path) -> list[Path]:
-    """``sequential_ratio.png``: ratio/k against step per arm and k; ``sequential_rates.png``: rate changes per step."""
+    """``sequential_ratio.png``: per arm and k, each seed's ratio/k against the step (filled: both signs right;
+    ``x``: a wrong sign, whose ratio may still be positive), the line through the mean over the both-right seeds,
+    and the joint optimum's ratio at l_eff; ``sequential_rates.png``: rate changes per step."""
     from .._plotting import figure, save_figure
 
     folder = Path(folder)
     summary = [s for s in results["summary"] if s["step"] > 0]
+    seed_rows = [r for r in results["rows"] if r["step"] > 0]
     arms = sorted({s["arm"] for s in summary})
     fig, axes = figure(ncols=len(arms), width=4.2)
     for ax, arm in zip(axes, arms):
         for i, k in enumerate(sorted({s["k"] for s in summary})):
             pts = sorted((s for s in summary if s["arm"] == arm and s["k"] == k), key=lambda s: s["step"])
-            ax.plot([s["step"] for s in pts], [s["ratio"] / k for s in pts], "o-", color=f"C{i}", label=f"k = {k:g} measured")
-            ax.plot([s["step"] for s in pts], [s["R_finite_predicted_at_l_eff"] / k for s in pts], "x--", color=f"C{i}",
-                    label=f"k = {k:g} joint optimum at l_eff")
+            ax.plot([s["step"] for s in pts], [saved_number(s["ratio_both_right"]) / k for s in pts], "-", color=f"C{i}",
+                    label=f"k = {k:g}: mean over both-right seeds")
+            ax.plot([s["step"] for s in pts], [s["R_finite_predicted_at_l_eff"] / k for s in pts], "--", color=f"C{i}",
+                    lw=0.8, label=f"k = {k:g}: joint optimum at l_eff")
+            for right in (True, False):
+                mine = [r for r in seed_rows if r["arm"] == arm and r["k"] == k
+                        and (sign_outcome(saved_number(r["delta_gamma_align"]),
+                                          saved_number(r["delta_gamma_pretrain"])) == "both right") == right]
+                ax.plot([r["step"] for r in mine], [saved_number(r["ratio"]) / k for r in mine],
+                        "o" if right else "x", color=f"C{i}", ms=4, fillstyle="full" if right else "none",
+                        label=f"k = {k:g}: a seed, {'both signs right' if right else 'a sign wrong'}")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.axhline(0.0, color="black", lw=0.5)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.set_title(arm, fontsize=9)
         ax.set_xlabel("fine-tuning steps on D_t")
-    axes[0].set_ylabel("ratio / k")
-    axes[0].legend(fontsize=6)
+    axes[0].set_ylabel("ratio / k (per seed; line: both-right mean)")
+    axes[0].legend(fontsize=5)
     paths = [save_figure(fig, folder / "sequential_ratio.png")]
 
     rows = results["rows"]
