@@ -131,6 +131,8 @@ def _identity(rng: np.random.Generator) -> Evidence:
         f"{largest_err:.1e} (k = {s.k:g} per response, {s.k_tokens:.4g} per token), within {worst.ratio:.2g} x its "
         f"tolerance (largest tolerance {largest_tol:.1e})",
         {"symbolic_holds": proof.holds, "grad_norm": s.optimum.grad_norm, "k": s.k, "k_tokens": s.k_tokens,
+         "tolerance_rule": "|R1/k - 1| <= d/(1 - d) + rounding, d = ((k + 1)|G| + rho)|u|/|g_a.u|, G the joint "
+                           "loss's gradient at the network's parameters, rho its rounding bound",
          "largest_tolerance": largest_tol, "largest_relative_error": largest_err, "precision": PRECISION,
          "g_a_norm": float(np.linalg.norm(grads[1])), "g_p_norm": float(np.linalg.norm(grads[0]))},
         verdict=verdict, cases=worst.cases,
