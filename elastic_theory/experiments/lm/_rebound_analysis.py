@@ -1,6 +1,7 @@
 """The analysis of ``lm-rebound`` and ``lm-data-to-revert`` from their saved units (seed intervals of every curve
-point, data to revert, the paired drop comparison), their plots and their markdown summary.
-:mod:`~elastic_theory.experiments.lm.rebound` describes what is measured; ``config`` is its ``LMReboundConfig``."""
+point, data to revert, the paired drop comparison, the phases of the margin curves), their plots and their markdown
+summary. :mod:`~elastic_theory.experiments.lm.rebound` describes what is measured; ``config`` is its
+``LMReboundConfig``."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from ...stats.behaviour import data_to_revert, first_crossing
+from .._phases import analyse_phases, phase_table
 from ...stats.seedstats import error_bars, format_interval, paired_difference, seed_interval
 from ._common import plot_title, summary_title
 from ._rebound_protocol import judge_of
 
-__all__ = ["MEASURES", "PAPER_TABLE3", "analyse", "plot", "summarize"]
+__all__ = ["MEASURES", "PAPER_TABLE3", "PHASE_SCORES", "analyse", "plot", "summarize"]
 
 MEASURES = ("margin_per_token", "margin_per_response", "kl_bits_per_token", "generation_score")
+#: The curves of the phase analysis (measured at every m; the generation score is not), and its settings: resamples
+#: per test, the false discovery rate of the claims, simulated curves per calibration (experiments/_phases.py).
+PHASE_SCORES = ("margin_per_token", "margin_per_response")
+N_RESAMPLES, FDR_Q, CALIBRATION_CURVES = 999, 0.05, 200
 PAPER_TABLE3 = {
     "unit": "unsafe (negative) samples needed to bring KL(model, base) below 0.01, after n+ safe samples",
     "align_amounts": [1000, 2000, 5000, 10000],
@@ -35,8 +41,21 @@ def _crossing_summary(values: list[float]) -> dict:
 
 
 def _slope_per_efold(amounts, values) -> float:
-    """Least-squares slope of ``values`` against ``ln amounts`` (the fall per e-fold of perturbation data, negated)."""
-    return -float(np.polyfit(np.log(amounts), values, 1)[0])
+    """The fall per e-fold of 1 + m: minus the least-squares slope of ``values`` against ``ln(1 + amounts)``, m = 0
+    (the aligned model) included."""
+    return -float(np.polyfit(np.log1p(amounts), values, 1)[0])
+
+
+def _phases(config, units: dict[int, list[dict]], seeds: int) -> dict:
+    """The phase analysis of the margin curves, per n+ (experiments/_phases.py)."""
+    curves = {}
+    for n, us in units.items():
+        per_seed = [u["curve"] for u in us]
+        for k in PHASE_SCORES:
+            curves[str(n), k] = ([p["perturb_amount"] for c in per_seed for p in c], [p[k] for c in per_seed for p in c],
+                                 [i for i, c in enumerate(per_seed) for _ in c])
+    return analyse_phases(curves, [0, *config.perturb_amounts], seeds=seeds, q=FDR_Q, n_resamples=N_RESAMPLES,
+                          calibration_curves=CALIBRATION_CURVES, rng=np.random.default_rng(0))
 
 
 def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dict:
@@ -80,7 +99,7 @@ def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dic
             for n in (small, large):
                 pts = [[(p["perturb_amount"], p[k]) for p in u["curve"] if p[k] is not None] for u in units[n]]
                 drops[n] = [s[0][1] - s[1][1] for s in pts]
-                slopes[n] = [_slope_per_efold([a for a, _ in s[1:]], [v for _, v in s[1:]]) if len(s) > 2 else math.nan
+                slopes[n] = [_slope_per_efold([a for a, _ in s], [v for _, v in s]) if len(s) > 1 else math.nan
                              for s in pts]
             comparison[k] = {"first_drop": paired_difference(drops[large], drops[small]).as_dict()}
             if all(math.isfinite(v) for n in (small, large) for v in slopes[n]):
@@ -91,6 +110,7 @@ def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dic
         "curves": curves,
         "data_to_revert": {"eps_kl_bits_per_token": config.eps_kl_bits, "by_align": revert, "paper_table3": PAPER_TABLE3},
         "drop_comparison": comparison,
+        "phases": _phases(config, units, len(base_units)),
     }
 
 
@@ -170,10 +190,13 @@ def summarize(results: dict) -> str:
             lines.append(f"| {n} | {p['perturb_amount']} | " + " | ".join(format_interval(p[k]) for k in keys) + " |")
     d = results["drop_comparison"]
     if d:
-        lines += ["", f"| drop (n+ = {d['align_large']} minus n+ = {d['align_small']}, paired by seed) | first step | per e-fold of m |",
+        lines += ["", f"| drop (n+ = {d['align_large']} minus n+ = {d['align_small']}, paired by seed) | first step | "
+                  "per e-fold of 1 + m (m = 0 included) |",
                   "|---|---|---|"]
         for k in (k for k in keys if k in d):
             lines.append(f"| {k} | {format_interval(d[k]['first_drop'])} | {format_interval(d[k].get('drop_per_efold'))} |")
+    if "phases" in results:  # runs analysed before the phase analysis existed have none
+        lines += ["", *phase_table(results["phases"], "m")]
     r = results["data_to_revert"]
     cols = ["kl"] + [f"{k}_back_to_base" for k in keys if k in results["base"]]
     lines += ["", f"data to revert (perturbation examples; KL threshold {r['eps_kl_bits_per_token']} bits/token; "

@@ -37,7 +37,6 @@ pre-trained model's (both interpolated linearly between grid points; in log KL f
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +45,10 @@ import numpy as np
 from ..._validation import check_count
 from ...infra.rundir import RunDir
 from ...stats.behaviour import SCALES, compare_drops, data_to_revert, first_crossing
-from ...stats.phase_claim import calibrate_claims, claim_orders, every_other, order_on_grids
 from ...stats.phases import fit_phases
 from ...stats.seedstats import error_bars, format_interval, seed_interval
 from .. import Context, Experiment, register
+from .._phases import analyse_phases, fitted, phase_table
 from ._sequential import SequentialSetup, run_experiment
 
 __all__ = ["ReboundConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
@@ -124,32 +123,18 @@ def _line_drop(curve: list[dict], scale: str) -> float:
     return -fit_phases([p["amount"] for p in curve], [p[scale] for p in curve], 1).slopes[0]
 
 
-def _phases(config: ReboundConfig, units: list[dict], aligns: list[str], rng: np.random.Generator) -> dict:
-    """Per n+ and scale: both grids' phase choice and order test, the BH-adjusted claim, the bias-corrected steepest
-    drop and the claim rule's size and power on the run's design (module docstring)."""
-    orders = {}
+def _phases(config: ReboundConfig, units: list[dict], aligns: list[str]) -> dict:
+    """The phase analysis of every curve (n+ x scale) of the run (module docstring)."""
+    curves = {}
     for a in aligns:
         per_seed = [u["curves"][a] for u in units]
         x = [p["amount"] for c in per_seed for p in c]
         seed = [i for i, c in enumerate(per_seed) for _ in c]
         for scale in SCALES:
-            y = [p[scale] for c in per_seed for p in c]
-            orders[a, scale] = order_on_grids(x, y, groups=seed, n_resamples=config.n_resamples, rng=rng)
-    claims, family = claim_orders(list(orders.values()), config.fdr_q)
-    amounts = [0, *sorted(set(config.perturb_amounts))]
-    out = {a: {} for a in aligns}
-    for (a, scale), c, verdict in zip(orders, orders.values(), claims):
-        cal = calibrate_claims(amounts, seeds=len(units), sigma=c.noise_sd, offset_sd=c.offset_sd, drop=c.line_drop,
-                               q=config.fdr_q, family=family, n_curves=config.calibration_curves,
-                               n_resamples=config.n_resamples, rng=rng)
-        out[a][scale] = {**{name: g.as_dict() for name, g in c.grids.items()}, **verdict,
-                         "steepest_drop": c.steepest.as_dict(), "line_drop_per_efold": c.line_drop,
-                         "noise_sd": c.noise_sd, "offset_sd": c.offset_sd, "calibration": cal.as_dict()}
-    summary = {"q": config.fdr_q, "family": family, "n_resamples": config.n_resamples,
-               "grids": {"full": amounts, "every_other": [int(v) for v in every_other(amounts)]},
-               "calibration_curves": config.calibration_curves,
-               "claims": dict(Counter(v["claim"] for v in claims))}
-    return {"by_align": out, **summary}
+            curves[a, scale] = (x, [p[scale] for c in per_seed for p in c], seed)
+    return analyse_phases(curves, [0, *config.perturb_amounts], seeds=len(units), q=config.fdr_q,
+                          n_resamples=config.n_resamples, calibration_curves=config.calibration_curves,
+                          rng=np.random.default_rng(0))
 
 
 def _revert(config: ReboundConfig, units: list[dict], a: str, amounts: list[int]) -> dict:
@@ -184,20 +169,13 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
         "seeds": [u["seed"] for u in units],
         "pretrained": {key: seed_interval([u["pretrained"][key] for u in units]).as_dict() for key in SCALES},
         "curves": curves,
-        "phases": _phases(config, units, aligns, np.random.default_rng(0)),
+        "phases": _phases(config, units, aligns),
         "drop_comparison": {"align_small": int(small), "align_large": int(large),
                             "first_drop": first.as_dict(), "overall_slope": line.as_dict()},
         "data_to_revert": {"eps_bits": config.eps_bits,
                            "by_align": {a: _revert(config, units, a, amounts) for a in aligns}},
         "paper": PAPER,
     }
-
-
-def _fitted(fit: dict, amounts: np.ndarray) -> np.ndarray:
-    """A chosen phase fit (its ``as_dict``) at ``amounts``: continuous, slopes per e-fold of 1 + n, knots in ln(1 + n)."""
-    t, b = np.log1p(amounts), fit["slopes"]
-    return fit["intercept"] + b[0] * t + sum((b[j + 1] - b[j]) * np.maximum(t - k, 0.0)
-                                             for j, k in enumerate(fit["knots"]))
 
 
 def plot(results: dict, folder: Path) -> list[Path]:
@@ -212,10 +190,9 @@ def plot(results: dict, folder: Path) -> list[Path]:
             m, err = error_bars([p[key] for p in curve])
             line, = ax.plot(1 + x, m, "o", label=f"n+ = {a}")
             ax.fill_between(1 + x, m - err[0], m + err[1], color=line.get_color(), alpha=0.2)
-            if key in SCALES:
-                g = results["phases"]["by_align"][a][key]["full"]["selection"]
+            if key in SCALES and a in results["phases"]["by_align"]:
                 grid = np.geomspace(1, 1 + x.max(), 200) - 1
-                ax.plot(1 + grid, _fitted(g["fits"][g["phases"] - 1], grid), color=line.get_color(), lw=1)
+                ax.plot(1 + grid, fitted(results["phases"]["by_align"][a][key], grid), color=line.get_color(), lw=1)
     for ax, key in zip(axes[:2], SCALES):
         ax.axhline(float(results["pretrained"][key]["mean"]), color="k", ls="--", lw=1, label="pre-trained")
     axes[2].axhline(results["data_to_revert"]["eps_bits"], color="k", ls="--", lw=1, label="eps")
@@ -230,27 +207,6 @@ def plot(results: dict, folder: Path) -> list[Path]:
     return [save_figure(fig, Path(folder) / "rebound.png")]
 
 
-def _grid_cells(f: dict) -> list[str]:
-    """Phases [stability], order and BH-adjusted p of both grids, the full grid's drops and knots."""
-    full, sub = f["full"], f["every_other"]
-    best = full["selection"]["fits"][full["selection"]["phases"] - 1]
-
-    def order(g: dict, name: str) -> str:
-        s = g["selection"]
-        p = f["p_adjusted"][name]
-        return (f"{s['phases']} [{s['stability']:.2f}] {s['pattern']}" + ("" if p is None else f", p {p:.3g}"))
-
-    drops = ", ".join(f"{d:.3g}" for d in best["drops"])
-    knots = ", ".join(f"{k:.0f}" for k in best["knot_amounts"]) or "-"
-    return [order(full, "full"), order(sub, "every_other"), drops, knots]
-
-
-def _calibration(cal: dict) -> str:
-    """Size, and power at q/m - at q (BH lies between), of the claim rule on this curve's design and noise."""
-    power = "undefined" if cal["power_low"] is None else f"{cal['power_low']:.2f} - {cal['power_high']:.2f}"
-    return f"{cal['size']:.2f} [{cal['size_ci'][0]:.2f}, {cal['size_ci'][1]:.2f}] | {power}"
-
-
 def summarize(results: dict) -> str:
     """Markdown: the drop comparison on both scales, the phase analysis with its calibration, and data to revert."""
     d, ph = results["drop_comparison"], results["phases"]
@@ -262,22 +218,7 @@ def summarize(results: dict) -> str:
                        ("overall_slope", "drop per e-fold of 1 + n-, one line over the grid (n- = 0 included)")):
         c = d[key]
         lines.append(f"| {label} | {format_interval(c['difference']['probability'])} | {format_interval(c['difference']['log_odds'])} | {c['verdict']} |")
-    lines += ["", f"phases in ln(1 + n-), seeds pooled: full grid n- = {ph['grids']['full']}, every other "
-              f"{ph['grids']['every_other']}; phases chosen by BIC (bootstrap stability in brackets), chosen fit's order, "
-              f"Benjamini-Hochberg p over the {ph['family']} tests of the run ({ph['n_resamples']} resamples each); "
-              f"claimed when both grids agree at q = {ph['q']}. Calibration of that rule by simulation on this "
-              f"design ({ph['calibration_curves']} curves each), with this curve's point noise and seed offsets: "
-              "size = claims on straight lines at q (95% Wilson interval); power = claims of a fast-then-slow curve (drops "
-              "1.5d then 0.5d, knot mid-grid, d this curve's overall drop) at q/m - at q (BH lies between)", "",
-              "| n+ | scale | full grid | every other | drops per e-fold (full) | knots n- | claim | "
-              "steepest drop, bias-corrected (raw) | noise sd (seed offsets) | size | power |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for a, by_scale in ph["by_align"].items():
-        for scale, f in by_scale.items():
-            s = f["steepest_drop"]
-            lines.append(f"| {a} | {scale} | " + " | ".join(_grid_cells(f)) + f" | {f['claim']} | "
-                         f"{s['corrected']:.3g} ({s['estimate']:.3g}) | {f['noise_sd']:.3g} ({f['offset_sd']:.3g}) | "
-                         f"{_calibration(f['calibration'])} |")
+    lines += ["", *phase_table(ph, "n-")]
     lines += ["", "| n+ | score at n- = 0 | n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |",
               "|---|---|---|---|---|"]
     for a, r in results["data_to_revert"]["by_align"].items():
