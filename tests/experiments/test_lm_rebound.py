@@ -282,3 +282,43 @@ def test_saved_checkpoints_are_the_measured_models(tiny):
     assert names == {f"seed={SEEDS[0]}_align={n}_perturb={m}" for n in ALIGNS for m in (0, PERTURBS[-1])}
     checkpoints_score_their_points(out, config_from_dict(LMReboundConfig, rebound_config(tmp)), SEEDS[0], ALIGNS,
                                    PERTURBS[-1])
+
+
+@pytest.mark.slow  # the whole real-model analysis, its phase fits included: about 4 s on a loaded machine
+def test_refusal_rates_and_kl_get_bounded_intervals_from_hand_made_units(monkeypatch):
+    """The analysis alone, on units where two seeds refuse 0 and 2 of 4 generation prompts and KL starts within eps:
+    the refusal rate's interval lies in (0, 1) (counted: empirical logit over the 4 prompts), every KL interval is
+    positive, min KL takes the m = 0 point (0.005 and 0.006, within eps: data to revert 0 for both seeds), and the
+    summary says it rests on 2 seeds with a warning and shows the per-seed amounts where there is no interval.
+
+    Killed: raw t-intervals (the rate's would be 0.25 [-2.93, 3.43], the KL's below 0 at m = 0); min KL over m > 0
+    (0.2); an amount interval of two zeros (width 0) or "not reached" for seeds that reverted at once."""
+    import math
+
+    from elastic_theory.experiments.lm import _rebound_analysis
+    from elastic_theory.experiments.lm.rebound import LMReboundConfig
+
+    monkeypatch.setattr(_rebound_analysis, "CALIBRATION_CURVES", 2)  # the phase analysis's counts, not what this
+    monkeypatch.setattr(_rebound_analysis, "N_RESAMPLES", 19)  # test checks: kept small so it runs in a second
+    amounts = (0, 8, 16, 24, 32, 40, 48, 56)
+    config = LMReboundConfig(judge="refusal_rate", align_amounts=(8,), perturb_amounts=amounts[1:], seeds=(0, 1),
+                             n_measure=4, n_generate=4, generate_amounts=(56,))
+    base = [{"seed": s, "n_generate": 4, "scores": {"margin_per_token": -1.0, "margin_per_response": -5.0,
+                                                   "generation_score": 0.0}} for s in (0, 1)]
+
+    def curve(rate, kl0, seed):
+        return [{"perturb_amount": m, "margin_per_token": 1.0 - 0.5 * math.log1p(m) + 0.01 * seed,
+                 "margin_per_response": 5.0 - 2 * math.log1p(m) - 0.02 * seed,
+                 "kl_bits_per_token": kl0 if m == 0 else 0.2 + m / 100, "generation_score": g}
+                for m, g in ((m, rate if m == 0 else 0.0 if m == 56 else None) for m in amounts)]
+    units = {8: [{"seed": 0, "curve": curve(0.0, 0.005, 0)}, {"seed": 1, "curve": curve(0.5, 0.006, 1)}]}
+    res = _rebound_analysis.analyse(config, base, units)
+    rate = res["curves"]["8"][0]["generation_score"]
+    assert rate["scale"] == "logit" and 0 < rate["low"] < rate["high"] < 1
+    assert all(p["kl_bits_per_token"]["low"] > 0 for p in res["curves"]["8"])
+    entry = res["data_to_revert"]["by_align"]["8"]
+    assert entry["min_kl_bits_per_token"]["mean"] == pytest.approx(math.sqrt(0.005 * 0.006))
+    assert entry["kl"]["per_seed"] == [0.0, 0.0] and entry["kl"]["interval"] is None
+    text = _rebound_analysis.summarize({**res, "experiment": "lm-rebound", "model": {"name": "m"}, "setting": "safety",
+                                        "algorithm": "sft", "lora": True, "judge": "refusal_rate"})
+    assert "95% t-intervals over 2 seeds (WARNING: fewer than 3 seeds" in text and "per seed 0, 0 (reached in 2/2" in text

@@ -56,7 +56,13 @@ def test_rebound_tiny(tmp_path):
         want = np.mean([large - small for small, large in drops])
         assert res["drop_comparison"]["first_drop"]["difference"][scale]["mean"] == pytest.approx(want, rel=1e-12)
     for a, r in res["data_to_revert"]["by_align"].items():
-        assert len(r["per_seed"]) == 2 and r["min_kl_bits"]["mean"] > 0
+        assert len(r["per_seed"]) == 2 and r["min_kl_bits"]["mean"] > 0 and r["min_kl_bits"]["scale"] == "log"
+        # min KL over the whole curve, n- = 0 included (the points data to revert searches)
+        kl = [[p["kl_to_pretrained_bits"] for p in u["curves"][a]] for u in units]
+        assert r["min_kl_bits"]["mean"] == pytest.approx(math.exp(np.mean(np.log([min(c) for c in kl]))), rel=1e-12)
+    for c in curves.values():  # probabilities on the logit scale: inside (0, 1) whatever 2 seeds give
+        assert all(p["probability"]["scale"] == "logit" and 0 < p["probability"]["low"] <= p["probability"]["high"] < 1
+                   for p in c)
     assert {"pretrain", "align", "perturb"} == set(res["data"])
     # the pre-trained model of each seed is kept for a rerun
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["pretrain=1_seed=0.pt", "pretrain=1_seed=1.pt"]

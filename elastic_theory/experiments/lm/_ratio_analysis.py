@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...stats.seedstats import error_bars, format_interval, saved_number, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, saved_number, seed_interval
 from .._stats import SIGN_OUTCOMES, sign_outcome
 from ._common import plot_title, summary_title
 
@@ -84,7 +84,7 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
             "responses": {"delta_gamma_a": seed_interval(da_resp).as_dict(), "R_meas": ratio_resp,
                           "R_over_k": ratio_resp["value"] / float(k_resp.mean())},
             "align_tokens": [u["align_tokens"] for u in us],
-            "rates": {state: {d: seed_interval([u["rates"][state][d]["bits_per_token"] for u in us]).as_dict()
+            "rates": {state: {d: seed_interval([u["rates"][state][d]["bits_per_token"] for u in us], scale="log").as_dict()
                               for d in DATASETS} for state in STATES},
         }
         log_r.append([math.log(r) if o == "both right" else math.nan for r, o in zip(ratio["per_seed"], signs)])
@@ -163,7 +163,8 @@ def summarize(results: dict) -> str:
     against ln k over the seeds with both signs right at every n+."""
     lines = [f"{summary_title(results)}; perturbation m = {results['perturb_amount']}; "
              f"|D_p| = {results['pretrain_tokens']:.3g} tokens; rates in bits/token; "
-             "seed intervals 95% (t; Fieller for R); right signs: d gamma_a > 0 > d gamma_p", "",
+             f"{interval_note(len(results['seeds']))} (Fieller for R; rates on the log scale); right signs: "
+             "d gamma_a > 0 > d gamma_p", "",
              "| n+ | seeds: signs | d gamma_a | d gamma_p | R_meas, both-right seeds | R_meas, all seeds | k | "
              "R_meas (all) / k | responses only: d gamma_a, R_meas, R_meas / k_response |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -12,7 +12,8 @@ import numpy as np
 
 from ...stats.behaviour import data_to_revert, first_crossing
 from .._phases import analyse_phases, phase_table
-from ...stats.seedstats import error_bars, format_interval, paired_difference, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, paired_difference, seed_interval
+from .._stats import amount_interval, format_amount, min_kl_per_seed, quantity_interval
 from ._common import plot_title, summary_title
 from ._rebound_protocol import judge_of
 
@@ -32,7 +33,23 @@ PAPER_TABLE3 = {
 
 
 def _interval_or_none(values) -> dict | None:
-    return seed_interval(values).as_dict() if values and all(math.isfinite(v) for v in values) else None
+    return amount_interval(values)
+
+
+def _scored(config, base_units: list[dict]):
+    """The seed interval of a measure on its scale: the refusal rate counted over the generation prompts (logit)."""
+    judge = judge_of(config)
+    counts = {u.get("n_generate") for u in base_units}
+    trials = counts.pop() if len(counts) == 1 else None
+
+    def interval(key: str, values) -> dict:
+        if key != "generation_score":
+            return quantity_interval(key, values)
+        if judge == "refusal_rate" and trials:
+            return quantity_interval(judge, values, trials)
+        return seed_interval(values).as_dict()  # sentiment (in [-1, 1], rarely near its ends), or counts unknown
+
+    return interval
 
 
 def _crossing_summary(values: list[float]) -> dict:
@@ -65,7 +82,8 @@ def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dic
     """
     aligns = sorted(units)
     scores = [MEASURES[0], MEASURES[1]] + (["generation_score"] if judge_of(config) else [])
-    base = {k: seed_interval([u["scores"][k] for u in base_units]).as_dict() for k in scores}
+    interval = _scored(config, base_units)
+    base = {k: interval(k, [u["scores"][k] for u in base_units]) for k in scores}
     curves, revert = {}, {}
     for n in aligns:
         per_seed = [u["curve"] for u in units[n]]
@@ -74,7 +92,7 @@ def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dic
             point = {"perturb_amount": p["perturb_amount"]}
             for k in MEASURES:
                 vals = [c[i][k] for c in per_seed]
-                point[k] = None if any(v is None for v in vals) else seed_interval(vals).as_dict()
+                point[k] = None if any(v is None for v in vals) else interval(k, vals)
             for k in scores:  # paired by seed: each seed's held-out pairs differ, and so does its base's score
                 vals = [c[i][k] for c in per_seed]
                 point[f"{k}_minus_base"] = None if any(v is None for v in vals) else paired_difference(
@@ -88,7 +106,8 @@ def analyse(config, base_units: list[dict], units: dict[int, list[dict]]) -> dic
             pts = [[(p["perturb_amount"], p[k]) for p in c if p[k] is not None] for c in per_seed]
             entry[f"{k}_back_to_base"] = _crossing_summary(
                 [first_crossing([a for a, _ in s], [v for _, v in s], u["scores"][k]) for s, u in zip(pts, base_units)])
-        entry["min_kl_bits_per_token"] = seed_interval([min(p["kl_bits_per_token"] for p in c[1:]) for c in per_seed]).as_dict()
+        entry["min_kl_bits_per_token"] = seed_interval(min_kl_per_seed([[p["kl_bits_per_token"] for p in c] for c in per_seed]),
+                                                       scale="log").as_dict()
         revert[str(n)] = entry
     comparison = None
     if len(aligns) >= 2:
@@ -181,7 +200,8 @@ def summarize(results: dict) -> str:
     """Markdown: base scores, the curves, the drop comparison and data to revert next to Table 3."""
     judge = results.get("judge")
     keys = ["margin_per_token", "margin_per_response", "kl_bits_per_token"] + (["generation_score"] if judge else [])
-    lines = [f"{summary_title(results)}; means with 95% t-intervals over seeds; margins in nats, KL in bits per token", "",
+    lines = [f"{summary_title(results)}; {interval_note(len(results['seeds']))}; margins in nats (linear), KL in bits per "
+             "token and amounts on the log scale, the refusal rate on the logit scale; min KL over every m, m = 0 included", "",
              "base model: " + ", ".join(f"{k} {format_interval(v)}" for k, v in results["base"].items()), "",
              "| n+ | m | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for n, curve in results["curves"].items():  # data to revert (Table 3's form): the ends of each curve only
@@ -203,8 +223,7 @@ def summarize(results: dict) -> str:
               "paper: unsafe samples to KL < 0.01)", "",
               "| n+ | " + " | ".join(cols) + " | min KL per token |", "|---|" + "---|" * (len(cols) + 1)]
     for n, e in r["by_align"].items():
-        cells = [format_interval(e[c]["interval"]) if e[c]["interval"] else f"not reached ({e[c]['reached_in']})"
-                 for c in cols]
+        cells = [format_amount(e[c]["interval"], e[c]["per_seed"]) + f" (reached in {e[c]['reached_in']})" for c in cols]
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {format_interval(e['min_kl_bits_per_token'])} |")
     t = r["paper_table3"]
     lines += ["", "| paper, Table 3 | " + " | ".join(f"n+ = {n}" for n in t["align_amounts"]) + " |",

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ...stats.seedstats import saved_number
+from ...stats.seedstats import interval_note, saved_number
 from .._stats import format_ci, mean_ci95, ratio_of_changes
 
 __all__ = ["kl_rounding_bits", "plot", "rate_error_bound_bits", "seed_comparison", "sign_kl_threshold_bits",
@@ -206,7 +206,8 @@ def summarize(results: dict) -> str:
     """The summary as a markdown table, from results as :func:`run` returns them or as read back from
     ``results.json`` (where a non-finite value, e.g. the influence ratio of a run without influence, is ``null``)."""
     lines = [f"joint-ratio: finite-difference ratio from l = 0 to l = {results['l_ratio']} "
-             f"(l* = {results['l_star']:.4g}; warm start: {results['warm_start']}); 95% t-intervals over seeds; "
+             f"(l* = {results['l_star']:.4g}; warm start: {results['warm_start']}); "
+             f"{interval_note(min(len(s['seeds']) for s in results['summary']))}; "
              "each seed against the prediction for its own data", "",
              "| k | R measured | 95% CI | R predicted | rel. error | rel. error per seed | dgamma_p measured | 95% CI | "
              "predicted | R influence (l->0) | max KL (bits) | bound/signal | certified seeds | verdict |",

@@ -46,9 +46,10 @@ from ..._validation import check_count
 from ...infra.rundir import RunDir
 from ...stats.behaviour import SCALES, compare_drops, data_to_revert, first_crossing
 from ...stats.phases import fit_phases
-from ...stats.seedstats import error_bars, format_interval, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, seed_interval
 from .. import Context, Experiment, register
 from .._phases import analyse_phases, fitted, phase_table
+from .._stats import amount_interval, format_amount, min_kl_per_seed, quantity_interval
 from ._sequential import SequentialSetup, run_experiment
 
 __all__ = ["ReboundConfig", "analyse", "measure_seed", "plot", "quick_config", "run", "summarize"]
@@ -144,12 +145,12 @@ def _revert(config: ReboundConfig, units: list[dict], a: str, amounts: list[int]
     back = [first_crossing(amounts, [p["probability"] for p in c], u["pretrained"]["probability"])
             for c, u in zip(per_seed, units)]
     return {
-        "to_pretrained_score": {"per_seed": back, "interval": seed_interval(back).as_dict()
-                                if np.isfinite(back).all() else None},
+        "to_pretrained_score": {"per_seed": back, "interval": amount_interval(back)},
         "per_seed": values,
         "reached_in": f"{len(finite)}/{len(values)} seeds",
-        "interval": seed_interval(finite).as_dict() if len(finite) == len(values) else None,
-        "min_kl_bits": seed_interval([min(p["kl_to_pretrained_bits"] for p in c[1:]) for c in per_seed]).as_dict(),
+        "interval": amount_interval(values),
+        "min_kl_bits": seed_interval(min_kl_per_seed([[p["kl_to_pretrained_bits"] for p in c] for c in per_seed]),
+                                     scale="log").as_dict(),
     }
 
 
@@ -157,7 +158,7 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
     """Seed intervals of every curve point, the phase analysis, the paired drop comparison and data to revert."""
     aligns = [str(n) for n in sorted(set(config.align_amounts))]
     amounts = [0, *sorted(set(config.perturb_amounts))]
-    curves = {a: [{"perturb_amount": n, **{key: seed_interval([u["curves"][a][i][key] for u in units]).as_dict()
+    curves = {a: [{"perturb_amount": n, **{key: quantity_interval(key, [u["curves"][a][i][key] for u in units])
                                           for key in (*SCALES, "kl_to_pretrained_bits")}}
                   for i, n in enumerate(amounts)] for a in aligns}
     small, large = aligns[0], aligns[-1]
@@ -167,7 +168,7 @@ def analyse(config: ReboundConfig, units: list[dict]) -> dict:
     return {
         "experiment": NAME,
         "seeds": [u["seed"] for u in units],
-        "pretrained": {key: seed_interval([u["pretrained"][key] for u in units]).as_dict() for key in SCALES},
+        "pretrained": {key: quantity_interval(key, [u["pretrained"][key] for u in units]) for key in SCALES},
         "curves": curves,
         "phases": _phases(config, units, aligns),
         "drop_comparison": {"align_small": int(small), "align_large": int(large),
@@ -211,7 +212,8 @@ def summarize(results: dict) -> str:
     """Markdown: the drop comparison on both scales, the phase analysis with its calibration, and data to revert."""
     d, ph = results["drop_comparison"], results["phases"]
     lines = [f"rebound: seeds {results['seeds']}; pre-trained score {format_interval(results['pretrained']['probability'])} "
-             f"(log-odds {format_interval(results['pretrained']['log_odds'])}); 95% t-intervals over seeds", "",
+             f"(log-odds {format_interval(results['pretrained']['log_odds'])}); {interval_note(len(results['seeds']))} "
+             "(probabilities on the logit, KL and amounts on the log scale; min KL over every n-, n- = 0 included)", "",
              f"| drop measure (n+ = {d['align_large']} minus n+ = {d['align_small']}, per seed) | probability | log-odds | verdict |",
              "|---|---|---|---|"]
     for key, label in (("first_drop", "drop over the first n- step"),
@@ -222,9 +224,9 @@ def summarize(results: dict) -> str:
     lines += ["", "| n+ | score at n- = 0 | n- back to pre-trained score | data to revert (KL <= eps) | min KL (bits) |",
               "|---|---|---|---|---|"]
     for a, r in results["data_to_revert"]["by_align"].items():
-        revert = format_interval(r["interval"]) if r["interval"] else f"not reached ({r['reached_in']})"
+        revert = format_amount(r["interval"], r["per_seed"]) + f" (reached in {r['reached_in']})"
         lines.append(f"| {a} | {format_interval(results['curves'][a][0]['probability'])} | "
-                     f"{format_interval(r['to_pretrained_score']['interval'])} | {revert} | "
+                     f"{format_amount(r['to_pretrained_score']['interval'], r['to_pretrained_score']['per_seed'])} | {revert} | "
                      f"{format_interval(r['min_kl_bits'])} |")
     return "\n".join(lines)
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from ...stats.behaviour import SCALES
 from ...infra.rundir import RunDir
-from ...stats.seedstats import error_bars, format_interval, seed_interval
+from ...stats.seedstats import error_bars, format_interval, interval_note, seed_interval
+from .._stats import quantity_interval
 from ...infra.trainconfig import StageConfig
 from .. import Context, Experiment, register
 from ._sequential import SequentialSetup, run_experiment
@@ -153,10 +154,10 @@ def analyse(config: ScalingConfig, units: list[dict]) -> dict:
         for i, first in enumerate(units[0][sweep]):
             vals = [u[sweep][i] for u in units]
             rows.append({**{k: first[k] for k in keys},
-                         "pretrain_kl_bits": seed_interval([v["pretrain_kl_bits"] for v in vals]).as_dict(),
+                         "pretrain_kl_bits": seed_interval([v["pretrain_kl_bits"] for v in vals], scale="log").as_dict(),
                          **{s: seed_interval([float(v[s]) for v in vals]).as_dict() for s in SPEEDS
                             if all(np.isfinite(float(v[s])) for v in vals)},
-                         **{f"{stage}_{scale}": seed_interval([v[stage][scale] for v in vals]).as_dict()
+                         **{f"{stage}_{scale}": quantity_interval(scale, [v[stage][scale] for v in vals])
                             for stage in ("pretrained", "aligned", "after") for scale in SCALES}})
         return rows
 
@@ -194,7 +195,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
 
 def summarize(results: dict) -> str:
     """Markdown: speeds per size and per volume, and the trend slopes per doubling."""
-    lines = [f"scaling: seeds {results['seeds']}; 95% t-intervals over seeds", "",
+    lines = [f"scaling: seeds {results['seeds']}; {interval_note(len(results['seeds']))} (KL on the log scale, scores on "
+             "the logit scale, drops and fractions linear)", "",
              "| sweep | x | KL(mixture ‖ pre-trained), bits | pre-trained score | aligned score | drop (probability) | "
              "drop (log-odds) | fraction undone |", "|---|---|---|---|---|---|---|---|"]
     for sweep, label in (("size", "n_params"), ("volume", "pretrain_steps")):
