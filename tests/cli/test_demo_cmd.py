@@ -103,3 +103,21 @@ def test_quick_experiment_failure_is_one_line_with_its_log(tmp_path):
 
     with pytest.raises(ValueError, match=r"quick rebound failed \(exit 2\): error: .*nonsense.*rebound\.log"):
         run_quick_experiments(tmp_path, names=("rebound",), extra=("--set", "nonsense=1"))
+
+
+def test_joint_ratio_verdicts_say_not_certified_where_the_bound_exceeds_the_signal():
+    """A quick run whose R is 1% from the prediction at KL 0.062 bits (bound/signal 37) is not certified agreement:
+    the line says so with the ratio, whatever the relative error; a k whose seeds are all certified says certified.
+    Killed: a verdict read off the relative error (|-1%| < 10% would read as agreement) or off the t-interval."""
+    from elastic_theory.cli.demo_cmd import joint_ratio_verdicts
+
+    def row(k, ratio, certified, verdict):
+        return {"k": k, "certified_per_seed": certified, "bound_to_signal": ratio, "max_kl_to_optimum_bits": 0.062,
+                "R_measured": 7.18, "R_predicted": 7.25, "R_relative_error": -0.0097, "verdict": verdict}
+
+    lines = joint_ratio_verdicts({"summary": [
+        row(4, 37.0, [False, False], "agrees within the optimizer's spread, not certified"),
+        row(8, 0.2, [True, True], "certified"), row(16, 0.5, [True, True], "certified disagreement")]})
+    assert lines[0].startswith("k = 4: not certified (0/2 seeds certified, bound/signal 37, largest KL to the optimum "
+                               "0.062 bits): R 7.18 against 7.25 (-0.97%)")
+    assert lines[1].startswith("k = 8: certified (2/2") and lines[2].startswith("k = 16: certified DISAGREEMENT")
