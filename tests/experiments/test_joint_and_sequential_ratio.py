@@ -339,6 +339,9 @@ def test_tiny_sequential_ratio_end_to_end(tmp_path):
            if x["step"] == 1 else x for x in res["summary"]]
     summarize = get("sequential-ratio").summarize
     assert "k = 4, seed 0: base KL 0.05 bits > the sign threshold at 1 of 2" in summarize({**res, "summary": far})
+    # one seed: every ratio interval rests on fewer than 3 seeds, and the table says so row by row
+    assert "WARNING: ratio intervals over fewer than 3 both-right seeds" in summarize(res)
+    assert all(f"k = 4, {s['arm']}, step {s['step']}: {s['n_both_right']}" in summarize(res) for s in res["summary"] if s["step"])
     # one k: no slope (nan, saved as null); results.json as read back summarizes as the run's results do
     assert all(x["slope"] is None for x in res["scaling"]) and res["non_finite"]["/scaling/0/slope"] == "nan"
     assert summarize(res) == summarize(_as_run_returned(res))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...stats.seedstats import saved_number
+from ...stats.seedstats import FEW_SEEDS, saved_number
 from .._stats import SIGN_OUTCOMES, format_ci, mean_ci95, sign_outcome
 
 __all__ = ["DIRECTIONS", "SIGN_OUTCOMES", "control_summary", "plot", "scaling_over_seed_chains", "scaling_slopes", "sign_outcome", "summarize",
@@ -160,6 +160,11 @@ def summarize(results: dict) -> str:
                      f"{s.get('n_both_right', 'n/a')}/{s['n_seeds']} | {saved_number(s.get('ratio_both_right')):.4g} | "
                      f"{format_ci(s.get('ratio_both_right_ci95'), 4)} | {saved_number(s.get('ratio_both_right_over_k')):.3g} | "
                      f"{len(far)}/{s['n_seeds']} | {saved_number(s['l_eff']):.3g} | {saved_number(s['R_finite_predicted_at_l_eff']):.4g} |")
+    few = [f"k = {s['k']:g}, {s['arm']}, step {s['step']}: {s.get('n_both_right', 0)}" for s in steps
+           if s.get("n_both_right", 0) < FEW_SEEDS]
+    if few:
+        lines += ["", f"WARNING: ratio intervals over fewer than {FEW_SEEDS} both-right seeds (2 seeds: t quantile 12.7; "
+                      "1 or 0: no interval): " + "; ".join(few)]
     if beyond:
         lines += ["", "Bases too far from the joint optimum to certify the sign of Delta gamma_p at some (arm, step) "
                       "(their distance could flip it; the rows above include them):"]
