@@ -93,7 +93,7 @@ def compare_command(
     base: str = typer.Option(..., "--base", help="The base model: anything --model of `measure` accepts."),
     checkpoint: list[str] = typer.Option(..., "--checkpoint", help="NAME=MODEL: a fine-tuned checkpoint to compare with the base. Repeatable."),
     data: list[str] = typer.Option(..., "--data", help="NAME=PATH: a dataset as `measure` reads it. Repeatable."),
-    ratio: str | None = typer.Option(None, "--ratio", help="NUM/DEN: also the ratio of the two datasets' changes (e.g. align/pretrain), the measured R."),
+    ratio: str | None = typer.Option(None, "--ratio", help="NUM/DEN: also the measured R = ΔNUM / (−ΔDEN) of THEORY §2.2, NUM in the alignment role and DEN in the pre-training role (e.g. align/pretrain)."),
     k: str | None = typer.Option(None, "--k", help="k to set beside the ratio: a number, or training-set sizes NUM=N,DEN=N in documents (then also k per token)."),
     unit: str = typer.Option("byte", "--unit", help="Unit of the ratio's changes: byte (bits per byte, comparable across tokenizers) or token."),
     context: int | None = typer.Option(None, "--context", help="Input positions per window (>= 2); default: each model's maximum length."),
@@ -103,7 +103,7 @@ def compare_command(
     dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16; default: bfloat16 on CUDA, float32 on the CPU."),
     text_field: str = typer.Option("text", "--text-field", help="JSONL field / dataset column holding the text."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap over documents."),
-    n_resamples: int = typer.Option(2000, "--n-resamples", help="Bootstrap resamples for the 95% intervals."),
+    n_resamples: int = typer.Option(2000, "--n-resamples", help="Resamples of the paired bootstrap shown beside the 95% intervals."),
     threads: int = threads_option(),
     json_out: Path | None = json_option("Write the results as JSON to this file."),
     plots: Path | None = folder_option("Draw the rate changes (and the ratio) into this folder.", "--plots"),
@@ -116,10 +116,10 @@ def compare_command(
 ) -> None:
     """Score every dataset once per model; report each checkpoint's rates and its change from the base.
 
-    The change of bits per byte from the base carries a paired bootstrap 95% interval: documents
-    are resampled jointly for all models, so a small shift is resolved where the two models' own
-    intervals overlap. --ratio NUM/DEN adds the ratio of the two datasets' changes with Fieller's
-    interval. See docs/compare.md.
+    The change of bits per byte from the base carries a paired 95% interval (leave-one-out standard error,
+    Student's t): documents are left out under all models together, so a small shift is resolved where the two
+    models' own intervals overlap. --ratio NUM/DEN adds R = ΔNUM / (−ΔDEN), the theory's R with NUM in the
+    alignment role and DEN in the pre-training role, with Fieller's 95% set. See docs/compare.md.
     """
     for module in ("torch", "transformers"):
         require_extra(module, "empirical", "compare")
@@ -231,8 +231,14 @@ def _score_all(models, documents, settings, store, progress):
 
 def build_report(models: dict[str, str], paths: dict[str, Path], scores, comparison, k: dict | None, config: dict) -> dict:
     """The JSON result: ``checkpoints.NAME.datasets.DATASET`` and ``checkpoints.NAME.ratio`` as documented."""
+    from ..stats.comparison import MIN_DOCUMENTS
+
     base_scores = scores[BASE_LABEL]
-    notes = []
+    notes = [f"dataset {d!r} has {s.n_documents} documents: the intervals' coverage was checked by simulation from "
+             f"{MIN_DOCUMENTS} documents on (docs/compare.md); with fewer it is not known"
+             for d, s in base_scores.items() if s.n_documents < MIN_DOCUMENTS]
+    for name, r in comparison.ratios.items():
+        notes.extend(ratio_notes(name, r, comparison.changes[name]))
     for name, per_dataset in comparison.changes.items():
         other = [d for d, ch in per_dataset.items() if not ch.same_tokenization]
         if other:
@@ -268,7 +274,7 @@ def print_tables(report: dict, json_out: Path | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="Rate changes from the base (paired bootstrap 95% intervals over documents)")
+    table = Table(title="Rate changes from the base (paired 95% intervals over documents: leave-one-out t)")
     for col in ("model", "dataset", "bits/token", "bits/byte", "Δ bits/byte", "paired 95% CI", "Δ bits/token"):
         table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
     for d, r in report["base"]["datasets"].items():
@@ -285,19 +291,41 @@ def print_tables(report: dict, json_out: Path | None = None) -> None:
     if not ratios:
         return
     first = next(iter(ratios.values()))
-    rt = Table(title=f"Ratio of changes {escape(first['numerator'])}/{escape(first['denominator'])} "
-                     f"(bits per {first['unit']}; Fieller 95% interval)")
-    for col in ("model", "ratio", "95% CI", "k", "k per token"):
+    num, den = escape(first["numerator"]), escape(first["denominator"])
+    rt = Table(title=f"R = Δ{num} / (−Δ{den}): {num} in the alignment role, {den} in the pre-training role "
+                     f"(THEORY §2.2; bits per {first['unit']}; Fieller 95% set)")
+    for col in ("model", "R", "95% set", "k", "k per token"):
         rt.add_column(col, justify="left" if col == "model" else "right")
     k = report["k"] or {}
     for name, r in ratios.items():
-        ci = "unbounded (denominator not resolved from 0)" if r["ci95"] is None else f"[{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}]"
-        rt.add_row(escape(name), f"{r['value']:.4g}", ci, _fmt(k.get("k")), _fmt(k.get("k_per_token")))
+        rt.add_row(escape(name), f"{r['value']:.4g}", fieller_text(r), *("" if k.get(c) is None else f"{k[c]:.4g}" for c in ("k", "k_per_token")))
     out.print(rt)
 
 
-def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.4g}"
+def fieller_text(r: dict) -> str:
+    """A saved ratio's Fieller set in words: ``[lo, hi]``, ``R <= a or R >= b`` (two rays) or ``any R``."""
+    if r["ci95"] is not None:
+        return f"[{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}]"
+    return f"R <= {r['rays'][0]:.3g} or R >= {r['rays'][1]:.3g}" if r.get("rays") else "any R"
+
+
+def ratio_notes(name: str, r, changes: dict) -> list[str]:
+    """Plain-language notes on one checkpoint's :class:`~elastic_theory.stats.comparison.RatioEstimate`: two rays, the
+    whole line, or changes of the same sign (the theorem's R undefined)."""
+    key = "delta_bits_per_byte" if r.unit == "byte" else "delta_bits_per_token"
+    da, dp = (getattr(changes[d], key) for d in (r.numerator, r.denominator))
+    out = []
+    if r.rays is not None:
+        out.append(f"checkpoint {name!r}: the change of {r.denominator} ({dp:+.4g}) is not resolved from 0, so R may be "
+                   f"arbitrarily large of either sign; the data exclude only {r.rays[0]:.4g} < R < {r.rays[1]:.4g} "
+                   f"(the 95% set is R <= {r.rays[0]:.4g} or R >= {r.rays[1]:.4g})")
+    elif r.ci95 is None:
+        out.append(f"checkpoint {name!r}: neither change is resolved enough to bound R: the 95% set is every R")
+    if r.same_sign:
+        out.append(f"checkpoint {name!r}: the changes of {r.numerator} ({da:+.4g}) and {r.denominator} ({dp:+.4g}) have the "
+                   f"same sign, so the theorem's R (a rise of the alignment set's rate over a fall of the pre-training "
+                   f"set's) is not defined; R = {r.value:.4g} is only the ratio, and k does not apply")
+    return out
 
 
 def write_per_document(path: Path, documents: dict, scores: dict) -> None:
@@ -350,7 +378,7 @@ def plot_comparison(report: dict, folder: Path) -> list[Path]:
         for i, (n, r) in enumerate(ratios.items()):
             if r["ci95"] is None:
                 ax.plot([r["value"]], [i], "o", color="C1")
-                ax.annotate("interval unbounded", (r["value"], i), textcoords="offset points", xytext=(6, 6), fontsize="small")
+                ax.annotate(fieller_text(r), (r["value"], i), textcoords="offset points", xytext=(6, 6), fontsize="small")
             else:
                 ax.errorbar([r["value"]], [i], xerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]], fmt="o",
                             capsize=3, color="C1")
@@ -360,7 +388,7 @@ def plot_comparison(report: dict, folder: Path) -> list[Path]:
                 ax.axvline(k[key], color="grey", ls=style, label=f"{key.replace('_', ' ')} = {k[key]:.4g}")
         ax.set_yticks(range(len(ratios)), list(ratios))
         first = next(iter(ratios.values()))
-        ax.set_xlabel(f"ratio of changes {first['numerator']}/{first['denominator']} (bits per {first['unit']}; 95% Fieller)")
+        ax.set_xlabel(f"R = Δ{first['numerator']} / (−Δ{first['denominator']}) (bits per {first['unit']}; 95% Fieller)")
         if k:
             ax.legend(fontsize="small")
         fig.tight_layout()

@@ -300,8 +300,8 @@ def _step_entry(step: Step, datasets: dict, grads: dict, roles: dict[str, str], 
         "measured": measured,
         "R_first_order": ratio(first[a], first[p]),
         "R_second_order": None if second is None else ratio(second[a], second[p]),
-        # compare_rates' ratio is Delta_a / Delta_p; the theory's R is Delta_a / -Delta_p: the sign and the ends flip
-        "R_measured": {"value": -r.value, "ci95": None if r.ci95 is None else [-r.ci95[1], -r.ci95[0]]},
+        # compare_rates' ratio is the theory's R = Delta_a / -Delta_p (align and pretrain in their roles)
+        "R_measured": {"value": r.value, "ci95": None if r.ci95 is None else list(r.ci95)},
         "signs_hold": bool(measured[a]["value"] > 0 and measured[p]["value"] < 0),
         "signs_hold_first_order": bool(first[a] > 0 and first[p] < 0),
         "prediction_inside_ci": inside(first),

@@ -1,4 +1,4 @@
-"""Statistics over seeds and documents: seed intervals, the paired bootstrap and Fieller, two-phase fits, phase fits (1-3 phases by BIC), the phase-order test and its two-grid claim, behaviour curves, the entropy-matched resistance statistic.
+"""Statistics over seeds and documents: seed intervals, paired rate changes and Fieller's set, two-phase fits, phase fits (1-3 phases by BIC), the phase-order test and its two-grid claim, behaviour curves, the entropy-matched resistance statistic.
 
 Every name below imports from here (``from elastic_theory.stats import ...``) and loads its module on first use.
 """
@@ -14,8 +14,11 @@ EXPORTS: dict[str, tuple[str, ...]] = {
         "saved_number", "seed_interval",
     ),
     ".comparison": (
-        "Comparison", "DatasetScores", "RateChange", "RatioEstimate", "compare_rates", "fieller_interval",
-        "resampling_counts",
+        "Comparison", "DatasetScores", "MIN_DOCUMENTS", "RateChange", "RatioEstimate", "compare_rates",
+        "leave_one_out_interval", "resampling_counts",
+    ),
+    ".fieller": (
+        "FiellerSet", "fieller_interval", "fieller_set",
     ),
     ".twophase": (
         "TwoPhaseFit", "fit_two_phase", "hinge",

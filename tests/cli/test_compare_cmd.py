@@ -99,7 +99,13 @@ def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
     report = json.loads(out.read_text())
     ratio = report["checkpoints"]["hot"]["ratio"]
     changes = report["checkpoints"]["hot"]["datasets"]
-    assert ratio["value"] == pytest.approx(changes["align"]["delta_bits_per_byte"] / changes["pre"]["delta_bits_per_byte"], rel=1e-12)
+    # the theory's convention, R = Delta(align) / -Delta(pre); the hotter logits raise both rates, so the two changes
+    # share a sign, R is negative, and compare says that the theorem's R is not defined
+    assert ratio["value"] == pytest.approx(changes["align"]["delta_bits_per_byte"] / -changes["pre"]["delta_bits_per_byte"], rel=1e-12)
+    assert changes["align"]["delta_bits_per_byte"] > 0 and changes["pre"]["delta_bits_per_byte"] > 0
+    assert ratio["same_sign"] and ratio["value"] < 0
+    assert any("same sign, so the theorem's R" in note for note in report["notes"])
+    assert "align in the alignment role, pre in the pre-training role" in " ".join(result.output.split())
     assert ratio["ci95"] is not None and ratio["ci95"][0] < ratio["value"] < ratio["ci95"][1]
     assert ratio["k"] == 50.0
     base = report["base"]["datasets"]
@@ -307,3 +313,55 @@ def test_one_comparison_reads_each_model_file_once(setup, tmp_path, monkeypatch)
     shared = [compare.model_fingerprint(p, digests) for p in (root / "base", root / "base", adapter)]
     assert shared == alone
     assert len(reads) == len(set(reads)) == len(list((root / "base").iterdir())) + 1
+
+
+def _synthetic_report(n: int, pre_change: float, seed: int = 0):
+    """build_report on synthetic scores: an alignment set whose rate rises by 0.25 bits per byte and a proxy whose
+    rate changes by ``pre_change`` (noise sd 0.05 per byte), n documents each; no model is loaded."""
+    from elastic_theory.cli.compare_cmd import build_report
+    from elastic_theory.stats.comparison import DatasetScores
+
+    rng = np.random.default_rng(seed)
+    scores = {"base": {}, "c": {}}
+    for d, change in (("align", 0.25), ("pre", pre_change)):
+        n_bytes = rng.integers(100, 2000, n)
+        bits = n_bytes * rng.uniform(1.0, 3.0, n)
+        scores["base"][d] = DatasetScores(bits, n_bytes // 3 + 1, n_bytes, "t")
+        scores["c"][d] = DatasetScores(bits + n_bytes * (change + 0.05 * rng.standard_normal(n)), n_bytes // 3 + 1,
+                                       n_bytes, "t")
+    comparison = compare_rates(scores["base"], {"c": scores["c"]}, rng, n_resamples=50, ratio=("align", "pre"))
+    return build_report({"base": "b", "c": "c"}, {"align": "a.jsonl", "pre": "p.txt"}, scores, comparison,
+                        {"k": 1.0, "k_per_token": None, "sizes": None}, config={})
+
+
+def test_two_rays_are_printed_and_explained(capsys, monkeypatch):
+    """A proxy whose change is not resolved from 0: Fieller's set is two rays; the table prints them, the JSON keeps
+    them (``rays``) and a note says in words what is excluded. Kills printing 'unbounded' (the old output), dropping
+    the rays from the JSON, and a note for the whole line where the set is two rays."""
+    from elastic_theory.cli.compare_cmd import print_tables
+
+    report = _synthetic_report(40, 0.0)
+    ratio = report["checkpoints"]["c"]["ratio"]
+    assert ratio["ci95"] is None and ratio["rays"] is not None
+    a, b = ratio["rays"]
+    assert ratio["value"] <= a or ratio["value"] >= b  # the estimate lies in one of the rays ...
+    assert a < 0 < b  # ... and the excluded part holds 0 (the numerator is resolved from 0)
+    notes = [n for n in report["notes"] if "not resolved from 0" in n]
+    assert len(notes) == 1 and f"exclude only {a:.4g} < R < {b:.4g}" in notes[0]
+    monkeypatch.setenv("COLUMNS", "250")
+    print_tables(report)
+    assert f"R <= {a:.3g} or R >= {b:.3g}" in capsys.readouterr().out
+
+
+def test_notes_for_few_documents_and_changes_of_one_sign():
+    """Fewer than MIN_DOCUMENTS documents: a note; 10: none. Both rates rising: R < 0 and a note that the theorem's R
+    is not defined; opposite signs: no such note. Kills a threshold off by one and a same-sign note keyed on R's
+    own sign convention being the other one."""
+    few = _synthetic_report(9, -0.05)
+    assert sum("coverage was checked by simulation from 10 documents" in n for n in few["notes"]) == 2
+    ok = _synthetic_report(10, -0.05, seed=1)
+    assert not any("coverage was checked" in n for n in ok["notes"])
+    assert not ok["checkpoints"]["c"]["ratio"]["same_sign"] and not any("same sign" in n for n in ok["notes"])
+    same = _synthetic_report(60, 0.1, seed=2)
+    assert same["checkpoints"]["c"]["ratio"]["same_sign"] and same["checkpoints"]["c"]["ratio"]["value"] < 0
+    assert any("have the same sign, so the theorem's R" in n for n in same["notes"])

@@ -130,16 +130,24 @@ def test_fieller_covers_the_true_ratio_at_the_nominal_rate():
 
 
 def test_ratio_of_changes_with_its_interval():
+    """R in the theory's convention: Delta(align) / -Delta(pre). Kills the plain Delta/Delta (sign flipped) and a
+    set computed for one convention but reported for the other (the interval would hold -10, not 10)."""
     rng = np.random.default_rng(5)
     align_b, align_c = _pair(rng, 80, 0.2, 0.05)  # the alignment set's rate rises by 0.2 bits/byte
-    pre_b, pre_c = _pair(rng, 80, 0.02, 0.005)    # the pre-training proxy's by 0.02: true ratio 10
+    pre_b, pre_c = _pair(rng, 80, -0.02, 0.005)   # the pre-training proxy's falls by 0.02: true R = 10
     result = compare_rates({"align": align_b, "pre": pre_b}, {"c": {"align": align_c, "pre": pre_c}}, rng,
                            n_resamples=1000, ratio=("align", "pre"))
     r = result.ratios["c"]
     changes = result.changes["c"]
-    assert r.value == pytest.approx(changes["align"].delta_bits_per_byte / changes["pre"].delta_bits_per_byte, rel=1e-12)
-    assert r.ci95 is not None and r.ci95[0] < r.value < r.ci95[1]
-    assert r.ci95[0] < 10.0 < r.ci95[1]  # one draw; the coverage itself is tested above
+    assert r.value == pytest.approx(changes["align"].delta_bits_per_byte / -changes["pre"].delta_bits_per_byte, rel=1e-12)
+    assert r.ci95 is not None and r.ci95[0] < r.value < r.ci95[1] and r.rays is None and not r.same_sign
+    assert r.ci95[0] < 10.0 < r.ci95[1] and r.df == 79  # one draw; the coverage itself is tested above
+    assert r.to_dict()["convention"] == "R = delta(numerator) / -delta(denominator)"
+    # both rates rising: the theorem's R is undefined; the number is negative and flagged
+    pre_b, pre_c = _pair(rng, 80, 0.02, 0.005)
+    same = compare_rates({"align": align_b, "pre": pre_b}, {"c": {"align": align_c, "pre": pre_c}}, rng,
+                         n_resamples=10, ratio=("align", "pre")).ratios["c"]
+    assert same.same_sign and same.value < 0 and not r.same_sign
 
 
 @pytest.mark.parametrize(
@@ -190,6 +198,7 @@ def test_every_interval_holds_its_own_estimate_on_constant_ratio_datasets():
         byte_scale, token_scale = c.bits_per_byte + base.bits_per_byte, c.bits_per_token + base.bits_per_token
         for (lo, hi), value, scale in ((c.bits_per_byte_ci95, c.bits_per_byte, byte_scale),
                                        (c.delta_bits_per_byte_ci95, c.delta_bits_per_byte, byte_scale),
+                                       (c.delta_bits_per_byte_bootstrap_ci95, c.delta_bits_per_byte, byte_scale),
                                        (c.delta_bits_per_token_ci95, c.delta_bits_per_token, token_scale)):
             assert lo <= value <= hi and hi - lo <= 64 * np.spacing(scale), (lo, value, hi)
 
@@ -208,5 +217,5 @@ def test_percentile_endpoints_are_replicates_not_interpolations():
     atol = 1e-12
     ordered = np.sort(replicates)
     assert 0.025 * (ordered[25] - ordered[24]) > 100 * atol and 0.025 * (ordered[975] - ordered[974]) > 100 * atol
-    lo, hi = compare_rates({"d": base}, {"c": {"d": ckpt}}, np.random.default_rng(9), n_resamples=B).changes["c"]["d"].delta_bits_per_byte_ci95
+    lo, hi = compare_rates({"d": base}, {"c": {"d": ckpt}}, np.random.default_rng(9), n_resamples=B).changes["c"]["d"].delta_bits_per_byte_bootstrap_ci95
     assert np.abs(replicates - lo).min() <= atol and np.abs(replicates - hi).min() <= atol
