@@ -14,7 +14,7 @@ and a parameter change u (the trained parameters: all of them, or a LoRA adapter
 * **second order** :math:`\Delta\gamma_i \approx g_i\cdot u + \tfrac12 u^\top H_i u`, the curvature by a
   Hessian-vector product (double backward, :func:`quadratic_form`);
 * **measured** :math:`\gamma_i(\theta + u) - \gamma_i(\theta)` on the same documents, with the paired document
-  bootstrap of :func:`~elastic_theory.stats.comparison.compare_rates` (95%), and whether each prediction is inside;
+  interval of :func:`~elastic_theory.stats.comparison.compare_rates` (95%, leave-one-out t), and whether each prediction is inside;
 * **elastic limit**: along :math:`\theta + s u`, :math:`\Delta\gamma_p(s) \approx s\,g_p\cdot u + \tfrac{s^2}{2}
   u^\top H_p u`; with :math:`g_p\cdot u < 0` and :math:`u^\top H_p u > 0` the pre-training rate falls, is lowest at
   :math:`s^*/2` and is back where it started at :math:`s^* = 2(-g_p\cdot u)/(u^\top H_p u)`, beyond which the
