@@ -15,6 +15,13 @@ benchmark and study scripts (``benchmarks/``, ``scripts/``) and the full experim
 hours each) also run only with ``RUN_LONG_COMMANDS=1``; a command that needs a GPU is
 marked ``gpu``.
 
+An experiment command (``elastic-theory experiment ...``, quick or full: minutes each; a page names several
+quick runs of the same experiment with other options) runs in the suite with ``--dry-run``: every check a run
+makes before its first unit (options, ``--set`` items, config, data, run directory) on exactly the page's words,
+and none of the training; the parts of its line after it that read its output (``&& elastic-theory plot
+runs/...``) are left out of the dry run. With ``RUN_LONG_COMMANDS=1`` it runs as pasted. What a quick run computes
+is tested by each experiment's own end-to-end tests on tiny configurations.
+
 Each command runs once per suite: a command that another test already runs with the same arguments
 (:data:`RUN_BY_TESTS`), and ``python -m pytest PATH`` on a path the suite itself collects, are checked to be so
 and not run a second time here.
@@ -103,9 +110,28 @@ def page_commands() -> list[tuple[str, str]]:
     return [(where, cmd) for cmd, where in found.items()]
 
 
+def _experiment_segment(segment: str) -> bool:
+    words = segment.split()
+    i = next((j for j, w in enumerate(words) if w in ("elastic-theory", "elastic_theory")), None)
+    return i is not None and words[i + 1:i + 2] == ["experiment"] and "--help" not in words
+
+
+def dry_run(command: str) -> str | None:
+    """The command's dry run: each ``&&`` part up to and including its last experiment with ``--dry-run``
+    added, what follows (reading the run's output) left out; None when the command runs no experiment."""
+    parts = command.split(" && ")
+    last = max((i for i, p in enumerate(parts) if _experiment_segment(p)), default=None)
+    if last is None:
+        return None
+    return " && ".join(p + " --dry-run" if _experiment_segment(p) else p for p in parts[:last + 1])
+
+
 def _marks(command: str):
     marks = []
+    if dry_run(command) is not None and not RUN_LONG:
+        command = dry_run(command)
     full_experiment = " experiment " in f" {command}" and "--quick" not in command and "--help" not in command
+    full_experiment = full_experiment and "--dry-run" not in command
     if full_experiment or any(s in command for s in _LONG):  # bench_scoring --repeats 3 is about 15 minutes: opt-in, CI has 90 minutes
         marks.append(pytest.mark.skipif(not RUN_LONG, reason="benchmark, study script or full experiment: set RUN_LONG_COMMANDS=1"))
     if "--suite gpu" in command:
@@ -115,7 +141,7 @@ def _marks(command: str):
     if "jailbreakbench" in command or (" experiment " in f" {command}" and "--model" in command):
         marks.append(optional.JAILBREAKBENCH)  # the real-model protocols read its behaviours by default (setting safety)
     full_verify = command.startswith("elastic-theory verify") and "--claim" not in command and "--help" not in command
-    if marks or full_verify or any(s in command for s in _SLOW):
+    if marks or full_verify or any(s in command for s in _SLOW):  # a dry run is a subprocess importing torch: slow
         marks.append(pytest.mark.slow)
     return marks
 
@@ -143,6 +169,8 @@ def fresh_checkout(tmp_path_factory):
 )
 def test_the_command_runs_as_pasted(fresh_checkout, where, command):
     root, env = fresh_checkout
+    if not RUN_LONG and dry_run(command) is not None:
+        command = dry_run(command)
     if command.startswith(".venv/bin/"):
         command = command.removeprefix(".venv/bin/")  # the fresh copy has no .venv; PATH stands in for it
     proc = subprocess.run(["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, timeout=1500)

@@ -93,6 +93,9 @@ def experiment_command(
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE config override (dotted keys, JSON values); repeatable."),
     threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Make every check a run makes before its first unit of work "
+                                 "(options, config, data, run directory, device), say what would run, and stop: "
+                                 "nothing is trained or written."),
 ) -> None:
     """Train, measure, save results.json and plots in the run directory, and print the answer.
 
@@ -113,8 +116,24 @@ def experiment_command(
     RunDir.check(out, exp.name, cfg, threads)
     for module, extra in (("torch", "empirical"), ("transformers", "empirical"), ("matplotlib", "plots")):
         require_extra(module, extra, "experiment")
+    _check_device(device)
+    exp.validate(config)
+    if dry_run:
+        cached = len(list((out / "units").glob("*.json"))) if (out / "units").is_dir() else 0
+        typer.echo(f"dry run: {exp.name} ({'quick' if quick else 'config'}), {threads} thread(s), device {device}; "
+                   f"run directory {out} ({'resumes with ' + str(cached) + ' finished units' if cached else 'new'}); "
+                   "every check passed, nothing was run")
+        return
     with reproducible_torch(threads):
         _run(exp, config, cfg, out, device, threads, progress)
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
 
 
 def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress: bool) -> None:
@@ -122,12 +141,6 @@ def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress:
     from ..experiments import Context
     from ..infra.rundir import RunDir
 
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    exp.validate(config)
     run = RunDir.open(out, exp.name, cfg, device=device, threads=threads)
 
     def bar(total: int, desc: str):

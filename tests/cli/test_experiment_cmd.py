@@ -39,3 +39,31 @@ def test_a_bad_config_file_is_named_with_its_option(tmp_path):
 def test_a_bad_set_item_is_named_with_its_option(tmp_path, items, message):
     args = [arg for item in items for arg in ("--set", item)]
     assert _refused(tmp_path, *args).startswith(f"error: {message}")
+
+
+def test_dry_run_checks_everything_and_writes_nothing(tmp_path):
+    """``--dry-run`` makes the run's checks and stops: a valid command says so and exits 0 without creating the run
+    directory (kills: a dry run that trains, or one that writes config.json); a refused item still exits 2 (kills:
+    a dry run that skips the checks); a run directory of another experiment is refused as in a real run; a finished
+    unit of the same run is counted."""
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["experiment", "joint-ratio", "--quick", "--dry-run", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "dry run: joint-ratio (quick)" in res.stdout and "nothing was run" in res.stdout and "new" in res.stdout
+    assert not out.exists()
+    assert _refused(tmp_path, "--quick", "--dry-run", "--set", "ks=[0]").startswith("error: ")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"experiment": "scaling", "config": {}}))
+    res = CliRunner().invoke(app, ["experiment", "joint-ratio", "--quick", "--dry-run", "--out", str(other)])
+    assert res.exit_code == 2 and "scaling" in res.stderr
+    from elastic_theory.cli.experiment_cmd import resolve_config
+    from elastic_theory.infra.config import config_to_dict
+
+    exp, config = resolve_config("joint-ratio", True, None, None, [], None, None, False)
+    (out / "units").mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"experiment": "joint-ratio", "config": config_to_dict(config)}))
+    (out / "units" / "a.json").write_text("{}")
+    res = CliRunner().invoke(app, ["experiment", "joint-ratio", "--quick", "--dry-run", "--out", str(out)])
+    assert res.exit_code == 0 and "resumes with 1 finished units" in res.stdout, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "units"]
