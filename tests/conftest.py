@@ -102,7 +102,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 @pytest.fixture(scope="module")
 def finetune_inputs(tmp_path_factory):
     """A float64 tiny GPT-2 saved with its tokenizer (``model/``), 24 preference pairs whose responses have unequal
-    lengths (``pairs.jsonl``) and texts to track (``track.jsonl``): the inputs of ``elastic-theory finetune`` tests."""
+    lengths (``pairs.jsonl``) and texts to track that hold no pair (``track.jsonl``): the inputs of ``elastic-theory finetune`` tests."""
     import json
 
     import torch
@@ -120,5 +120,6 @@ def finetune_inputs(tmp_path_factory):
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     (root / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    (root / "track.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[::5]))
+    held_out = [" ".join(words[(i + j) % 10] for j in range(3 + i % 4)) for i in range(10)]  # no training text in them
+    (root / "track.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in held_out))
     return root

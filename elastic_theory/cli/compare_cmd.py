@@ -14,6 +14,7 @@ from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
     parse_data_options, parse_named_options, parse_real, read_datasets, require_extra, threads_option, write_result,
 )
+from .inputs import parse_tokenizers, refuse_trained_documents
 
 BASE_LABEL = "base"
 
@@ -92,6 +93,7 @@ def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, 
 def compare_command(
     base: str = typer.Option(..., "--base", help="The base model: anything --model of `measure` accepts."),
     checkpoint: list[str] = typer.Option(..., "--checkpoint", help="NAME=MODEL: a fine-tuned checkpoint to compare with the base. Repeatable."),
+    tokenizer: list[str] = typer.Option([], "--tokenizer", metavar="[NAME=]PATH", help="A tokenizer folder for models saved without one (trainer checkpoints): PATH for every model, NAME=PATH for the base (NAME base) or one checkpoint. Repeatable."),
     data: list[str] = typer.Option(..., "--data", help="NAME=PATH: a dataset as `measure` reads it. Repeatable."),
     ratio: str | None = typer.Option(None, "--ratio", help="NUM/DEN: also the measured R = ΔNUM / (−ΔDEN) of THEORY §2.2, NUM in the alignment role and DEN in the pre-training role (e.g. align/pretrain)."),
     k: str | None = typer.Option(None, "--k", help="k to set beside the ratio: a number, or training-set sizes NUM=N,DEN=N in documents (then also k per token)."),
@@ -139,14 +141,16 @@ def compare_command(
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
     documents = read_datasets(paths, text_field)
+    refuse_trained_documents(checkpoints, documents)
     models = {BASE_LABEL: base, **checkpoints}
+    tokenizers = parse_tokenizers(tokenizer, list(models))
     threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    _locate_models(models)
+    _locate_models(models, tokenizers)
     settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
     if unit == "token" and ratio_names is not None:
-        _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names})
+        _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names}, tokenizers)
     store = ScoreCache((cache_dir or default_cache_dir()) if cache else None)
-    scores = _score_all(models, documents, settings, store, progress)
+    scores = _score_all(models, documents, settings, store, progress, tokenizers)
     comparison = compare_rates(scores[BASE_LABEL], {c: scores[c] for c in checkpoints}, np.random.default_rng(seed),
                                n_resamples=n_resamples, ratio=ratio_names, unit=unit)
     base_tokens = {d: int(np.sum(s.n_tokens)) for d, s in scores[BASE_LABEL].items()}
@@ -155,18 +159,19 @@ def compare_command(
         **dataclasses.asdict(settings),
         "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit, "threads": threads,
         "cache": str(store.root) if store.root else None,
+        "tokenizers": {label: t for label, t in tokenizers.items() if t is not None},
     })
     _show_and_write(report, documents, scores, json_out, per_document, plots)
 
 
-def _locate_models(models: dict[str, str]) -> None:
+def _locate_models(models: dict[str, str], tokenizers: dict[str, str | None]) -> None:
     """Find every model before any scoring (the first use of smollm2-135m converts it here, docs/measurement.md);
     a model not found is an error naming its option."""
     from ..empirical.loading import locate_model
 
     for label, name in models.items():
         try:
-            locate_model(name)
+            locate_model(name, tokenizers[label])
         except ValueError as exc:
             raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
 
@@ -185,7 +190,7 @@ def _show_and_write(report: dict, documents: dict, scores: dict, json_out: Path 
         write_result(json_out, report)
 
 
-def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict) -> None:
+def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict, tokenizers: dict[str, str | None]) -> None:
     """Before any scoring: a bits-per-token ratio needs every model to tokenize the ratio's datasets as the base does."""
     from ..empirical.compare import tokenization_digest
     from ..empirical.loading import load_tokenizer
@@ -193,7 +198,7 @@ def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict
 
     digests = {}
     for label, name in models.items():
-        tok = load_tokenizer(name)
+        tok = load_tokenizer(name, tokenizers[label])
         digests[label] = [tokenization_digest(encode_documents(tok, docs)) for docs in datasets.values()]
         if digests[label] != digests[BASE_LABEL]:
             raise ValueError(
@@ -202,7 +207,7 @@ def _refuse_token_ratio_across_tokenizers(models: dict[str, str], datasets: dict
             )
 
 
-def _score_all(models, documents, settings, store, progress):
+def _score_all(models, documents, settings, store, progress, tokenizers):
     from tqdm.auto import tqdm
 
     from ..empirical import load_model_and_tokenizer
@@ -221,8 +226,9 @@ def _score_all(models, documents, settings, store, progress):
         with bar:
             return score_models(
                 models, documents, settings, store,
-                load=lambda name: load_model_and_tokenizer(name, device=settings.device, dtype=settings.dtype),
-                progress=progress, on_scored=on_scored,
+                load=lambda name, tok=None: load_model_and_tokenizer(name, device=settings.device, dtype=settings.dtype,
+                                                                     tokenizer=tok),
+                progress=progress, on_scored=on_scored, tokenizers=tokenizers,
             )
     except KeyboardInterrupt:
         kept = f"they are cached in {store.root}; run the same command again to continue" if store.root else "nothing is kept (--no-cache)"

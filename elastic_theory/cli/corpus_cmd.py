@@ -31,7 +31,7 @@ def corpus_records(name: str, *, side: str, label: str | None, unit: str, templa
         if split not in ("train", "measure"):
             raise ValueError(f"--split {split!r}: use train or measure")
         if n_measure is None:
-            raise ValueError("--split needs --n-measure (the size of the measurement set; training gets the rest or --n-train)")
+            raise ValueError("--split needs --n-measure (the size of the measurement set; training gets its side or --n-train)")
         items = getattr(corpora.split_train_measure(items, n_measure=n_measure, n_train=n_train, seed=seed), split)
     if label is not None:  # after the split, so that both labels come from the same disjoint halves
         items = [x for x in items if x.label == label]
@@ -50,9 +50,9 @@ def corpus_command(
     label: str | None = typer.Option(None, "--label", help="polarity: keep only positive or negative sentences."),
     unit: str = typer.Option("paragraph", "--unit", help="wikipedia: article or paragraph."),
     template: str = typer.Option("{prompt}\n{response}", "--template", help="jailbreakbench: how a prompt and its response form one document."),
-    split: str | None = typer.Option(None, "--split", help="Write only the train or the measure part of a seeded, disjoint split."),
-    n_measure: int | None = typer.Option(None, "--n-measure", help="Items in the measurement part (with --split)."),
-    n_train: int | None = typer.Option(None, "--n-train", help="Items in the training part (with --split; default: the rest)."),
+    split: str | None = typer.Option(None, "--split", help="Write only the train or the measure part of a seeded split; each item's side is set by a hash of its text, so no size moves an item across."),
+    n_measure: int | None = typer.Option(None, "--n-measure", help="Items in the measurement part (with --split; at most the measurement side, half the items)."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Items in the training part (with --split; default: all of the training side, the other half)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
 ) -> None:
     """Write a dataset that ships inside an installed package as JSONL, offline, for measure and compare.

@@ -20,6 +20,7 @@ from .app import (
     app, apply_set_options, apply_threads, bad_input_exits_2, folder_option, interrupted, parse_named_options, require_extra,
     threads_option, write_result,
 )
+from .inputs import refuse_shared_documents
 
 BUILTIN_DATA = "jailbreakbench"
 FINAL, RESULT, TRACK = "final", "result.json", "track.jsonl"
@@ -66,6 +67,14 @@ def read_pairs(data: str):
     return corpora.jailbreakbench_pairs() if data == BUILTIN_DATA else corpora.read_pairs_jsonl(data)
 
 
+def training_split(data: str, *, n_measure: int, n_train: int | None, seed: int):
+    """The split ``finetune`` trains on: :func:`~elastic_theory.data.corpora.split_train_measure` of ``--data``, whose
+    sides depend only on each example's identity and ``--seed`` (``corpus --split`` draws the same sides)."""
+    from ..data import corpora
+
+    return corpora.split_train_measure(read_pairs(data), n_measure=n_measure, n_train=n_train, seed=seed)
+
+
 def resolve_training_device(device: str | None) -> str:
     """``--device``: the GPU of this process's ``LOCAL_RANK`` when CUDA is there (or asked for), else the CPU."""
     import torch
@@ -84,13 +93,14 @@ def resolve_training_device(device: str | None) -> str:
 @bad_input_exits_2
 def finetune_command(
     model: str = typer.Option(..., "--model", metavar="MODEL", help="The model to fine-tune: anything --model of `measure` accepts."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", metavar="PATH", help="Tokenizer folder for a model saved without one (it is saved with the fine-tuned model)."),
     data: str = typer.Option(..., "--data", metavar="PAIRS", help=f"A JSONL file of {{prompt, aligned, unaligned}} objects, or {BUILTIN_DATA} (built in)."),
     algorithm: str = typer.Option(..., "--algorithm", metavar="ALGORITHM", help="sft or dpo."),
     target: str = typer.Option("aligned", "--target", metavar="SIDE", help="The side the model is pushed towards: aligned or unaligned."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of every weight."),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="A FinetuneConfig field (lr, batch_size, epochs, max_length, beta, lora_r, lora_targets, fsdp, ...); JSON values; repeatable."),
-    n_train: int | None = typer.Option(None, "--n-train", metavar="N", help="Training examples (default: all that are not held out)."),
-    n_measure: int = typer.Option(10, "--n-measure", metavar="N", help="Examples held out for measurement (never trained on; their names go into result.json)."),
+    n_train: int | None = typer.Option(None, "--n-train", metavar="N", help="Training examples, from the training side of the split (default: all of it, half the distinct prompts)."),
+    n_measure: int = typer.Option(10, "--n-measure", metavar="N", help="Examples held out for measurement, from the measurement side (never trained on for any sizes; their names go into result.json)."),
     seed: int = typer.Option(0, "--seed", metavar="SEED", help="Seed of the split and of the training."),
     track: list[str] = typer.Option([], "--track", metavar="NAME=PATH", help="A dataset (as `measure` reads it) whose rates are written to OUT/track.jsonl during training. Repeatable."),
     every: int = typer.Option(10, "--every", metavar="N", help="Optimizer steps between tracked measurements (and one before the first step)."),
@@ -114,6 +124,7 @@ def finetune_command(
     for module in ("torch", "transformers", "trl", "peft"):
         require_extra(module, "empirical", "finetune")
     from ..data import corpora
+    from ..data.overlap import training_text
     from ..empirical.finetune import SIDES
 
     config = finetune_config(algorithm, lora, overrides)
@@ -122,13 +133,14 @@ def finetune_command(
     if every < 1:
         raise ValueError(f"--every must be an integer >= 1 (optimizer steps between measurements), got {every}")
     check_out_folder(out)
-    split = corpora.split_train_measure(read_pairs(data), n_measure=n_measure, n_train=n_train, seed=seed)
+    split = training_split(data, n_measure=n_measure, n_train=n_train, seed=seed)
     check_whole_steps(len(split.train), config.batch_size)
     tracked = {}
     if track:
         from ..empirical import read_documents
 
         tracked = {name: read_documents(path) for name, path in parse_named_options(track, "--track", "PATH", "wiki=wiki.jsonl").items()}
+        refuse_shared_documents([training_text(x) for x in split.train], tracked, "--track", "the training examples")
     from ..empirical.distributed import check_fsdp_device, world_size
     from ..empirical.finetune import check_batch_size
     from ..empirical.loading import locate_model, parse_dtype, resolve_device
@@ -138,7 +150,7 @@ def finetune_command(
     check_fsdp_device(config.fsdp, dev.split(":")[0])
     parse_dtype(dtype, resolve_device(dev))
     threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    source = locate_model(model)
+    source = locate_model(model, tokenizer)
     from ..empirical.distributed import is_main_process
 
     if is_main_process():  # the folder exists and is writable before the model loads, not after training
@@ -165,6 +177,7 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
     """Load, train, save ``final/`` and return the report (rank 0; ``None`` on the other ranks)."""
     from ..empirical import RateTracker, load_model_and_tokenizer
     from ..empirical.distributed import full_state_dict, is_main_process, is_sharded, world_size
+    from ..data.overlap import training_text
     from ..empirical.finetune import run_finetune, save_checkpoint
 
     main = is_main_process()
@@ -188,7 +201,8 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
     return {
         "model": source.describe(),
         "data": {"source": data, "seed": split.seed, "n_train": len(split.train), "n_measure": len(split.measure),
-                 "train": [p.name for p in split.train], "measure": [p.name for p in split.measure]},
+                 "train": [p.name for p in split.train], "measure": [p.name for p in split.measure],
+                 "train_texts": [training_text(p).to_dict() for p in split.train]},
         "target": target,
         "config": dataclasses.asdict(config),
         "seed": seed,

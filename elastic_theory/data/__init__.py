@@ -14,10 +14,12 @@ EXPORTS: dict[str, tuple[str, ...]] = {
         "iter_jsonl", "read_token_jsonl", "to_jsonable", "write_json_atomic", "write_text_atomic",
     ),
     ".corpora": (
-        "REFUSALS", "LabelledText", "PreferencePair", "Split", "jailbreakbench_pairs", "package_data_file",
-        "pair_texts", "POLARITY_PROMPT", "polarity_pairs", "polarity_sentences", "read_pairs_jsonl",
-        "read_texts_jsonl", "split_train_measure", "vader_compound", "wikipedia_sample",
+        "REFUSALS", "LabelledText", "MEASURE_FRACTION", "PreferencePair", "Split", "jailbreakbench_pairs",
+        "package_data_file", "pair_texts", "POLARITY_PROMPT", "polarity_pairs", "polarity_sentences",
+        "read_pairs_jsonl", "read_texts_jsonl", "split_train_measure", "vader_compound", "item_hash",
+        "wikipedia_sample",
     ),
+    ".overlap": ("TrainingText", "documents_holding", "normalize_space", "training_text"),
     ".builtin_text": (
         "BYTE_VOCAB_SIZE", "WIKIPEDIA_SAMPLE", "gensim_test_file", "prose_lines", "stdlib_sentences",
         "wikipedia_articles", "wikipedia_prefix_tree", "wikipedia_sentences",

@@ -14,7 +14,8 @@
 * **Users' data**: :func:`read_pairs_jsonl` and :func:`read_texts_jsonl` read the same shapes
   from JSONL files.
 
-:func:`split_train_measure` makes seeded, disjoint training and measurement sets. Packages are
+:func:`split_train_measure` makes seeded, disjoint training and measurement sets whose sides depend on
+each item's identity only (no requested size moves an item across). Packages are
 located with :func:`importlib.util.find_spec` and their data files read directly (importing
 ``jailbreakbench`` would pull in its many dependencies); nothing is downloaded. No torch here.
 """
@@ -22,6 +23,7 @@ located with :func:`importlib.util.find_spec` and their data files read directly
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import io
 import os
@@ -37,6 +39,7 @@ from .io import iter_jsonl
 __all__ = [
     "REFUSALS",
     "LabelledText",
+    "MEASURE_FRACTION",
     "PreferencePair",
     "Split",
     "jailbreakbench_pairs",
@@ -49,6 +52,7 @@ __all__ = [
     "read_texts_jsonl",
     "split_train_measure",
     "vader_compound",
+    "item_hash",
     "wikipedia_sample",
 ]
 
@@ -234,6 +238,11 @@ def pair_texts(pairs: Sequence[PreferencePair], side: str, template: str = "{pro
     return [template.format(prompt=p.prompt, response=getattr(p, side)) for p in pairs]
 
 
+MEASURE_FRACTION = 0.5
+"""The share of a collection's distinct items that :func:`split_train_measure` puts on the measurement side
+(by a seeded hash of each item, so that every command with the same seed draws the same two sides)."""
+
+
 @dataclass(frozen=True)
 class Split:
     """Disjoint training and measurement subsets of one collection (``seed`` says how they were drawn)."""
@@ -243,27 +252,48 @@ class Split:
     seed: int
 
 
-def split_train_measure(items: Sequence[T], *, n_measure: int, n_train: int | None = None, seed: int,
-                        key: Callable[[T], str] | None = None) -> Split:
-    """Draw ``n_measure`` items for measurement and ``n_train`` (default: all the rest) for training.
+def item_hash(key: str, seed: int) -> int:
+    """A seeded 64-bit hash of an item's identity: the first 8 bytes of SHA-256 of ``"{seed}\\0{key}"``."""
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{key}".encode()).digest()[:8], "big")
 
-    A permutation from ``np.random.default_rng(seed)`` orders the items; measurement takes the
-    first ``n_measure``, training the next ``n_train``. Items with the same ``key`` (default: the
-    text, or for pairs the prompt) count once, the first kept, so no text is on both sides.
-    Raises ``ValueError`` when the collection is too small for the split.
+
+def split_train_measure(items: Sequence[T], *, n_measure: int, n_train: int | None = None, seed: int,
+                        key: Callable[[T], str] | None = None,
+                        measure_fraction: float | None = MEASURE_FRACTION) -> Split:
+    """Draw ``n_measure`` items for measurement and ``n_train`` (default: all of its side) for training.
+
+    Items with the same ``key`` (default: the text, or for pairs the prompt) count once, the first
+    kept. The distinct items are ordered by :func:`item_hash` of their key, so an item's place is a
+    function of its identity and the seed, not of its position in the file. The first
+    ``round(measure_fraction * n)`` of that order (at least one, and one short of all) are the
+    *measurement side*, the rest the *training side*; ``n_measure`` is taken from the start of the
+    measurement side and ``n_train`` from the start of the training side. No request size moves an
+    item across, so ``corpus --split measure --n-measure 20`` and ``finetune --n-train 8 --n-measure 10``
+    (any sizes, the same seed) never share an item. ``measure_fraction=None`` makes the measurement side
+    exactly ``n_measure`` items, for a caller that takes both parts from this one call (the protocols).
+    Raises ``ValueError`` when a side is too small for its request.
     """
     key = key or _default_key
-    first = {}
+    first: dict[str, T] = {}
     for x in items:
         first.setdefault(key(x), x)
-    unique = list(first.values())
-    n_train = len(unique) - n_measure if n_train is None else n_train
-    if n_measure < 1 or n_train < 1 or n_measure + n_train > len(unique):
-        raise ValueError(f"the dataset has {len(unique)} distinct items, too few (or a size < 1) for "
-                         f"{n_measure} to measure + {n_train} to train; ask for fewer")
-    order = np.random.default_rng(seed).permutation(len(unique))
-    return Split(train=[unique[i] for i in order[n_measure : n_measure + n_train]],
-                 measure=[unique[i] for i in order[:n_measure]], seed=seed)
+    order = sorted(first, key=lambda k: item_hash(k, seed))
+    n = len(order)
+    if measure_fraction is None:
+        n_side = n_measure
+    elif not 0 < measure_fraction < 1:
+        raise ValueError(f"measure_fraction must be in (0, 1), got {measure_fraction!r}")
+    else:
+        n_side = min(max(round(measure_fraction * n), 1), n - 1)
+    side_train = n - n_side
+    n_train = side_train if n_train is None else n_train
+    if n_measure < 1 or n_train < 1 or n_side < n_measure or side_train < n_train:
+        share = "" if measure_fraction is None else f" (a fixed {measure_fraction:g} of them are for measurement)"
+        raise ValueError(f"the dataset has {n} distinct items{share}, too few (or a size < 1) for {n_measure} to "
+                         f"measure + {n_train} to train: its sides hold {max(n_side, 0)} to measure and "
+                         f"{max(side_train, 0)} to train; ask for fewer")
+    return Split(train=[first[k] for k in order[n_side : n_side + n_train]],
+                 measure=[first[k] for k in order[:n_measure]], seed=seed)
 
 
 def _default_key(item) -> str:

@@ -198,17 +198,26 @@ def score_models(
     load: Callable,
     progress: bool = False,
     on_scored: Callable[[str, str, bool], None] | None = None,
+    tokenizers: Mapping[str, str | None] | None = None,
 ) -> dict[str, dict[str, DatasetScores]]:
     """Scores of every model (label -> name or path) on every dataset, each scored at most once.
 
     Models whose every dataset is in ``cache`` are not loaded at all; the others are loaded with
-    ``load(name_or_path)`` -> ``(model, tokenizer)``, one at a time, and released before the next.
+    ``load(name_or_path)`` -> ``(model, tokenizer)`` (``load(name_or_path, tokenizer)`` for a label that
+    ``tokenizers`` gives a tokenizer folder), one at a time, and released before the next.
     Each new score is stored at once. ``on_scored(label, dataset, from_cache)`` is called after each.
-    Models with the same files (a label given twice) are loaded and scored once.
+    Models with the same files (a label given twice) are loaded and scored once; a given tokenizer's
+    files count in the fingerprint, so another tokenizer is another score.
     """
     data_hashes = {d: documents_digest(docs) for d, docs in datasets.items()}
     digests: dict[Path, str] = {}
-    fingerprints = {label: model_fingerprint(path, digests) for label, path in models.items()}
+    tokenizers = dict(tokenizers or {})
+    fingerprints = {}
+    for label, path in models.items():
+        fingerprints[label] = model_fingerprint(path, digests)
+        if tokenizers.get(label) is not None:
+            tok = model_fingerprint(tokenizers[label], digests)
+            fingerprints[label] = hashlib.sha256(f"{fingerprints[label]}\0tokenizer\0{tok}".encode()).hexdigest()
     out: dict[str, dict[str, DatasetScores]] = {}
     for label, path in models.items():
         keys = {d: cache.key(fingerprints[label], data_hashes[d], settings) for d in datasets}
@@ -220,7 +229,7 @@ def score_models(
                 on_scored(label, d, True)
         todo = [d for d in datasets if d not in found]
         if todo:
-            model, tokenizer = load(path)
+            model, tokenizer = load(path) if tokenizers.get(label) is None else load(path, tokenizers[label])
             for d in todo:
                 found[d] = score_dataset(model, tokenizer, datasets[d], settings, progress=progress)
                 cache.put(keys[d], found[d])

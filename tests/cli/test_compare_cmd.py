@@ -365,3 +365,72 @@ def test_notes_for_few_documents_and_changes_of_one_sign():
     same = _synthetic_report(60, 0.1, seed=2)
     assert same["checkpoints"]["c"]["ratio"]["same_sign"] and same["checkpoints"]["c"]["ratio"]["value"] < 0
     assert any("have the same sign, so the theorem's R" in n for n in same["notes"])
+
+
+def test_a_dataset_holding_a_finetune_runs_training_examples_is_refused_before_scoring(setup, tmp_path, monkeypatch):
+    """``finetune`` records its training examples in OUT/result.json; comparing OUT/final on a dataset that holds
+    two of them is one line naming the dataset, the count and the record, before any model loads. Kills a check
+    that reads only the checkpoint folder (the record sits beside it) and one that counts training examples
+    instead of documents."""
+    import shutil
+
+    from elastic_theory.data.overlap import TrainingText
+
+    root, _ = setup
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model"))
+    run = tmp_path / "run"
+    shutil.copytree(root / "ckpt", run / "final")
+    docs = read_documents(root / "align.jsonl")
+    trained = [TrainingText(f"t{i}", (docs[i].text[:60],)) for i in (3, 7)] + [TrainingText("x", ("not in any",))]
+    (run / "result.json").write_text(json.dumps({"data": {"train_texts": [t.to_dict() for t in trained]}}))
+    result = _run(root, "--base", root / "base", "--checkpoint", f"ft={run / 'final'}", *_data(root), cache=False)
+    assert result.exit_code == 2, result.output
+    assert (f"--data align: 2 of its 20 documents hold text of checkpoint 'ft''s training examples "
+            f"({run / 'result.json'})") in " ".join(result.output.split())
+    from elastic_theory.cli.inputs import refuse_trained_documents
+
+    (run / "result.json").write_text(json.dumps({"data": {"train_texts": [trained[2].to_dict()]}}))
+    refuse_trained_documents({"ft": str(run / "final")}, {"align": docs})  # no document holds it: no error
+
+
+def _bare_copy(folder, to):
+    """``folder`` without its tokenizer files: what a trainer checkpoint saved without a tokenizer looks like."""
+    import shutil
+
+    shutil.copytree(folder, to, ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json", "vocab.json",
+                                                             "merges.txt", "chat_template*"))
+    return to
+
+
+@pytest.mark.slow  # scores a checkpoint three times (two tokenizers)
+def test_tokenizer_for_a_checkpoint_saved_without_one(setup, tmp_path):
+    """The no-tokenizer message suggests --tokenizer, which compare has: NAME=PATH for one model gives the scores
+    of the same weights with their tokenizer; another tokenizer is another score (the cache key holds it: a key
+    without the tokenizer would return the first tokenizer's scores for the second)."""
+    root, _ = setup
+    bare = _bare_copy(root / "ckpt", tmp_path / "bare")
+    common = ["--base", root / "base", *_data(root), "--json", "-"]
+    refused = _run(root, *common, "--checkpoint", f"ft={bare}")
+    assert refused.exit_code == 2 and "give one with --tokenizer PATH" in refused.output
+    own = json.loads(_run(root, *common, "--checkpoint", f"ft={root / 'ckpt'}").stdout)
+    given = json.loads(_run(root, *common, "--checkpoint", f"ft={bare}", "--tokenizer", f"ft={root / 'base'}").stdout)
+    for d in ("align", "pre"):
+        assert given["checkpoints"]["ft"]["datasets"][d]["bits_per_byte"] == own["checkpoints"]["ft"]["datasets"][d]["bits_per_byte"]
+    assert given["config"]["tokenizers"] == {"ft": str(root / "base")}
+    other = json.loads(_run(root, *common, "--checkpoint", f"ft={bare}", "--tokenizer", f"ft={root / 'other'}").stdout)
+    assert other["checkpoints"]["ft"]["datasets"]["align"]["bits_per_byte"] != given["checkpoints"]["ft"]["datasets"]["align"]["bits_per_byte"]
+
+
+def test_tokenizer_options_name_one_model_or_every_model(tmp_path):
+    from elastic_theory.cli.inputs import parse_tokenizers
+
+    labels = ["base", "a", "b"]
+    assert parse_tokenizers([], labels) == {"base": None, "a": None, "b": None}
+    assert parse_tokenizers(["tok", "a=tokA"], labels) == {"base": "tok", "a": "tokA", "b": "tok"}  # NAME wins
+    odd = tmp_path / "x=y"
+    odd.mkdir()
+    assert parse_tokenizers([str(odd)], labels)["b"] == str(odd)  # an existing path with "=" is a path
+    for items, message in ((["c=tok"], "no model named 'c'"), (["t1", "t2"], "both name a tokenizer for every model"),
+                           (["a=t1", "a=t2"], "'a' is given two tokenizers")):
+        with pytest.raises(ValueError, match=message):
+            parse_tokenizers(items, labels)

@@ -39,6 +39,7 @@ def test_finetune_writes_a_model_that_measure_reads_and_a_result(finetune_inputs
     assert report["config"]["algorithm"] == algorithm and report["config"]["lora"] is lora and report["threads"] == 1
     assert len(report["losses"]) == 2 and report["world_size"] == 1  # 8 examples, 4 per step
     assert len(report["data"]["train"]) == 8 and not set(report["data"]["train"]) & set(report["data"]["measure"])
+    assert [t["name"] for t in report["data"]["train_texts"]] == report["data"]["train"]  # what compare checks
     assert report["provenance"]["argv"]
     assert [json.loads(line)["step"] for line in (out / "track.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert (out / "final" / ("adapter_config.json" if lora else "config.json")).is_file()
@@ -84,6 +85,22 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(finetune_inputs, tmp_pa
     assert message.format(root=finetune_inputs) in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_tracked_file_holding_training_examples_is_refused_with_their_count(finetune_inputs, tmp_path, monkeypatch):
+    """Tracking every pair's text holds the 8 training pairs (and the 16 others, which are fine): one line, exit 2,
+    before the model loads. Kills a check on names only (the file's names are its own lines) and one that stops
+    at the first hit without counting."""
+    import elastic_theory.empirical as empirical
+
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded the model"))
+    pairs = [json.loads(line) for line in (finetune_inputs / "pairs.jsonl").read_text().splitlines()]
+    leaky = tmp_path / "all.jsonl"
+    leaky.write_text("".join(json.dumps({"text": f"{p['prompt']}\n\n{p['unaligned']}"}) + "\n" for p in pairs))
+    result = _invoke(_args(finetune_inputs, tmp_path / "run", "--track", f"all={leaky}"))
+    assert result.exit_code == 2, result.output
+    assert "--track all: 8 of its 24 documents hold text of the training examples" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_out_that_is_a_file_or_holds_a_finished_run_or_other_files_is_refused(finetune_inputs, tmp_path):

@@ -62,7 +62,7 @@ def test_polarity_pairs_use_each_sentence_once_and_split_disjointly_by_name():
     assert sorted(p.unaligned for p in pairs) == sorted(s.text for s in sentences if s.label == "negative")
     assert corpora.polarity_pairs(seed=3) == pairs and corpora.polarity_pairs(seed=4) != pairs
     split = corpora.split_train_measure(pairs, n_measure=20, seed=0, key=lambda p: p.name)
-    assert len(split.measure) == 20 and len(split.train) == 80
+    assert len(split.measure) == 20 and len(split.train) == 50
     train_text = {t for p in split.train for t in (p.aligned, p.unaligned)}
     assert not train_text & {t for p in split.measure for t in (p.aligned, p.unaligned)}
     # the default key (the prompt) sees one distinct item: the documented reason to pass the name
@@ -91,21 +91,41 @@ def test_wikipedia_sample_is_106_articles_of_plain_text(wikipedia):
 def test_split_is_seeded_disjoint_and_refuses_too_small_requests():
     items = [f"text {i}" for i in range(50)] + ["text 3", "text 7"]  # two repeats: counted once
     split = corpora.split_train_measure(items, n_measure=10, seed=4)
-    assert len(split.measure) == 10 and len(split.train) == 40
-    assert not set(split.measure) & set(split.train) and set(split.measure) | set(split.train) == set(items)
+    assert len(split.measure) == 10 and len(split.train) == 25  # the training side: the other half
+    assert not set(split.measure) & set(split.train)
     assert corpora.split_train_measure(items, n_measure=10, seed=4) == split
     assert corpora.split_train_measure(items, n_measure=10, seed=5).measure != split.measure
-    assert len(corpora.split_train_measure(items, n_measure=10, n_train=5, seed=4).train) == 5
-    with pytest.raises(ValueError, match="has 50 distinct items, too few .* for 30 to measure \\+ 30 to train"):
-        corpora.split_train_measure(items, n_measure=30, n_train=30, seed=0)
+    assert corpora.split_train_measure(items, n_measure=10, n_train=5, seed=4).train == split.train[:5]
+    with pytest.raises(ValueError, match="has 50 distinct items .* too few .* for 30 to measure \\+ 10 to train"):
+        corpora.split_train_measure(items, n_measure=30, n_train=10, seed=0)
     with pytest.raises(ValueError, match="too few"):
-        corpora.split_train_measure(items, n_measure=50, seed=0)
+        corpora.split_train_measure(items, n_measure=10, n_train=26, seed=0)
+    exact = corpora.split_train_measure(items, n_measure=10, seed=4, measure_fraction=None)  # the protocols' form
+    assert exact.measure == split.measure and len(exact.train) == 40 and not set(exact.measure) & set(exact.train)
+
+
+def test_no_requested_size_moves_an_item_across_and_file_order_does_not_matter():
+    """An item's side is a function of its identity and the seed. Kills the permutation split that measured the
+    first n_measure of a permutation (a larger n_measure took training items), and a hash order cut at n_measure."""
+    items = [f"document number {i}" for i in range(40)]
+    measured, trained = set(), set()
+    for n_measure in (1, 5, 10, 20):
+        for n_train in (1, 7, 20, None):
+            split = corpora.split_train_measure(items, n_measure=n_measure, n_train=n_train, seed=2)
+            measured |= set(split.measure)
+            trained |= set(split.train)
+            assert split.measure == corpora.split_train_measure(items, n_measure=20, seed=2).measure[:n_measure]
+    assert not measured & trained and len(measured) == 20 and len(trained) == 20
+    shuffled = [items[i] for i in np.random.default_rng(0).permutation(len(items))]
+    assert corpora.split_train_measure(shuffled, n_measure=10, seed=2) == corpora.split_train_measure(items, n_measure=10, seed=2)
+    # the side is the hash's rank: the measurement side is the 20 items with the smallest seeded hashes
+    assert measured == set(sorted(items, key=lambda t: corpora.item_hash(t, 2))[:20])
 
 
 @optional.JAILBREAKBENCH
 def test_split_of_pairs_keeps_each_prompt_on_one_side():
     pairs = corpora.jailbreakbench_pairs()
-    split = corpora.split_train_measure(pairs, n_measure=20, n_train=60, seed=0)
+    split = corpora.split_train_measure(pairs, n_measure=20, n_train=40, seed=0)
     assert not {p.prompt for p in split.measure} & {p.prompt for p in split.train}
     aligned = corpora.pair_texts(split.measure, "aligned")
     assert aligned[0] == f"{split.measure[0].prompt}\n{split.measure[0].aligned}"
@@ -142,7 +162,7 @@ def test_corpus_command_writes_disjoint_splits_that_measure_reads(tmp_path):
                          "--out", tmp_path / f"{side}_{part}.jsonl")
             assert result.exit_code == 0, result.output
     docs = {f.stem: read_documents(f) for f in tmp_path.glob("*.jsonl")}
-    assert len(docs["aligned_measure"]) == 20 and len(docs["unaligned_train"]) == 80
+    assert len(docs["aligned_measure"]) == 20 and len(docs["unaligned_train"]) == 50  # the training side: half
     prompts = {k: {d.text.split("\n")[0] for d in v} for k, v in docs.items()}
     assert prompts["aligned_measure"] == prompts["unaligned_measure"] and not prompts["aligned_measure"] & prompts["aligned_train"]
     assert run("polarity", "--label", "positive", "--out", tmp_path / "pos.jsonl").exit_code == 0
@@ -158,3 +178,47 @@ def test_corpus_command_writes_disjoint_splits_that_measure_reads(tmp_path):
         result = run(*args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+@optional.JAILBREAKBENCH
+@pytest.mark.parametrize("n_corpus", [5, 20, 50])
+def test_the_readme_corpus_and_finetune_sequence_shares_no_document_for_any_sizes(tmp_path, n_corpus):
+    """README: `corpus jailbreakbench --split measure --n-measure 20 --out align.jsonl`, then `finetune --data
+    jailbreakbench --n-train 8` (default --n-measure 10). Before the split change all 8 training pairs were in
+    align.jsonl; now no size on either command puts a training pair into the written measurement file."""
+    from elastic_theory.cli.finetune_cmd import training_split
+    from elastic_theory.data.overlap import documents_holding, training_text
+    from elastic_theory.empirical import read_documents
+
+    out = tmp_path / "align.jsonl"
+    result = CliRunner().invoke(app, ["corpus", "jailbreakbench", "--split", "measure", "--n-measure", str(n_corpus),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    measured = read_documents(out)
+    names = [json.loads(line)["name"] for line in out.read_text().splitlines()]  # behaviors.csv:ROW
+    assert len(measured) == len(set(names)) == n_corpus
+    for n_measure in (1, 10, 50):
+        for n_train in (1, 8, 50, None):
+            train = training_split("jailbreakbench", n_measure=n_measure, n_train=n_train, seed=0).train
+            assert not {p.name for p in train} & set(names)
+            assert documents_holding([training_text(p) for p in train], [d.text for d in measured]) == []
+    # the check is not blind: the measured pairs' own training texts are found in every document of the file
+    pairs = {p.name: p for p in corpora.jailbreakbench_pairs()}
+    held = [training_text(pairs[name]) for name in names]
+    assert documents_holding(held, [d.text for d in measured]) == list(range(n_corpus))
+
+
+def test_documents_holding_needs_the_prompt_and_one_response():
+    """A document holds a pair when it has the prompt and one response (any whitespace); kills a check on the
+    prompt alone (the polarity pairs share one prompt) and one on exact equality (another template)."""
+    from elastic_theory.data.overlap import TrainingText, documents_holding, training_text
+
+    a = corpora.PreferencePair("a", "Say something.", "Lovely film.", "Awful film.")
+    b = corpora.PreferencePair("b", "Say something.", "Great cast.", "Dull plot.")
+    docs = ["Say something.\nLovely film.", "Q: Say   something.\n\nA: Dull plot.", "Say something. Fine.", "Awful film."]
+    assert documents_holding([training_text(a)], docs) == [0]
+    assert documents_holding([training_text(b)], docs) == [1]
+    assert documents_holding([training_text(a), training_text(b)], docs) == [0, 1]
+    assert documents_holding([TrainingText("t", ("Fine.",))], docs) == [2]
+    record = TrainingText.from_dict(training_text(a).to_dict())
+    assert record == training_text(a)

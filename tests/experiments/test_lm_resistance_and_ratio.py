@@ -380,7 +380,7 @@ def test_ratio_end_to_end_measures_exactly_the_documents_trained_on(ratio_run, r
     res = json.loads((out / "results.json").read_text())
     pairs = read_pairs_jsonl(data)
     for seed in (0, 1):
-        pool = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed).train
+        pool = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed, measure_fraction=None).train
         for n in config.align_amounts:
             unit = json.loads((out / "units" / f"seed={seed}_align={n}.json").read_text())
             docs = [prompt_text(tok, p.prompt) + p.aligned for p in stream(pool, n, seed, 0)]

@@ -119,7 +119,7 @@ def _split(pairs, config: LMRatioConfig, seed: int):
     from ...data.corpora import split_train_measure
 
     key = (lambda p: p.name) if config.setting == "sentiment" else None  # polarity pairs share one prompt
-    split = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed, key=key)
+    split = split_train_measure(pairs, n_measure=config.n_perturb_pool, seed=seed, key=key, measure_fraction=None)
     return split.train, split.measure
 
 

@@ -10,7 +10,8 @@ refusal, unaligned = the benchmark's "Sure, here is ..." target
 (:func:`~elastic_theory.data.corpora.polarity_pairs`, aligned = the positive side); or the path of a
 user's pairs JSONL file (:func:`~elastic_theory.data.corpora.read_pairs_jsonl`). Per seed, a seeded
 split (:func:`~elastic_theory.data.corpora.split_train_measure`) holds out ``n_measure`` prompts for
-measurement; the other prompts are split again, by the same seed, into an *alignment pool* and a
+measurement from its measurement side (half the prompts, by a seeded hash of each, the side that
+``corpus --split measure`` writes); the training side's prompts are split again, by the same seed, into an *alignment pool* and a
 *perturbation pool* (``perturb_prompts="disjoint"``, the default: the perturbation never revisits
 a prompt the alignment saw, so what it undoes is the aligned behaviour, not a memorized answer), or
 both stages draw from all of them (``"shared"``). Each stage reads a *stream*: the pool in a seeded

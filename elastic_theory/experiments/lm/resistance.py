@@ -6,7 +6,8 @@ r"""Resistance (paper §5.1, Table 1) on a pretrained causal LM: is going back e
 **Data** (``setting``: ``safety`` or a pairs JSONL file; ``sentiment`` is refused, its pairs share one
 prompt). Per seed,
 :func:`~elastic_theory.data.corpora.split_train_measure` holds out ``n_prompts`` prompts (the *output
-prompts*, never trained on during alignment); the other prompts are the alignment pool, read as a
+prompts*, never trained on during alignment) from its measurement side; the training side's prompts are
+the alignment pool, read as a
 seeded stream (:func:`~elastic_theory.experiments.lm._common.stream`).
 
 **Protocol, per seed.** Align the base model (``target="aligned"``) on the first :math:`n_3`

@@ -1,0 +1,89 @@
+"""Input checks that several commands share, run before any model loads: measurement documents that hold
+training examples (``finetune --track``, ``compare``), datasets too small for the statistics asked for
+(``measure``, ``compare``, ``probe``), and per-model ``--tokenizer [NAME=]PATH`` options. Each raises a one-line
+``ValueError`` naming the option."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+TRAINING_RECORD = "result.json"
+"""The file ``finetune`` writes next to its ``final/`` model; ``compare`` reads the training examples from it."""
+
+
+def refuse_shared_documents(training: Sequence, datasets: dict[str, list], option: str, trained: str) -> None:
+    """``ValueError`` when a measurement dataset holds a training example (:mod:`elastic_theory.data.overlap`).
+
+    ``training``: :class:`~elastic_theory.data.overlap.TrainingText` records; ``datasets``: name -> documents
+    (with ``.text``); ``option`` names the datasets' option (``--data``, ``--track``); ``trained`` says what
+    was trained on them (``"the training examples"``, ``"checkpoint 'sft' (runs/ft/result.json)"``).
+    """
+    from ..data.overlap import documents_holding
+
+    for name, docs in datasets.items():
+        held = documents_holding(training, [d.text for d in docs])
+        if held:
+            raise ValueError(
+                f"{option} {name}: {len(held)} of its {len(docs)} documents hold text of {trained} (the first: "
+                f"{docs[held[0]].name}); measure on held-out documents, e.g. from corpus NAME --split measure with the "
+                "training's seed")
+
+
+def finetune_training_texts(checkpoint: str) -> tuple[Path, list] | None:
+    """The training examples a ``finetune`` run recorded for the model folder ``checkpoint`` (its parent's
+    ``result.json``), as ``(that file, TrainingText records)``; None when there is no such record."""
+    from ..data.overlap import TrainingText
+
+    record = Path(checkpoint).parent / TRAINING_RECORD
+    if not Path(checkpoint).is_dir() or not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text(encoding="utf-8")).get("data", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    texts = data.get("train_texts") if isinstance(data, dict) else None
+    if not isinstance(texts, list):
+        return None
+    return record, [TrainingText.from_dict(t) for t in texts]
+
+
+def check_document_counts(counts: dict[str, int], needed: int, option: str, why: str) -> None:
+    """``ValueError`` naming the first dataset with fewer than ``needed`` documents; ``why`` says what needs them."""
+    for name, n in counts.items():
+        if n < needed:
+            raise ValueError(f"{option} {name}: {n} document{'s' if n != 1 else ''}; {why} needs at least {needed}")
+
+
+def refuse_trained_documents(checkpoints: dict[str, str], documents: dict) -> None:
+    """Before any scoring: a checkpoint written by ``finetune`` records its training examples; a dataset that
+    holds one of them measures training data, not held-out text."""
+    for label, path in checkpoints.items():
+        found = finetune_training_texts(path)
+        if found is not None:
+            record, training = found
+            refuse_shared_documents(training, documents, "--data", f"checkpoint {label!r}'s training examples ({record})")
+
+
+def parse_tokenizers(items: list[str], labels: list[str]) -> dict[str, str | None]:
+    """``--tokenizer`` items: ``PATH`` (every model) or ``NAME=PATH`` (the model labelled NAME: ``base`` or a
+    checkpoint's name, which wins over PATH); label -> tokenizer folder or None. An existing path is a PATH
+    even when it holds ``=``."""
+    every: str | None = None
+    own: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep and name in labels and path and not Path(item).exists():
+            if name in own:
+                raise ValueError(f"--tokenizer: the model {name!r} is given two tokenizers; give one")
+            own[name] = path
+        elif sep and name and "/" not in name and not Path(item).exists():
+            raise ValueError(f"--tokenizer {item!r}: no model named {name!r} (models: {', '.join(labels)}); "
+                             "give NAME=PATH for one model or PATH for every model")
+        elif every is not None:
+            raise ValueError(f"--tokenizer: {every!r} and {item!r} both name a tokenizer for every model; give one, "
+                             "or NAME=PATH for one model")
+        else:
+            every = item
+    return {label: own.get(label, every) for label in labels}
