@@ -14,7 +14,9 @@ from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
     parse_data_options, parse_named_options, parse_real, read_datasets, require_extra, threads_option, write_result,
 )
-from .inputs import parse_tokenizers, refuse_trained_documents
+from .inputs import (
+    check_bootstrap_memory, check_document_counts, parse_tokenizers, refuse_trained_documents,
+)
 
 BASE_LABEL = "base"
 
@@ -141,6 +143,9 @@ def compare_command(
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
     documents = read_datasets(paths, text_field)
+    check_document_counts({d: len(docs) for d, docs in documents.items()}, 2, "--data",
+                          "the paired bootstrap interval over documents")
+    check_bootstrap_memory(n_resamples, documents)
     refuse_trained_documents(checkpoints, documents)
     models = {BASE_LABEL: base, **checkpoints}
     tokenizers = parse_tokenizers(tokenizer, list(models))

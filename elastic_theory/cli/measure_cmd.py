@@ -12,22 +12,7 @@ from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, escape, interrupted, json_option,
     parse_data_options, read_datasets, require_extra, threads_option, write_result,
 )
-
-BOOTSTRAP_MEMORY_LIMIT = 4 * 2**30
-"""Bytes the bootstrap may allocate: scipy resamples all at once, about 24 bytes per resample per document
-(two float64 resampled arrays and the int64 indices)."""
-_BOOTSTRAP_BYTES_PER_CELL = 24
-
-
-def check_bootstrap_memory(n_resamples: int, documents: dict[str, list]) -> None:
-    """Refuse an ``--n-resamples`` whose bootstrap would not fit in :data:`BOOTSTRAP_MEMORY_LIMIT` (before scoring)."""
-    name, docs = max(documents.items(), key=lambda item: len(item[1]))
-    need = _BOOTSTRAP_BYTES_PER_CELL * n_resamples * len(docs)
-    if need > BOOTSTRAP_MEMORY_LIMIT:
-        most = BOOTSTRAP_MEMORY_LIMIT // (_BOOTSTRAP_BYTES_PER_CELL * len(docs))
-        raise ValueError(f"--n-resamples {n_resamples}: the bootstrap over the {len(docs)} documents of {name!r} would "
-                         f"need about {need / 2**30:.3g} GiB; use at most {most} (2000 gives intervals to about 1%)")
-
+from .inputs import check_bootstrap_memory
 
 _PLAIN_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils",)
 """Library modules that draw a plain ``tqdm`` bar outside their library's progress switch (GGUF conversion)."""

@@ -11,6 +11,7 @@ from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, escape, json_option, parse_data_options,
     read_datasets, require_extra, threads_option, write_result,
 )
+from .inputs import check_document_counts
 
 ROLES = ("align", "pretrain", "perturb")
 
@@ -57,9 +58,8 @@ def check_probe_options(optimizer: str, weight_decay: float, lora_r: int, lora_t
         raise ValueError(f"--lora-r must be an integer >= 1, got {lora_r}")
     if not [t for t in lora_targets.split(",") if t.strip()]:
         raise ValueError("--lora-targets names no module; give e.g. q_proj,v_proj")
-    for name, docs in documents.items():
-        if len(docs) < 2:
-            raise ValueError(f"--data {name}: {len(docs)} document; the paired bootstrap interval needs at least 2")
+    check_document_counts({name: len(docs) for name, docs in documents.items()}, 2, "--data",
+                          "the paired bootstrap interval")
 
 
 @app.command("probe")

@@ -434,3 +434,19 @@ def test_tokenizer_options_name_one_model_or_every_model(tmp_path):
                            (["a=t1", "a=t2"], "'a' is given two tokenizers")):
         with pytest.raises(ValueError, match=message):
             parse_tokenizers(items, labels)
+
+
+def test_a_one_document_dataset_is_refused_before_any_model_loads(setup, tmp_path, monkeypatch):
+    """Before, the paired bootstrap refused it only after every model was scored. Kills a count check placed after
+    scoring (the load would fail the test) and one that looks at the first dataset only (the short one is last)."""
+    root, _ = setup
+    monkeypatch.setattr(empirical, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded a model"))
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"text": "a single document"}) + "\n")
+    result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root),
+                  "--data", f"one={one}", cache=False)
+    assert result.exit_code == 2, result.output
+    assert "--data one: 1 document; the paired bootstrap interval over documents needs at least 2" in result.output
+    result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root),
+                  "--n-resamples", "10000000000", cache=False)
+    assert result.exit_code == 2 and "--n-resamples 10000000000: the bootstrap over the 20 documents" in result.output
