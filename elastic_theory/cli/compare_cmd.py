@@ -14,9 +14,7 @@ from .app import (
     app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
     parse_data_options, parse_named_options, parse_real, read_datasets, require_extra, threads_option, write_result,
 )
-from .inputs import (
-    check_bootstrap_memory, check_document_counts, parse_tokenizers, refuse_trained_documents,
-)
+from .inputs import check_datasets, locate_models, parse_tokenizers
 
 BASE_LABEL = "base"
 
@@ -143,14 +141,11 @@ def compare_command(
         raise ValueError("--unit token sets the unit of the ratio; give --ratio NUM/DEN with it")
     k_stated = parse_k(k, ratio_names)
     documents = read_datasets(paths, text_field)
-    check_document_counts({d: len(docs) for d, docs in documents.items()}, 2, "--data",
-                          "the paired bootstrap interval over documents")
-    check_bootstrap_memory(n_resamples, documents)
-    refuse_trained_documents(checkpoints, documents)
+    check_datasets(documents, n_resamples, "an interval over documents", trained=checkpoints)
     models = {BASE_LABEL: base, **checkpoints}
     tokenizers = parse_tokenizers(tokenizer, list(models))
     threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    _locate_models(models, tokenizers)
+    locate_models(models, tokenizers, {BASE_LABEL: "--base"})
     settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
     if unit == "token" and ratio_names is not None:
         _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names}, tokenizers)
@@ -167,18 +162,6 @@ def compare_command(
         "tokenizers": {label: t for label, t in tokenizers.items() if t is not None},
     })
     _show_and_write(report, documents, scores, json_out, per_document, plots)
-
-
-def _locate_models(models: dict[str, str], tokenizers: dict[str, str | None]) -> None:
-    """Find every model before any scoring (the first use of smollm2-135m converts it here, docs/measurement.md);
-    a model not found is an error naming its option."""
-    from ..empirical.loading import locate_model
-
-    for label, name in models.items():
-        try:
-            locate_model(name, tokenizers[label])
-        except ValueError as exc:
-            raise ValueError(f"{'--base' if label == BASE_LABEL else f'--checkpoint {label}'}: {exc}") from None
 
 
 def _show_and_write(report: dict, documents: dict, scores: dict, json_out: Path | None, per_document: Path | None,

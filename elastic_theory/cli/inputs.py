@@ -103,3 +103,26 @@ def check_bootstrap_memory(n_resamples: int, documents: dict[str, list]) -> None
         most = BOOTSTRAP_MEMORY_LIMIT // (_BOOTSTRAP_BYTES_PER_CELL * len(docs))
         raise ValueError(f"--n-resamples {n_resamples}: the bootstrap over the {len(docs)} documents of {name!r} would "
                          f"need about {need / 2**30:.3g} GiB; use at most {most} (2000 gives intervals to about 1%)")
+
+
+def check_datasets(documents: dict[str, list], n_resamples: int, why: str, trained: dict[str, str] | None = None) -> None:
+    """The checks of ``--data`` datasets that need no model: at least 2 documents each (``why`` names the statistic
+    that needs them), a bootstrap of ``n_resamples`` that fits in memory, and, with ``trained`` (checkpoint name ->
+    path), no document holding a recorded ``finetune`` run's training examples."""
+    check_document_counts({d: len(docs) for d, docs in documents.items()}, 2, "--data", why)
+    check_bootstrap_memory(n_resamples, documents)
+    if trained:
+        refuse_trained_documents(trained, documents)
+
+
+def locate_models(models: dict[str, str], tokenizers: dict[str, str | None], options: dict[str, str]) -> None:
+    """Find every model (label -> name) before any scoring (the first use of smollm2-135m converts it here,
+    docs/measurement.md); a model not found is an error naming its option (``options[label]``, default
+    ``--checkpoint LABEL``)."""
+    from ..empirical.loading import locate_model
+
+    for label, name in models.items():
+        try:
+            locate_model(name, tokenizers.get(label))
+        except ValueError as exc:
+            raise ValueError(f"{options.get(label, f'--checkpoint {label}')}: {exc}") from None

@@ -446,7 +446,7 @@ def test_a_one_document_dataset_is_refused_before_any_model_loads(setup, tmp_pat
     result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root),
                   "--data", f"one={one}", cache=False)
     assert result.exit_code == 2, result.output
-    assert "--data one: 1 document; the paired bootstrap interval over documents needs at least 2" in result.output
+    assert "--data one: 1 document; an interval over documents needs at least 2" in result.output
     result = _run(root, "--base", root / "base", "--checkpoint", f"a={root / 'ckpt'}", *_data(root),
                   "--n-resamples", "10000000000", cache=False)
     assert result.exit_code == 2 and "--n-resamples 10000000000: the bootstrap over the 20 documents" in result.output

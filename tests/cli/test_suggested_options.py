@@ -6,7 +6,8 @@ options of ours. The commands that can show a message:
 
 * a message of a command module (``cli/*_cmd.py``): that module's commands (one of them must have the option);
 * a message of any other module, in top-level function or class ``F``: every command module that names ``F`` and
-  imports the module (or its package) directly; the option must be on one command of each such module.
+  imports the module (or its package), directly or in a function of ``cli/app.py`` or ``cli/inputs.py`` that it
+  calls; the option must be on one command of each such module.
 
 An option that follows a command's name in the message (``compare --base MODEL``, ``corpus NAME --split measure``)
 belongs to that command instead. Wrong states this kills: ``compare`` saying "give one with --tokenizer PATH" without
@@ -79,14 +80,35 @@ def messages(path: Path) -> list[tuple[str, str | None, int, str | None]]:
     return found
 
 
-def _names(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE.parent / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8"))
-    return ({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-            | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-            | {a.name.split(".")[-1] for n in ast.walk(tree) if isinstance(n, ast.alias) for a in [n]})
+def _tree(module: str) -> ast.Module:
+    return ast.parse((PACKAGE.parent / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8"))
 
 
-NAMES = {module: _names(module) for module in MODULE_COMMANDS}
+def _named(node: ast.AST) -> set[str]:
+    return ({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+            | {n.name.split(".")[-1] for n in ast.walk(node) if isinstance(n, ast.alias)})
+
+
+HELPERS = [m for m in GRAPH if m.startswith("elastic_theory.cli.") and m not in MODULE_COMMANDS
+           and m != "elastic_theory.cli"]
+"""The command line's shared modules (``app.py``, ``inputs.py``): a command that calls one of their functions
+shows the messages of what that function calls."""
+
+
+def _reach(module: str) -> tuple[set[str], set[str]]:
+    """The names a command module uses and the modules it imports, through the functions it calls of the helpers."""
+    names, imported = _named(_tree(module)), set(GRAPH[module])
+    for helper in HELPERS:
+        if helper in GRAPH[module]:
+            for top in _tree(helper).body:
+                if isinstance(top, ast.FunctionDef) and top.name in names:
+                    names |= _named(top)
+                    imported |= GRAPH[helper]
+    return names, imported
+
+
+REACH = {module: _reach(module) for module in MODULE_COMMANDS}
 
 
 def showing_modules(module: str, top: str | None) -> list[str]:
@@ -95,7 +117,7 @@ def showing_modules(module: str, top: str | None) -> list[str]:
         return [module]
     package = module.rsplit(".", 1)[0]
     return [m for m in MODULE_COMMANDS
-            if top is not None and top in NAMES[m] and (module in GRAPH[m] or package in GRAPH[m])]
+            if top is not None and top in REACH[m][0] and (module in REACH[m][1] or package in REACH[m][1])]
 
 
 def violations() -> list[str]:
