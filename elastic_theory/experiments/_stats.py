@@ -119,11 +119,12 @@ def amount_interval(values) -> dict | None:
 
 def format_amount(saved: dict | None, per_seed, digits: int = 3) -> str:
     """An :func:`amount_interval` cell: the interval, or (none: a seed at 0 or never there) the per-seed amounts."""
-    from ..stats.seedstats import format_interval
+    from ..stats.seedstats import format_interval, saved_number
 
     if saved is not None:
         return format_interval(saved, digits)
-    return "per seed " + ", ".join("never" if not math.isfinite(float(v)) else f"{float(v):.{digits}g}" for v in per_seed)
+    values = [saved_number(v) for v in per_seed]  # a saved results.json holds never (inf) as null
+    return "per seed " + ", ".join("never" if not math.isfinite(v) else f"{v:.{digits}g}" for v in values)
 
 
 def min_kl_per_seed(kl_curves) -> list[float]:
