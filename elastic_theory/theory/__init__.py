@@ -59,8 +59,8 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".pareto": (
         "ALTERNATIVES", "ConvergencePoint", "CountsVerdict", "EntropyConvergence", "DiscretePowerLawFit",
-        "PowerLawTest", "RejectionRate", "SeedSlopes", "counts_verdict", "entropy_convergence",
-        "entropy_convergence_over_seeds", "entropy_offset", "fit_discrete_power_law", "leaf_counts",
+        "PowerLawTest", "RejectionRate", "SeedSlopes", "counts_verdict", "discrete_exponent_se", "entropy_convergence",
+        "entropy_convergence_over_seeds", "entropy_offset", "exponent_bootstrap_se", "fit_discrete_power_law", "leaf_counts",
         "matching_leaf_total", "power_law_test", "predicted_exponent", "predicted_log_power",
         "predicted_slope", "rejection_rate", "sample_discrete_power_law", "sample_masses",
         "tree_leaf_counts",

@@ -73,6 +73,8 @@ from .masses import (
 from .power_law import (
     DiscretePowerLawFit,
     PowerLawTest,
+    discrete_exponent_se,
+    exponent_bootstrap_se,
     fit_discrete_power_law,
     sample_discrete_power_law,
 )
@@ -87,9 +89,11 @@ __all__ = [
     "RejectionRate",
     "SeedSlopes",
     "counts_verdict",
+    "discrete_exponent_se",
     "entropy_convergence",
     "entropy_convergence_over_seeds",
     "entropy_offset",
+    "exponent_bootstrap_se",
     "fit_discrete_power_law",
     "leaf_counts",
     "matching_leaf_total",

@@ -69,8 +69,34 @@ class DiscretePowerLawFit:
 
     @property
     def exponent_se(self) -> float:
-        r"""Asymptotic standard error of ``exponent`` (and of ``alpha``): :math:`(a - 1)/\sqrt{n_{tail}}` (CSN eq. 3.2)."""
-        return (self.exponent - 1.0) / math.sqrt(self.n_tail)
+        r"""Standard error of ``exponent`` (and of ``alpha``) from the discrete Fisher information (CSN eq. 3.6).
+
+        With :math:`q = x_{\min}` and :math:`\zeta^{(j)}` the j-th derivative of the Hurwitz zeta function in
+        :math:`a`, one count carries the information :math:`I(a) = \zeta''(a, q)/\zeta(a, q) - (\zeta'(a, q)/
+        \zeta(a, q))^2 = \operatorname{Var}_a[\ln X]`, and :math:`se = 1/\sqrt{n_{tail} I(\hat a)}` (mpmath at 30
+        digits: the difference of the two terms loses digits at large :math:`a`). The continuous formula
+        :math:`(a - 1)/\sqrt{n_{tail}}` (CSN eq. 3.2), its limit for large :math:`x_{\min}`, understates the spread
+        when the tail starts at a small count: by 23% at :math:`x_{\min} = 1`, :math:`a = 3.5`.
+        """
+        return discrete_exponent_se(self.exponent, self.x_min, self.n_tail)
+
+
+def discrete_exponent_se(exponent: float, x_min: int, n: int) -> float:
+    r""":math:`1/\sqrt{n\, I(a)}`, :math:`I(a) = \operatorname{Var}_a[\ln X]` for :math:`p(x) = x^{-a}/\zeta(a, x_{\min})`
+    (:attr:`DiscretePowerLawFit.exponent_se`).
+
+    >>> round(discrete_exponent_se(3.5, 1, 2000) / (2.5 / 2000 ** 0.5), 3)  # against the continuous formula
+    1.298
+    """
+    import mpmath
+
+    if not (exponent > 1 and math.isfinite(exponent)) or int(x_min) != x_min or x_min < 1 or n < 1:
+        raise ValueError(f"need exponent > 1, an integer x_min >= 1 and n >= 1, got {exponent!r}, {x_min!r}, {n!r}")
+    with mpmath.workdps(30):
+        a, q = mpmath.mpf(exponent), int(x_min)
+        z, z1, z2 = (mpmath.zeta(a, q, j) for j in range(3))
+        info = z2 / z - (z1 / z) ** 2
+    return 1.0 / math.sqrt(n * float(info))
 
 
 def _as_counts(counts: np.ndarray) -> np.ndarray:
@@ -160,6 +186,24 @@ def fit_discrete_power_law(counts: np.ndarray, tail_fraction: float = 0.25) -> D
     fits almost anything, so the default keeps a quarter of the leaves, which kept the measured size near
     5% and raised the power several-fold on tree-sized samples (docs/theory.md)."""
     return _fit_sorted([_as_counts(counts)], _check_tail_fraction(tail_fraction))[0]
+
+
+def exponent_bootstrap_se(counts: np.ndarray, rng: np.random.Generator, n_bootstrap: int = 200,
+                          tail_fraction: float = 0.25) -> float:
+    r"""Standard error of the fitted exponent by the nonparametric bootstrap of the whole fit, ``x_min`` included.
+
+    ``n_bootstrap`` resamples of the counts with replacement, each refitted by :func:`fit_discrete_power_law`
+    (its own ``x_min`` chosen by KS), and the sample standard deviation of their exponents (Clauset et al. 2009,
+    §3.5). The Fisher :attr:`DiscretePowerLawFit.exponent_se` holds ``x_min`` fixed; when the KS choice moves
+    ``x_min`` away from the true cutoff the tail's estimate tends to sit far from the truth (at a = 1.5 and
+    n = 2000, the Fisher se covers 0.80 of the fits whose x_min was not 1), which this spread includes. About
+    ``n_bootstrap`` fits: 0.2 s for 2000 counts and the default.
+    """
+    x = _as_counts(counts)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 2:
+        raise ValueError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
+    fits = _fit_sorted([np.sort(rng.choice(x, x.size)) for _ in range(n_bootstrap)], _check_tail_fraction(tail_fraction))
+    return float(np.std([f.exponent for f in fits], ddof=1))
 
 
 def sample_discrete_power_law(size: int, exponent: float, x_min: int, rng: np.random.Generator) -> np.ndarray:
