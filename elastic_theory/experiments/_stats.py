@@ -124,6 +124,8 @@ def format_amount(saved: dict | None, per_seed, digits: int = 3) -> str:
     if saved is not None:
         return format_interval(saved, digits)
     values = [saved_number(v) for v in per_seed]  # a saved results.json holds never (inf) as null
+    if not any(math.isfinite(v) for v in values):
+        return "never"
     return "per seed " + ", ".join("never" if not math.isfinite(v) else f"{v:.{digits}g}" for v in values)
 
 

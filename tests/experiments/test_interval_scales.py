@@ -32,6 +32,7 @@ def test_amounts_get_a_log_interval_or_their_per_seed_values():
     assert amount_interval([0.0, 7.0]) is None and amount_interval([3.0, math.inf]) is None
     assert format_amount(None, [0.0, math.inf, 12.5]) == "per seed 0, never, 12.5"
     assert format_amount(None, [0.0, None, 12.5]) == "per seed 0, never, 12.5"  # never, as a results.json saves it
+    assert format_amount(None, [math.inf, None]) == "never"
     assert format_amount(ci, [1.0, 7.0]).startswith("2.65 [")
 
 
