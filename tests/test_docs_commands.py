@@ -57,10 +57,6 @@ def _is_synopsis(command: str) -> bool:
 #: Commands of the pages that a test runs with the same arguments (and checks more of): running them here too would
 #: pay twice for the same minutes. ``test_commands_run_elsewhere_are_run_there`` keeps each entry honest.
 RUN_BY_TESTS = {
-    "elastic-theory experiment ratio --model smollm2-135m --quick":
-        "tests/experiments/test_lm_resistance_and_ratio.py::test_smollm2_quick_runs",
-    "elastic-theory experiment resistance --model smollm2-135m --quick":
-        "tests/experiments/test_lm_resistance_and_ratio.py::test_smollm2_quick_runs",
     "elastic-theory verify --markdown": "tests/cli/test_verify_cmd.py::test_docs_table_is_the_verify_output",
 }
 
