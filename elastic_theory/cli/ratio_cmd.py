@@ -149,7 +149,7 @@ def perturb_command(
         warnings.simplefilter("error", RuntimeWarning)  # numpy overflow/invalid: a one-line error, never NaN silently
         try:
             result = perturb_result(*data, l, vocab_size, size_unit)
-        except RuntimeWarning as exc:
+        except (RuntimeWarning, OverflowError) as exc:
             raise ValueError(f"--l {l:g}: the float64 arithmetic of the joint model fails at this l ({exc}); "
                              "give a smaller --l") from None
     if not result["sign_valid"]:

@@ -81,7 +81,7 @@ def reference_hooke(k: float, l: float, w3: float, dps: int = 40) -> dict[str, f
     The residual is the integral of the §2.2 derivatives,
     :math:`r = \int_0^l \bigl(\frac{x_2}{x_2+s} - \frac{x_1}{x_1+s}\bigr) ds
     = \int_0^l \frac{s\,(1 + k(1-w_3))}{(x_2+s)(x_1+s)}\,ds` (:math:`x_1 = k w_3`, :math:`x_2 = 1 + k`, a positive
-    integrand: nothing cancels), by ``mpmath.quad`` split at :math:`x_1`; :math:`\Delta CE_a = \ln(1 + l/x_2)` and
+    integrand: nothing cancels), by ``mpmath.quad`` over :math:`t = s/l \in [0, 1]` split at :math:`x_1/l`; :math:`\Delta CE_a = \ln(1 + l/x_2)` and
     :math:`\Delta CE_p = (r - \Delta CE_a)/k`. Bits per response; the inputs are the exact binary values of the floats.
     """
     import mpmath
@@ -89,7 +89,10 @@ def reference_hooke(k: float, l: float, w3: float, dps: int = 40) -> dict[str, f
     with mpmath.workdps(dps):
         K, L, W3 = mpmath.mpf(k), mpmath.mpf(l), mpmath.mpf(w3)
         x1, x2 = K * W3, 1 + K
-        r = mpmath.quad(lambda s: s * (1 + K * (1 - W3)) / ((x2 + s) * (x1 + s)), [0, x1, L] if x1 < L else [0, L])
+        # s = l t: the integral over t in [0, 1] (split at x1/l), so that a tiny l does not shrink quad's interval
+        # (integrating over [0, 1e-300] directly was 4e-14 relative off)
+        c = 1 + K * (1 - W3)
+        r = L * L * mpmath.quad(lambda t: t * c / ((x2 + L * t) * (x1 + L * t)), [0, x1 / L, 1] if x1 < L else [0, 1])
         d_a = mpmath.log1p(L / x2)
         ln2 = mpmath.log(2)
         return {

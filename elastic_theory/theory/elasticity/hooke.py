@@ -48,7 +48,10 @@ def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
     :math:`r = x_1 \frac{x_2 - x_1}{x_2} \sum_{n \ge 2} (-1)^n \frac{u_1^n}{n} \sum_{j<n-1} \rho^j`,
     :math:`\rho = x_1/x_2`, :math:`x_2 - x_1 = 1 + k(1-w_3)`, whose terms shrink at least threefold
     and alternate (relative error a few eps); otherwise (small :math:`k(1-w_3)`) in mpmath at
-    :math:`30 + \log_{10}(1+k)` digits. :math:`\Delta CE_p = (r - \Delta CE_a)/k`. Every field is
+    :math:`30 + \log_{10}(1+k)` digits. :math:`\Delta CE_p = (r - \Delta CE_a)/k`. The relative residual is formed
+    as :math:`(c/x_1)\,l\,V(u_1)\,(y/\ln(1+y))` (:math:`r = x_1 \frac{c}{x_2} u_1^2 V(u_1)`, :math:`c = x_2 - x_1`,
+    :math:`y = l/x_2`), never through the residual, so it keeps its precision for every normal l (the residual,
+    of order :math:`l^2`, and the changes underflow as float64 does below its range). Every field is
     within 32 eps relative of a 40-digit evaluation (:func:`elastic_theory.theory.highprec.reference_hooke`) for k
     from 1e-3 to 1e12 and l from 1e-9 l* to 0.999 l* (tests/theory/test_elasticity.py; measured worst 3 eps).
     """
@@ -59,35 +62,47 @@ def hooke_invariant(k: float, l: float, w3: float) -> HookeInvariant:
     x1, x2 = k * w3, 1.0 + k
     u1 = l / x1 if x1 > 0 else math.inf
     if u1 <= 0.25:
-        d_a = math.log1p(l / x2)
-        residual = x1 * ((1.0 + k * (1.0 - w3)) / x2) * _hooke_series(u1, x1 / x2)
+        y = l / x2
+        d_a = math.log1p(y)
+        c, series = 1.0 + k * (1.0 - w3), _hooke_series(u1, x1 / x2)
+        residual = (c / x2) * l * (u1 * series)
+        # r/dCE_a = (c/x1) l V (y/ln(1+y)): no factor below the normal range for any normal l (the residual itself,
+        # second order in l, is; so are the changes, for l/x2 below it).
+        relative = (c / x1) * l * series * _over_log1p(y)
         d_p = (residual - d_a) / k
     else:
-        d_a, d_p, residual = _hooke_mp(k, l, w3)
+        d_a, d_p, residual, relative = _hooke_mp(k, l, w3)
     return HookeInvariant(
-        k, l, w3, d_a / LN2, d_p / LN2, residual / LN2, residual / d_a, l * (1.0 + k * (1.0 - w3)) / (k * w3 + l)
+        k, l, w3, d_a / LN2, d_p / LN2, residual / LN2, relative, l * (1.0 + k * (1.0 - w3)) / (k * w3 + l)
     )
 
 
+def _over_log1p(y: float) -> float:
+    r""":math:`y/\ln(1+y)` for :math:`y \ge 0` to a few eps: :math:`1 + y/2` below :math:`10^{-8}` (the next term,
+    :math:`y^2/12`, is below eps there), so a subnormal y costs nothing."""
+    return 1.0 + y / 2 if y < 1e-8 else y / math.log1p(y)
+
+
 def _hooke_series(u: float, rho: float) -> float:
-    r""":math:`\sum_{n \ge 2} (-1)^n \frac{u^n}{n} G_{n-1}(\rho)`, :math:`G_m = \sum_{j<m} \rho^j`, for :math:`0 < u \le 1/4`, :math:`0 \le \rho < 1`.
+    r""":math:`V(u) = \sum_{n \ge 2} (-1)^n \frac{u^{n-2}}{n} G_{n-1}(\rho)`, :math:`G_m = \sum_{j<m} \rho^j`, for :math:`0 < u \le 1/4`,
+    :math:`0 \le \rho < 1`: the residual's series divided by :math:`u^2` (so nothing underflows for tiny u).
 
     Consecutive terms shrink by :math:`u\,\frac{n}{n+1}\frac{G_n}{G_{n-1}} \le 2u \le 1/2` and alternate, so the sum is
-    at least 2/3 of its first term and the loop stops once a term is below eps/4 of it.
+    at least 2/3 of its first term 1/2 and the loop stops once a term is below eps/4 of it.
     """
-    total, power, geometric, n = 0.0, u, 1.0, 1
+    total, power, geometric, n = 0.0, 1.0, 1.0, 1
     while True:
         n += 1
-        power *= u
         term = power / n * geometric
         total += term if n % 2 == 0 else -term
         if term <= 0.25 * EPS * total:
             return total
+        power *= u
         geometric = 1.0 + rho * geometric
 
 
-def _hooke_mp(k: float, l: float, w3: float) -> tuple[float, float, float]:
-    r"""``(dCE_a, dCE_p, residual)`` in nats by mpmath, for the region ``l > k w3 / 4`` (small ``k (1 - w3)``).
+def _hooke_mp(k: float, l: float, w3: float) -> tuple[float, float, float, float]:
+    r"""``(dCE_a, dCE_p, residual, relative residual)`` (nats) by mpmath, for ``l > k w3 / 4`` (small ``k (1 - w3)``).
 
     The difference :math:`x_2 \ln(1 + l/x_2) - x_1 \ln(1 + l/x_1)` loses up to :math:`\log_{10}(x_1)` digits, so the
     working precision is 30 digits plus that; the inputs are the exact binary values of the floats.
@@ -100,4 +115,4 @@ def _hooke_mp(k: float, l: float, w3: float) -> tuple[float, float, float]:
         d_a = mpmath.log1p(L / x2)
         d_p = d_a - W3 * mpmath.log1p(L / x1)
         residual = x2 * d_a - x1 * mpmath.log1p(L / x1)
-        return float(d_a), float(d_p), float(residual)
+        return float(d_a), float(d_p), float(residual), float(residual / d_a)

@@ -214,31 +214,44 @@ class PerturbationModel:
     def rates(self, data: TokenTree, l: float) -> DatasetRates:
         r"""CE, gamma, KL of ``data`` under :math:`p_l` and their exact derivatives by the §2.1 formula.
 
-        :math:`1 - E_{P_i}[P_t/p_l]` is summed leaf by leaf as
-        :math:`\sum_x P_i(x)\,\frac{N (P(x) - P_t(x))}{N P(x) + l|D_a| P_t(x)}` (no "1 minus a sum near 1"), to
-        :data:`PRECISION` (1e-12) relative: in float64 while its condition number allows, else in mpmath from the
-        trees' stored weights. The derivative is therefore within about 1e-12 relative of the exact value for the
-        stored trees at every k (the float64 form ``1 - shared`` lost k eps: 4e-4 at k = 1e12). The cross-entropy
-        and KL are float64 sums (the cross-entropy's terms all have one sign). Raises ``ValueError`` when
-        :math:`p_l` gives probability 0 to a leaf of ``data`` (infinite rate), naming the leaf.
+        The derivative :math:`\frac{|D_a|}{N + l|D_a|}(1 - E_{P_i}[P_t/p_l])` is summed leaf by leaf as
+        :math:`\sum_x P_i(x)\,\frac{|D_a| N}{N + l|D_a|}\,\frac{P(x) - P_t(x)}{N P(x) + l|D_a| P_t(x)}` (no "1 minus a sum
+        near 1"), to :data:`PRECISION` (1e-12) relative: in float64 while its condition number allows, else in mpmath
+        from the trees' stored weights, with :math:`N = |D_p| + |D_a|` formed in that arithmetic too (a float64 N is
+        an error of eps in :math:`N`, amplified near a zero of the derivative). The derivative is therefore within
+        about 1e-12 relative of the exact value for the stored trees at every k and l, also where float64 would
+        overflow (D_t's own rate at l = 1e-300: about -1/l). The KL :math:`\sum_x P_i \ln(P_i/p_l)` goes through the
+        same control, so a tiny KL (KL(P_p || p_l) ~ 1/k^2) keeps its relative precision. The cross-entropy is a
+        float64 sum of terms of one sign, :math:`\ln p_l` taken in the log domain where :math:`p_l` is below the
+        normal float64 range. ``shared_mass`` is the float64 :math:`E_{P_i}[P_t/p_l]` (``inf`` beyond the float64
+        range). Raises ``ValueError`` when :math:`p_l` gives probability 0 to a leaf of ``data`` (infinite rate),
+        naming the leaf, and ``OverflowError`` when :math:`N + l|D_a|` is beyond the float64 range.
         """
         l_given, l = float(check_l(l)), self.l_responses(l)
         m = self.leaf_masses(data)
         Pd, P, Pt = self._probs(m, _FLOAT)
         N, a = self.size_pretrain + self.size_align, self.size_align
-        p_l = (N * P + l * a * Pt) / (N + l * a)
-        check_support(data, m.leaves, p_l, "raise")
-        shared = float((Pd * Pt / p_l).sum())
+        if not math.isfinite(N + l * a):
+            raise OverflowError(f"N + l|D_a| = {N:g} + {l:g} * {a:g} overflows float64")
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            den = N * P + l * a * Pt  # (N + l|D_a|) p_l, > 0 exactly where p_l > 0
+            check_support(data, m.leaves, np.where(den > 0, 1.0, 0.0), "raise")
+            shared = float((N + l * a) * (Pd * Pt / den).sum())
+            log_pl = _log_mixture(N, l * a, P, Pt, den, l, a)
 
-        def one_minus_shared(B: _Backend):
+        def derivative(B: _Backend):
             Pd, P, Pt = self._probs(m, B)
-            N_, la = B.scalar(N), B.scalar(l) * B.scalar(a)
+            s_a = B.scalar(a)
+            N_, la = B.scalar(self.size_pretrain) + s_a, B.scalar(l) * s_a
             den = N_ * P + la * Pt
-            return B.fsum(Pd * N_ * (P - Pt) / den), B.fsum(Pd * N_ * (P + Pt) / den)
+            if B is _FLOAT and not (den >= _TINY).all():
+                return math.nan, math.inf  # a subnormal denominator: float64 cannot promise the bound
+            c = s_a * N_ / (N_ + la)
+            return B.fsum(Pd * (P - Pt) * c / den), B.fsum(Pd * (P + Pt) * c / den)
 
-        ce = float(0.0 - (Pd * np.log(p_l)).sum()) / LN2  # 0.0 - sum: never -0.0
-        dce = (a / (N + l * a)) * _accurate_sum(one_minus_shared) / LN2 * self.l_scale
-        kl = float((Pd * np.log(Pd / p_l)).sum()) / LN2
+        ce = float(0.0 - (Pd * log_pl).sum()) / LN2  # 0.0 - sum: never -0.0
+        dce = _accurate_sum(derivative) / LN2 * self.l_scale
+        kl = _accurate_sum(lambda B: _kl_terms(self, m, l, B)) / LN2
         return DatasetRates(l_given, ce, dce, data.mean_length, kl, shared)
 
     def ratio(self, l: float, per_token: bool = False) -> float:
@@ -255,14 +268,21 @@ class PerturbationModel:
         exactly; the numerator's first-order parts cancel between the two datasets (it is second order in l),
         so both sums go through the same :data:`PRECISION` (1e-12 relative) control as :meth:`rates` instead of
         subtracting float cross-entropies (which gave 7.2e-4 for 4.5e-4 at k = 1e4 and 1.0 at k = 1e6).
+        For :math:`v < 10^{-140}` (where :math:`v^2` leaves the float64 range) both sums are formed in mpmath only,
+        scaled by :math:`2^{-2e}` and :math:`2^{-e}` (:math:`2^e` about l, exact), with at least
+        :math:`30 + \log_{10}(1/v)` digits (the first-order parts cancel that many), so the ratio keeps its
+        relative precision down to the smallest normal l. Raises ``ValueError`` when the ratio itself is below the
+        normal float64 range (it could not be returned to full precision).
         """
         l = self.l_responses(l)
         if l == 0.0:
             raise ValueError("hooke_residual needs l > 0: at l = 0 both changes are 0 and their ratio is undefined")
         # (|D_p|/|D_a|, leaf masses) of the two datasets; the numerator is in units of |D_a|.
         parts = [(self.size_align, self.leaf_masses(self.align)), (self.size_pretrain, self.leaf_masses(self.pretrain))]
+        v = l * self.size_align / (self.size_pretrain + self.size_align)
+        e = 0 if v >= 1e-140 else math.frexp(l)[1]  # 2^e ~ l; e = 0 keeps the float64 path
 
-        def change(B: _Backend, parts) -> tuple[object, object]:
+        def change(B: _Backend, parts, power: int) -> tuple[object, object]:
             s_a = B.scalar(self.size_align)
             v = B.scalar(l) * s_a / (B.scalar(self.size_pretrain) + s_a)
             total, magnitude = B.scalar(0), B.scalar(0)
@@ -271,11 +291,53 @@ class PerturbationModel:
                 base, moved = B.scalar_log1p(v), B.log1p(v * Pt / P)
                 total += B.scalar(size) / s_a * B.fsum(Pd * (base - moved))
                 magnitude += B.scalar(size) / s_a * B.fsum(Pd * (base + moved))
-            return total, magnitude
+            scale = B.scalar(2) ** (-power * e)  # exact: a power of two (1 on the float64 path)
+            return total * scale, magnitude * scale
 
-        numerator = _accurate_sum(lambda B: change(B, parts))
-        d_a = _accurate_sum(lambda B: change(B, parts[:1]))
-        return numerator / abs(d_a)
+        digits = 30 + math.ceil(-math.log10(v)) if e else 0
+        numerator = _accurate_sum(lambda B: change(B, parts, 2), use_float=e == 0, min_dps=digits)
+        d_a = _accurate_sum(lambda B: change(B, parts[:1], 1), use_float=e == 0, min_dps=digits)
+        ratio = math.ldexp(numerator / abs(d_a), e)
+        if 0.0 < abs(ratio) < _TINY:
+            raise ValueError(f"the Hooke residual at l = {l:g} is {ratio:.3g}, below the normal float64 range: "
+                             "it cannot be returned to full precision")
+        return ratio
+
+
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+def _log_mixture(N: float, la: float, P: np.ndarray, Pt: np.ndarray, den: np.ndarray, l: float, a: float) -> np.ndarray:
+    r""":math:`\ln p_l = \ln\frac{N P + l|D_a| P_t}{N + l|D_a|}`, in the log domain where :math:`p_l` is below the normal
+    float64 range (there :math:`\ln p_l \approx -700`, so subtracting :math:`\ln(N + l|D_a|)` loses nothing)."""
+    p_l = den / (N + la)
+    out = np.log(p_l)
+    small = ~(p_l >= _TINY)
+    if small.any():
+        log_la = math.log(l) + math.log(a) if l > 0 else -math.inf
+        out[small] = np.logaddexp(math.log(N) + np.log(P[small]), log_la + np.log(Pt[small])) - math.log(N + la)
+    return out
+
+
+def _kl_terms(model: PerturbationModel, m: LeafMasses, l: float, B: _Backend) -> tuple[object, object]:
+    r"""``(KL, magnitude)`` nats: :math:`\sum_x P_i \ln(P_i/p_l)` and :math:`\sum_x P_i(|\ln(P_i/p_l)| + 1)`.
+
+    Each term's error is a few roundings of :math:`P_i` (the log of a ratio near 1 is off by the ratio's relative
+    error, absolute), hence the ``+ 1`` of the magnitude: a KL far below 1 goes to mpmath, where the stored masses
+    give :math:`P_i/p_l` exactly and the first-order parts of the terms cancel without loss.
+    """
+    Pd, P, Pt = model._probs(m, B)
+    s_a = B.scalar(model.size_align)
+    N, la = B.scalar(model.size_pretrain) + s_a, B.scalar(l) * s_a
+    den = N * P + la * Pt
+    if B is _FLOAT and not (den >= _TINY).all():
+        return math.nan, math.inf
+    if B is _FLOAT:
+        with np.errstate(over="ignore"):  # an overflow (KL beyond ~709 nats per leaf) is redone in mpmath
+            log_ratio = np.log(Pd * (N + la) / den)
+    else:
+        log_ratio = B.log1p(Pd * (N + la) / den - 1)
+    return B.fsum(Pd * log_ratio), B.fsum(Pd * (abs(log_ratio) + 1))
 
 
 def derivative_ratio(d_align: float, d_pretrain: float) -> float:

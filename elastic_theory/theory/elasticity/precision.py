@@ -44,19 +44,23 @@ def _mp_backend() -> _Backend:
     )
 
 
-def _accurate_sum(evaluate: Callable[[_Backend], tuple[object, object]]) -> float:
+def _accurate_sum(evaluate: Callable[[_Backend], tuple[object, object]], use_float: bool = True, min_dps: int = 0) -> float:
     """``sum(terms)`` to :data:`PRECISION` relative, from ``evaluate(backend) -> (sum, sum of |terms'| magnitudes)``.
 
     ``evaluate`` computes the terms in the given arithmetic; each term's error must be at most a few (16) roundings
-    of its magnitude. Float64 first; mpmath with more digits while the error bound exceeds PRECISION * |sum|.
+    of its magnitude. Float64 first; mpmath with more digits while the error bound exceeds PRECISION * |sum|. A
+    float64 evaluation returning a non-finite value or magnitude (an overflow, or ``math.inf`` as the magnitude where
+    a float64 intermediate fell below the normal range) goes straight to mpmath, which has neither limit; so does
+    every evaluation with ``use_float=False``, starting at ``min_dps`` digits or more.
     """
-    value, magnitude = evaluate(_FLOAT)
-    if roundings(16) * magnitude <= PRECISION * abs(value):
+    value, magnitude = evaluate(_FLOAT) if use_float else (math.nan, math.inf)
+    # A float64 evaluation that overflowed, underflowed into subnormals or was refused (magnitude inf) is redone.
+    if math.isfinite(value) and roundings(16) * magnitude <= PRECISION * abs(value):
         return float(value)
     import mpmath
 
-    cond = magnitude / abs(value) if value else 1.0 / EPS
-    dps, zeros = 20 + math.ceil(math.log10(max(cond, 1.0))), int(value == 0)
+    cond = magnitude / abs(value) if value and math.isfinite(magnitude / value) else 1.0 / EPS
+    dps, zeros = max(20 + math.ceil(math.log10(max(cond, 1.0))), min_dps), int(value == 0)
     while True:
         with mpmath.workdps(dps):
             value, magnitude = evaluate(_mp_backend())
