@@ -20,6 +20,11 @@ per topic: ``thm34``, ``joint_training``, ``elasticity_theorem``, ``first_order`
 ``failures``
 (``registry.TOPICS``); the first lookup in :data:`CLAIMS` imports them, and their order is the order of the table.
 
+**Planted faults.** Each claim has known wrong implementations that it must catch (:data:`FAULTS`, registered with
+:func:`planted_fault` in :mod:`~elastic_theory.claims.planted_theorem` and :mod:`~elastic_theory.claims.planted_other`):
+a :class:`Fault` patches the wrong implementation in while it is active, and ``run_verification(faults=True)``
+(``elastic-theory verify --faults``) runs each claim once more per fault and requires its verdict to change.
+
 Randomized checks draw their cases from ``rng`` with the small generators of ``cases``, so a seed
 fixes every number. (Hypothesis draws are not used for them: Hypothesis mixes constants read
 from the source of every imported local module into its draws, so its examples change with
@@ -31,21 +36,36 @@ therefore states the kind of counterexample found, and ``--json`` holds the exam
 
 from __future__ import annotations
 
-from .registry import CLAIMS, VERDICTS, Claim, Evidence, Verdict, Worst, error_in_tolerances, register
-from .report import ClaimResult, VerificationReport, render_markdown, render_table, run_verification
+from .registry import (
+    CLAIMS, FAULTS, VERDICTS, Claim, Evidence, Fault, Patch, Verdict, Worst, error_in_tolerances, faults_of, planted_fault,
+    register,
+)
+from .report import (
+    ClaimResult, FaultResult, VerificationReport, claim_rng, render_faults_markdown, render_markdown, render_table,
+    run_fault, run_verification,
+)
 
 __all__ = [
     "CLAIMS",
     "Claim",
     "ClaimResult",
     "Evidence",
+    "FAULTS",
+    "Fault",
+    "FaultResult",
+    "Patch",
     "VERDICTS",
     "Verdict",
     "VerificationReport",
     "Worst",
+    "claim_rng",
     "error_in_tolerances",
+    "faults_of",
+    "planted_fault",
     "register",
+    "render_faults_markdown",
     "render_markdown",
     "render_table",
+    "run_fault",
     "run_verification",
 ]

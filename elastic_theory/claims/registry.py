@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -122,6 +123,75 @@ TOPICS = ("thm34", "joint_training", "elasticity_theorem", "first_order", "numer
 
 #: Every registered claim by id, in the order of the verify table (the first lookup imports the :data:`TOPICS`).
 CLAIMS: Registry[Claim] = Registry("claim id", [f"{__package__}.{topic}" for topic in TOPICS])
+
+
+class Patch:
+    """Attribute replacements that :meth:`undo` takes back in reverse order: how a :class:`Fault` plants itself.
+
+    ``patch(obj, "name", value)`` sets ``obj.name = value`` (a module's function, a class's method, a module constant)
+    and remembers the old value.
+    """
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[object, str, object]] = []
+
+    def __call__(self, obj: object, name: str, value: object) -> None:
+        """Replace ``obj.name`` by ``value`` until :meth:`undo`."""
+        self._undo.append((obj, name, getattr(obj, name)))
+        setattr(obj, name, value)
+
+    def undo(self) -> None:
+        """Restore every replaced attribute, last first."""
+        while self._undo:
+            obj, name, old = self._undo.pop()
+            setattr(obj, name, old)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A planted fault: a known wrong implementation that claim ``claim`` must catch (its verdict must change).
+
+    ``plant(patch)`` puts the wrong implementation in place with ``patch(obj, name, value)``; :meth:`planted` is the
+    context in which it is active. ``slow``: running the claim with it takes more than a couple of seconds (the
+    tests mark it so).
+    """
+
+    claim: str
+    name: str
+    description: str
+    plant: Callable[[Patch], None]
+    slow: bool = False
+
+    @contextmanager
+    def planted(self) -> Iterator[None]:
+        """The fault is in place inside the ``with`` block, and taken out after it (also on an exception)."""
+        patch = Patch()
+        try:
+            self.plant(patch)
+            yield
+        finally:
+            patch.undo()
+
+
+#: The modules that plant faults into the claims (imported on the first lookup of :data:`FAULTS`).
+FAULT_MODULES = ("planted_theorem", "planted_other")
+
+#: Every planted fault, named ``"claim id/fault name"``, in the order of the claims' modules.
+FAULTS: Registry[Fault] = Registry("planted fault", [f"{__package__}.{m}" for m in FAULT_MODULES])
+
+
+def planted_fault(claim: str, name: str, description: str, slow: bool = False) -> Callable[[Callable[[Patch], None]], Fault]:
+    """Decorator registering ``plant`` as the fault ``name`` of claim ``claim`` in :data:`FAULTS` (see :class:`Fault`)."""
+
+    def deco(plant: Callable[[Patch], None]) -> Fault:
+        return FAULTS.add(f"{claim}/{name}", Fault(claim, name, description, plant, slow))
+
+    return deco
+
+
+def faults_of(claim: str) -> list[Fault]:
+    """The planted faults of one claim, in registration order."""
+    return [f for f in FAULTS.values() if f.claim == claim]
 
 
 def register(id: str, statement: str, source: str, expected: Verdict) -> Callable[[Check], Check]:

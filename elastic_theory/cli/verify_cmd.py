@@ -94,7 +94,10 @@ def verify_command(
     json_out: Path | None = json_option("Write every claim with its evidence as JSON to this file."),
     plots: Path | None = folder_option("Write ratio.png, precision.png and pareto.png to this folder.", "--plots"),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of every randomized check (same seed, same table)."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print the table as GitHub markdown (the table in docs/theory.md)."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as GitHub markdown (the table in docs/theory.md; "
+                                  "with --faults, the planted-fault table of docs/testing.md after it)."),
+    faults: bool = typer.Option(False, "--faults", help="Also run every claim with each of its planted faults (known "
+                                "wrong implementations) in place; exit 1 unless each changes its claim's verdict."),
     claim: list[str] | None = typer.Option(None, "--claim", metavar="ID",
                                            help=f"Run only this claim (repeatable). Claim ids: {_claim_ids()}."),
 ) -> None:
@@ -106,7 +109,10 @@ def verify_command(
     test too weak to decide, its size and power shown, or the check's own consistency conditions
     failed). A claim expected to fail passes when the counterexample is found. Each row gives the
     worst case's error in units of its own tolerance (> 1: violated). Exit code 1 when a verdict
-    differs from the expected one.
+    differs from the expected one. --faults runs each claim again with each planted fault (a known
+    wrong implementation, e.g. the float64 1 - E[P_t/p_l], a Hooke residual of 0, Shannon code
+    lengths for Huffman's) and exits 1 unless every one changes its claim's verdict; --json then
+    lists the faults tried per claim and whether each was caught.
 
     Examples:
 
@@ -114,17 +120,20 @@ def verify_command(
       elastic-theory verify
       elastic-theory verify --claim ratio_lower_bound --claim overlapping_supports
       elastic-theory verify --json verify.json --plots plots/
+      elastic-theory verify --faults --json verify.json
     """
-    from ..claims import render_markdown, render_table, run_verification
+    from ..claims import render_faults_markdown, render_markdown, render_table, run_verification
 
     if seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {seed}")
     if plots is not None:
         require_extra("matplotlib", "plots", "--plots")
     with hypothesis_outside_cwd():
-        report = run_verification(seed, claim or None)
+        report = run_verification(seed, claim or None, faults=faults,
+                                  progress=(lambda line: typer.echo(line, err=True)) if faults else None)
     if markdown:
-        typer.echo(render_markdown(report), nl=False, err=json_out is not None and str(json_out) == "-")
+        text = render_markdown(report) + (f"\n{render_faults_markdown(report)}" if faults else "")
+        typer.echo(text, nl=False, err=json_out is not None and str(json_out) == "-")
     else:
         out = console(json_out)
         out.print(render_table(report))

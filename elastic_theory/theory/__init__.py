@@ -33,7 +33,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     ".tolerances": (
         "EPS", "EPS32", "Float32Forward", "gamma32", "logit_scale", "sum_tolerance32",
-        "closed_form_tolerance", "entropy_tolerance", "perturbation_derivative_tolerance",
+        "closed_form_tolerance", "disjoint_derivative_tolerance", "entropy_tolerance", "perturbation_derivative_tolerance",
         "probability_sum_tolerance", "roundings", "sum_tolerance",
     ),
     ".highprec": (

@@ -36,6 +36,7 @@ __all__ = [
     "logit_scale",
     "sum_tolerance32",
     "closed_form_tolerance",
+    "disjoint_derivative_tolerance",
     "entropy_tolerance",
     "perturbation_derivative_tolerance",
     "probability_sum_tolerance",
@@ -123,6 +124,20 @@ def closed_form_tolerance(k, l, w3, n_ops: int = 16) -> float:
     """
     kappa = float(w3 / (w3 - (1 - w3) * l)) if w3 > 0 else 1.0
     return roundings(n_ops, kappa)
+
+
+def disjoint_derivative_tolerance(l, w3, precision: float, n_derivatives: int = 1) -> float:
+    r"""Relative error bound of token-tree §2.1 derivatives against the §2.2 closed form (disjoint components).
+
+    ``rates`` is within ``precision`` of the stored trees' exact derivative (plus a few roundings). The stored
+    mixture is off the exact one by :math:`\le 4\varepsilon` in the weight of component 3 and in each of its leaves'
+    shares (two roundings per stored leaf, two in normalizing); :math:`d\gamma_p/dl = -m/((1+k+l)(k w_3 + l))`,
+    :math:`m = w_3 - (1-w_3) l`, moves by :math:`1 + w_3(1 + l)/|m|` relative per relative change of :math:`w_3` and
+    by :math:`\le 2l/|m|` per one of a share (:math:`k \ge 1`): condition :math:`\kappa = 1 + (w_3 + 2l)/|m|`, not
+    growing with k. For ``n_derivatives`` combined (R: 2): :math:`n(\text{precision} + 16\varepsilon\kappa) + \varepsilon`.
+    """
+    margin = abs(float(w3) - (1.0 - float(w3)) * float(l))
+    return n_derivatives * (float(precision) + roundings(16, 1.0 + (float(w3) + 2.0 * float(l)) / margin)) + EPS
 
 
 # ------------------------------------------------------------------------------------------- float32

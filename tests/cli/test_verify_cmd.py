@@ -80,6 +80,32 @@ def test_docs_table_is_the_verify_output():
     assert res.output.count("\n") == len(claims.CLAIMS) + 2
 
 
+@pytest.mark.slow  # every claim once per planted fault (about 2 min)
+def test_docs_faults_table_is_the_verify_output():
+    """The planted-fault table in docs/testing.md is exactly the part after the claims table of
+    `elastic-theory verify --faults --markdown` (seed 0), and every fault is caught (exit 0)."""
+    res = _run("verify", "--faults", "--markdown")
+    assert res.exit_code == 0, res.output
+    claims_table, faults_table = res.stdout.split("\n\n")
+    assert claims_table.count("\n") == len(claims.CLAIMS) + 1
+    text = (DOCS.parent / "testing.md").read_text(encoding="utf-8")
+    table = re.search(r"<!-- faults-table:start -->\n(.*?)<!-- faults-table:end -->", text, re.S)
+    assert table is not None, "docs/testing.md lost its faults-table markers"
+    assert table.group(1) == faults_table, "regenerate the table with `elastic-theory verify --faults --markdown`"
+    assert faults_table.count("\n") == len(claims.FAULTS) + 2 and "| NO |" not in faults_table
+
+
+def test_verify_faults_json_lists_the_faults_tried(tmp_path):
+    """verify --faults --claim X --json: per claim the faults tried, each caught; one progress line per claim on stderr."""
+    out = tmp_path / "v.json"
+    res = _run("verify", "--faults", "--claim", "ratio_limit", "--claim", "ratio_upper_bound", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert [(c["id"], c["faults_caught"], len(c["faults"])) for c in data["claims"]] == [
+        ("ratio_upper_bound", 1, 1), ("ratio_limit", 1, 1)]
+    assert res.stderr.count("planted faults caught") == 2
+
+
 def test_ratio_json(tmp_path):
     """ratio --json has R, both derivatives, sign_valid, l_star and the Theta bounds; R matches the closed form."""
     out = tmp_path / "r.json"
