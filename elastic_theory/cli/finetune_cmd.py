@@ -1,4 +1,5 @@
-"""``elastic-theory finetune``: SFT or DPO on preference pairs, full or LoRA; the training entry point users launch.
+"""``elastic-theory finetune``: SFT or DPO on preference pairs, SFT on plain texts or chat conversations, full or
+LoRA; the training entry point users launch.
 
 The same command runs in one process and, unchanged, under ``torchrun --nproc-per-node N -m
 elastic_theory finetune ...`` or ``accelerate launch --num_processes N -m elastic_theory finetune
@@ -60,11 +61,13 @@ def check_whole_steps(n_examples: int, batch_size: int) -> None:
                          f"a multiple of {batch_size}")
 
 
-def read_pairs(data: str):
-    """``jailbreakbench`` (the built-in pairs) or a JSONL file of ``{"prompt", "aligned", "unaligned"}`` objects."""
+def read_training_data(data: str):
+    """``jailbreakbench`` (the built-in pairs) or a JSONL file of pairs, texts or conversations
+    (:func:`~elastic_theory.data.training_data.read_training_jsonl`)."""
     from ..data import corpora
+    from ..data.training_data import read_training_jsonl
 
-    return corpora.jailbreakbench_pairs() if data == BUILTIN_DATA else corpora.read_pairs_jsonl(data)
+    return corpora.jailbreakbench_pairs() if data == BUILTIN_DATA else read_training_jsonl(data)
 
 
 def training_split(data: str, *, n_measure: int, n_train: int | None, seed: int):
@@ -72,7 +75,28 @@ def training_split(data: str, *, n_measure: int, n_train: int | None, seed: int)
     sides depend only on each example's identity and ``--seed`` (``corpus --split`` draws the same sides)."""
     from ..data import corpora
 
-    return corpora.split_train_measure(read_pairs(data), n_measure=n_measure, n_train=n_train, seed=seed)
+    return corpora.split_train_measure(read_training_data(data), n_measure=n_measure, n_train=n_train, seed=seed)
+
+
+def check_counts_and_target(target: str | None, every: int) -> None:
+    """``--target`` (a side, when given) and ``--every`` (>= 1)."""
+    from ..empirical.finetune import SIDES
+
+    if target is not None and target not in SIDES:
+        raise ValueError(f"--target {target!r}: use aligned or unaligned")
+    if every < 1:
+        raise ValueError(f"--every must be an integer >= 1 (optimizer steps between measurements), got {every}")
+
+
+def check_data_shape(shape: str, data: str, target: str | None, algorithm: str) -> str:
+    """The ``--target`` to train towards (default ``aligned``); ``--target`` and DPO are refused for text and chat data."""
+    if shape != "pairs":
+        if target is not None:
+            raise ValueError(f"--target applies to preference pairs; --data {data} holds {shape} records")
+        if algorithm != "sft":
+            raise ValueError(f"--algorithm {algorithm} needs preference pairs (prompt, aligned, unaligned); --data {data} "
+                             f"holds {shape} records, which train with --algorithm sft")
+    return target or "aligned"
 
 
 def resolve_training_device(device: str | None) -> str:
@@ -94,9 +118,9 @@ def resolve_training_device(device: str | None) -> str:
 def finetune_command(
     model: str = typer.Option(..., "--model", metavar="MODEL", help="The model to fine-tune: anything --model of `measure` accepts."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", metavar="PATH", help="Tokenizer folder for a model saved without one (it is saved with the fine-tuned model)."),
-    data: str = typer.Option(..., "--data", metavar="PAIRS", help=f"A JSONL file of {{prompt, aligned, unaligned}} objects, or {BUILTIN_DATA} (built in)."),
+    data: str = typer.Option(..., "--data", metavar="DATA", help=f"A JSONL file of {{prompt, aligned, unaligned}} pairs, {{text}} objects (loss on every token) or {{messages: [{{role, content}}, ...]}} conversations (chat template, loss on the assistant turns), or {BUILTIN_DATA} (built-in pairs)."),
     algorithm: str = typer.Option(..., "--algorithm", metavar="ALGORITHM", help="sft or dpo."),
-    target: str = typer.Option("aligned", "--target", metavar="SIDE", help="The side the model is pushed towards: aligned or unaligned."),
+    target: str | None = typer.Option(None, "--target", metavar="SIDE", help="Pairs: the side the model is pushed towards, aligned (default) or unaligned."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of every weight."),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="A FinetuneConfig field (lr, batch_size, epochs, max_length, beta, lora_r, lora_targets, fsdp, ...); JSON values; repeatable."),
     n_train: int | None = typer.Option(None, "--n-train", metavar="N", help="Training examples, from the training side of the split (default: all of it, half the distinct prompts)."),
@@ -110,7 +134,8 @@ def finetune_command(
     threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (rank 0, on stderr)."),
 ) -> None:
-    """Fine-tune MODEL on the training part of a seeded split of the pairs (SFT or DPO; full or LoRA).
+    """Fine-tune MODEL on the training part of a seeded split of the data (SFT or DPO on pairs, SFT on texts or
+    conversations; full or LoRA).
 
     Writes OUT/final (a save_pretrained folder with the tokenizer, or the LoRA adapter: both are
     models that measure and compare accept), OUT/result.json (config, split, per-step losses, input tokens trained on,
@@ -125,15 +150,13 @@ def finetune_command(
         require_extra(module, "empirical", "finetune")
     from ..data import corpora
     from ..data.overlap import training_text
-    from ..empirical.finetune import SIDES
+    from ..data.training_data import data_format
 
     config = finetune_config(algorithm, lora, overrides)
-    if target not in SIDES:
-        raise ValueError(f"--target {target!r}: use aligned or unaligned")
-    if every < 1:
-        raise ValueError(f"--every must be an integer >= 1 (optimizer steps between measurements), got {every}")
+    check_counts_and_target(target, every)
     check_out_folder(out)
     split = training_split(data, n_measure=n_measure, n_train=n_train, seed=seed)
+    target = check_data_shape(data_format(split.train), data, target, algorithm)
     check_whole_steps(len(split.train), config.batch_size)
     tracked = {}
     if track:
@@ -178,6 +201,7 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
     from ..empirical import RateTracker, load_model_and_tokenizer
     from ..empirical.distributed import full_state_dict, is_main_process, is_sharded, world_size
     from ..data.overlap import training_text
+    from ..data.training_data import data_format
     from ..empirical.finetune import run_finetune, save_checkpoint
 
     main = is_main_process()
@@ -200,10 +224,10 @@ def _train(source, split, config, *, target, tracked, every, out, device, dtype,
                f"{seconds:.1f} s; loss {losses[0]:.4g} -> {losses[-1]:.4g}" if losses else "trained 0 steps", err=True)
     return {
         "model": source.describe(),
-        "data": {"source": data, "seed": split.seed, "n_train": len(split.train), "n_measure": len(split.measure),
+        "data": {"source": data, "format": data_format(split.train), "seed": split.seed, "n_train": len(split.train), "n_measure": len(split.measure),
                  "train": [p.name for p in split.train], "measure": [p.name for p in split.measure],
                  "train_texts": [training_text(p).to_dict() for p in split.train]},
-        "target": target,
+        "target": target if data_format(split.train) == "pairs" else None,
         "config": dataclasses.asdict(config),
         "seed": seed,
         "losses": losses,

@@ -20,6 +20,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
         "wikipedia_sample",
     ),
     ".overlap": ("TrainingText", "documents_holding", "normalize_space", "training_text"),
+    ".training_data": ("FORMATS", "CHAT_ROLES", "ChatExample", "data_format", "read_training_jsonl"),
     ".builtin_text": (
         "BYTE_VOCAB_SIZE", "WIKIPEDIA_SAMPLE", "gensim_test_file", "prose_lines", "stdlib_sentences",
         "wikipedia_articles", "wikipedia_prefix_tree", "wikipedia_sentences",

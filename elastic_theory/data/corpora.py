@@ -299,6 +299,5 @@ def split_train_measure(items: Sequence[T], *, n_measure: int, n_train: int | No
 def _default_key(item) -> str:
     if isinstance(item, PreferencePair):
         return item.prompt
-    if isinstance(item, LabelledText):
-        return item.text
-    return str(item)
+    text = getattr(item, "text", None)  # a LabelledText, or a chat example (its contents joined)
+    return text if isinstance(text, str) else str(item)

@@ -67,9 +67,12 @@ def documents_holding(training: Sequence[TrainingText], documents: Sequence[str]
 
 def training_text(example) -> TrainingText:
     """The :class:`TrainingText` of a training example: a preference pair (its prompt and one of its two
-    responses), or any record with ``name`` and ``text`` (the whole text)."""
+    responses), a chat example (every message's content) or any record with ``name`` and ``text`` (the text)."""
     from .corpora import PreferencePair
 
     if isinstance(example, PreferencePair):
         return TrainingText(example.name, (example.prompt,), (example.aligned, example.unaligned))
+    messages = getattr(example, "messages", None)
+    if messages is not None:
+        return TrainingText(example.name, tuple(m["content"] for m in messages))
     return TrainingText(example.name, (example.text,))

@@ -15,6 +15,11 @@ model is pushed towards:
   with :math:`y_w` = ``pair.<target>``, :math:`y_l` the other side and :math:`\pi_0` the model as
   it was when this call started (a frozen copy; with LoRA the adapter switched off).
 
+Plain texts (:class:`~elastic_theory.data.corpora.LabelledText`) and chat conversations
+(:class:`~elastic_theory.data.training_data.ChatExample`) train with ``sft`` only: the causal LM loss on
+every token of a text, and on the assistant turns of a conversation rendered with the chat template
+(:mod:`~elastic_theory.empirical.finetune_data` builds the token ids and labels; ``target`` does not apply).
+
 Examples are taken in the given order (no shuffling: the caller draws the seeded permutation,
 so the first ``m`` examples of a longer run are exactly a shorter run's data), ``batch_size`` per
 optimizer step over all processes, AdamW at the constant ``lr`` with the gradient's norm clipped to 1
@@ -46,11 +51,13 @@ from pathlib import Path
 import torch
 
 from ..data.corpora import PreferencePair
+from ..data.training_data import data_format
 from ..infra.trainconfig import FinetuneConfig
 from .distributed import check_fsdp_device, world_size
+from .finetune_data import lm_examples
 from .trl_compat import copyable_trl_forward, is_peft, plain_loss_sft_trainer, quiet_and_seeded
 
-__all__ = ["SIDES", "FinetuneResult", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
+__all__ = ["SIDES", "FinetuneResult", "check_algorithm_for", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
 
 SIDES = ("aligned", "unaligned")
 
@@ -116,6 +123,13 @@ def _lora_config(model, config: FinetuneConfig):
                       lora_dropout=0.0, task_type="CAUSAL_LM", fan_in_fan_out=conv1d)
 
 
+def check_algorithm_for(data: str, algorithm: str) -> None:
+    """``ValueError`` unless ``algorithm`` can train on data of shape ``data`` (``"pairs"``, ``"text"``, ``"messages"``):
+    DPO needs preference pairs."""
+    if data != "pairs" and algorithm != "sft":
+        raise ValueError(f"{algorithm} needs preference pairs (prompt, aligned, unaligned); {data} data trains with sft")
+
+
 def check_batch_size(n_examples: int, batch_size: int, world: int) -> None:
     """``ValueError`` unless ``n_examples`` fill at least one step of ``batch_size`` and the step divides among the
     ``world`` processes; needs no model, so a command checks it before loading one."""
@@ -132,6 +146,16 @@ def _check_inputs(model, tokenizer, pairs, config: FinetuneConfig, target: str, 
     if target not in SIDES:
         raise ValueError(f"target must be one of {SIDES}, got {target!r}")
     check_batch_size(len(pairs), config.batch_size, world)
+    if data_format(pairs) != "pairs":
+        check_algorithm_for(data_format(pairs), config.algorithm)
+        ids, _ = lm_examples(tokenizer, pairs, 10**9)  # uncut, for the context check; raises for untrainable ones
+        lm_examples(tokenizer, pairs, config.max_length)
+        context = _context_length(model)
+        longest = max(len(x) for x in ids)
+        if context is not None and config.max_length > context and longest > context:
+            raise ValueError(f"max_length {config.max_length} exceeds the model's context of {context} tokens and "
+                             f"the longest example has {longest}: set max_length <= {context}")
+        return
     if is_peft(model) and not config.lora:
         raise ValueError("the model carries a LoRA adapter: fine-tune it with lora=True, or merge it first "
                          "(model.merge_and_unload())")
@@ -214,7 +238,11 @@ def _build_trainer(model, tokenizer, pairs: Sequence[PreferencePair], prompts: l
     if config.algorithm == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
+        if data_format(pairs) == "pairs":
+            data = datasets.Dataset.from_dict({"prompt": prompts, "completion": [getattr(p, target) for p in pairs]})
+        else:  # token ids with their labels (finetune_data): trl takes them as they are
+            ids, labels = lm_examples(tokenizer, pairs, config.max_length)
+            data = datasets.Dataset.from_dict({"input_ids": ids, "labels": labels})
         trainer_class = plain_loss_sft_trainer() if common["use_cpu"] else SFTTrainer
         return trainer_class(model=model, args=SFTConfig(**common), train_dataset=data,
                              processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
@@ -277,7 +305,7 @@ def run_finetune(
     world = world_size()  # before the trainer creates the process group: the launcher's WORLD_SIZE
     _check_inputs(model, tokenizer, pairs, config, target, world)
     peft_config = _lora_config(model, config) if config.lora and not is_peft(model) else None
-    prompts = [prompt_text(tokenizer, p.prompt) for p in pairs]
+    prompts = [prompt_text(tokenizer, p.prompt) for p in pairs] if data_format(pairs) == "pairs" else []
     losses: list[float] = []
     callbacks = [_step_callback(on_step, losses)] + ([] if tracker is None else [tracker.as_trainer_callback()])
     with contextlib.ExitStack() as stack:

@@ -84,7 +84,7 @@ def test_generation_is_measured_only_where_the_config_asks(tiny):
 
 def test_streams_are_nested_and_the_pools_disjoint(rebound_inputs):
     tmp = rebound_inputs
-    from elastic_theory.data.corpora import read_pairs_jsonl
+    from elastic_theory.data.corpora import read_pairs_jsonl, split_train_measure
 
     pool = list(range(7))
     long = stream(pool, 30, seed=3, stage=1)
@@ -92,9 +92,15 @@ def test_streams_are_nested_and_the_pools_disjoint(rebound_inputs):
     assert sorted(long[:7]) == pool and sorted(long[7:14]) == pool  # each pass is a permutation of the pool
     assert stream(pool, 7, seed=3, stage=0) != long[:7]  # the two stages draw different orders
     cfg = config_from_dict(LMReboundConfig, rebound_config(tmp))
-    data = split_seed(read_pairs_jsonl(tmp / "pairs.jsonl"), cfg, 0)
+    pairs = read_pairs_jsonl(tmp / "pairs.jsonl")
+    data = split_seed(pairs, cfg, 0)
     prompts = [{p.prompt for p in part} for part in (data.measure, data.align_pool, data.perturb_pool)]
-    assert sum(map(len, prompts)) == 24 and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+    assert not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+    # held out from the measurement side (half of the 24, by hash: what corpus --split measure writes), trained on
+    # the whole training side: an n_measure of any size moves no prompt into training
+    sides = split_train_measure(pairs, n_measure=12, seed=0)
+    assert len(prompts[0]) == cfg.n_measure and prompts[0] <= {p.prompt for p in sides.measure}
+    assert prompts[1] | prompts[2] == {p.prompt for p in sides.train} and len(prompts[1]) + len(prompts[2]) == 12
 
 
 @pytest.mark.slow  # two runs of the protocol
