@@ -156,8 +156,14 @@ def parse_named_options(items: list[str], option: str, value: str, example: str,
 
 
 def parse_data_options(items: list[str]) -> dict[str, Path]:
-    """``NAME=PATH`` options as an ordered name -> path dict; ``ValueError`` for a malformed or repeated name."""
-    return {name: Path(path) for name, path in parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl").items()}
+    """``NAME=PATH`` options as an ordered name -> path dict; ``ValueError`` for a malformed or repeated name, or a name
+    holding ``/`` (``compare --ratio NUM/DEN`` could not name it)."""
+    named = parse_named_options(items, "--data", "PATH", "wiki=wiki.jsonl")
+    for name in named:
+        if "/" in name:
+            raise ValueError(f"--data {name}={named[name]}: a dataset name cannot hold '/' (compare --ratio NUM/DEN "
+                             "splits on it); choose another name")
+    return {name: Path(path) for name, path in named.items()}
 
 
 def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:

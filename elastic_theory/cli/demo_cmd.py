@@ -93,7 +93,8 @@ def run_quick_experiments(out: Path, names=DEMO_EXPERIMENTS, extra: tuple[str, .
     """Run ``elastic-theory experiment NAME --quick --out OUT/NAME`` for each name, in parallel on >= 2 cores.
 
     Each child runs on the default one torch thread (and one OpenMP thread unless ``OMP_NUM_THREADS`` is
-    set), so two of them fill two cores; its stderr goes to ``OUT/NAME.log``. A run that exists resumes.
+    set), so two of them fill two cores; its stderr goes to ``OUT/NAME.log``, removed when it stays empty. A run
+    that exists resumes.
     Returns the wall seconds of each experiment; a failed child raises ``ValueError`` with its last error
     line. Ctrl-C reaches the children too: their finished units stay.
     """
@@ -112,6 +113,8 @@ def run_quick_experiments(out: Path, names=DEMO_EXPERIMENTS, extra: tuple[str, .
                 if proc.poll() is not None:
                     seconds[key] = time.perf_counter() - t0
                     del running[key]
+                    if proc.returncode == 0 and path.stat().st_size == 0:
+                        path.unlink()  # nothing was said: no empty log left beside the report
                     if proc.returncode != 0:
                         for _, other, _ in running.values():
                             other.terminate()

@@ -159,6 +159,26 @@ def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress:
     typer.echo(f"results: {out / 'results.json'}; plots: {', '.join(str(p) for p in plots) or 'none'}")
 
 
+def _refuse_one_json_document(path: Path) -> None:
+    """A file that is one JSON object (a result, not a JSONL track): ``ValueError`` saying what ``plot`` reads and,
+    for a ``compare`` result, how its plots are drawn."""
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return  # JSONL (or not JSON at all): the track reader words its own errors
+    compare_result = isinstance(document, dict) and "checkpoints" in document and "base" in document
+    if not compare_result and len(text.strip().splitlines()) == 1:
+        return  # a track of one line is one JSON document too
+    if compare_result:
+        raise ValueError(f"{path} is a compare result, not a rate track; its plots are drawn by compare --plots DIR "
+                         "(rerun the same compare command with it: its scores come from the cache)")
+    raise ValueError(f"{path} is one JSON document, not a rate track (JSONL: one object per line, as finetune --track "
+                     "writes) nor a run directory")
+
+
 @app.command("plot")
 @bad_input_exits_2
 def plot_command(
@@ -171,6 +191,7 @@ def plot_command(
 
     require_extra("matplotlib", "plots", "plot")
     if path.is_file():
+        _refuse_one_json_document(path)
         typer.echo(f"plot: {plot_track(path)}")
         return
     if not path.is_dir():

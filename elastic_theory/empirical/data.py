@@ -65,6 +65,19 @@ def _read_lines(path: Path) -> list[Document]:
     return docs
 
 
+def _read_csv(path: Path, text_field: str) -> list[Document]:
+    """One document per row of a ``.csv`` (``.tsv``: tab-separated) file with a header: the ``text_field`` column."""
+    import csv
+    import io
+
+    rows = csv.DictReader(io.StringIO(_text_of_file(path), newline=""), delimiter="\t" if path.suffix == ".tsv" else ",")
+    if rows.fieldnames is None or text_field not in rows.fieldnames:
+        columns = ", ".join(rows.fieldnames or []) or "none"
+        raise ValueError(f"{path}: the header has no column {text_field!r} (columns: {columns}); name the text column "
+                         "with --text-field")
+    return [Document(f"{path}:{rows.line_num}", row[text_field] or "") for row in rows]
+
+
 def _read_jsonl(path: Path, text_field: str) -> list[Document]:
     docs = []
     for where, record in iter_jsonl(path):
@@ -128,6 +141,8 @@ def read_documents(path: str | os.PathLike, text_field: str = "text") -> list[Do
     * a ``.jsonl``/``.ndjson`` file: one JSON object per line, the text in ``text_field``
       (blank lines are skipped);
     * a ``.json`` file: one JSON array, of texts or of objects with ``text_field``;
+    * a ``.csv`` (``.tsv``) file with a header row: one document per row, the ``text_field`` column (the
+      header is never a document; a missing column is an error listing the columns);
     * any other file: plain text, one document per non-blank line (without its line ending);
     * a folder written by ``datasets.Dataset.save_to_disk`` (has ``state.json``): the
       ``text_field`` column (needs the optional ``datasets`` package);
@@ -151,6 +166,8 @@ def read_documents(path: str | os.PathLike, text_field: str = "text") -> list[Do
             docs = _read_jsonl(path, text_field)
         elif path.suffix == ".json":
             docs = _read_json(path, text_field)
+        elif path.suffix in (".csv", ".tsv"):
+            docs = _read_csv(path, text_field)
         else:
             docs = _read_lines(path)
     elif path.exists():

@@ -121,3 +121,25 @@ def test_joint_ratio_verdicts_say_not_certified_where_the_bound_exceeds_the_sign
     assert lines[0].startswith("k = 4: not certified (0/2 seeds certified, bound/signal 37, largest KL to the optimum "
                                "0.062 bits): R 7.18 against 7.25 (-0.97%)")
     assert lines[1].startswith("k = 8: certified (2/2") and lines[2].startswith("k = 16: certified DISAGREEMENT")
+
+
+def test_a_quick_experiment_that_says_nothing_leaves_no_log_and_one_that_warns_keeps_it(tmp_path, monkeypatch):
+    """The demo left empty joint-ratio.log and rebound.log beside its report. Children stand in for the experiments
+    (one silent, one writing a warning to stderr), so the test takes no training time. Kills removing every log
+    (the warning would be lost) and keeping every log."""
+    import subprocess
+
+    from elastic_theory.cli import demo_cmd
+
+    real = subprocess.Popen
+
+    def child(cmd, **kwargs):
+        name = cmd[cmd.index("experiment") + 1]
+        said = "" if name == "joint-ratio" else "a warning"
+        return real([sys.executable, "-c", f"import sys; sys.stderr.write({said!r})"], **kwargs)
+
+    monkeypatch.setattr(demo_cmd.subprocess, "Popen", child)
+    seconds = demo_cmd.run_quick_experiments(tmp_path, names=("joint-ratio", "rebound"))
+    assert set(seconds) == {"joint-ratio", "rebound"}
+    assert not (tmp_path / "joint-ratio.log").exists()
+    assert (tmp_path / "rebound.log").read_text() == "a warning"

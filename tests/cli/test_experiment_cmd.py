@@ -67,3 +67,22 @@ def test_dry_run_checks_everything_and_writes_nothing(tmp_path):
     res = CliRunner().invoke(app, ["experiment", "joint-ratio", "--quick", "--dry-run", "--out", str(out)])
     assert res.exit_code == 0 and "resumes with 1 finished units" in res.stdout, res.output
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "units"]
+
+
+def test_plot_of_a_json_result_says_what_it_is_instead_of_not_valid_json(tmp_path):
+    """``plot compare.json`` said "not valid JSON" for valid JSON; a one-line track still plots as before."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from elastic_theory.cli import app
+
+    compare_result = tmp_path / "compare.json"
+    compare_result.write_text(json.dumps({"base": {}, "checkpoints": {}, "k": None}, indent=2))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"a": 1}, indent=2))
+    for path, message in ((compare_result, "is a compare result, not a rate track; its plots are drawn by compare --plots DIR"),
+                          (other, "is one JSON document, not a rate track")):
+        result = CliRunner().invoke(app, ["plot", str(path)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert "not valid JSON" not in result.output

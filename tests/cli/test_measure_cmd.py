@@ -89,6 +89,7 @@ def test_measure_writes_the_librarys_numbers(setup):
         (["--data", "x={root}/missing.txt"], "no such file"),
         (["--data", "x={root}/latin1.txt"], r"latin1.txt:1: not valid UTF-8"),
         (["--data", "x={root}/blank.txt"], "no documents"),
+        (["--data", "a/b={b}"], "a dataset name cannot hold '/' (compare --ratio NUM/DEN splits on it)"),
     ],
 )
 def test_bad_data_options_exit_2(setup, no_model_load, args, message):
@@ -246,12 +247,12 @@ def test_brackets_in_names_are_printed_as_written(setup, tmp_path):
     odd = tmp_path / "ft[step=500]"
     model.save_pretrained(odd)
     tok.save_pretrained(odd)
-    args = ["measure", "--model", str(odd), "--data", f"wiki[en]={root / 'b.txt'}", "--data", f"a[/b]={root / 'b.txt'}",
+    args = ["measure", "--model", str(odd), "--data", f"wiki[en]={root / 'b.txt'}", "--data", f"x[bold]y={root / 'b.txt'}",
             "--no-progress"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})  # wide enough that no name wraps
     assert result.exit_code == 0, result.output
     flat = " ".join(result.stdout.split())
-    assert "wiki[en]" in flat and "a[/b]" in flat and "ft[step=500]" in flat
+    assert "wiki[en]" in flat and "x[bold]y" in flat and "ft[step=500]" in flat
 
 
 def _evil_pickle(marker):

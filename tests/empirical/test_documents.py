@@ -124,3 +124,19 @@ def test_empty_datasets_and_documents_are_errors(tmp_path):
         read_documents(tmp_path / "dir")
     with pytest.raises(ValueError, match="no such file"):
         read_documents(tmp_path / "missing.txt")
+
+
+def test_csv_reads_the_text_column_and_never_the_header(tmp_path):
+    """A .csv was read as plain lines, its header scored as a document. Kills reading lines (3 documents, the first
+    'text,label') and splitting on commas by hand (the quoted comma)."""
+    from elastic_theory.empirical import read_documents
+
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"one, with a comma",a\ntwo,b\n', encoding="utf-8")
+    docs = read_documents(path)
+    assert [d.text for d in docs] == ["one, with a comma", "two"] and docs[1].name == f"{path}:3"
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("body\tlabel\nthree\tc\n", encoding="utf-8")
+    assert [d.text for d in read_documents(tsv, "body")] == ["three"]
+    with pytest.raises(ValueError, match=r"d.csv: the header has no column 'body' \(columns: text, label\)"):
+        read_documents(path, "body")
