@@ -16,7 +16,7 @@ import numpy as np
 from elastic_theory.stats.seedstats import interval_coverage
 
 REPS = 5000
-CASES = [("log", None, -3.0, 1.0), ("logit", None, -1.0, 0.8), ("logit", 4, -1.0, 0.8), ("logit", 20, -1.0, 0.8),
+CASES = [("log", None, -3.0, 1.0), ("logit", None, -1.0, 0.8), ("artanh", None, 0.5, 0.6), ("logit", 4, -1.0, 0.8), ("logit", 20, -1.0, 0.8),
          ("logit", 20, -3.0, 0.5)]
 
 

@@ -32,10 +32,10 @@ def sign_outcome(delta_align: float, delta_pretrain: float) -> str:
 
 
 #: The interval scale of each measured quantity (docs/experiments.md, "Intervals over seeds"): probabilities on the
-#: logit scale, KLs on the log scale, margins and log-odds linear.
+#: logit scale, KLs on the log scale, scores in (-1, 1) on the artanh scale, margins and log-odds linear.
 QUANTITY_SCALES = {"probability": "logit", "log_odds": "linear", "kl_to_pretrained_bits": "log",
                    "kl_bits_per_token": "log", "margin_per_token": "linear", "margin_per_response": "linear",
-                   "refusal_rate": "logit", "sentiment": "linear"}
+                   "refusal_rate": "logit", "sentiment": "artanh"}
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, list[float] | None]:

@@ -25,6 +25,9 @@ bound (a raw t-interval at 2-3 seeds easily does: a refusal rate of 0 and 0.5 gi
   variance of the empirical logit): seeds that all count 0 of m get a wide interval, never one of width 0.
   That floor makes the counted interval conservative (coverage 0.97-1.00 in the simulation).
 
+* ``"artanh"``: scores in (-1, 1) (a mean sentiment compound): Fisher's :math:`y = \operatorname{artanh} x`,
+  mapped back by :math:`\tanh`.
+
 On these scales ``mean`` is the back-transformed center (geometric or logistic mean), the value the
 interval covers; it is exact (coverage ``level``) when the transformed per-seed values are normal,
 as the linear interval is for normal values, and ``tests/stats/test_seedstats.py`` measures the
@@ -42,7 +45,7 @@ __all__ = ["INTERVAL_SCALES", "SeedInterval", "error_bars", "format_interval", "
            "paired_difference", "saved_number", "seed_interval"]
 
 #: The scales an interval can be computed on (module docstring).
-INTERVAL_SCALES = ("linear", "log", "logit")
+INTERVAL_SCALES = ("linear", "log", "logit", "artanh")
 
 #: Fewer seeds than this get a warning wherever an interval is shown (:func:`interval_note`).
 FEW_SEEDS = 3
@@ -89,6 +92,10 @@ def _transformed(x: np.ndarray, scale: str, trials: int | None) -> np.ndarray:
         if (x <= 0).any():
             raise ValueError(f"scale 'log' needs values > 0, got {float(x[x <= 0][0])!r}")
         return np.log(x)
+    if scale == "artanh":
+        if ((x <= -1) | (x >= 1)).any():
+            raise ValueError(f"scale 'artanh' needs values in (-1, 1), got {float(x[(x <= -1) | (x >= 1)][0])!r}")
+        return np.arctanh(x)
     if scale != "logit":
         raise ValueError(f"scale must be one of {', '.join(INTERVAL_SCALES)}, got {scale!r}")
     if trials is None:
@@ -110,7 +117,7 @@ def _back(y: float, scale: str) -> float:
     from scipy.special import expit
 
     with np.errstate(over="ignore"):
-        return float(y if scale == "linear" else np.exp(y) if scale == "log" else expit(y))
+        return float(y if scale == "linear" else np.exp(y) if scale == "log" else np.tanh(y) if scale == "artanh" else expit(y))
 
 
 def seed_interval(values, level: float = 0.95, scale: str = "linear", trials: int | None = None) -> SeedInterval:

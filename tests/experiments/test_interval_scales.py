@@ -20,6 +20,8 @@ def test_each_quantity_gets_its_scale_and_stays_inside_its_bounds():
     assert margin["scale"] == "linear" and margin["mean"] == pytest.approx(-0.1) and margin["low"] < -0.5
     refusals = quantity_interval("refusal_rate", [0.0, 0.5], trials=4)  # the "0.25 [-2.93, 3.43]"
     assert 0 < refusals["low"] < refusals["high"] < 1
+    sentiment = quantity_interval("sentiment", [0.7, 0.95])  # a mean VADER compound: raw interval passes 1
+    assert sentiment["scale"] == "artanh" and -1 < sentiment["low"] and sentiment["high"] < 1
     with pytest.raises(ValueError, match="no interval scale for the quantity 'entropy'"):
         quantity_interval("entropy", [1.0, 2.0])
 

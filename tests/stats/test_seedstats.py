@@ -105,10 +105,11 @@ def test_a_counted_rate_uses_the_empirical_logit_and_may_be_0_or_1():
         seed_interval([1.0, 2.0], scale="sqrt")
 
 
-@pytest.mark.parametrize("scale", ["log", "logit"])
+@pytest.mark.parametrize("scale", ["log", "logit", "artanh"])
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_coverage_on_a_bounded_scale_is_nominal_by_simulation(scale, n):
-    """Per-seed values normal on the transformed scale (log-normal KL, logit-normal rates): the interval covers
+    """Per-seed values normal on the transformed scale (log-normal KL, logit-normal rates, Fisher-z-normal scores in
+    (-1, 1)): the interval covers
     the back-transformed center in 95% of 1000 replicates, at 2, 3 and 5 seeds. The check: 0.95 inside the exact
     99% binomial interval of the measured coverage (half-width ~0.018 at 1000 replicates). A normal quantile
     instead of t gives ~0.70 at 2 seeds, a raw-scale interval of the arithmetic mean misses the geometric /
@@ -116,8 +117,8 @@ def test_coverage_on_a_bounded_scale_is_nominal_by_simulation(scale, n):
     interval_coverage (which the docs' coverage table prints)."""
     from elastic_theory.stats.seedstats import interval_coverage
 
-    center, sd, reps = (-3.0, 1.0, 1000) if scale == "log" else (-1.0, 0.8, 1000)
-    back = math.exp if scale == "log" else (lambda v: 1.0 / (1.0 + math.exp(-v)))
+    center, sd, reps = {"log": (-3.0, 1.0, 1000), "logit": (-1.0, 0.8, 1000), "artanh": (0.5, 0.6, 1000)}[scale]
+    back = {"log": math.exp, "logit": lambda v: 1.0 / (1.0 + math.exp(-v)), "artanh": math.tanh}[scale]
     rng = np.random.default_rng(17 + n)
     hits = 0
     for _ in range(reps):
@@ -161,3 +162,16 @@ def test_resistance_counts_seeds_not_seed_pair_cells():
     assert "in 1/3 seeds = 3 independent comparisons" in format_seed_count(c)
     with pytest.raises(ValueError, match="same seeds and comparisons"):
         seeds_as_units(np.ones((2, 3)), np.ones((3, 3)))
+
+
+def test_a_score_in_minus_one_to_one_gets_fishers_artanh_interval():
+    """Sentiment compounds 0.7 and 0.95 of two seeds: the raw interval reaches past 1; on the artanh scale the
+    interval is tanh(zbar -+ t s_z / sqrt 2), inside (-1, 1)."""
+    z = np.arctanh([0.7, 0.95])
+    half = _t(2) * z.std(ddof=1) / math.sqrt(2)
+    ci = seed_interval([0.7, 0.95], scale="artanh")
+    assert (ci.mean, ci.low, ci.high) == pytest.approx((math.tanh(z.mean()), math.tanh(z.mean() - half),
+                                                        math.tanh(z.mean() + half)), rel=1e-12)
+    assert -1 < ci.low < 0.7 and 0.95 < ci.high < 1 and seed_interval([0.7, 0.95]).high > 1
+    with pytest.raises(ValueError, match="values in \\(-1, 1\\)"):
+        seed_interval([1.0, 0.5], scale="artanh")

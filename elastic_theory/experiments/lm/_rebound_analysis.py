@@ -47,7 +47,9 @@ def _scored(config, base_units: list[dict]):
             return quantity_interval(key, values)
         if judge == "refusal_rate" and trials:
             return quantity_interval(judge, values, trials)
-        return seed_interval(values).as_dict()  # sentiment (in [-1, 1], rarely near its ends), or counts unknown
+        if judge == "sentiment":
+            return quantity_interval(judge, values)
+        return seed_interval(values).as_dict()  # a refusal rate whose seeds counted different numbers of prompts
 
     return interval
 
@@ -201,7 +203,8 @@ def summarize(results: dict) -> str:
     judge = results.get("judge")
     keys = ["margin_per_token", "margin_per_response", "kl_bits_per_token"] + (["generation_score"] if judge else [])
     lines = [f"{summary_title(results)}; {interval_note(len(results['seeds']))}; margins in nats (linear), KL in bits per "
-             "token and amounts on the log scale, the refusal rate on the logit scale; min KL over every m, m = 0 included", "",
+             "token and amounts on the log scale, the refusal rate on the logit scale, sentiment on the artanh scale; "
+             "min KL over every m, m = 0 included", "",
              "base model: " + ", ".join(f"{k} {format_interval(v)}" for k, v in results["base"].items()), "",
              "| n+ | m | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for n, curve in results["curves"].items():  # data to revert (Table 3's form): the ends of each curve only
