@@ -185,7 +185,11 @@ def plot(results: dict, folder: Path) -> list[Path]:
     ours.set_xlabel("alignment examples n+")
     ours.set_ylabel("perturbation examples to revert")
     ours.set_title("this run (seeds that reached it)", fontsize=9)
-    ours.legend(fontsize=8)
+    if ours.get_legend_handles_labels()[0]:  # no amount has an interval (one seed, or a seed never back): no legend
+        ours.legend(fontsize=8)
+    else:
+        ours.text(0.5, 0.5, "no interval: see the per-seed amounts in the table", ha="center", transform=ours.transAxes,
+                  fontsize=8)
     table = revert["paper_table3"]
     for model in ("Llama2-7B", "Gemma-2B"):
         paper.plot(table["align_amounts"], table[model], marker="s", label=model)
