@@ -214,15 +214,15 @@ def _claim_counts(levels: np.ndarray, seeds: int, mean: np.ndarray, noise: tuple
     sigma, tau = noise
     offsets = np.repeat(rng.standard_normal((n_curves, seeds)), levels.size, axis=1)
     Y = mean + sigma * rng.standard_normal((n_curves, levels.size * seeds)) + tau * offsets
-    tests = []
+    designs = []
     for grid in (levels, np.log1p(np.array(every_other(np.expm1(levels))))):
         cols = np.flatnonzero(np.isin(np.tile(np.arange(levels.size), seeds),
                                       np.flatnonzero(np.isclose(levels[:, None], grid).any(axis=1))))
-        top = max_phases(grid.size, cols.size)
-        if top < 2:
-            return [0 for _ in thresholds]
-        order = np.arange(cols.size).reshape(seeds, -1)
-        tests.append(_order_tests(np.tile(levels, seeds)[cols], Y[:, cols], n_resamples, rng, top, order))
+        designs.append((cols, max_phases(grid.size, cols.size)))
+    if min(top for _, top in designs) < 2:  # a grid without an order test: the rule never claims
+        return [0 for _ in thresholds]
+    tests = [_order_tests(np.tile(levels, seeds)[cols], Y[:, cols], n_resamples, rng, top,
+                          np.arange(cols.size).reshape(seeds, -1)) for cols, top in designs]
     counts = []
     for level in thresholds:
         verdicts = [claim([x.pattern for x in pair], [x.p_value for x in pair], level) for pair in zip(*tests)]

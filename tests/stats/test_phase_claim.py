@@ -76,6 +76,16 @@ def test_calibration_size_is_at_most_q_and_power_finds_the_papers_order():
     assert none.power_low is None and none.power_high_ci is None and 0 <= none.size <= 1
 
 
+def test_a_grid_whose_every_other_amounts_carry_no_order_test_can_never_claim():
+    """n = 0, 4, 8 (the quick lm-rebound grid): every other amount is 0, 8, a line only, so size and power are 0.
+
+    Kills: a calibration that simulates the full grid alone there (its power would be far above 0 for a drop of 0.5
+    per e-fold at noise 0.01)."""
+    cal = calibrate_claims([0, 4, 8], seeds=2, sigma=0.01, drop=0.5, family=4, n_curves=20,
+                           rng=np.random.default_rng(7))
+    assert (cal.size, cal.power_low, cal.power_high) == (0.0, 0.0, 0.0)
+
+
 def test_noise_components_split_seed_offsets_from_point_noise():
     """Exact offsets and no point noise give tau = their sd and sigma = 0; many seeds of pure point noise give
     sigma^2 within 3 standard errors (relative sd sqrt(2/df), df = (S - 1)(L - 1)) and tau near 0.
