@@ -90,6 +90,7 @@ def test_paired_interval_resolves_the_shift_that_the_models_own_intervals_do_not
     assert (tmp_path / "plots" / "rate_changes.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # scores three tiny models on three datasets through the command
 def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
     root, _ = setup
     out = tmp_path / "out.json"

@@ -23,6 +23,7 @@ def _invoke(args, env=None):
     return CliRunner().invoke(app, args, env=env)
 
 
+@pytest.mark.slow  # fine-tunes, saves and re-measures a tiny model per algorithm
 @pytest.mark.parametrize("algorithm, lora", [("sft", False), ("dpo", False), ("sft", True)])
 def test_finetune_writes_a_model_that_measure_reads_and_a_result(finetune_inputs, tmp_path, algorithm, lora):
     from elastic_theory.empirical import load_model_and_tokenizer

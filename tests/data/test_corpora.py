@@ -75,6 +75,7 @@ def wikipedia():
     return corpora.wikipedia_sample("article", min_chars=0), corpora.wikipedia_sample("paragraph")
 
 
+@pytest.mark.slow  # reads the whole Wikipedia sample
 def test_wikipedia_sample_is_106_articles_of_plain_text(wikipedia):
     articles, paragraphs = wikipedia
     assert len(articles) == 106  # 206 pages in the dump, 100 of them redirects

@@ -278,6 +278,7 @@ def aligned_model(tok, model, tmp_path_factory):
                         out_dir=tmp_path_factory.mktemp("sft"), seed=0)
 
 
+@pytest.mark.slow  # SFT plus greedy generation on every prompt
 def test_sft_on_the_aligned_responses_raises_every_margin_and_the_refusal_rate(tok, model, aligned_model):
     before = blp.margins(model, tok, PAIRS)
     after = blp.margins(aligned_model, tok, PAIRS)

@@ -89,6 +89,7 @@ def weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow  # 5 epochs of SFT
 def test_sft_lowers_the_target_loss_and_favours_the_target(tok):
     model = tiny_llama(tok, seed=0)
     before = {s: sum(logp(model, tok, p, s) for p in PAIRS) for s in OTHER}
@@ -117,6 +118,7 @@ def test_sft_losses_are_the_masked_per_token_loss_of_each_batch_in_order(tok):
         assert res.losses[i] == pytest.approx(expected, rel=0, abs=tol), i
 
 
+@pytest.mark.slow  # pre-trains a tiny model for 3 epochs, then one SFT step
 def test_sft_batch_loss_is_a_mean_over_tokens_not_over_sequences(tok):
     # Short, novel responses next to long repetitive ones, on a model trained on the long ones first:
     # per-token losses differ a lot between the two kinds, so the two means differ.
@@ -182,6 +184,7 @@ def test_lora_on_gpt2_conv1d_is_quiet_and_trains(tok):
     assert res.losses[-1] < res.losses[0]
 
 
+@pytest.mark.slow  # DPO training with a reference model
 @pytest.mark.parametrize("lora", [False, True])
 def test_dpo_raises_the_margin_against_a_frozen_reference(tok, lora):
     model = tiny_llama(tok, seed=4)
@@ -226,6 +229,7 @@ def test_on_step_and_tracker_see_the_steps(tok, tmp_path):
     assert tracked == [0, 2, 4, 6]  # kills: a tracker not attached, or one measuring every step
 
 
+@pytest.mark.slow  # two fine-tunings per case
 @pytest.mark.parametrize("lora", [False, True])
 def test_same_seed_gives_bit_identical_weights(tok, lora):
     cfg = FinetuneConfig(lora=lora, lr=1e-2, batch_size=4, max_length=64)

@@ -71,6 +71,7 @@ def test_the_last_line_matches_a_direct_measurement(corpus, tmp_path):
     assert _lines(tmp_path / "r.jsonl") == [record]
 
 
+@pytest.mark.slow  # runs a transformers Trainer
 def test_transformers_trainer_callback_feeds_the_jsonl(corpus, tmp_path):
     from transformers import Trainer, TrainingArguments
 

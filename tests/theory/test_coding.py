@@ -141,6 +141,7 @@ def zipf_dataset(n: int, V: int, max_len: int, seed: int) -> list[list[int]]:
     return [tok[i, : lens[i]].tolist() for i in range(n)]
 
 
+@pytest.mark.slow  # encodes 1e5 responses
 def test_coder_size_on_1e5_responses_is_near_ideal_and_beats_an_identity_coder():
     """The issue's bound: size <= ideal * 1.005 + 64 bits on 10^5 responses; a fixed-length code fails it."""
     seqs = zipf_dataset(100_000, V=50, max_len=11, seed=20250)

@@ -341,6 +341,7 @@ def test_offset_claim_fails_for_a_wrong_offset(monkeypatch):
 
 
 # ---------------------------------------------------------------------- the real-text corpus
+@pytest.mark.slow  # reads and tokenizes the whole Wikipedia sample
 def test_wikipedia_sample_is_fixed():
     """gensim 4.4.0's Wikipedia sample gives 15,674 sentences of 8-200 characters (the number the docs quote), the
     same at every call; the depth-3 tree built from truncated sentences equals the pruned tree of whole ones."""
