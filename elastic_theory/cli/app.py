@@ -12,8 +12,9 @@ A new command should use these helpers, so that every command behaves alike:
 * :func:`write_result` to write a result file: atomic, non-finite numbers encoded as documented in
   :func:`elastic_theory.data.io.to_jsonable`, the versions and command line recorded under ``provenance``
   (:func:`elastic_theory.infra.provenance.provenance`);
-* :func:`parse_data_options`, :func:`check_measure_options` and :func:`read_datasets` for the ``--data NAME=PATH``
-  datasets and scoring options of the commands that score text with a model (``measure``, ``compare``);
+* :func:`parse_data_options` for the ``--data NAME=PATH`` datasets of the commands that score text with a model
+  (``measure``, ``compare``, ``probe``; their checks and reading are in :mod:`~elastic_theory.cli.inputs`), and
+  :func:`library_progress` around loading a model, so that ``--no-progress`` hides transformers' bars too;
 * :func:`parse_real` for a number option that takes exact fractions (``--k 4/5``);
 * :func:`escape` for every user-supplied string (a file name, a dataset name, a model path) that
   goes into rich output, where ``[...]`` would otherwise be read as markup;
@@ -30,7 +31,6 @@ import functools
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -164,41 +164,6 @@ def parse_data_options(items: list[str]) -> dict[str, Path]:
             raise ValueError(f"--data {name}={named[name]}: a dataset name cannot hold '/' (compare --ratio NUM/DEN "
                              "splits on it); choose another name")
     return {name: Path(path) for name, path in named.items()}
-
-
-def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:
-    """The numeric options of ``measure`` and ``compare``, checked before any file is read (``ValueError`` naming the option)."""
-    if context is not None and context < 2:
-        raise ValueError(f"--context must be an integer >= 2 (the prefix token plus one token), got {context}")
-    if stride is not None and (stride < 1 or (context is not None and stride > context)):
-        raise ValueError(f"--stride must be an integer in 1..context ({context if context is not None else 'context'}), "
-                         f"got {stride}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
-    if seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0 (it seeds the bootstrap's generator), got {seed}")
-    if n_resamples < 1:
-        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
-
-
-def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
-    """Every dataset's documents; errors name the ``--data`` option, warnings (skipped files) go to stderr."""
-    from ..empirical.data import DatasetWarning, read_documents
-
-    out = {}
-    for name, path in paths.items():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DatasetWarning)
-            try:
-                out[name] = read_documents(path, text_field)
-            except ValueError as exc:
-                raise ValueError(f"--data {name}={path}: {exc}") from None
-        for w in caught:
-            if issubclass(w.category, DatasetWarning):
-                typer.echo(f"warning: --data {name}: {w.message}", err=True)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out
 
 
 def apply_set_options(config, items: list[str]):
@@ -341,6 +306,44 @@ def reproducible_torch(threads: int) -> Iterator[int]:
     finally:
         torch.set_num_threads(before[0])
         torch.use_deterministic_algorithms(before[1])
+
+
+_PLAIN_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils",)
+"""Library modules that draw a plain ``tqdm`` bar outside their library's progress switch (GGUF conversion)."""
+
+
+@contextlib.contextmanager
+def library_progress(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` False (``--no-progress``), silence the progress bars of transformers and huggingface_hub
+    (weight loading, GGUF conversion) inside the block; their previous state is restored afterwards."""
+    if enabled:
+        yield
+        return
+    import importlib
+
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    hub_was_off, hf_was_on = hub_utils.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    hub_utils.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    patched = []
+    for name in _PLAIN_TQDM_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # gguf support not installed: no such bar either
+            continue
+        patched.append((module, module.tqdm))
+        module.tqdm = functools.partial(module.tqdm, disable=True)
+    try:
+        yield
+    finally:
+        for module, original in patched:
+            module.tqdm = original
+        if not hub_was_off:
+            hub_utils.enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager

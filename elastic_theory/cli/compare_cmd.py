@@ -11,10 +11,10 @@ import numpy as np
 import typer
 
 from .app import (
-    app, apply_threads, bad_input_exits_2, check_measure_options, console, folder_option, interrupted, json_option,
-    parse_data_options, parse_named_options, parse_real, read_datasets, require_extra, threads_option, write_result,
+    app, apply_threads, bad_input_exits_2, console, folder_option, interrupted, json_option, library_progress,
+    parse_data_options, parse_named_options, parse_real, require_extra, threads_option, write_result,
 )
-from .inputs import check_datasets, locate_models, parse_tokenizers
+from .inputs import check_datasets, check_measure_options, locate_models, parse_tokenizers, read_datasets
 
 BASE_LABEL = "base"
 
@@ -211,7 +211,7 @@ def _score_all(models, documents, settings, store, progress, tokenizers):
         bar.update(1)
 
     try:
-        with bar:
+        with bar, library_progress(progress):  # --no-progress: transformers' weight-loading bars too
             return score_models(
                 models, documents, settings, store,
                 load=lambda name, tok=None: load_model_and_tokenizer(name, device=settings.device, dtype=settings.dtype,

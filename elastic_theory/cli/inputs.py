@@ -1,13 +1,17 @@
-"""Input checks that several commands share, run before any model loads: measurement documents that hold
-training examples (``finetune --track``, ``compare``), datasets too small for the statistics asked for
-(``measure``, ``compare``, ``probe``), and per-model ``--tokenizer [NAME=]PATH`` options. Each raises a one-line
-``ValueError`` naming the option."""
+"""Input checks that several commands share, run before any model loads: the scoring options and the ``--data``
+datasets of the commands that score text (``measure``, ``compare``, ``probe``: :func:`check_scoring_options`,
+:func:`read_datasets`), measurement documents that hold training examples (``finetune --track``, ``compare``),
+datasets too small for the statistics asked for (``measure``, ``compare``, ``probe``), and per-model
+``--tokenizer [NAME=]PATH`` options. Each raises a one-line ``ValueError`` naming the option."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+import typer
 
 TRAINING_RECORD = "result.json"
 """The file ``finetune`` writes next to its ``final/`` model; ``compare`` reads the training examples from it."""
@@ -47,6 +51,47 @@ def finetune_training_texts(checkpoint: str) -> tuple[Path, list] | None:
     if not isinstance(texts, list):
         return None
     return record, [TrainingText.from_dict(t) for t in texts]
+
+
+def check_scoring_options(context, stride, batch_size, seed) -> None:
+    """The numeric options of every command that scores text (``measure``, ``compare``, ``probe``), checked before
+    any file is read (``ValueError`` naming the option)."""
+    if context is not None and context < 2:
+        raise ValueError(f"--context must be an integer >= 2 (the prefix token plus one token), got {context}")
+    if stride is not None and (stride < 1 or (context is not None and stride > context)):
+        raise ValueError(f"--stride must be an integer in 1..context ({context if context is not None else 'context'}), "
+                         f"got {stride}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size}")
+    if seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {seed}")
+
+
+def check_measure_options(context, stride, batch_size, seed, n_resamples) -> None:
+    """:func:`check_scoring_options` and the bootstrap's ``--n-resamples`` of ``measure`` and ``compare``."""
+    check_scoring_options(context, stride, batch_size, seed)
+    if n_resamples < 1:
+        raise ValueError(f"--n-resamples must be >= 1, got {n_resamples}")
+
+
+def read_datasets(paths: dict[str, Path], text_field: str) -> dict[str, list]:
+    """Every dataset's documents; errors name the ``--data`` option, warnings (skipped files) go to stderr."""
+    from ..empirical.data import DatasetWarning, read_documents
+
+    out = {}
+    for name, path in paths.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DatasetWarning)
+            try:
+                out[name] = read_documents(path, text_field)
+            except ValueError as exc:
+                raise ValueError(f"--data {name}={path}: {exc}") from None
+        for w in caught:
+            if issubclass(w.category, DatasetWarning):
+                typer.echo(f"warning: --data {name}: {w.message}", err=True)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 def check_document_counts(counts: dict[str, int], needed: int, option: str, why: str) -> None:

@@ -2,56 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from .app import (
-    app, apply_threads, bad_input_exits_2, check_measure_options, console, escape, interrupted, json_option,
-    parse_data_options, read_datasets, require_extra, threads_option, write_result,
+    app, apply_threads, bad_input_exits_2, console, escape, interrupted, json_option, library_progress,
+    parse_data_options, require_extra, threads_option, write_result,
 )
-from .inputs import check_bootstrap_memory
-
-_PLAIN_TQDM_MODULES = ("transformers.modeling_gguf_pytorch_utils",)
-"""Library modules that draw a plain ``tqdm`` bar outside their library's progress switch (GGUF conversion)."""
-
-
-@contextlib.contextmanager
-def library_progress(enabled: bool) -> Iterator[None]:
-    """With ``enabled`` False, silence the progress bars of transformers and huggingface_hub (weight loading,
-    GGUF conversion) inside the block; their previous state is restored afterwards."""
-    if enabled:
-        yield
-        return
-    import functools
-    import importlib
-
-    from huggingface_hub import utils as hub_utils
-    from transformers.utils import logging as hf_logging
-
-    hub_was_off, hf_was_on = hub_utils.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
-    hub_utils.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    patched = []
-    for name in _PLAIN_TQDM_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:  # gguf support not installed: no such bar either
-            continue
-        patched.append((module, module.tqdm))
-        module.tqdm = functools.partial(module.tqdm, disable=True)
-    try:
-        yield
-    finally:
-        for module, original in patched:
-            module.tqdm = original
-        if not hub_was_off:
-            hub_utils.enable_progress_bars()
-        if hf_was_on:
-            hf_logging.enable_progress_bar()
-
+from .inputs import check_bootstrap_memory, check_measure_options, read_datasets
 
 @app.command("measure")
 @bad_input_exits_2

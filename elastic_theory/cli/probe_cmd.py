@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 
 from .app import (
-    app, apply_threads, bad_input_exits_2, check_measure_options, console, escape, json_option, parse_data_options,
-    read_datasets, require_extra, threads_option, write_result,
+    app, apply_threads, bad_input_exits_2, console, escape, json_option, library_progress, parse_data_options,
+    require_extra, threads_option, write_result,
 )
-from .inputs import check_document_counts
+from .inputs import check_document_counts, check_scoring_options, read_datasets
 
 ROLES = ("align", "pretrain", "perturb")
 
@@ -47,7 +47,8 @@ def parse_lrs(text: str) -> tuple[float, ...]:
 
 
 def check_probe_options(optimizer: str, weight_decay: float, lora_r: int, lora_targets: str, documents: dict) -> None:
-    """The probe's own options, and documents enough for a bootstrap interval, checked before any model loads."""
+    """The probe's own options, and documents enough for the measured changes' intervals, checked before any model
+    loads."""
     from ..empirical.probe import OPTIMIZERS
 
     if optimizer not in OPTIMIZERS:
@@ -59,7 +60,7 @@ def check_probe_options(optimizer: str, weight_decay: float, lora_r: int, lora_t
     if not [t for t in lora_targets.split(",") if t.strip()]:
         raise ValueError("--lora-targets names no module; give e.g. q_proj,v_proj")
     check_document_counts({name: len(docs) for name, docs in documents.items()}, 2, "--data",
-                          "the paired bootstrap interval")
+                          "the paired leave-one-out interval")
 
 
 @app.command("probe")
@@ -85,8 +86,7 @@ def probe_command(
     device: str | None = typer.Option(None, "--device", metavar="DEVICE", help="cpu, cuda or cuda:N; default: CUDA when available."),
     dtype: str = typer.Option("float32", "--dtype", metavar="DTYPE", help="float64, float32, bfloat16 or float16 (default float32: gradients and small steps need it)."),
     text_field: str = typer.Option("text", "--text-field", metavar="FIELD", help="JSON field / dataset column holding the text."),
-    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the paired bootstrap and of the random direction."),
-    n_resamples: int = typer.Option(2000, "--n-resamples", metavar="N", help="Bootstrap resamples for the 95% intervals."),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the fresh adapter's initialization (--lora) and of the random direction (--controls); the intervals involve no randomness."),
     threads: int = threads_option(),
     json_out: Path | None = json_option("Also write the report (and the settings and versions) as JSON to this file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (on stderr)."),
@@ -96,8 +96,9 @@ def probe_command(
     Per dataset: its rate and its gradient. Per learning rate: the step u of the optimizer on the
     mean per-token cross-entropy (nats) of the perturbation documents; the first-order change
     g.u (bits per token and per byte), R1 = (g_a.u)/(-g_p.u), with --second-order the curvature
-    and the elastic limit; the measured change with its paired 95% bootstrap interval and whether
-    each prediction lies inside it. See docs/probe.md.
+    and the elastic limit; the measured change with the paired 95% interval compare reports
+    (leave-one-out standard error, Student's t) and whether each prediction lies inside it.
+    See docs/probe.md.
 
     Example:
 
@@ -112,7 +113,7 @@ def probe_command(
     from ..empirical.loading import parse_dtype, resolve_device
     from ..empirical.probe import ProbeSettings
 
-    check_measure_options(context, stride, batch_size, seed, n_resamples)
+    check_scoring_options(context, stride, batch_size, seed)
     paths = parse_data_options(data)
     roles = parse_roles(align, pretrain, perturb, list(paths))
     lrs = parse_lrs(lr)
@@ -121,23 +122,24 @@ def probe_command(
     documents = read_datasets(paths, text_field)
     check_probe_options(optimizer, weight_decay, lora_r, lora_targets, documents)
     n_threads = apply_threads(threads)
-    lm, tok, source = _load(model, tokenizer, dev, dtype, lora, lora_r, lora_targets)
+    import torch
+
+    torch.manual_seed(seed)  # the fresh adapter's initialization (--lora); the random direction has its own generator
+    with library_progress(progress):
+        lm, tok, source = _load(model, tokenizer, dev, dtype, lora, lora_r, lora_targets)
     datasets, context = _encode(lm, tok, documents, context, stride)
     from ..empirical.scoring import default_batch_size
 
     bs = batch_size if batch_size is not None else default_batch_size(dev)
     settings = ProbeSettings(optimizer=optimizer, lrs=lrs, weight_decay=weight_decay, second_order=second_order,
-                             controls=controls, batch_size=bs, seed=seed, n_resamples=n_resamples)
-    import torch
-
+                             controls=controls, batch_size=bs, seed=seed)
     from ..empirical.probe import run_probe
 
-    torch.manual_seed(seed)
     report = {"model": model, **run_probe(lm, datasets, roles, settings, progress=progress), "config": {
         "model": source.describe(), "model_class": type(lm).__name__, "optimizer": optimizer, "lrs": list(lrs),
         "weight_decay": weight_decay, "lora": {"r": lora_r, "targets": lora_targets.split(",")} if lora else None,
         "second_order": second_order, "controls": controls, "context": context, "stride": stride, "batch_size": bs,
-        "device": str(dev), "dtype": dtype, "text_field": text_field, "seed": seed, "n_resamples": n_resamples,
+        "device": str(dev), "dtype": dtype, "text_field": text_field, "seed": seed,
         "threads": n_threads, "data": {name: str(path) for name, path in paths.items()},
     }}
     print_report(report, json_out)
@@ -156,14 +158,14 @@ def _load(model: str, tokenizer: str | None, dev, dtype: str, lora: bool, lora_r
         return lm.requires_grad_(True), tok, source
     from peft import get_peft_model
 
-    from ..empirical.finetune import _lora_config
+    from ..empirical.finetune import lora_config
     from ..empirical.loading import quiet_peft_deprecations
     from ..infra.trainconfig import FinetuneConfig
 
     config = FinetuneConfig(lora=True, lora_r=lora_r, lora_alpha=2 * lora_r,
                             lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()))
     with quiet_peft_deprecations():
-        return get_peft_model(lm, _lora_config(lm, config)), tok, source
+        return get_peft_model(lm, lora_config(lm, config)), tok, source
 
 
 def _encode(lm, tok, documents: dict, context: int | None, stride: int | None):
@@ -204,7 +206,7 @@ def print_report(report: dict, json_out=None) -> None:
     for a in names:
         c.add_row(escape(a), *(f"{report['cosines'][a][b]:+.3f}" for b in names))
     out.print(c)
-    s = Table(title="Change of bits per token: predicted against measured (paired 95% bootstrap interval)")
+    s = Table(title="Change of bits per token: predicted against measured (paired 95% leave-one-out t interval)")
     for col in ("step", "dataset", "1st order", "2nd order", "measured", "95% CI", "1st inside"):
         s.add_column(col, justify="left" if col in ("step", "dataset") else "right")
     for e in report["steps"]:

@@ -57,7 +57,10 @@ from .distributed import check_fsdp_device, world_size
 from .finetune_data import lm_examples
 from .trl_compat import copyable_trl_forward, is_peft, plain_loss_sft_trainer, quiet_and_seeded
 
-__all__ = ["SIDES", "FinetuneResult", "check_algorithm_for", "check_batch_size", "finetune", "prompt_text", "run_finetune", "save_checkpoint"]
+__all__ = [
+    "SIDES", "FinetuneResult", "check_algorithm_for", "check_batch_size", "finetune", "lora_config", "prompt_text",
+    "run_finetune", "save_checkpoint",
+]
 
 SIDES = ("aligned", "unaligned")
 
@@ -97,7 +100,7 @@ def _context_length(model) -> int | None:
     return None
 
 
-def _lora_config(model, config: FinetuneConfig):
+def lora_config(model, config: FinetuneConfig):
     """peft's ``LoraConfig`` for ``config``; ``ValueError`` naming a target module the model does not have.
 
     A target matches a module whose dotted name equals it or ends with ``"." + target`` (peft's rule for
@@ -304,7 +307,7 @@ def run_finetune(
 
     world = world_size()  # before the trainer creates the process group: the launcher's WORLD_SIZE
     _check_inputs(model, tokenizer, pairs, config, target, world)
-    peft_config = _lora_config(model, config) if config.lora and not is_peft(model) else None
+    peft_config = lora_config(model, config) if config.lora and not is_peft(model) else None
     prompts = [prompt_text(tokenizer, p.prompt) for p in pairs] if data_format(pairs) == "pairs" else []
     losses: list[float] = []
     callbacks = [_step_callback(on_step, losses)] + ([] if tracker is None else [tracker.as_trainer_callback()])

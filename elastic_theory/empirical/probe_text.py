@@ -111,7 +111,7 @@ def rate_pieces(model, data: TextDataset, batch_size: int) -> Iterator[torch.Ten
 @torch.no_grad()
 def dataset_scores(model, data: TextDataset, batch_size: int) -> DatasetScores:
     """Every document's code length in bits under ``model`` (the same windows and arithmetic as :func:`rate_pieces`),
-    with its tokens and bytes, for the paired bootstrap of :func:`~elastic_theory.stats.comparison.compare_rates`."""
+    with its tokens and bytes, for the paired intervals of :func:`~elastic_theory.stats.comparison.compare_rates`."""
     jobs = data.windows()
     nats = np.zeros(len(data.token_ids))
     for b in range(0, len(jobs), batch_size):

@@ -384,7 +384,7 @@ def test_no_progress_silences_the_gguf_conversion_bar(capsys):
     """transformers draws its GGUF de-quantization bar with plain tqdm, outside its own progress switch; under
     --no-progress that bar is silenced too, and restored afterwards."""
     gguf_utils = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
-    from elastic_theory.cli.measure_cmd import library_progress
+    from elastic_theory.cli.app import library_progress
 
     with library_progress(False):
         for _ in gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."):

@@ -42,7 +42,7 @@ def _run(*args):
 @pytest.mark.slow  # two probes with controls and curvatures on a tiny GPT-2: about 8 s on a loaded 2-core CPU
 def test_json_keys_and_reruns(root, tmp_path):
     args = ["--model", root / "gpt2", *_data(root), *ROLES, "--lr", "1e-3,1e-2", "--second-order", "--controls",
-            "--optimizer", "adam", "--seed", 3, "--n-resamples", 300]
+            "--optimizer", "adam", "--seed", 3]
     first, second = tmp_path / "1.json", tmp_path / "2.json"
     result = _run(*args, "--json", first)
     assert result.exit_code == 0, result.output
@@ -51,7 +51,7 @@ def test_json_keys_and_reruns(root, tmp_path):
     a, b = (json.loads(p.read_text()) for p in (first, second))
     for r in (a, b):
         del r["provenance"]
-    assert a == b  # seeded bootstrap and random direction, fixed threads: the same numbers
+    assert a == b  # seeded random direction, fixed threads, intervals without resampling: the same numbers
     assert set(a["datasets"]) == {"a", "p", "t"}
     for d in a["datasets"].values():
         assert {"bits_per_token", "bits_per_byte", "grad_norm"} <= set(d)
@@ -79,7 +79,7 @@ def test_json_keys_and_reruns(root, tmp_path):
 
 def test_lora_steps_the_adapter_only(root, tmp_path):
     out = tmp_path / "lora.json"
-    result = _run("--model", root / "llama", *_data(root), *ROLES, "--lora", "--lora-r", 2, "--n-resamples", 200,
+    result = _run("--model", root / "llama", *_data(root), *ROLES, "--lora", "--lora-r", 2,
                   "--json", out)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -112,8 +112,29 @@ def test_bad_input_exits_2_before_loading(root, args, message):
 def test_one_document_and_duplicate_data_are_refused(root):
     one = ["--data", f"one={root / 'one.jsonl'}"]
     result = _run("--model", root / "no-such-model", *_data(root), *one, *ROLES)
-    assert result.exit_code == 2 and "--data one: 1 document; the paired bootstrap interval needs at least 2" in result.output
+    assert result.exit_code == 2 and "--data one: 1 document; the paired leave-one-out interval needs at least 2" in result.output
     result = _run("--model", root / "no-such-model", *_data(root), "--data", f"a={root / 'p.jsonl'}", *ROLES)
     assert result.exit_code == 2 and "the name 'a' is used twice" in result.output
     result = _run("--model", root / "no-such-model", *_data(root), *ROLES)
     assert result.exit_code == 2 and "no-such-model" in result.output  # all options good: the model is the error
+
+
+@pytest.mark.slow  # four tiny LoRA probes: about 3 s of CPU, 12 s on a loaded 2-core machine
+def test_seed_initializes_the_adapter_and_no_progress_hides_loading(root, tmp_path):
+    """--seed seeds the fresh LoRA adapter (its A matrix is random, B is 0, so the step along B, and every prediction,
+    depends on A): the same seed gives the same numbers, another seed other numbers; there is no --n-resamples (the
+    intervals are leave-one-out t intervals, nothing resampled). Killed: the seed set after the adapter is built
+    (the adapter then comes from wherever torch's global generator stands: reruns differ), a --seed that seeds
+    nothing the report depends on (another seed, the same numbers), an --n-resamples still accepted and ignored. --no-progress hides transformers' "Loading weights" bar, which --progress shows (so
+    the check can fail: a probe that loads outside the progress switch prints it under --no-progress too)."""
+    args = ["--model", root / "llama", *_data(root), *ROLES, "--lora", "--lora-r", 2]
+    first, again, other = (_run(*args, "--seed", s, "--json", tmp_path / f"{i}.json")
+                           for i, s in enumerate((0, 0, 1)))
+    assert first.exit_code == again.exit_code == other.exit_code == 0, first.output
+    a, b, c = (json.loads((tmp_path / f"{i}.json").read_text())["steps"][0]["predicted_first_order"] for i in range(3))
+    assert a == b and a != c
+    assert "Loading weights" not in first.output
+    shown = CliRunner().invoke(app, ["probe", *map(str, args), "--progress"])
+    assert shown.exit_code == 0 and "Loading weights" in shown.output
+    gone = _run(*args, "--n-resamples", 300)
+    assert gone.exit_code == 2 and "No such option: --n-resamples" in gone.output

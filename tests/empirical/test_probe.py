@@ -175,8 +175,43 @@ def test_planted_faults_are_caught(tiny, monkeypatch, fault):
     model, _, datasets, _ = tiny
     FAULT_DATA.update(datasets)
     _faulty(monkeypatch, fault)
-    rep = run_probe(model, datasets, ROLES, ProbeSettings(lrs=LRS + (1e-2,), batch_size=3, n_resamples=500))
+    rep = run_probe(model, datasets, ROLES, ProbeSettings(lrs=LRS + (1e-2,), batch_size=3))
     slope = error_slope(LRS, [e["predicted_first_order"]["a"] - e["measured"]["a"]["value"] for e in rep["steps"][:4]])
     assert abs(slope - 2.0) > 0.5, slope
     if fault != "wrong dataset":
         assert not rep["steps"][-1]["prediction_inside_ci"]["a"]
+
+
+def test_measured_interval_is_compares_leave_one_out_t(tiny, monkeypatch):
+    """The measured change's 95% interval is the one compare reports, recomputed here from the per-document bits by
+    its definition: each document d left out under both models, delta_(-d) the change of the pooled bits per token
+    of the others, se^2 = sum_d (delta_(-d) - delta)^2, delta +- t_{0.975, n-1} se. Killed: compare's percentile
+    bootstrap reported instead (its endpoints are order statistics of resamples, not symmetric about delta), a
+    normal quantile (1.96 for t_{0.975,7} = 2.36: 17% narrower), the two rates' unpaired spreads, the per-byte
+    interval given for the per-token change. Tolerance: the rates (~8 bits) carry float64 rounding of ~1e-15 per
+    sum of 8 documents; 1e-12 bits on endpoints of order 1e-3 leaves a thousandfold margin and no wrong rule."""
+    from scipy.stats import t
+
+    from elastic_theory.stats import comparison
+
+    seen = {}
+    real = comparison.compare_rates
+
+    def spy(base, checkpoints, *args, **kwargs):
+        seen.update(base=base, checkpoints=checkpoints)
+        return real(base, checkpoints, *args, **kwargs)
+
+    monkeypatch.setattr(comparison, "compare_rates", spy)
+    model, _, datasets, _ = tiny
+    rep = run_probe(model, datasets, ROLES, ProbeSettings(lrs=(1e-2,), batch_size=3))
+    (label, after), = seen["checkpoints"].items()
+    for name in "apt":
+        c0, c1, n_tok = seen["base"][name].bits, after[name].bits, seen["base"][name].n_tokens
+        delta = c1.sum() / n_tok.sum() - c0.sum() / n_tok.sum()
+        rest = n_tok.sum() - n_tok
+        loo = (c1.sum() - c1) / rest - (c0.sum() - c0) / rest
+        half = t.ppf(0.975, c0.size - 1) * math.sqrt(np.sum((loo - delta) ** 2))
+        got = rep["steps"][0]["measured"][name]
+        assert got["value"] == pytest.approx(delta, abs=1e-12)
+        assert got["ci95"] == pytest.approx([delta - half, delta + half], abs=1e-12)
+        assert half > 1e-6  # a real spread, so the check above compares widths and not only centres
