@@ -24,6 +24,28 @@ def parse_checkpoints(items: list[str]) -> dict[str, str]:
     return parse_named_options(items, "--checkpoint", "MODEL", "sft=runs/sft/final", reserved=(BASE_LABEL,))
 
 
+def _checkpoints_and_series(checkpoint: list[str], series: list[str], csv_out: Path | None
+                            ) -> tuple[dict[str, str], dict[str, list[tuple[int, str]]]]:
+    """``--checkpoint`` items and every checkpoint of each ``--series`` (labelled ``NAME@STEP``) as one ordered dict
+    label -> model, and the series' ``(step, folder)`` lists; at least one checkpoint or series is needed."""
+    if not checkpoint and not series:
+        raise ValueError("give --checkpoint NAME=MODEL or --series NAME=DIR (a trainer's output folder): there is "
+                         "nothing to compare with the base")
+    if csv_out is not None and not series:
+        raise ValueError("--csv writes the change against the step of a --series; give --series NAME=DIR")
+    from ..empirical.compare_series import expand_series, series_label
+
+    checkpoints = parse_checkpoints(checkpoint) if checkpoint else {}
+    steps: dict[str, list[tuple[int, str]]] = {}
+    named = parse_named_options(series, "--series", "DIR", "sft=runs/sft", reserved=(BASE_LABEL,)) if series else {}
+    for name, spec in named.items():
+        if name in checkpoints or "@" in name:
+            raise ValueError(f"--series {name}={spec}: the name {name!r} is a --checkpoint's or holds '@'; give another")
+        steps[name] = expand_series(name, spec)
+        checkpoints |= {series_label(name, step): path for step, path in steps[name]}
+    return checkpoints, steps
+
+
 def parse_ratio(text: str | None, datasets: list[str]) -> tuple[str, str] | None:
     """``NUM/DEN`` naming two of the ``--data`` datasets, or None."""
     if text is None:
@@ -92,7 +114,8 @@ def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, 
 @bad_input_exits_2
 def compare_command(
     base: str = typer.Option(..., "--base", help="The base model: anything --model of `measure` accepts."),
-    checkpoint: list[str] = typer.Option(..., "--checkpoint", help="NAME=MODEL: a fine-tuned checkpoint to compare with the base. Repeatable."),
+    checkpoint: list[str] = typer.Option([], "--checkpoint", metavar="NAME=MODEL", help="A fine-tuned checkpoint to compare with the base. Repeatable."),
+    series: list[str] = typer.Option([], "--series", metavar="NAME=DIR", help="A training run's checkpoints: DIR a trainer output folder (its checkpoint-<step> folders) or a glob; each compared like a --checkpoint NAME@STEP, and the changes and R reported against the step. Repeatable."),
     tokenizer: list[str] = typer.Option([], "--tokenizer", metavar="[NAME=]PATH", help="A tokenizer folder for models saved without one (trainer checkpoints): PATH for every model, NAME=PATH for the base (NAME base) or one checkpoint. Repeatable."),
     data: list[str] = typer.Option(..., "--data", help="NAME=PATH: a dataset as `measure` reads it. Repeatable."),
     ratio: str | None = typer.Option(None, "--ratio", help="NUM/DEN: also the measured R = ΔNUM / (−ΔDEN) of THEORY §2.2, NUM in the alignment role and DEN in the pre-training role (e.g. align/pretrain)."),
@@ -109,6 +132,7 @@ def compare_command(
     threads: int = threads_option(),
     json_out: Path | None = json_option("Write the results as JSON to this file."),
     plots: Path | None = folder_option("Draw the rate changes (and the ratio) into this folder.", "--plots"),
+    csv_out: Path | None = json_option("With --series: write each step's change per dataset, its interval and R as CSV.", "--csv"),
     per_document: Path | None = json_option("Write every document's bits under every model to this JSONL file.",
                                             "--per-document"),
     cache_dir: Path | None = folder_option("Where scores are cached; default: $ELASTIC_THEORY_CACHE or ~/.cache/elastic-theory.",
@@ -129,12 +153,13 @@ def compare_command(
         require_extra("matplotlib", "plots", "compare --plots")
     from ..stats.comparison import compare_rates
     from ..empirical.compare import ScoreCache, ScoringSettings
+    from ..empirical.compare_series import series_label, series_summary
     from ..empirical.loading import default_cache_dir
 
     check_measure_options(context, stride, batch_size, seed, n_resamples)
     if unit not in ("byte", "token"):
         raise ValueError(f"--unit {unit!r}: use byte or token")
-    checkpoints = parse_checkpoints(checkpoint)
+    checkpoints, steps = _checkpoints_and_series(checkpoint, series, csv_out)
     paths = parse_data_options(data)
     ratio_names = parse_ratio(ratio, list(paths))
     if unit == "token" and ratio_names is None:
@@ -143,7 +168,8 @@ def compare_command(
     documents = read_datasets(paths, text_field)
     check_datasets(documents, n_resamples, "an interval over documents", trained=checkpoints)
     models = {BASE_LABEL: base, **checkpoints}
-    tokenizers = parse_tokenizers(tokenizer, list(models))
+    tokenizers = parse_tokenizers(tokenizer, [BASE_LABEL, *(n for n in checkpoints if "@" not in n), *steps])
+    tokenizers |= {series_label(n, step): tokenizers[n] for n, members in steps.items() for step, _ in members}
     threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
     locate_models(models, tokenizers, {BASE_LABEL: "--base"})
     settings = ScoringSettings(context=context, stride=stride, batch_size=batch_size, device=device, dtype=dtype)
@@ -161,19 +187,30 @@ def compare_command(
         "cache": str(store.root) if store.root else None,
         "tokenizers": {label: t for label, t in tokenizers.items() if t is not None},
     })
-    _show_and_write(report, documents, scores, json_out, per_document, plots)
+    if steps:
+        report["series"] = series_summary(report, steps)
+    _show_and_write(report, documents, scores, json_out, per_document, plots, csv_out)
 
 
 def _show_and_write(report: dict, documents: dict, scores: dict, json_out: Path | None, per_document: Path | None,
-                    plots: Path | None) -> None:
+                    plots: Path | None, csv_out: Path | None) -> None:
     """The notes and tables of ``compare``, then the files asked for: per-document bits, plots, the JSON result."""
+    from ..data.io import write_text_atomic
+    from ..empirical.compare_series import plot_comparison, plot_series, series_csv, series_tables
+
     for note in report["notes"]:
         typer.echo(f"note: {note}", err=True)
     print_tables(report, json_out)
     if per_document is not None:
         write_per_document(per_document, documents, scores)
+    for table in series_tables(report.get("series", {})):
+        console(json_out).print(table)
+    if csv_out is not None:
+        write_text_atomic(csv_out, series_csv(report["series"]))
     if plots is not None:
         plot_comparison(report, plots)
+        if "series" in report:
+            plot_series(report["series"], plots)
     if json_out is not None:
         write_result(json_out, report)
 
@@ -268,6 +305,8 @@ def print_tables(report: dict, json_out: Path | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..empirical.compare_series import fieller_text
+
     table = Table(title="Rate changes from the base (paired 95% intervals over documents: leave-one-out t)")
     for col in ("model", "dataset", "bits/token", "bits/byte", "Δ bits/byte", "paired 95% CI", "Δ bits/token"):
         table.add_column(col, justify="left" if col in ("model", "dataset") else "right")
@@ -296,13 +335,6 @@ def print_tables(report: dict, json_out: Path | None = None) -> None:
     out.print(rt)
 
 
-def fieller_text(r: dict) -> str:
-    """A saved ratio's Fieller set in words: ``[lo, hi]``, ``R <= a or R >= b`` (two rays) or ``any R``."""
-    if r["ci95"] is not None:
-        return f"[{r['ci95'][0]:.3g}, {r['ci95'][1]:.3g}]"
-    return f"R <= {r['rays'][0]:.3g} or R >= {r['rays'][1]:.3g}" if r.get("rays") else "any R"
-
-
 def ratio_notes(name: str, r, changes: dict) -> list[str]:
     """Plain-language notes on one checkpoint's :class:`~elastic_theory.stats.comparison.RatioEstimate`: two rays, the
     whole line, or changes of the same sign (the theorem's R undefined)."""
@@ -326,7 +358,7 @@ def write_per_document(path: Path, documents: dict, scores: dict) -> None:
     """One JSON line per document: ``dataset``, ``document``, ``n_bytes`` and, per model, ``bits`` and ``n_tokens``."""
     import json
 
-    from ..data.io import to_jsonable, write_text_atomic
+    from ..data.io import to_jsonable
 
     lines = []
     for d, docs in documents.items():
@@ -337,57 +369,3 @@ def write_per_document(path: Path, documents: dict, scores: dict) -> None:
                 "n_tokens": {m: int(s[d].n_tokens[i]) for m, s in scores.items()},
             }), allow_nan=False))
     write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-def plot_comparison(report: dict, folder: Path) -> list[Path]:
-    """Draw, from a saved report, the change of bits per byte per checkpoint and dataset with its paired
-    interval (``rate_changes.png``) and, with a ratio, the ratio with its interval against k (``ratio.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = list(report["checkpoints"])
-    datasets = list(report["base"]["datasets"])
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(names) * len(datasets)))
-    height = 0.8 / len(datasets)
-    for j, d in enumerate(datasets):
-        y = np.arange(len(names)) + j * height
-        rows = [report["checkpoints"][n]["datasets"][d] for n in names]
-        x = np.array([r["delta_bits_per_byte"] for r in rows])
-        ci = np.array([r["delta_bits_per_byte_ci95"] for r in rows])
-        ax.errorbar(x, y, xerr=[x - ci[:, 0], ci[:, 1] - x], fmt="o", capsize=3, label=d)
-    ax.axvline(0.0, color="grey", lw=0.8)
-    ax.set_yticks(np.arange(len(names)) + 0.4 - height / 2, names)
-    ax.set_xlabel("change of bits per byte from the base (paired 95% interval)")
-    ax.legend(title="dataset", fontsize="small")
-    fig.tight_layout()
-    written = [folder / "rate_changes.png"]
-    fig.savefig(written[0], dpi=120)
-    plt.close(fig)
-    ratios = {n: e["ratio"] for n, e in report["checkpoints"].items() if "ratio" in e}
-    if ratios:
-        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(ratios)))
-        for i, (n, r) in enumerate(ratios.items()):
-            if r["ci95"] is None:
-                ax.plot([r["value"]], [i], "o", color="C1")
-                ax.annotate(fieller_text(r), (r["value"], i), textcoords="offset points", xytext=(6, 6), fontsize="small")
-            else:
-                ax.errorbar([r["value"]], [i], xerr=[[r["value"] - r["ci95"][0]], [r["ci95"][1] - r["value"]]], fmt="o",
-                            capsize=3, color="C1")
-        k = report["k"] or {}
-        for key, style in (("k", "--"), ("k_per_token", ":")):
-            if k.get(key) is not None:
-                ax.axvline(k[key], color="grey", ls=style, label=f"{key.replace('_', ' ')} = {k[key]:.4g}")
-        ax.set_yticks(range(len(ratios)), list(ratios))
-        first = next(iter(ratios.values()))
-        ax.set_xlabel(f"R = Δ{first['numerator']} / (−Δ{first['denominator']}) (bits per {first['unit']}; 95% Fieller)")
-        if k:
-            ax.legend(fontsize="small")
-        fig.tight_layout()
-        written.append(folder / "ratio.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
-    return written
-

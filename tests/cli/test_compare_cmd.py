@@ -87,7 +87,7 @@ def test_paired_interval_resolves_the_shift_that_the_models_own_intervals_do_not
     align = [row for row in lines if row["dataset"] == "align"]
     assert sum(r["bits"]["hot"] for r in align) / sum(r["n_bytes"] for r in align) == pytest.approx(
         report["checkpoints"]["hot"]["datasets"]["align"]["bits_per_byte"], rel=1e-12)
-    assert (tmp_path / "plots" / "rate_changes.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "plots" / "compare_rate_changes.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow  # scores three tiny models on three datasets through the command
@@ -112,7 +112,7 @@ def test_ratio_with_its_interval_and_k_from_sizes(setup, tmp_path):
     base = report["base"]["datasets"]
     tokens_per_doc = {d: base[d]["n_tokens"] / base[d]["n_documents"] for d in base}
     assert ratio["k_per_token"] == pytest.approx(50.0 * tokens_per_doc["pre"] / tokens_per_doc["align"], rel=1e-12)
-    assert (tmp_path / "p" / "ratio.png").is_file() and "Fieller" in result.output
+    assert (tmp_path / "p" / "compare_ratio.png").is_file() and "Fieller" in result.output
 
 
 def _compare_without_files(tmp_path, k: str):
