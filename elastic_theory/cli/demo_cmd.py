@@ -8,7 +8,8 @@
 4. the quick joint-ratio and rebound experiments (``elastic-theory experiment NAME --quick``), run
    side by side in two processes of one thread each, with joint-ratio's verdict per k under the full
    runs' rule (:func:`joint_ratio_verdicts`: certified only where the rate-error bound is below the signal);
-5. a markdown report of all of it, with the experiments' plots (``DIR/report.md``).
+5. a markdown report of all of it, with the experiments' plots (``DIR/report.md``), and the same as one
+   self-contained HTML page, its plots embedded (``DIR/report.html``).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def check_experiment_dirs(out: Path, names=DEMO_EXPERIMENTS) -> None:
 
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the demo's runs and report")
-    if (out / "report.md").is_dir():
-        raise ValueError(f"{out / 'report.md'} is a folder; remove it or give another --out")
+    for report in ("report.md", "report.html"):
+        if (out / report).is_dir():
+            raise ValueError(f"{out / report} is a folder; remove it or give another --out")
     for name in names:
         exp = get(name)
         RunDir.check(out / name, exp.name, config_to_dict(exp.quick()), DEFAULT_THREADS)  # the children's --threads
@@ -147,8 +149,10 @@ def joint_ratio_verdicts(results: dict) -> list[str]:
 
 
 def write_report(out: Path, report, ratios: list[dict], names=DEMO_EXPERIMENTS, seconds: dict | None = None) -> Path:
-    """``OUT/report.md``: the claims table, the predicted ratios and each quick experiment's answer and plots."""
+    """``OUT/report.md``: the claims table, the predicted ratios and each quick experiment's answer and plots; the same
+    as ``OUT/report.html``, a page with the plots embedded (:func:`~elastic_theory.experiments._report.markdown_to_html`)."""
     from ..claims import render_markdown
+    from ..experiments._report import html_page, markdown_to_html
     from ..experiments import get
     from ..data.io import write_text_atomic
     from ..infra.rundir import read_run
@@ -170,8 +174,10 @@ def write_report(out: Path, report, ratios: list[dict], names=DEMO_EXPERIMENTS, 
             lines += ["Verdicts (the full runs' rule: certified only where the rate-error bound is below the signal):", "",
                       *(f"- {v}" for v in joint_ratio_verdicts(results)), ""]
         lines += [f"![{name}]({name}/{png.name})" for png in sorted((out / name).glob("*.png"))]
-    path = out / "report.md"
-    write_text_atomic(path, "\n".join(lines) + "\n", what="the demo report")
+    path, text = out / "report.md", "\n".join(lines) + "\n"
+    page = html_page("elastic-theory demo report", markdown_to_html(text, images_from=out), heading=False)
+    write_text_atomic(path, text, what="the demo report")
+    write_text_atomic(out / "report.html", page, what="the demo's HTML report")
     return path
 
 
@@ -267,12 +273,13 @@ def demo_command(
     json_out: Path | None = json_option("Also write every number shown as JSON to this file."),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the randomized claim checks."),
     out_dir: Path = typer.Option(Path("demo-report"), "--out", metavar="DIR",
-                                 help="Folder for the quick experiments' runs and report.md (rerun to resume)."),
+                                 help="Folder for the quick experiments' runs, report.md and report.html (rerun to resume)."),
     experiments: bool = typer.Option(True, "--experiments/--no-experiments",
                                      help="Run the quick joint-ratio and rebound experiments and write the report."),
 ) -> None:
     """Verify the theory claim by claim, code a real-text corpus, show the predicted rate ratios, run the quick
-    joint-ratio and rebound experiments (about 3 minutes on 2 cores), and write a markdown report with their plots.
+    joint-ratio and rebound experiments (about 3 minutes on 2 cores), and write a markdown report with their plots
+    (report.md) and the same as one HTML page with the plots embedded (report.html).
 
     Exit code 0 only if every claim's verdict is the expected one (as elastic-theory verify).
     Takes a few minutes on two CPU cores (about a minute with --no-experiments); tables fit the
@@ -328,7 +335,8 @@ def demo_command(
                 results[name]["demo_verdicts"] = joint_ratio_verdicts(results[name])
                 out.print("\n".join(results[name]["demo_verdicts"]), markup=False)
         out.rule("5. Report")
-        out.print(f"wrote {write_report(out_dir, report, ratios, seconds=seconds)}")
+        written = write_report(out_dir, report, ratios, seconds=seconds)
+        out.print(f"wrote {written} and {written.with_name('report.html')} (one page, plots embedded)")
     if json_out is not None:
         write_result(json_out, {**results, "config": {"seed": seed, "out": str(out_dir), "experiments": experiments}})
     out.rule("What to try next")

@@ -190,7 +190,7 @@ def test_commands_import_only_the_shared_app_module_and_the_library():
 def test_help_lists_the_commands_in_their_order():
     """The order of `elastic-theory --help` is the order cli/__init__.py imports the command modules in."""
     assert [c.name for c in app.registered_commands] == [
-        "measure", "compare", "probe", "corpus", "ratio", "perturb", "verify", "demo", "experiment", "plot", "finetune", "tree"]
+        "measure", "compare", "probe", "corpus", "ratio", "perturb", "verify", "demo", "experiment", "plot", "report", "finetune", "tree"]
 
 
 def test_verify_help_lists_every_claim_id():

@@ -61,6 +61,7 @@ def test_demo_report_holds_claims_ratios_and_each_experiment_with_its_plots(tmp_
     from elastic_theory.claims import run_verification
     from tests.experiments.test_rebound_resistance_scaling import _run, _tiny_rebound
     from elastic_theory.experiments.synthetic import rebound
+    from tests.experiments.test_report import Page, assert_self_contained, embedded_png, markdown_rows
 
     res = _run(rebound, _tiny_rebound(), tmp_path / "rebound")
     (tmp_path / "rebound" / "results.json").write_text(json.dumps(res))
@@ -72,6 +73,11 @@ def test_demo_report_holds_claims_ratios_and_each_experiment_with_its_plots(tmp_
     assert "| 1e+06 | 0.2 | 0.1 |" in text and "fails (l >= l*)" in text
     assert rebound.summarize(res) in text
     assert "![rebound](rebound/rebound.png)" in text and (tmp_path / "rebound" / "rebound.png").is_file()
+    # report.html beside it: the same report as one page, each plot embedded byte for byte, every table row there
+    page = Page((tmp_path / "report.html").read_text(encoding="utf-8"))
+    assert_self_contained(page)
+    assert [embedded_png(img["src"]) for img in page.images()] == [(tmp_path / "rebound" / "rebound.png").read_bytes()]
+    assert all(row in page.rows for row in markdown_rows(text)) and len(markdown_rows(text)) > len(report.results)
 
 
 def test_demo_refuses_an_output_it_cannot_use_before_any_work(tmp_path):
