@@ -137,3 +137,16 @@ def test_the_page_of_a_real_run_embeds_its_plots_and_every_summary_row(tiny_resi
     rows = markdown_rows(exp.summarize(json.loads((run / "results.json").read_text())))
     assert len(rows) == 4 and all(row in page.rows for row in rows)  # the header and the pairs 1-2, 1-3, 2-3
     assert exp.question in page.all_text and exp.prediction in page.all_text
+
+
+def test_out_dash_prints_the_page_and_a_run_without_provenance_says_so(tmp_path, stand_in_registry, monkeypatch):
+    """--out - is standard output (no file named '-', none in the run); a run whose provenance.json is gone still has
+    its page, which says the provenance is not recorded. Kills: a file called '-', a crash on the missing file."""
+    run = make_run(tmp_path / "run", plots=1)
+    (run / "provenance.json").unlink()
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["report", str(run), "--out", "-"])
+    assert res.exit_code == 0, res.output
+    page = Page(res.stdout)
+    assert len(page.images()) == 1 and "provenance.json is missing" in page.all_text and res.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and not (run / "report.html").exists()
