@@ -101,6 +101,10 @@ def test_full_demo_writes_the_report(tmp_path):
     text = (tmp_path / "report.md").read_text()
     for name in DEMO_EXPERIMENTS:
         assert f"{name} (quick)" in text and (tmp_path / name / "results.json").is_file()
+    # the report reads its quick joint-ratio as the docs do: the verdicts, then what the run can and cannot show
+    from elastic_theory.cli.demo_cmd import JOINT_RATIO_READING
+
+    assert text.index("Verdicts (the full runs' rule") < text.index(JOINT_RATIO_READING) < text.index("## 4. rebound")
 
 
 def test_quick_experiment_failure_is_one_line_with_its_log(tmp_path):
