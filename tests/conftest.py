@@ -101,8 +101,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 @pytest.fixture(scope="module")
 def finetune_inputs(tmp_path_factory):
-    """A float64 tiny GPT-2 saved with its tokenizer (``model/``), 24 preference pairs whose responses have unequal
-    lengths (``pairs.jsonl``) and texts to track that hold no pair (``track.jsonl``): the inputs of ``elastic-theory finetune`` tests."""
+    """A float64 tiny GPT-2 saved with its tokenizer (``model/``), 32 preference pairs whose responses have unequal
+    lengths (``pairs.jsonl``; 16 on each side of the split by hash) and texts to track that hold no pair
+    (``track.jsonl``): the inputs of ``elastic-theory finetune`` tests."""
     import json
 
     import torch
@@ -113,7 +114,7 @@ def finetune_inputs(tmp_path_factory):
     words = ["no", "thanks", "never", "sorry", "yes", "sure", "here", "it", "is", "fine"]
     pairs = [{"prompt": f"question {i} about {words[i % 10]}",
               "aligned": " ".join(words[(i + j) % 4] for j in range(1 + i % 5)),
-              "unaligned": " ".join(words[4 + (i + j) % 6] for j in range(1 + (3 * i) % 7))} for i in range(24)]
+              "unaligned": " ".join(words[4 + (i + j) % 6] for j in range(1 + (3 * i) % 7))} for i in range(32)]
     texts = [f"{p['prompt']}\n{p['aligned']}" for p in pairs] + [f"{p['prompt']}\n{p['unaligned']}" for p in pairs]
     tok = byte_bpe_tokenizer(texts, vocab_size=300)
     model = tiny_gpt2(tok, seed=0, n_layer=1, n_embd=16, n_head=2, n_positions=64).to(torch.float64)

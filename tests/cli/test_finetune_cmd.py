@@ -89,7 +89,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(finetune_inputs, tmp_pa
 
 
 def test_a_tracked_file_holding_training_examples_is_refused_with_their_count(finetune_inputs, tmp_path, monkeypatch):
-    """Tracking every pair's text holds the 8 training pairs (and the 16 others, which are fine): one line, exit 2,
+    """Tracking every pair's text holds the 8 training pairs (and the 24 others, which are fine): one line, exit 2,
     before the model loads. Kills a check on names only (the file's names are its own lines) and one that stops
     at the first hit without counting."""
     import elastic_theory.empirical as empirical
@@ -100,7 +100,7 @@ def test_a_tracked_file_holding_training_examples_is_refused_with_their_count(fi
     leaky.write_text("".join(json.dumps({"text": f"{p['prompt']}\n\n{p['unaligned']}"}) + "\n" for p in pairs))
     result = _invoke(_args(finetune_inputs, tmp_path / "run", "--track", f"all={leaky}"))
     assert result.exit_code == 2, result.output
-    assert "--track all: 8 of its 24 documents hold text of the training examples" in result.output
+    assert "--track all: 8 of its 32 documents hold text of the training examples" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
