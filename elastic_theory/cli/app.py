@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 
 import typer
 
+from .plain_help import PlainHelpCommand
+
 app = typer.Typer(
     name="elastic-theory",
     help="Check, measure and rerun the elasticity result of 'Language Models Resist Alignment' (Ji et al., ACL 2025).",
@@ -47,6 +49,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+app.command = functools.partial(app.command, cls=PlainHelpCommand)  # every command's help without <type> placeholders
 F = TypeVar("F", bound=Callable)
 
 BAD_INPUT_EXIT_CODE = 2

@@ -110,6 +110,7 @@ def k_values(k: float | dict[str, float] | None, ratio: tuple[str, str] | None, 
             "sizes": {d: k[d] for d in ratio}}
 
 
+# One idea, one command: its options (each a line) and the checks, scoring and writing they drive, in order.
 @app.command("compare")
 @bad_input_exits_2
 def compare_command(
@@ -146,6 +147,12 @@ def compare_command(
     Student's t): documents are left out under all models together, so a small shift is resolved where the two
     models' own intervals overlap. --ratio NUM/DEN adds R = ΔNUM / (−ΔDEN), the theory's R with NUM in the
     alignment role and DEN in the pre-training role, with Fieller's 95% set. See docs/compare.md.
+
+    Examples:
+
+    \b
+      elastic-theory compare --base examples/models/base --checkpoint tuned=examples/models/tuned --data align=examples/prose.jsonl --data pretrain=examples/prose.txt --ratio align/pretrain --k 1
+      elastic-theory compare --base runs/base --series sft=runs/sft --data align=examples/prose.jsonl --data pretrain=examples/prose.txt --csv series.csv --plots plots/
     """
     for module in ("torch", "transformers"):
         require_extra(module, "empirical", "compare")

@@ -61,6 +61,13 @@ def corpus_command(
     polarity: 200 Pang-Lee movie-review sentences. wikipedia: gensim's 106-article sample.
     The same --seed and --n-measure give the same split for every side and label (the label filter
     applies after the split; --n-measure counts items of both labels).
+
+    Examples:
+
+    \b
+      elastic-theory corpus jailbreakbench --side aligned --split measure --n-measure 20 --out align.jsonl
+      elastic-theory corpus wikipedia --split measure --n-measure 8 --out wiki.jsonl
+      elastic-theory corpus polarity --label positive --out positive.jsonl
     """
     from ..data.io import to_jsonable, write_text_atomic
 

@@ -103,6 +103,13 @@ def experiment_command(
     again with the same command, resumes without recomputing them. The same command gives the same
     numbers on every rerun: torch runs deterministic algorithms on --threads threads, and the thread
     count is part of the run's identity (a run is resumed only with the count it was started with).
+
+    Examples:
+
+    \b
+      elastic-theory experiment joint-ratio --quick
+      elastic-theory experiment rebound --model smollm2-135m --quick --seeds 0
+      elastic-theory experiment sequential-ratio --set seeds=[0] --out runs/seq-one-seed --dry-run
     """
     from ..infra.rundir import RunDir
 
@@ -184,7 +191,14 @@ def _refuse_one_json_document(path: Path) -> None:
 def plot_command(
     path: Path = typer.Argument(..., help="A run directory (redraws its plots from results.json) or a rate-tracker JSONL file."),
 ) -> None:
-    """Redraw the plots of a run directory from its saved results, or draw rate-against-step curves of a JSONL track."""
+    """Redraw the plots of a run directory from its saved results, or draw rate-against-step curves of a JSONL track.
+
+    Examples:
+
+    \b
+      elastic-theory plot runs/joint-ratio-quick
+      elastic-theory plot runs/sft/track.jsonl
+    """
     from ..experiments import get
     from ..experiments._plotting import plot_track
     from ..infra.rundir import read_run

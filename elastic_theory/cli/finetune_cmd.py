@@ -113,6 +113,7 @@ def resolve_training_device(device: str | None) -> str:
     return str(resolve_device(device))
 
 
+# One idea, one command: its options (each a line), its docstring (the help and its example), then the run.
 @app.command("finetune")
 @bad_input_exits_2
 def finetune_command(
@@ -142,7 +143,10 @@ def finetune_command(
     provenance) and, with --track, OUT/track.jsonl. Launch it under torchrun or accelerate launch
     for several processes; docs/distributed.md gives the commands.
 
-    Example: elastic-theory finetune --model smollm2-135m --data jailbreakbench --algorithm sft --lora --n-train 16 --out runs/ft
+    Examples:
+
+    \b
+      elastic-theory finetune --model smollm2-135m --data jailbreakbench --algorithm sft --lora --n-train 16 --out runs/ft
     """
     if out is None:
         raise ValueError("give --out DIR, the folder for the fine-tuned model and result.json")

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .app import app, bad_input_exits_2, console, folder_option, require_extra
+from .app import PlainHelpCommand, app, bad_input_exits_2, console, folder_option, require_extra
 
-models_app = typer.Typer(
-    name="models", add_completion=False, rich_markup_mode=None, invoke_without_command=True,
-    help="List the built-in models and their cached float32 copies; export one as a plain folder.",
-)
+models_app = typer.Typer(name="models", add_completion=False, rich_markup_mode=None, invoke_without_command=True)
 app.add_typer(models_app)
 
 
@@ -56,6 +53,7 @@ def models_command(
 
     Examples:
 
+    \b
       elastic-theory models
       elastic-theory models --prune
       elastic-theory models export smollm2-135m smollm2-base
@@ -88,7 +86,7 @@ def models_command(
                   soft_wrap=True)
 
 
-@models_app.command("export")
+@models_app.command("export", cls=PlainHelpCommand)
 @bad_input_exits_2
 def export_command(
     name: str = typer.Argument(..., metavar="NAME", help="A built-in model (see `elastic-theory models`)."),
@@ -104,6 +102,7 @@ def export_command(
 
     Examples:
 
+    \b
       elastic-theory models export smollm2-135m smollm2-base
     """
     require_extra("transformers", "empirical", "models export")
