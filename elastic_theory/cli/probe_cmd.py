@@ -110,8 +110,10 @@ def probe_command(
         require_extra(module, "empirical", "probe")
     if lora:
         require_extra("peft", "empirical", "probe --lora")
+    from ..empirical.distributed import is_main_process, join_launched_group, rank, world_size
     from ..empirical.loading import parse_dtype, resolve_device
-    from ..empirical.probe import ProbeSettings
+    from ..empirical.probe import ProbeSettings, run_probe
+    from ..empirical.scoring import default_batch_size
 
     check_scoring_options(context, stride, batch_size, seed)
     paths = parse_data_options(data)
@@ -122,38 +124,42 @@ def probe_command(
     documents = read_datasets(paths, text_field)
     check_probe_options(optimizer, weight_decay, lora_r, lora_targets, documents)
     n_threads = apply_threads(threads)
-    import torch
-
-    torch.manual_seed(seed)  # the fresh adapter's initialization (--lora); the random direction has its own generator
-    with library_progress(progress):
-        lm, tok, source = _load(model, tokenizer, dev, dtype, lora, lora_r, lora_targets)
+    dev = join_launched_group(dev)  # under torchrun: this rank's device, and the group the shards are added over
+    progress = progress and is_main_process()
+    lm, tok, source = _load(model, tokenizer, dev, dtype, seed, progress, lora, lora_r, lora_targets)
     datasets, context = _encode(lm, tok, documents, context, stride)
-    from ..empirical.scoring import default_batch_size
-
     bs = batch_size if batch_size is not None else default_batch_size(dev)
     settings = ProbeSettings(optimizer=optimizer, lrs=lrs, weight_decay=weight_decay, second_order=second_order,
                              controls=controls, batch_size=bs, seed=seed)
-    from ..empirical.probe import run_probe
-
-    report = {"model": model, **run_probe(lm, datasets, roles, settings, progress=progress), "config": {
+    shard = (rank(), world_size())
+    report = {"model": model, **run_probe(lm, datasets, roles, settings, progress=progress, shard=shard), "config": {
         "model": source.describe(), "model_class": type(lm).__name__, "optimizer": optimizer, "lrs": list(lrs),
         "weight_decay": weight_decay, "lora": {"r": lora_r, "targets": lora_targets.split(",")} if lora else None,
         "second_order": second_order, "controls": controls, "context": context, "stride": stride, "batch_size": bs,
         "device": str(dev), "dtype": dtype, "text_field": text_field, "seed": seed,
-        "threads": n_threads, "data": {name: str(path) for name, path in paths.items()},
+        "threads": n_threads, "processes": shard[1], "data": {name: str(path) for name, path in paths.items()},
     }}
-    print_report(report, json_out)
-    if json_out is not None:
-        write_result(json_out, report)
+    if shard[1] > 1:
+        __import__("torch").distributed.destroy_process_group()
+    if is_main_process():
+        print_report(report, json_out)
+        if json_out is not None:
+            write_result(json_out, report)
 
 
-def _load(model: str, tokenizer: str | None, dev, dtype: str, lora: bool, lora_r: int, lora_targets: str):
-    """``(model, tokenizer, source)``: ``--model`` loaded as ``measure`` loads it, with a fresh LoRA adapter under
-    ``--lora`` (then only the adapter is trained), every weight trainable otherwise."""
+def _load(model: str, tokenizer: str | None, dev, dtype: str, seed: int, progress: bool, lora: bool, lora_r: int,
+          lora_targets: str):
+    """``(model, tokenizer, source)``: ``--model`` loaded as ``measure`` loads it (its bars hidden unless
+    ``progress``), with a fresh LoRA adapter under ``--lora`` (then only the adapter is trained; ``seed`` seeds its
+    initialization), every weight trainable otherwise."""
+    import torch
+
     from ..empirical import load_model_and_tokenizer, locate_model
 
+    torch.manual_seed(seed)  # the fresh adapter's initialization; the random direction has its own generator
     source = locate_model(model, tokenizer)
-    lm, tok = load_model_and_tokenizer(model, device=dev, dtype=dtype, source=source)
+    with library_progress(progress):
+        lm, tok = load_model_and_tokenizer(model, device=dev, dtype=dtype, source=source)
     if not lora:
         return lm.requires_grad_(True), tok, source
     from peft import get_peft_model

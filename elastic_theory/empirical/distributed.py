@@ -6,6 +6,10 @@ Before the trainer creates the process group, the launcher's environment says it
 group exists it is asked instead. A model is *sharded* when FSDP holds its parameters (FSDP2's
 ``fully_shard``: ``DTensor`` parameters; FSDP1: a ``FullyShardedDataParallel`` wrapper): then every
 forward pass gathers parameters from all ranks, and every rank must take part in it.
+
+For computations that shard work themselves (``probe``: each rank takes every ``world``-th batch of windows),
+:func:`join_launched_group` creates the process group a launcher asked for, and :func:`sum_across_ranks` adds
+each rank's partial sums (an all-reduce; nothing when there is one process).
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import os
 
 import torch
 
-__all__ = ["check_fsdp_device", "full_state_dict", "is_main_process", "is_sharded", "local_rank", "rank", "world_size"]
+__all__ = [
+    "check_fsdp_device", "full_state_dict", "is_main_process", "is_sharded", "join_launched_group", "local_rank",
+    "rank", "sum_across_ranks", "world_size",
+]
 
 
 def _group_ready() -> bool:
@@ -73,3 +80,31 @@ def check_fsdp_device(fsdp: bool, device_type: str) -> None:
     if fsdp and device_type == "cpu":
         raise ValueError("fsdp needs GPUs: accelerate runs FSDP only on accelerators, and on the CPU it would train "
                          "with DDP instead; drop fsdp (torchrun then trains with DDP) or train on GPUs")
+
+
+def join_launched_group(device: torch.device) -> torch.device:
+    """Under a launcher with ``WORLD_SIZE`` > 1, create the default process group (gloo on the CPU, nccl on CUDA)
+    unless it exists, and return the device this rank computes on (CUDA: its ``LOCAL_RANK``'s GPU); one process:
+    ``device`` unchanged, no group."""
+    if world_size() <= 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank())
+        torch.cuda.set_device(device)
+    if not _group_ready():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def sum_across_ranks(tensors: list[torch.Tensor], world: int | None = None) -> list[torch.Tensor]:
+    """Every tensor replaced, in place, by its sum over the ranks of the process group (all-reduce, the same result
+    on every rank); unchanged in one process. ``world``: the processes the caller sharded its work over;
+    ``ValueError`` unless the group has that many (one shard's partial sums would pass for the whole). Returns
+    ``tensors``."""
+    size = torch.distributed.get_world_size() if _group_ready() else 1
+    if world is not None and size != world:
+        raise ValueError(f"the work was sharded over {world} processes, but the process group has {size}")
+    if size > 1:
+        for t in tensors:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    return tensors

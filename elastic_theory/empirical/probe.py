@@ -23,6 +23,13 @@ and a parameter change u (the trained parameters: all of them, or a LoRA adapter
   Gaussian direction, each rescaled to :math:`\|u\|` (the same lr is not the same step size).
 
 Every step is taken from the same :math:`\theta` and undone exactly (the parameters are copied back).
+
+**Sharded** (``shard = (rank, world)``, under ``torchrun``): each process runs every ``world``-th batch of windows of
+each dataset (:func:`~elastic_theory.empirical.probe_text.batches`), and the sums that make a gradient, a document's
+code length and a curvature are added over the processes (all-reduce); every process then holds the same gradients,
+takes the same step and reports the same numbers. They equal one process's up to the order of floating-point
+additions: each batch's terms are computed identically, and only their association changes (none at all when each
+process holds one batch per dataset).
 """
 
 from __future__ import annotations
@@ -221,14 +228,17 @@ class ProbeSettings:
     seed: int = 0
 
 
-def run_probe(model, datasets: dict, roles: dict[str, str], settings: ProbeSettings, progress: bool = False) -> dict:
+def run_probe(model, datasets: dict, roles: dict[str, str], settings: ProbeSettings, progress: bool = False,
+              shard: tuple[int, int] = (0, 1)) -> dict:
     """Probe ``model`` on ``datasets`` (name -> :class:`~elastic_theory.empirical.probe_text.TextDataset`) with
     ``roles`` (``align``, ``pretrain``, ``perturb`` -> a dataset name): the report of ``elastic-theory probe``
     (docs/probe.md), every number as the module docstring defines it. The model is evaluated in eval mode and left
-    with its parameters as they were."""
+    with its parameters as they were. ``shard = (rank, world)``: this process's part of a sharded run (module
+    docstring; every rank of the process group calls it)."""
     from tqdm.auto import tqdm
 
     from ..stats.comparison import compare_rates
+    from .distributed import sum_across_ranks
     from .probe_text import dataset_scores, rate_pieces
     from .scoring import eval_mode
 
@@ -241,19 +251,20 @@ def run_probe(model, datasets: dict, roles: dict[str, str], settings: ProbeSetti
         base = {}
         grads = {}
         for name, data in datasets.items():
-            base[name] = dataset_scores(model, data, bs)
-            grads[name] = gradient(params, rate_pieces(model, data, bs))
+            base[name] = dataset_scores(model, data, bs, shard)
+            grads[name] = sum_across_ranks(gradient(params, rate_pieces(model, data, bs, shard)), shard[1])
             bar.update(2)
         steps = probe_steps(params, grads, roles, settings.optimizer, settings.lrs, settings.weight_decay,
                             settings.controls, settings.seed)
         measured, curvature = {}, {}
         for step in steps:
             with displaced(params, step.u):
-                measured[step.label] = {name: dataset_scores(model, data, bs) for name, data in datasets.items()}
+                measured[step.label] = {name: dataset_scores(model, data, bs, shard) for name, data in datasets.items()}
             bar.update(len(datasets))
             if settings.second_order:
-                curvature[step.label] = {name: quadratic_form(params, rate_pieces(model, data, bs), step.u)
-                                         for name, data in datasets.items()}
+                parts = torch.tensor([quadratic_form(params, rate_pieces(model, data, bs, shard), step.u)
+                                      for data in datasets.values()], dtype=torch.float64)
+                curvature[step.label] = dict(zip(datasets, sum_across_ranks([parts], shard[1])[0].tolist()))
                 bar.update(len(datasets))
     # The intervals reported are compare_rates' leave-one-out t intervals; the percentile bootstrap that compare
     # prints beside them is not reported here, and one resample makes it cost nothing.

@@ -13,7 +13,9 @@ the factor :math:`T/B` is a constant of the dataset and the per-byte gradient is
 The windows are run ``batch_size`` at a time (right-padded, sorted by length as ``measure`` sorts them); the
 rate is the sum over batches of each batch's share, :func:`rate_pieces`, so a gradient or a Hessian-vector
 product accumulated over the pieces is the one of the whole dataset (the sum is linear): ``--batch-size``
-changes the memory a step needs, not the gradient (up to the order of floating-point sums).
+changes the memory a step needs, not the gradient (up to the order of floating-point sums). With ``shard =
+(rank, world)`` a process takes batches ``rank, rank + world, ...`` only (:func:`batches`); the caller adds the
+ranks' partial sums (:func:`~elastic_theory.empirical.distributed.sum_across_ranks`).
 Log-probabilities are taken in the model's dtype, at least float32 (as ``measure``: float32 for bf16 models).
 """
 
@@ -29,9 +31,10 @@ from ..stats.comparison import DatasetScores
 from ..theory.units import LN2
 from .compare import tokenization_digest
 from .data import Document, check_documents
+from .distributed import sum_across_ranks
 from .scoring import Window, encode_documents, prefix_token_id, rolling_windows
 
-__all__ = ["TextDataset", "dataset_scores", "encode_dataset", "rate_pieces"]
+__all__ = ["TextDataset", "batches", "dataset_scores", "encode_dataset", "rate_pieces"]
 
 
 @dataclass(frozen=True)
@@ -98,25 +101,37 @@ def _batch_log_probs(model, data: TextDataset, batch: list[tuple[int, Window]]) 
     return out
 
 
-def rate_pieces(model, data: TextDataset, batch_size: int) -> Iterator[torch.Tensor]:
-    r"""The rate :math:`\gamma` (bits per token) as a sum of differentiable pieces, one per ``batch_size`` windows:
-    piece b is :math:`-\sum_{t \in b} \ln p_t / (T \ln 2)`. A caller differentiates each piece and adds the results,
-    so only one batch's activations are held at a time."""
+def batches(data: TextDataset, batch_size: int, shard: tuple[int, int] = (0, 1)) -> list[list[tuple[int, Window]]]:
+    """The windows (:meth:`TextDataset.windows`) in batches of ``batch_size``; with ``shard = (rank, world)`` the
+    batches ``rank, rank + world, ...``: the ranks' batches together are every batch, once."""
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard {shard}: the rank must be in 0..world - 1")
     jobs = data.windows()
+    return [jobs[b : b + batch_size] for b in range(0, len(jobs), batch_size)][rank::world]
+
+
+def rate_pieces(model, data: TextDataset, batch_size: int, shard: tuple[int, int] = (0, 1)) -> Iterator[torch.Tensor]:
+    r"""The rate :math:`\gamma` (bits per token) as a sum of differentiable pieces, one per batch of
+    :func:`batches`: piece b is :math:`-\sum_{t \in b} \ln p_t / (T \ln 2)`, T the whole dataset's tokens (so
+    the pieces of every shard add up to :math:`\gamma`). A caller differentiates each piece and adds the results,
+    so only one batch's activations are held at a time."""
     scale = 1.0 / (data.n_tokens * LN2)
-    for b in range(0, len(jobs), batch_size):
-        yield -torch.cat(_batch_log_probs(model, data, jobs[b : b + batch_size])).sum() * scale
+    for batch in batches(data, batch_size, shard):
+        yield -torch.cat(_batch_log_probs(model, data, batch)).sum() * scale
 
 
 @torch.no_grad()
-def dataset_scores(model, data: TextDataset, batch_size: int) -> DatasetScores:
+def dataset_scores(model, data: TextDataset, batch_size: int, shard: tuple[int, int] = (0, 1)) -> DatasetScores:
     """Every document's code length in bits under ``model`` (the same windows and arithmetic as :func:`rate_pieces`),
-    with its tokens and bytes, for the paired intervals of :func:`~elastic_theory.stats.comparison.compare_rates`."""
-    jobs = data.windows()
+    with its tokens and bytes, for the paired intervals of :func:`~elastic_theory.stats.comparison.compare_rates`.
+    With a ``shard`` of ``world`` > 1 processes, every rank of the process group calls it: each scores its batches and
+    the nats are added over the ranks (all-reduce in float64), so every rank returns the whole dataset's scores."""
     nats = np.zeros(len(data.token_ids))
-    for b in range(0, len(jobs), batch_size):
-        batch = jobs[b : b + batch_size]
+    for batch in batches(data, batch_size, shard):
         for (i, _), lp in zip(batch, _batch_log_probs(model, data, batch)):
             nats[i] -= float(lp.double().sum())
+    if shard[1] > 1:
+        nats = sum_across_ranks([torch.from_numpy(nats)], shard[1])[0].numpy()
     return DatasetScores(bits=nats / LN2, n_tokens=np.array([ids.size for ids in data.token_ids], dtype=np.int64),
                          n_bytes=np.asarray(data.n_bytes), tokenization=tokenization_digest(data.token_ids))
