@@ -161,7 +161,9 @@ def compare_command(
     from ..stats.comparison import compare_rates
     from ..empirical.compare import ScoreCache, ScoringSettings
     from ..empirical.compare_series import series_label, series_summary
+    from ..empirical.distributed import is_main_process, world_size
     from ..empirical.loading import default_cache_dir
+    from ..empirical.sharding import process_device, scoring_processes
 
     check_measure_options(context, stride, batch_size, seed, n_resamples)
     if unit not in ("byte", "token"):
@@ -183,7 +185,12 @@ def compare_command(
     if unit == "token" and ratio_names is not None:
         _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names}, tokenizers)
     store = ScoreCache((cache_dir or default_cache_dir()) if cache else None)
-    scores = _score_all(models, documents, settings, store, progress, tokenizers)
+    with scoring_processes(settings.device):  # under torchrun / accelerate launch: each rank scores its shard
+        main = is_main_process()
+        scores = _score_all(models, documents, dataclasses.replace(settings, device=process_device(settings.device)),
+                            store, progress and main, tokenizers)
+    if not main:  # rank 0 holds the scores and writes; the others print nothing but errors
+        return
     comparison = compare_rates(scores[BASE_LABEL], {c: scores[c] for c in checkpoints}, np.random.default_rng(seed),
                                n_resamples=n_resamples, ratio=ratio_names, unit=unit)
     base_tokens = {d: int(np.sum(s.n_tokens)) for d, s in scores[BASE_LABEL].items()}
@@ -191,6 +198,7 @@ def compare_command(
                           {d: len(docs) for d, docs in documents.items()}), config={
         **dataclasses.asdict(settings),
         "text_field": text_field, "seed": seed, "n_resamples": n_resamples, "unit": unit, "threads": threads,
+        "processes": world_size(),
         "cache": str(store.root) if store.root else None,
         "tokenizers": {label: t for label, t in tokenizers.items() if t is not None},
     })
@@ -365,7 +373,7 @@ def write_per_document(path: Path, documents: dict, scores: dict) -> None:
     """One JSON line per document: ``dataset``, ``document``, ``n_bytes`` and, per model, ``bits`` and ``n_tokens``."""
     import json
 
-    from ..data.io import to_jsonable
+    from ..data.io import to_jsonable, write_text_atomic
 
     lines = []
     for d, docs in documents.items():

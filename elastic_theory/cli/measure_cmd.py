@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def measure_command(
         require_extra(module, "empirical", "measure")
     from ..empirical import resolve_device
     from ..empirical.compare import ScoringSettings
+    from ..empirical.distributed import is_main_process, world_size
+    from ..empirical.sharding import process_device, scoring_processes
 
     if len(models) > 1:
         raise ValueError(f"--model is given {len(models)} times, and measure scores one model; to compare models, "
@@ -65,18 +68,26 @@ def measure_command(
     documents = read_datasets(paths, text_field)
     check_bootstrap_memory(n_resamples, documents)
     n_threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
-    lm, tok, source = _load_model(models[0], tokenizer, settings, progress)
-    config = {
-        **_resolved_settings(lm, source, settings, n_threads),
-        "text_field": text_field, "seed": seed, "n_resamples": n_resamples,
-        "data": {name: str(path) for name, path in paths.items()},
-    }
-    results = {}
-    try:
-        for name, rates in _rates(lm, tok, documents, settings, seed, n_resamples, progress):
-            results[name] = rates
-    except KeyboardInterrupt:
-        raise _keep_finished(models[0], results, documents, config, json_out) from None
+    main = is_main_process()
+    progress = progress and main  # under several processes: rank 0's bars, the others print only errors
+    with scoring_processes(settings.device):
+        settings = dataclasses.replace(settings, device=process_device(settings.device))
+        lm, tok, source = _load_model(models[0], tokenizer, settings, progress)
+        config = {
+            **_resolved_settings(lm, source, settings, n_threads),
+            "text_field": text_field, "seed": seed, "n_resamples": n_resamples,
+            "data": {name: str(path) for name, path in paths.items()}, "processes": world_size(),
+        }
+        results = {}
+        try:
+            for name, rates in _rates(lm, tok, documents, settings, seed, n_resamples, progress):
+                results[name] = rates
+        except KeyboardInterrupt:
+            if not main:
+                raise typer.Exit(130) from None
+            raise _keep_finished(models[0], results, documents, config, json_out) from None
+    if not main:
+        return
     report = _report(models[0], results, config, partial=[])
     _print_table(report, json_out)
     if json_out is not None:
@@ -110,17 +121,21 @@ def _resolved_settings(lm, source, settings, threads: int) -> dict:
 
 
 def _rates(lm, tok, documents: dict[str, list], settings, seed: int, n_resamples: int, progress: bool) -> Iterator[tuple]:
-    """``(dataset, rates)`` for each dataset in turn; one bootstrap generator, seeded by ``seed``, for all of them."""
+    """``(dataset, rates)`` for each dataset in turn; one bootstrap generator, seeded by ``seed``, for all of them.
+
+    Under several processes each rank scores its shard of each dataset and rank 0 pools the gathered per-document
+    sums (the other ranks yield ``None``): rank 0's generator draws what one process's would, in the same order.
+    """
     import numpy as np
 
-    from ..empirical import measure_rates
+    from ..empirical import rate_estimate
+    from ..empirical.sharding import score_dataset_sharded
 
     rng = np.random.default_rng(seed)
     for name, docs in documents.items():
-        yield name, measure_rates(
-            lm, tok, docs, rng=rng, context=settings.context, stride=settings.stride, batch_size=settings.batch_size,
-            n_resamples=n_resamples, progress=name if progress else False,
-        )
+        scores = score_dataset_sharded(lm, tok, docs, context=settings.context, stride=settings.stride,
+                                       batch_size=settings.batch_size, progress=name if progress else False)
+        yield name, None if scores is None else rate_estimate(scores, rng, n_resamples)
 
 
 def _keep_finished(model: str, results: dict, documents: dict, config: dict, json_out) -> typer.Exit:

@@ -24,7 +24,8 @@ from ..stats.comparison import DatasetScores
 from ..data.io import atomic_file
 from .data import Document
 from .loading import SMOLLM2_ALIAS, base_of_adapter, default_cache_dir, resolve_device, smollm2_gguf_path
-from .scoring import encode_documents, score_documents
+from .scoring import tokenization_digest
+from .sharding import broadcast_from_main, score_dataset_sharded
 
 __all__ = [
     "SCORES_FORMAT",
@@ -100,16 +101,6 @@ def documents_digest(documents: Sequence[Document]) -> str:
     return h.hexdigest()
 
 
-def tokenization_digest(token_ids: Sequence[Sequence[int]]) -> str:
-    """SHA-256 of the token ids of all documents: equal digests mean the same tokens."""
-    h = hashlib.sha256()
-    for ids in token_ids:
-        arr = np.asarray(ids, dtype=np.int64)
-        h.update(arr.size.to_bytes(8, "little"))
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class ScoringSettings:
     """What a score depends on besides the model and the texts (None: the library's default)."""
@@ -142,16 +133,14 @@ class ScoringSettings:
 
 
 def score_dataset(model, tokenizer, documents: Sequence[Document], settings: ScoringSettings,
-                  progress: bool = False) -> DatasetScores:
-    """Score every document (:func:`~elastic_theory.empirical.score_documents`) into :class:`DatasetScores`."""
-    scores = score_documents(model, tokenizer, documents, context=settings.context, stride=settings.stride,
-                             batch_size=settings.batch_size, progress=progress)
-    return DatasetScores(
-        bits=np.array([s.bits for s in scores]),
-        n_tokens=np.array([s.n_tokens for s in scores], dtype=np.int64),
-        n_bytes=np.array([s.n_bytes for s in scores], dtype=np.int64),
-        tokenization=tokenization_digest(encode_documents(tokenizer, documents)),
-    )
+                  progress: bool = False) -> DatasetScores | None:
+    """Score every document (:func:`~elastic_theory.empirical.score_documents`) into :class:`DatasetScores`.
+
+    Under several processes each rank scores its shard and rank 0 gets the whole dataset's scores, the other ranks
+    ``None`` (:func:`~elastic_theory.empirical.sharding.score_dataset_sharded`); one process scores everything.
+    """
+    return score_dataset_sharded(model, tokenizer, documents, context=settings.context, stride=settings.stride,
+                                 batch_size=settings.batch_size, progress=progress)
 
 
 class ScoreCache:
@@ -207,7 +196,9 @@ def score_models(
     ``tokenizers`` gives a tokenizer folder), one at a time, and released before the next.
     Each new score is stored at once. ``on_scored(label, dataset, from_cache)`` is called after each.
     Models with the same files (a label given twice) are loaded and scored once; a given tokenizer's
-    files count in the fingerprint, so another tokenizer is another score.
+    files count in the fingerprint, so another tokenizer is another score. Under several processes every rank
+    calls it: rank 0's cache decides what is scored, the ranks score each dataset together (each its shard) and
+    rank 0 alone caches and returns the scores (the other ranks' values are None).
     """
     data_hashes = {d: documents_digest(docs) for d, docs in datasets.items()}
     digests: dict[Path, str] = {}
@@ -224,6 +215,7 @@ def score_models(
         same = next((other for other in out if fingerprints[other] == fingerprints[label]), None)
         found = dict(out[same]) if same is not None else {}
         found.update({d: hit for d, k in keys.items() if d not in found and (hit := cache.get(k)) is not None})
+        found = {d: found.get(d) for d in broadcast_from_main(list(found))}  # rank 0's cache decides for every rank
         for d in found:
             if on_scored:
                 on_scored(label, d, True)
@@ -232,7 +224,8 @@ def score_models(
             model, tokenizer = load(path) if tokenizers.get(label) is None else load(path, tokenizers[label])
             for d in todo:
                 found[d] = score_dataset(model, tokenizer, datasets[d], settings, progress=progress)
-                cache.put(keys[d], found[d])
+                if found[d] is not None:  # rank 0 (or the one process) holds the dataset's scores and caches them
+                    cache.put(keys[d], found[d])
                 if on_scored:
                     on_scored(label, d, False)
             del model, tokenizer

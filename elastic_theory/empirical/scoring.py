@@ -18,6 +18,7 @@ Conventions (see docs/measurement.md):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from .data import Document, check_documents
+from ..stats.comparison import DatasetScores
 from ..theory.units import LN2
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "rolling_windows",
     "score_documents",
     "score_token_ids",
+    "tokenization_digest",
 ]
 
 
@@ -128,6 +131,16 @@ def encode_documents(tokenizer, documents: Sequence[Document]) -> list[list[int]
             j = int(np.flatnonzero(hit)[0])
             raise ValueError(f"{d.name}: the tokenizer inserted special token {ids[j]} at position {j}; it must not be scored")
     return enc
+
+
+def tokenization_digest(token_ids: Sequence[Sequence[int]]) -> str:
+    """SHA-256 of the token ids of all documents: equal digests mean the same tokens."""
+    h = hashlib.sha256()
+    for ids in token_ids:
+        arr = np.asarray(ids, dtype=np.int64)
+        h.update(arr.size.to_bytes(8, "little"))
+        h.update(arr.tobytes())
+    return h.hexdigest()
 
 
 def _model_device(model) -> torch.device:
@@ -338,23 +351,27 @@ class RateEstimate:
 
 
 def rate_estimate(
-    scores: Sequence[DocumentScore], rng: np.random.Generator | None, n_resamples: int = 2000
+    scores: Sequence[DocumentScore] | DatasetScores, rng: np.random.Generator | None, n_resamples: int = 2000
 ) -> RateEstimate:
     r"""Pool document scores into rates: :math:`\sum_d \text{bits}_d / \sum_d n_d` and :math:`/ \sum_d b_d`.
 
-    Bootstrap intervals (:func:`bootstrap_ci`) are drawn with ``rng``; ``rng=None`` skips them.
+    ``scores``: one :class:`DocumentScore` per document, or their sums (``DatasetScores``, as sharded scoring
+    gathers them). Bootstrap intervals (:func:`bootstrap_ci`) are drawn with ``rng``; ``rng=None`` skips them.
     """
-    if not scores:
+    if isinstance(scores, DatasetScores):
+        bits, toks, nbytes = (np.asarray(a, dtype=np.float64) for a in (scores.bits, scores.n_tokens, scores.n_bytes))
+    elif not scores:
         raise ValueError("no document scores to pool")
-    bits = np.array([s.bits for s in scores])
-    toks = np.array([s.n_tokens for s in scores], dtype=np.float64)
-    nbytes = np.array([s.n_bytes for s in scores], dtype=np.float64)
+    else:
+        bits = np.array([s.bits for s in scores])
+        toks = np.array([s.n_tokens for s in scores], dtype=np.float64)
+        nbytes = np.array([s.n_bytes for s in scores], dtype=np.float64)
     return RateEstimate(
         bits_per_token=float(bits.sum() / toks.sum()),
         bits_per_byte=float(bits.sum() / nbytes.sum()),
         n_tokens=int(toks.sum()),
         n_bytes=int(nbytes.sum()),
-        n_documents=len(scores),
+        n_documents=int(bits.size),
         ci95=None if rng is None else bootstrap_ci(bits, nbytes, rng, n_resamples),
         ci95_bits_per_token=None if rng is None else bootstrap_ci(bits, toks, rng, n_resamples),
     )

@@ -176,10 +176,10 @@ def test_options_and_outputs_are_checked_before_the_model_loads(setup, no_model_
 def test_ctrl_c_keeps_the_finished_datasets(setup, tmp_path, monkeypatch):
     """Item 3: Ctrl-C during the second dataset: one 'interrupted' line, exit 130, and dataset a kept in the JSON
     marked partial (with b listed as not measured)."""
-    import elastic_theory.empirical as emp
+    import elastic_theory.empirical.sharding as sharding
 
     root, _, _ = setup
-    real = emp.measure_rates
+    real = sharding.score_dataset_sharded
     calls = []
 
     def interrupt_second(*args, **kwargs):
@@ -188,7 +188,7 @@ def test_ctrl_c_keeps_the_finished_datasets(setup, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(emp, "measure_rates", interrupt_second)
+    monkeypatch.setattr(sharding, "score_dataset_sharded", interrupt_second)
     out = tmp_path / "rates.json"
     result = _run("--model", root / "model", "--data", f"a={root / 'a.jsonl'}", "--data", f"b={root / 'b.txt'}",
                   "--text-field", "body", "--json", out)

@@ -38,13 +38,15 @@ one-process count, and the test requires them equal.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.launch import env as _env
+from tests.launch import free_port as _free_port
+from tests.launch import torchrun as _torchrun
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
@@ -52,7 +54,6 @@ pytest.importorskip("trl")
 # Every test here starts two processes that each import torch and trl (10-30 s apiece): the slow tier.
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 N_TRAIN, N_MEASURE, BATCH, LR, SEED, EVERY = 16, 4, 4, 1e-2, 0, 2
 NULL_FACTOR = 10
 """How far the two-process run may be from the one-process run, in units of the reversed-order run's distance.
@@ -75,22 +76,6 @@ loss to be float64 rounded once; with the split by hash's examples, a two-proces
 one-process one by 3.2 U32 while the reversed-order reference happened to round to the one-process value.) At 5.8e-5
 relative it still kills the per-process normalisation above (step losses off by 2e-2)."""
 TIMEOUT = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _torchrun(processes: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "--master-addr",
-            "127.0.0.1", "--master-port", str(_free_port())]
 
 
 def _finetune_args(inputs: Path, out: Path, *extra: str, device: str = "cpu") -> list[str]:
