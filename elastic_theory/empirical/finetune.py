@@ -55,7 +55,7 @@ from ..data.training_data import data_format
 from ..infra.trainconfig import FinetuneConfig
 from .distributed import check_fsdp_device, world_size
 from .finetune_data import lm_examples
-from .trl_compat import copyable_trl_forward, is_peft, plain_loss_sft_trainer, quiet_and_seeded
+from .trl_compat import copyable_trl_forward, interruptible_backward, is_peft, plain_loss_sft_trainer, quiet_and_seeded
 
 __all__ = [
     "SIDES", "FinetuneResult", "check_algorithm_for", "check_batch_size", "finetune", "lora_config", "prompt_text",
@@ -261,9 +261,9 @@ def _build_trainer(model, tokenizer, pairs: Sequence[PreferencePair], prompts: l
 
 
 def _train(trainer, n_examples: int, config: FinetuneConfig) -> None:
-    """``trainer.train()`` under :func:`copyable_trl_forward`, once no example was dropped; running out of
-    memory becomes a ``ValueError`` that says what to change."""
-    with copyable_trl_forward(trainer):
+    """``trainer.train()`` under :func:`copyable_trl_forward` and :func:`interruptible_backward`, once no example was
+    dropped; running out of memory becomes a ``ValueError`` that says what to change."""
+    with copyable_trl_forward(trainer), (contextlib.nullcontext() if config.fsdp else interruptible_backward(trainer.model)):
         try:
             dropped = n_examples - len(trainer.train_dataset)
             if dropped:  # trl drops examples whose response was cut off entirely

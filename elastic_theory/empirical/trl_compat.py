@@ -3,7 +3,8 @@
 :func:`~elastic_theory.empirical.finetune.run_finetune` builds trl's ``SFTTrainer`` or
 ``DPOTrainer`` and trains under these: :func:`copyable_trl_forward`, the one owner of trl's patch of
 the model's ``forward``; :func:`plain_loss_sft_trainer`, SFT with the model's own loss on the CPU;
-:func:`quiet_and_seeded`, the libraries' notices hidden and the global RNGs left as they were.
+:func:`quiet_and_seeded`, the libraries' notices hidden and the global RNGs left as they were;
+:func:`interruptible_backward`, Ctrl-C honoured inside a backward pass.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["copyable_trl_forward", "is_peft", "plain_loss_sft_trainer", "quiet_and_seeded"]
+__all__ = ["copyable_trl_forward", "interruptible_backward", "is_peft", "plain_loss_sft_trainer", "quiet_and_seeded"]
 
 
 def is_peft(model) -> bool:
@@ -115,3 +116,26 @@ def plain_loss_sft_trainer():
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     return PlainLossSFTTrainer
+
+
+def _let_signals_in(grad):
+    """A gradient hook that does nothing: running Python code lets the interpreter raise a pending KeyboardInterrupt."""
+    return None
+
+
+@contextlib.contextmanager
+def interruptible_backward(model) -> Iterator[None]:
+    """Ctrl-C stops a backward pass at the next parameter's gradient instead of after the whole pass.
+
+    The autograd engine runs a backward pass as one C++ call that never looks at Python's pending signals, so
+    Ctrl-C waited for the whole step: 13-26 s for a full SmolLM2-135M step on a loaded 2-core CPU. A no-op hook on
+    every trainable parameter runs Python code in the calling thread (the CPU engine's) as each gradient is made, and
+    the interpreter raises the KeyboardInterrupt there; the engine passes it out of ``backward()``. The hooks are
+    removed on exit and change no gradient.
+    """
+    handles = [p.register_hook(_let_signals_in) for p in model.parameters() if p.requires_grad]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
