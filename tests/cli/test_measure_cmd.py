@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from elastic_theory.empirical import byte_bpe_tokenizer, measure_rates, read_doc
 from tests import optional
 
 CONTEXT = 32  # n_positions of the tiny model
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -340,6 +342,34 @@ def test_smollm2_settings_say_instruct_and_quantization():
     from elastic_theory.empirical import locate_model
     described = locate_model("smollm2-135m").describe()
     assert described["quantization"] == "Q4_1" and "Instruct" in described["description"]
+
+
+@pytest.mark.slow  # loads the 268M-parameter Gemma 3 copy twice (a fresh process, then this one); minutes on first use
+@optional.GEMMA3
+def test_measure_on_gemma3_offline_in_a_fresh_process(tmp_path):
+    """`elastic-theory measure --model gemma3-270m` in a new process with the hub switched off writes the rates
+    that the library computes in this process on the built-in copy: the same float32 computation on the same
+    weights, tokens and batches, so the numbers are equal, not merely close (kills: the CLI loading another model or
+    tokenizer, e.g. the GGUF file's own with other special tokens, or another context); and it says what it loaded."""
+    import subprocess
+    import sys
+
+    from elastic_theory.empirical import load_model_and_tokenizer
+
+    out = tmp_path / "gemma.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "elastic_theory", "measure", "--model", "gemma3-270m",
+                           "--data", "prose=examples/prose.jsonl", "--seed", "5", "--json", str(out), "--no-progress"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    described = report["config"]["model"]
+    assert report["model"] == described["name"] == "gemma3-270m" and described["quantization"] == "Q4_K_M"
+    assert "pre-trained base" in described["description"] and report["config"]["model_class"] == "Gemma3ForCausalLM"
+    model, tok = load_model_and_tokenizer("gemma3-270m", device="cpu")
+    docs = read_documents(ROOT / "examples" / "prose.jsonl")
+    want = json.loads(json.dumps(measure_rates(model, tok, docs, rng=np.random.default_rng(5)).to_dict()))
+    assert report["datasets"]["prose"] == want
 
 
 def test_trainer_checkpoint_with_tokenizer_option_and_lora_adapter(setup, tmp_path):
