@@ -82,7 +82,7 @@ def _read_config(path: Path, exp):
 def experiment_command(
     name: str = typer.Argument(..., help="Experiment name (joint-ratio, sequential-ratio, ...; see experiments/README.md)."),
     model: str | None = typer.Option(None, "--model", help="Run rebound / data-to-revert / resistance / ratio on this pretrained LM (a name or path "
-                                     "that measure accepts, e.g. smollm2-135m) instead of the synthetic world."),
+                                     "that measure accepts, e.g. smollm2-135m or gemma3-270m) instead of the synthetic world."),
     algorithm: str | None = typer.Option(None, "--algorithm", help="Alignment algorithm of a real-model run: sft or dpo."),
     lora: bool = typer.Option(False, "--lora", help="Real-model run: train LoRA adapters instead of every weight."),
     quick: bool = typer.Option(False, "--quick", help="The quick configuration (at most 3 CPU minutes)."),

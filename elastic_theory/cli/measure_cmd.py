@@ -19,7 +19,8 @@ from .inputs import check_bootstrap_memory, check_measure_options, read_datasets
 def measure_command(
     models: list[str] = typer.Option(..., "--model", metavar="MODEL",
                               help="Model folder (save_pretrained or a Trainer checkpoint), LoRA/PEFT adapter folder, "
-                                   ".gguf file, cached hub name, or smollm2-135m."),
+                                   ".gguf file, cached hub name, or a built-in model: smollm2-135m, "
+                                   "gemma3-270m."),
     data: list[str] = typer.Option(..., "--data", metavar="NAME=PATH",
                                    help="A dataset: .jsonl (text field), .json (array), text file (a document per "
                                         "line), folder (a document per file) or saved datasets folder. Repeatable."),

@@ -66,7 +66,7 @@ def check_probe_options(optimizer: str, weight_decay: float, lora_r: int, lora_t
 @app.command("probe")
 @bad_input_exits_2
 def probe_command(
-    model: str = typer.Option(..., "--model", metavar="MODEL", help="What measure loads: a model folder, LoRA adapter folder, .gguf file, cached hub name, or smollm2-135m."),
+    model: str = typer.Option(..., "--model", metavar="MODEL", help="What measure loads: a model folder, LoRA adapter folder, .gguf file, cached hub name, or a built-in model (smollm2-135m, gemma3-270m)."),
     data: list[str] = typer.Option(..., "--data", metavar="NAME=PATH", help="A dataset (as measure reads it). Repeatable; every one is predicted and measured."),
     align: str = typer.Option(..., "--align", metavar="NAME", help="The alignment dataset (the numerator of R)."),
     pretrain: str = typer.Option(..., "--pretrain", metavar="NAME", help="The pre-training dataset (the denominator of R)."),
