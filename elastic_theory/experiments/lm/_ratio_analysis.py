@@ -141,7 +141,8 @@ def plot(results: dict, folder: Path) -> list[Path]:
     deltas.axhline(0, color="k", lw=0.8)
     deltas.set_xscale("log")
     deltas.set_xlabel("alignment examples n+")
-    deltas.set_ylabel(f"rate change over the perturbation (m = {results['perturb_amount']}), bits/token")
+    # two short lines: one line ran taller than the panel and over the figure's title
+    deltas.set_ylabel(f"rate change, bits/token\n(over the perturbation, m = {results['perturb_amount']})")
     deltas.legend(fontsize=8)
     fig.suptitle(plot_title(results), fontsize=9)
     return [save_figure(fig, Path(folder) / "lm-ratio.png")] + plot_tracks(results, folder)
