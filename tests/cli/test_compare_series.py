@@ -152,3 +152,23 @@ def test_ratio_plot_draws_r_and_a_huge_k_on_a_log_axis(tmp_path, monkeypatch):
     path, ax = seen[-1]
     lo, hi = ax.get_xlim()
     assert ax.get_xscale() == "log" and lo < 1.35 and hi > 4e9
+
+
+@pytest.mark.slow  # the run fixture trains a tiny model; two compare runs
+def test_checkpoints_saved_without_a_tokenizer_take_the_series_tokenizer(run, tmp_path):
+    """A trainer's checkpoints often hold no tokenizer: --tokenizer NAME=PATH with the series' name gives one to
+    every checkpoint of it, and the numbers are those of the checkpoints saved with it."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(run / "out", bare)
+    for path in bare.glob("checkpoint-*/tokenizer*"):
+        path.unlink()
+    res = _compare(run, "--series", f"sft={bare}")
+    assert res.exit_code == 2 and "has no tokenizer" in res.stderr and "--tokenizer" in res.stderr
+    res = _compare(run, "--series", f"sft={bare}", "--tokenizer", f"sft={run / 'base'}", "--json", tmp_path / "bare.json")
+    assert res.exit_code == 0, res.output
+    res = _compare(run, "--series", f"sft={run / 'out'}", "--json", tmp_path / "full.json")
+    assert res.exit_code == 0, res.output
+    bare_series, full_series = (json.loads((tmp_path / f).read_text())["series"]["sft"] for f in ("bare.json", "full.json"))
+    assert bare_series["datasets"] == full_series["datasets"] and bare_series["ratio"] == full_series["ratio"]
