@@ -9,7 +9,7 @@ output (a plot of a run, a comparison of the models a script writes) is one line
 .venv/bin/activate`` (simulated: ``elastic-theory`` and ``python`` on PATH are this interpreter, as
 after activation), and synopses with placeholders (``--k K``, ``--json OUT``, ``[--lam LAM]``,
 ``benchmarks/...``). A fresh copy is used because commands write files (``--json out.json``,
-``plots/``, the example generator). Commands that load SmolLM2, train models (the tiny example models, a
+``plots/``, the example generator). Commands that load SmolLM2 or Gemma 3, train models (the tiny example models, a
 ``--quick`` experiment), run the whole verification or the doc tests are marked ``slow``; the
 benchmark and study scripts (``benchmarks/``, ``scripts/``) and the full experiments (minutes to
 hours each) also run only with ``RUN_LONG_COMMANDS=1``; a command that needs a GPU is
@@ -135,6 +135,8 @@ def _marks(command: str):
         marks.append(pytest.mark.gpu)
     if "smollm2-135m" in command:
         marks.append(optional.SMOLLM2)
+    if "gemma3-270m" in command:
+        marks.append(optional.GEMMA3)
     if "jailbreakbench" in command or (" experiment " in f" {command}" and "--model" in command):
         marks.append(optional.JAILBREAKBENCH)  # the real-model protocols read its behaviours by default (setting safety)
     full_verify = command.startswith("elastic-theory verify") and "--claim" not in command and "--help" not in command
