@@ -158,3 +158,18 @@ def test_dpo_and_target_are_refused_for_text_data(chat_model, tmp_path):
     result = CliRunner().invoke(app, [*base, "--algorithm", "sft", "--target", "unaligned"])
     assert result.exit_code == 2 and "--target applies to preference pairs" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_prompt_text_uses_the_chat_template_when_there_is_one_and_plain_text_otherwise():
+    """A chat model's prompt is its template's one-turn user message with the generation prompt; a model without a
+    template (a pre-trained base such as gemma3-270m, whose real tokenizer tests/empirical/test_gemma3.py checks)
+    gets ``prompt + "\\n"``. kills: a template applied to every model (a base has none to apply; transformers would
+    raise), the plain format for a chat model (it would be trained off its turn format), no separator (the response
+    would run on from the prompt's last word and could merge with it into one token)."""
+    from elastic_theory.empirical.finetune import prompt_text
+
+    plain = byte_bpe_tokenizer(["abc"], vocab_size=257)
+    chat = byte_bpe_tokenizer(["abc"], vocab_size=257)
+    chat.chat_template = TEMPLATE
+    assert plain.chat_template is None and prompt_text(plain, "Why?") == "Why?\n"
+    assert prompt_text(chat, "Why?") == "<|user|>Why?\n<|assistant|>"
