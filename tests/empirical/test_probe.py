@@ -151,11 +151,11 @@ def _faulty(monkeypatch, fault: str) -> None:
     """Plant ``fault`` into the gradient side only (the measured side stays as it is)."""
     real = probe_text.rate_pieces
 
-    def pieces(model, data, batch_size):
+    def pieces(model, data, batch_size, shard=(0, 1)):
         if fault == "wrong dataset" and data.name == "a":
             data = FAULT_DATA["p"]
         factor = {"missing ln 2": LN2, "per byte for per token": data.tokens_per_byte}.get(fault, 1.0)
-        for piece in real(model, data, batch_size):
+        for piece in real(model, data, batch_size, shard):
             yield piece * factor
 
     monkeypatch.setattr(probe_text, "rate_pieces", pieces)
