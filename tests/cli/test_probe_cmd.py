@@ -119,8 +119,21 @@ def test_one_document_and_duplicate_data_are_refused(root):
     assert result.exit_code == 2 and "no-such-model" in result.output  # all options good: the model is the error
 
 
+@pytest.fixture
+def library_bars_on():
+    """transformers' progress bars on for the test, as in a fresh process (another test of the same process may have
+    switched them off: then --progress would show nothing and --no-progress would hide nothing), restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    yield
+    if not was_on:
+        hf_logging.disable_progress_bar()
+
+
 @pytest.mark.slow  # four tiny LoRA probes: about 3 s of CPU, 12 s on a loaded 2-core machine
-def test_seed_initializes_the_adapter_and_no_progress_hides_loading(root, tmp_path):
+def test_seed_initializes_the_adapter_and_no_progress_hides_loading(root, tmp_path, library_bars_on):
     """--seed seeds the fresh LoRA adapter (its A matrix is random, B is 0, so the step along B, and every prediction,
     depends on A): the same seed gives the same numbers, another seed other numbers; there is no --n-resamples (the
     intervals are leave-one-out t intervals, nothing resampled). Killed: the seed set after the adapter is built
