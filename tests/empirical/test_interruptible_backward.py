@@ -59,6 +59,18 @@ def _interrupted_backward(model, hooked: bool) -> tuple[int, bool, bool]:
     return sum(layer.weight.grad is not None for layer in model), inside, during
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: pytest-xdist's workers ignore SIGINT (their
+    controller handles Ctrl-C), so there a signal sent to the process would do nothing and the hooks would have
+    nothing to deliver. Restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can be set in the main thread only")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _timely(hooked: bool, attempts: int = 5) -> tuple[int, bool]:
     """The first run whose signal was sent during the pass (a late signal is the scheduler's, not the hooks' doing:
     it is retried, never counted as a pass or a failure); fails when no attempt got the signal in time."""
