@@ -58,6 +58,7 @@ def _is_synopsis(command: str) -> bool:
 #: pay twice for the same minutes. ``test_commands_run_elsewhere_are_run_there`` keeps each entry honest.
 RUN_BY_TESTS = {
     "elastic-theory verify --markdown": "tests/cli/test_verify_cmd.py::test_docs_table_is_the_verify_output",
+    "elastic-theory demo": "tests/cli/test_demo_cmd.py::test_full_demo_writes_the_report",
     "elastic-theory verify --faults --markdown": "tests/cli/test_verify_cmd.py::test_docs_faults_table_is_the_verify_output",
 }
 
