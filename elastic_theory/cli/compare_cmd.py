@@ -163,7 +163,7 @@ def compare_command(
     from ..empirical.compare_series import series_label, series_summary
     from ..empirical.distributed import is_main_process, world_size
     from ..empirical.loading import default_cache_dir
-    from ..empirical.sharding import process_device, scoring_processes
+    from ..empirical.distributed import launched_group, process_device
 
     check_measure_options(context, stride, batch_size, seed, n_resamples)
     if unit not in ("byte", "token"):
@@ -185,7 +185,7 @@ def compare_command(
     if unit == "token" and ratio_names is not None:
         _refuse_token_ratio_across_tokenizers(models, {d: documents[d] for d in ratio_names}, tokenizers)
     store = ScoreCache((cache_dir or default_cache_dir()) if cache else None)
-    with scoring_processes(settings.device):  # under torchrun / accelerate launch: each rank scores its shard
+    with launched_group(settings.device):  # under torchrun / accelerate launch: each rank scores its shard
         main = is_main_process()
         scores = _score_all(models, documents, dataclasses.replace(settings, device=process_device(settings.device)),
                             store, progress and main, tokenizers)

@@ -57,7 +57,7 @@ def measure_command(
     from ..empirical import resolve_device
     from ..empirical.compare import ScoringSettings
     from ..empirical.distributed import is_main_process, world_size
-    from ..empirical.sharding import process_device, scoring_processes
+    from ..empirical.distributed import launched_group, process_device
 
     if len(models) > 1:
         raise ValueError(f"--model is given {len(models)} times, and measure scores one model; to compare models, "
@@ -71,7 +71,7 @@ def measure_command(
     n_threads = apply_threads(threads)  # before any torch work: locate_model may convert smollm2-135m
     main = is_main_process()
     progress = progress and main  # under several processes: rank 0's bars, the others print only errors
-    with scoring_processes(settings.device):
+    with launched_group(settings.device):
         settings = dataclasses.replace(settings, device=process_device(settings.device))
         lm, tok, source = _load_model(models[0], tokenizer, settings, progress)
         config = {

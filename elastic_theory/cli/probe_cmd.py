@@ -110,7 +110,7 @@ def probe_command(
         require_extra(module, "empirical", "probe")
     if lora:
         require_extra("peft", "empirical", "probe --lora")
-    from ..empirical.distributed import is_main_process, join_launched_group, rank, world_size
+    from ..empirical.distributed import is_main_process, launched_group, process_device, rank, world_size
     from ..empirical.loading import parse_dtype, resolve_device
     from ..empirical.probe import ProbeSettings, run_probe
     from ..empirical.scoring import default_batch_size
@@ -124,23 +124,22 @@ def probe_command(
     documents = read_datasets(paths, text_field)
     check_probe_options(optimizer, weight_decay, lora_r, lora_targets, documents)
     n_threads = apply_threads(threads)
-    dev = join_launched_group(dev)  # under torchrun: this rank's device, and the group the shards are added over
-    progress = progress and is_main_process()
-    lm, tok, source = _load(model, tokenizer, dev, dtype, seed, progress, lora, lora_r, lora_targets)
-    datasets, context = _encode(lm, tok, documents, context, stride)
-    bs = batch_size if batch_size is not None else default_batch_size(dev)
-    settings = ProbeSettings(optimizer=optimizer, lrs=lrs, weight_decay=weight_decay, second_order=second_order,
-                             controls=controls, batch_size=bs, seed=seed)
-    shard = (rank(), world_size())
-    report = {"model": model, **run_probe(lm, datasets, roles, settings, progress=progress, shard=shard), "config": {
-        "model": source.describe(), "model_class": type(lm).__name__, "optimizer": optimizer, "lrs": list(lrs),
-        "weight_decay": weight_decay, "lora": {"r": lora_r, "targets": lora_targets.split(",")} if lora else None,
-        "second_order": second_order, "controls": controls, "context": context, "stride": stride, "batch_size": bs,
-        "device": str(dev), "dtype": dtype, "text_field": text_field, "seed": seed,
-        "threads": n_threads, "processes": shard[1], "data": {name: str(path) for name, path in paths.items()},
-    }}
-    if shard[1] > 1:
-        __import__("torch").distributed.destroy_process_group()
+    dev = type(dev)(process_device(str(dev)))  # under torchrun: this rank's device (CUDA: its LOCAL_RANK's GPU)
+    with launched_group(str(dev)):  # under torchrun: the group the shards are added over, ended after the probe
+        progress = progress and is_main_process()
+        lm, tok, source = _load(model, tokenizer, dev, dtype, seed, progress, lora, lora_r, lora_targets)
+        datasets, context = _encode(lm, tok, documents, context, stride)
+        bs = batch_size if batch_size is not None else default_batch_size(dev)
+        settings = ProbeSettings(optimizer=optimizer, lrs=lrs, weight_decay=weight_decay, second_order=second_order,
+                                 controls=controls, batch_size=bs, seed=seed)
+        shard = (rank(), world_size())
+        report = {"model": model, **run_probe(lm, datasets, roles, settings, progress=progress, shard=shard), "config": {
+            "model": source.describe(), "model_class": type(lm).__name__, "optimizer": optimizer, "lrs": list(lrs),
+            "weight_decay": weight_decay, "lora": {"r": lora_r, "targets": lora_targets.split(",")} if lora else None,
+            "second_order": second_order, "controls": controls, "context": context, "stride": stride, "batch_size": bs,
+            "device": str(dev), "dtype": dtype, "text_field": text_field, "seed": seed,
+            "threads": n_threads, "processes": shard[1], "data": {name: str(path) for name, path in paths.items()},
+        }}
     if is_main_process():
         print_report(report, json_out)
         if json_out is not None:

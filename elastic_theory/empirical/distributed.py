@@ -7,35 +7,45 @@ group exists it is asked instead. A model is *sharded* when FSDP holds its param
 ``fully_shard``: ``DTensor`` parameters; FSDP1: a ``FullyShardedDataParallel`` wrapper): then every
 forward pass gathers parameters from all ranks, and every rank must take part in it.
 
-For computations that shard work themselves (``probe``: each rank takes every ``world``-th batch of windows),
-:func:`join_launched_group` creates the process group a launcher asked for, and :func:`sum_across_ranks` adds
-each rank's partial sums (an all-reduce; nothing when there is one process).
+For computations that shard work themselves (``probe``: each rank takes every ``world``-th batch of windows;
+``measure`` and ``compare``: each rank scores a shard of the documents, :mod:`.sharding`), :func:`launched_group`
+holds the process group a launcher asked for over a block, on the device :func:`process_device` gives this rank,
+and :func:`sum_across_ranks` adds each rank's partial sums (an all-reduce; nothing when there is one process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+from collections.abc import Iterator
 
 import torch
 
 __all__ = [
-    "check_fsdp_device", "full_state_dict", "is_main_process", "is_sharded", "join_launched_group", "local_rank",
-    "rank", "sum_across_ranks", "world_size",
+    "GROUP_TIMEOUT_MINUTES", "check_fsdp_device", "full_state_dict", "group_ready", "is_main_process", "is_sharded", "launched_group",
+    "local_rank", "process_device", "rank", "sum_across_ranks", "world_size",
 ]
 
+GROUP_TIMEOUT_MINUTES = 120
+"""How long a collective waits for the slowest rank before the process group gives up. The wait is the imbalance
+of the ranks' work (for sharded scoring at most one document's scoring) plus the model loads; errors do not wait
+for it (:mod:`.sharding`). Generous, since a long corpus on unequal GPUs can leave ranks minutes apart."""
 
-def _group_ready() -> bool:
+
+def group_ready() -> bool:
+    """Whether this process is in a process group (torch.distributed initialized)."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def world_size() -> int:
     """The number of training processes: the process group's size, or before it exists the launcher's ``WORLD_SIZE``."""
-    return torch.distributed.get_world_size() if _group_ready() else int(os.environ.get("WORLD_SIZE", "1"))
+    return torch.distributed.get_world_size() if group_ready() else int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
     """This process's global rank: the process group's, or before it exists the launcher's ``RANK`` (0 without one)."""
-    return torch.distributed.get_rank() if _group_ready() else int(os.environ.get("RANK", "0"))
+    return torch.distributed.get_rank() if group_ready() else int(os.environ.get("RANK", "0"))
 
 
 def local_rank() -> int:
@@ -82,18 +92,37 @@ def check_fsdp_device(fsdp: bool, device_type: str) -> None:
                          "with DDP instead; drop fsdp (torchrun then trains with DDP) or train on GPUs")
 
 
-def join_launched_group(device: torch.device) -> torch.device:
-    """Under a launcher with ``WORLD_SIZE`` > 1, create the default process group (gloo on the CPU, nccl on CUDA)
-    unless it exists, and return the device this rank computes on (CUDA: its ``LOCAL_RANK``'s GPU); one process:
-    ``device`` unchanged, no group."""
-    if world_size() <= 1:
+def process_device(device: str | None) -> str | None:
+    """The device this rank computes on: under several processes, ``cuda`` (or the default with CUDA present) means
+    the GPU of this process's ``LOCAL_RANK``; an explicit ``cuda:N``, the CPU, or one process are left as given."""
+    if world_size() == 1:
         return device
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank())
-        torch.cuda.set_device(device)
-    if not _group_ready():
-        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return device
+    if device is None and torch.cuda.is_available():
+        device = "cuda"
+    return f"cuda:{local_rank()}" if device == "cuda" else device
+
+
+@contextlib.contextmanager
+def launched_group(device: str | None) -> Iterator[None]:
+    """The block with a process group when a launcher started several processes (``WORLD_SIZE`` > 1), none with one.
+
+    ``device`` as :func:`process_device` resolves it. Back end: NCCL when this rank computes on CUDA (its GPU made
+    the current device), gloo on the CPU. A group that already exists (a trainer's) is used and left alone; one
+    created here is destroyed on leaving the block.
+    """
+    if world_size() == 1 or group_ready():
+        yield
+        return
+    resolved = process_device(device)
+    cuda = resolved is not None and resolved.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(torch.device(resolved))
+    torch.distributed.init_process_group("nccl" if cuda else "gloo",
+                                         timeout=datetime.timedelta(minutes=GROUP_TIMEOUT_MINUTES))
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def sum_across_ranks(tensors: list[torch.Tensor], world: int | None = None) -> list[torch.Tensor]:
@@ -101,7 +130,7 @@ def sum_across_ranks(tensors: list[torch.Tensor], world: int | None = None) -> l
     on every rank); unchanged in one process. ``world``: the processes the caller sharded its work over;
     ``ValueError`` unless the group has that many (one shard's partial sums would pass for the whole). Returns
     ``tensors``."""
-    size = torch.distributed.get_world_size() if _group_ready() else 1
+    size = torch.distributed.get_world_size() if group_ready() else 1
     if world is not None and size != world:
         raise ValueError(f"the work was sharded over {world} processes, but the process group has {size}")
     if size > 1:

@@ -21,27 +21,18 @@ instead of waiting for it; a rank that dies is ended by the launcher, which then
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from ..stats.comparison import DatasetScores
 from .data import Document, check_documents
-from .distributed import local_rank, rank, world_size
+from .distributed import group_ready, rank, world_size
 from .scoring import encode_documents, score_documents, tokenization_digest
 
-__all__ = ["GROUP_TIMEOUT_MINUTES", "ShardFailed", "broadcast_from_main", "process_device", "score_dataset_sharded",
-           "scoring_processes", "shard_by_tokens"]
-
-GROUP_TIMEOUT_MINUTES = 120
-"""How long a collective waits for the slowest rank before the process group gives up. The wait is the imbalance
-of the shards (at most one document's scoring, :func:`shard_by_tokens`) plus the model loads; errors do not wait
-for it (module docstring). Generous, since a long corpus on unequal GPUs can leave ranks minutes apart."""
-
+__all__ = ["ShardFailed", "broadcast_from_main", "score_dataset_sharded", "shard_by_tokens"]
 
 class ShardFailed(ValueError):
     """Another rank failed while scoring: this rank stops with its message (one line, as the CLI reports it)."""
@@ -68,47 +59,11 @@ def shard_by_tokens(token_counts: Sequence[int], n_shards: int) -> list[list[int
     return [sorted(s) for s in shards]
 
 
-def _group_ready() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def process_device(device: str | None) -> str | None:
-    """The device this rank scores on: under several processes, ``cuda`` (or the default with CUDA present) means
-    the GPU of this process's ``LOCAL_RANK``; an explicit ``cuda:N``, the CPU, or one process are left as given."""
-    if world_size() == 1:
-        return device
-    if device is None and torch.cuda.is_available():
-        device = "cuda"
-    return f"cuda:{local_rank()}" if device == "cuda" else device
-
-
-@contextlib.contextmanager
-def scoring_processes(device: str | None) -> Iterator[None]:
-    """The block with a process group when a launcher started several processes (``WORLD_SIZE`` > 1), none with one.
-
-    Back end: NCCL when this rank scores on CUDA (its GPU made the current device), gloo on the CPU. A group that
-    already exists (a trainer's) is used and left alone; one created here is destroyed on leaving the block.
-    """
-    if world_size() == 1 or _group_ready():
-        yield
-        return
-    resolved = process_device(device)
-    cuda = resolved is not None and resolved.startswith("cuda")
-    if cuda:
-        torch.cuda.set_device(torch.device(resolved))
-    torch.distributed.init_process_group("nccl" if cuda else "gloo",
-                                         timeout=datetime.timedelta(minutes=GROUP_TIMEOUT_MINUTES))
-    try:
-        yield
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def broadcast_from_main(value):
     """``value`` as rank 0 has it, on every rank (a picklable object); itself without a process group.
 
     For decisions every rank must take alike though only rank 0 can see their grounds (a cache on rank 0's disk)."""
-    if not _group_ready():
+    if not group_ready():
         return value
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
@@ -151,7 +106,7 @@ def score_dataset_sharded(model, tokenizer, documents: Sequence[Document | str],
 
 def _gather(part: tuple) -> list[tuple]:
     """Every rank's ``(indices, bits, error)``, in rank order, on every rank (one collective; without a group, ours)."""
-    if not _group_ready():
+    if not group_ready():
         return [part]
     parts: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, part)
