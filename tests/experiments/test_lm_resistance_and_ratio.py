@@ -219,6 +219,34 @@ def test_configs_refuse_bad_values(cls, kwargs, message):
         cls(**kwargs)
 
 
+def test_pretrain_tokens_default_is_each_built_in_models_own():
+    """k's numerator: SmolLM2's 2T and Gemma 3 270M's 6T from their model cards (not one figure for both: a Gemma run
+    with SmolLM2's figure would put k, and every R/k, off by 3x without a word), an explicit value as given, and no
+    default at all for a model that is not built in (refused before any work, naming the option)."""
+    from elastic_theory.experiments.lm._ratio_analysis import pretrain_tokens_of
+
+    assert pretrain_tokens_of(LMRatioConfig())[0] == 2.0e12
+    assert pretrain_tokens_of(LMRatioConfig(model="gemma3-270m"))[0] == 6.0e12
+    assert "6 trillion" in pretrain_tokens_of(LMRatioConfig(model="gemma3-270m"))[1]
+    assert pretrain_tokens_of(LMRatioConfig(model="gemma3-270m", pretrain_tokens=1.5e12)) == (
+        1.5e12, "the run's config (pretrain_tokens)")
+    with pytest.raises(ValueError, match="--set pretrain_tokens=N"):
+        LMRatioConfig(model="runs/my-checkpoint")
+    assert pretrain_tokens_of(LMRatioConfig(model="runs/my-checkpoint", pretrain_tokens=3e9))[0] == 3e9
+
+
+def test_analysis_takes_k_from_the_models_figure():
+    """The same units analysed as a Gemma 3 run and as a SmolLM2 run: k differs by exactly 6T/2T = 3 and R/k by 1/3
+    (the analysis reads the resolved figure, not the config field that is None), and results.json names its source."""
+    units = _ratio_units()
+    gemma = analyse_ratio(LMRatioConfig(model="gemma3-270m", align_amounts=(8, 32, 64), seeds=(0, 1, 2)), units)
+    smol = analyse_ratio(LMRatioConfig(align_amounts=(8, 32, 64), seeds=(0, 1, 2)), units)
+    assert gemma["pretrain_tokens"] == 6.0e12 and smol["pretrain_tokens"] == 2.0e12
+    assert "model card" in gemma["pretrain_tokens_source"]
+    for n in ("8", "32", "64"):
+        assert gemma["by_align"][n]["k"] == pytest.approx(3 * smol["by_align"][n]["k"], rel=1e-15)
+
+
 def test_full_configs_are_in_the_experiments_folder():
     """test_experiments checks every experiments/NAME.json against its defaults; here: both files are there."""
     root = Path(__file__).resolve().parents[2] / "experiments"

@@ -13,7 +13,7 @@ from ...stats.seedstats import error_bars, format_interval, interval_note, saved
 from .._stats import SIGN_OUTCOMES, sign_outcome
 from ._common import plot_title, summary_title
 
-__all__ = ["DATASETS", "STATES", "analyse", "fieller_seed_ratio", "plot", "summarize"]
+__all__ = ["DATASETS", "STATES", "analyse", "fieller_seed_ratio", "plot", "pretrain_tokens_of", "summarize"]
 
 STATES = ("base", "aligned", "perturbed")
 DATASETS = ("alignment", "alignment_responses", "wikipedia")
@@ -52,12 +52,28 @@ def _delta(unit: dict, dataset: str) -> float:
     return float(r["perturbed"][dataset]["bits_per_token"] - r["aligned"][dataset]["bits_per_token"])
 
 
+def pretrain_tokens_of(config) -> tuple[float, str]:
+    """``(|D_p| in tokens, where the figure comes from)``: ``config.pretrain_tokens`` when set, else the built-in
+    model's model-card figure; ``ValueError`` for another model without it."""
+    from ...empirical.builtin_models import BUILTIN_MODELS
+
+    if config.pretrain_tokens is not None:
+        return float(config.pretrain_tokens), "the run's config (pretrain_tokens)"
+    if config.model not in BUILTIN_MODELS:
+        raise ValueError(f"pretrain_tokens: the pre-training tokens of {config.model!r} are not known here (only the "
+                         f"built-in models', {', '.join(BUILTIN_MODELS)}); give them with --set pretrain_tokens=N "
+                         f"(from the model card), since k = pretrain_tokens / alignment tokens")
+    entry = BUILTIN_MODELS[config.model]
+    return entry.pretrain_tokens, entry.pretrain_source
+
+
 def analyse(config, units: dict[int, list[dict]]) -> dict:
     """R_meas per n+ (Fieller interval over seeds), k, R/k, and the slope of ln R against ln k across n+.
 
     ``units[n_plus]`` lists the per-seed units of that alignment amount, in the same seed order for every n+.
     """
     aligns = sorted(units)
+    pretrain, pretrain_source = pretrain_tokens_of(config)
     by_align = {}
     log_r, log_k = [], []
     for n in aligns:
@@ -65,8 +81,8 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
         da = np.array([_delta(u, "alignment") for u in us])
         da_resp = np.array([_delta(u, "alignment_responses") for u in us])
         dp = np.array([_delta(u, "wikipedia") for u in us])
-        k = np.array([config.pretrain_tokens / u["align_tokens"] for u in us])
-        k_resp = np.array([config.pretrain_tokens / u["align_response_tokens"] for u in us])
+        k = np.array([pretrain / u["align_tokens"] for u in us])
+        k_resp = np.array([pretrain / u["align_response_tokens"] for u in us])
         signs = [sign_outcome(a, p) for a, p in zip(da, dp)]
         right = np.array([o == "both right" for o in signs])
         ratio = fieller_seed_ratio(da, -dp)
@@ -103,7 +119,8 @@ def analyse(config, units: dict[int, list[dict]]) -> dict:
                  "predicted": 1.0, "verdict": verdict}
     return {
         "seeds": [u["seed"] for u in units[aligns[0]]],
-        "pretrain_tokens": config.pretrain_tokens,
+        "pretrain_tokens": pretrain,
+        "pretrain_tokens_source": pretrain_source,
         "perturb_amount": config.perturb_amount,
         "by_align": by_align,
         "slope_ln_R_vs_ln_k": slope,

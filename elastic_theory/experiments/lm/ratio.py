@@ -40,7 +40,8 @@ the aligned responses only, given their prompts, tokenized as trained (EOS inclu
 prompts, which the perturbation data share, do not enter; its ratio uses ``k_response_tokens``.
 
 **k of the run.** :math:`k = |D_p| / |D_a|` in tokens: :math:`|D_p|` = ``pretrain_tokens``, the
-model's pre-training tokens (SmolLM2-135M: 2T, from its model card; set it for another model);
+model's pre-training tokens: by default the built-in model's model-card figure (SmolLM2-135M: 2T, Gemma 3
+270M: 6T; :func:`pretrain_tokens_of`), and required (``--set pretrain_tokens=N``) for any other model;
 :math:`|D_a|` = the tokens of the :math:`n_+` alignment documents trained on, repeats counted, as
 the rates count them (``k``); also with :math:`|D_a|` counted in the response tokens the SFT loss
 covers (``k_response_tokens``, EOS included).
@@ -68,12 +69,11 @@ from ...infra.trainconfig import FinetuneConfig
 from .. import Context, Experiment, register
 from ._common import (DEFAULT_MODEL, check_common, check_data, finetune_losses, load_pairs, measure_missing,
                       pooled_nll_per_token, run_header, snapshot, stream, track_files)
-from ._ratio_analysis import DATASETS, STATES, analyse, plot, summarize
+from ._ratio_analysis import DATASETS, STATES, analyse, plot, pretrain_tokens_of, summarize
 
-__all__ = ["LMRatioConfig", "check", "measure_seed", "quick_config", "run"]
+__all__ = ["LMRatioConfig", "check", "measure_seed", "pretrain_tokens_of", "quick_config", "run"]
 
 NAME = "lm-ratio"
-SMOLLM2_135M_PRETRAIN_TOKENS = 2.0e12
 """SmolLM2-135M was pre-trained on 2 trillion tokens (its Hugging Face model card, "Training" section)."""
 
 
@@ -81,8 +81,9 @@ SMOLLM2_135M_PRETRAIN_TOKENS = 2.0e12
 class LMRatioConfig:
     """Align on n+ examples (a grid), perturb on m, measure the alignment set's and the proxy's rates (module docstring).
 
-    ``pretrain_tokens`` is the model's pre-training data in tokens, |D_p|: the default is
-    SmolLM2-135M's (2T tokens, its model card); set it when ``model`` is another model.
+    ``pretrain_tokens`` is the model's pre-training data in tokens, |D_p|: None (the default) takes the built-in
+    model's figure from its model card (:func:`pretrain_tokens_of`); any other ``model`` must set it, since a wrong
+    |D_p| would move k, and every R/k, by its factor without a warning.
     """
 
     model: str = DEFAULT_MODEL
@@ -92,7 +93,7 @@ class LMRatioConfig:
     perturb_amount: int = 8
     n_perturb_pool: int = 40
     n_wikipedia: int = 4
-    pretrain_tokens: float = SMOLLM2_135M_PRETRAIN_TOKENS
+    pretrain_tokens: float | None = None
     track_every: int = 0
     seeds: tuple[int, ...] = (0, 1, 2)
 
@@ -103,7 +104,9 @@ class LMRatioConfig:
         check_count(self.n_perturb_pool, "n_perturb_pool", 1)
         check_count(self.n_wikipedia, "n_wikipedia", 1)
         check_count(self.track_every, "track_every", 0)
-        if (isinstance(self.pretrain_tokens, bool) or not isinstance(self.pretrain_tokens, (int, float))
+        if self.pretrain_tokens is None:
+            pretrain_tokens_of(self)  # a built-in model, or say to set it
+        elif (isinstance(self.pretrain_tokens, bool) or not isinstance(self.pretrain_tokens, (int, float))
                 or not math.isfinite(self.pretrain_tokens) or self.pretrain_tokens <= 0):
             raise ValueError(f"pretrain_tokens must be the model's pre-training tokens, a finite number > 0, "
                              f"got {self.pretrain_tokens!r}")
