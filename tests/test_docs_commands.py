@@ -19,7 +19,10 @@ An experiment command (``elastic-theory experiment ...``, quick or full: minutes
 quick runs of the same experiment with other options) runs in the suite with ``--dry-run``: every check a run
 makes before its first unit (options, ``--set`` items, config, data, run directory) on exactly the page's words,
 and none of the training; the parts of its line after it that read its output (``&& elastic-theory plot
-runs/...``) are left out of the dry run. With ``RUN_LONG_COMMANDS=1`` it runs as pasted. What a quick run computes
+runs/...``) are left out of the dry run. A dry run made only of ``[nice -n N] elastic-theory experiment ...``
+parts runs in the test's own process (the command's arguments, split as the shell splits them, given to the same
+typer app the ``elastic-theory`` script calls, in the fresh copy's folder): a fresh interpreter would spend its
+5 s importing torch to check a config. With ``RUN_LONG_COMMANDS=1`` it runs as pasted, in a shell. What a quick run computes
 is tested by each experiment's own end-to-end tests on tiny configurations.
 
 Each command runs once per suite: a command that another test already runs with the same arguments
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,6 +64,8 @@ RUN_BY_TESTS = {
     "elastic-theory verify --markdown": "tests/cli/test_verify_cmd.py::test_docs_table_is_the_verify_output",
     "elastic-theory demo": "tests/cli/test_demo_cmd.py::test_full_demo_writes_the_report",
     "elastic-theory verify --faults --markdown": "tests/cli/test_verify_cmd.py::test_docs_faults_table_is_the_verify_output",
+    "elastic-theory measure --model gemma3-270m --data prose=examples/prose.jsonl --data lines=examples/prose.txt "
+    "--threads 1 --json gemma3-rates.json": "tests/cli/test_measure_cmd.py::test_measure_on_gemma3_offline_in_a_fresh_process",
 }
 
 #: Commands whose whole run another page command (run here) repeats with more options: the same work, once.
@@ -124,6 +130,20 @@ def dry_run(command: str) -> str | None:
     return " && ".join(p + " --dry-run" if _experiment_segment(p) else p for p in parts[:last + 1])
 
 
+def in_process_dry_run(command: str) -> list[list[str]] | None:
+    """The ``elastic-theory`` arguments of each ``&&`` part of a dry run when every part is ``[nice -n N]
+    elastic-theory experiment ... --dry-run``; None for any other command (the shell runs it)."""
+    runs = []
+    for part in command.split(" && "):
+        words = shlex.split(part)
+        if words[:2] == ["nice", "-n"]:
+            words = words[3:]  # the priority of a process that trains nothing here
+        if words[:2] != ["elastic-theory", "experiment"] or words[-1] != "--dry-run":
+            return None
+        runs.append(words[1:])
+    return runs
+
+
 def _marks(command: str):
     marks = []
     if dry_run(command) is not None and not RUN_LONG:
@@ -141,7 +161,9 @@ def _marks(command: str):
     if "jailbreakbench" in command or (" experiment " in f" {command}" and "--model" in command):
         marks.append(optional.JAILBREAKBENCH)  # the real-model protocols read its behaviours by default (setting safety)
     full_verify = command.startswith("elastic-theory verify") and "--claim" not in command and "--help" not in command
-    if marks or full_verify or any(s in command for s in _SLOW):  # a dry run is a subprocess importing torch: slow
+    if "--dry-run" in command and in_process_dry_run(command) is not None:
+        return marks  # checks only, in this process: well under a second (the first one imports torch here)
+    if marks or full_verify or any(s in command for s in _SLOW):  # a subprocess importing torch: slow
         marks.append(pytest.mark.slow)
     return marks
 
@@ -171,6 +193,21 @@ def test_the_command_runs_as_pasted(fresh_checkout, where, command):
     root, env = fresh_checkout
     if not RUN_LONG and dry_run(command) is not None:
         command = dry_run(command)
+        runs = in_process_dry_run(command)
+        if runs is not None:
+            from typer.testing import CliRunner
+
+            from elastic_theory.cli import app
+
+            for args in runs:
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.chdir(root)
+                    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+                        mp.setenv(name, "1")
+                    result = CliRunner().invoke(app, args)
+                assert result.exit_code == 0, f"{where}: {command}\n{result.output[-2000:]}"
+                assert "every check passed, nothing was run" in result.output, result.output
+            return
     if command.startswith(".venv/bin/"):
         command = command.removeprefix(".venv/bin/")  # the fresh copy has no .venv; PATH stands in for it
     proc = subprocess.run(["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, timeout=1500)

@@ -347,28 +347,31 @@ def test_smollm2_settings_say_instruct_and_quantization():
 @pytest.mark.slow  # loads the 268M-parameter Gemma 3 copy twice (a fresh process, then this one); minutes on first use
 @optional.GEMMA3
 def test_measure_on_gemma3_offline_in_a_fresh_process(tmp_path):
-    """`elastic-theory measure --model gemma3-270m` in a new process with the hub switched off writes the rates
-    that the library computes in this process on the built-in copy: the same float32 computation on the same
-    weights, tokens and batches, so the numbers are equal, not merely close (kills: the CLI loading another model or
-    tokenizer, e.g. the GGUF file's own with other special tokens, or another context); and it says what it loaded."""
+    """docs/measurement.md's `elastic-theory measure --model gemma3-270m ...`, word for word (the page's command test
+    leaves it to this one), in a new process with the hub switched off, writes the rates that the library computes
+    in this process on the built-in copy: the same float32 computation on the same weights, tokens and batches, so
+    the numbers are equal, not merely close (kills: the CLI loading another model or tokenizer, e.g. the GGUF file's
+    own with other special tokens, or another context); and it says what it loaded."""
     import subprocess
     import sys
 
     from elastic_theory.empirical import load_model_and_tokenizer
 
-    out = tmp_path / "gemma.json"
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # the page's relative paths, its output kept out of the checkout
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "elastic_theory", "measure", "--model", "gemma3-270m",
-                           "--data", "prose=examples/prose.jsonl", "--seed", "5", "--json", str(out), "--no-progress"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
+                           "--data", "prose=examples/prose.jsonl", "--data", "lines=examples/prose.txt",
+                           "--threads", "1", "--json", "gemma3-rates.json"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(out.read_text())
+    report = json.loads((tmp_path / "gemma3-rates.json").read_text())
     described = report["config"]["model"]
     assert report["model"] == described["name"] == "gemma3-270m" and described["quantization"] == "Q4_K_M"
     assert "pre-trained base" in described["description"] and report["config"]["model_class"] == "Gemma3ForCausalLM"
+    assert report["config"]["threads"] == 1 and report["config"]["seed"] == 0
     model, tok = load_model_and_tokenizer("gemma3-270m", device="cpu")
     docs = read_documents(ROOT / "examples" / "prose.jsonl")
-    want = json.loads(json.dumps(measure_rates(model, tok, docs, rng=np.random.default_rng(5)).to_dict()))
+    want = json.loads(json.dumps(measure_rates(model, tok, docs, rng=np.random.default_rng(0)).to_dict()))
     assert report["datasets"]["prose"] == want
 
 
