@@ -68,31 +68,32 @@ def test_verify_plots_into_a_file_exits_2(tmp_path):
     assert "verdicts as expected" not in res.output
 
 
-@pytest.mark.slow  # the whole verification (about 20 s)
-def test_docs_table_is_the_verify_output():
-    """The table in docs/theory.md is exactly `elastic-theory verify --markdown` (seed 0)."""
-    res = _run("verify", "--markdown")
+@pytest.mark.slow  # every claim, then every claim once per planted fault (about 2 min)
+def test_docs_tables_are_the_verify_output(tmp_path, monkeypatch):
+    """One verification for the pages' four verify commands (`verify`, `verify --markdown`, `verify --faults
+    --markdown`, `verify --json verify.json --plots plots/`: docs/theory.md and the README), run once as
+    `verify --faults --markdown --json verify.json --plots plots/`: the claims table (what `verify --markdown` prints:
+    the same render of the same claims, before the faults table) is docs/theory.md's, the planted-fault table after
+    it is docs/testing.md's, every fault is caught (exit 0), the JSON lists every claim with its expected verdict,
+    and the three figures are drawn."""
+    monkeypatch.chdir(tmp_path)
+    res = _run("verify", "--faults", "--markdown", "--json", "verify.json", "--plots", "plots/")
     assert res.exit_code == 0, res.output
+    claims_table, faults_table = res.stdout.split("\n\n")
     text = DOCS.read_text(encoding="utf-8")
     table = re.search(r"<!-- verify-table:start -->\n(.*?)<!-- verify-table:end -->", text, re.S)
     assert table is not None, "docs/theory.md lost its verify-table markers"
-    assert table.group(1) == res.output, "regenerate the table with `elastic-theory verify --markdown`"
-    assert res.output.count("\n") == len(claims.CLAIMS) + 2
-
-
-@pytest.mark.slow  # every claim once per planted fault (about 2 min)
-def test_docs_faults_table_is_the_verify_output():
-    """The planted-fault table in docs/testing.md is exactly the part after the claims table of
-    `elastic-theory verify --faults --markdown` (seed 0), and every fault is caught (exit 0)."""
-    res = _run("verify", "--faults", "--markdown")
-    assert res.exit_code == 0, res.output
-    claims_table, faults_table = res.stdout.split("\n\n")
+    assert table.group(1) == claims_table + "\n", "regenerate the table with `elastic-theory verify --markdown`"
     assert claims_table.count("\n") == len(claims.CLAIMS) + 1
     text = (DOCS.parent / "testing.md").read_text(encoding="utf-8")
     table = re.search(r"<!-- faults-table:start -->\n(.*?)<!-- faults-table:end -->", text, re.S)
     assert table is not None, "docs/testing.md lost its faults-table markers"
     assert table.group(1) == faults_table, "regenerate the table with `elastic-theory verify --faults --markdown`"
     assert faults_table.count("\n") == len(claims.FAULTS) + 2 and "| NO |" not in faults_table
+    data = json.loads((tmp_path / "verify.json").read_text())
+    assert [c["id"] for c in data["claims"]] == list(claims.CLAIMS)
+    assert all(c["verdict"] == c["expected"] for c in data["claims"])
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["pareto.png", "precision.png", "ratio.png"]
 
 
 def test_verify_faults_json_lists_the_faults_tried(tmp_path):
