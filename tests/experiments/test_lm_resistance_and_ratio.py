@@ -495,13 +495,17 @@ def test_pooled_nll_is_total_nats_over_total_response_tokens(resistance_and_rati
 @optional.SMOLLM2
 @pytest.mark.parametrize("name", ["resistance", "ratio"])
 def test_smollm2_quick_runs(name, tmp_path):
-    """--quick of each protocol on SmolLM2-135M, one seed of it, finishes and writes its results: the real model's
-    path through loading, LoRA fine-tuning and scoring (the analysis over seeds is tested on hand-made units above;
+    """--quick of each protocol on SmolLM2-135M, one seed of it and its smallest amounts, finishes and writes its
+    results: the real model's path through loading, LoRA fine-tuning (its q_proj/v_proj targets, the chat template),
+    generation and scoring (the analysis over seeds is tested on hand-made units above;
     docs/experiments.md's two-seed commands run as dry runs in tests/test_docs_commands.py, as pasted with
     RUN_LONG_COMMANDS=1)."""
     out = tmp_path / name
+    smaller = {"resistance": ["--set", "checkpoints=[4,8]", "--set", "finetune_amount=4", "--set", "n_prompts=2",
+                              "--set", "max_new_tokens=6"],  # one optimizer step per direction
+               "ratio": ["--set", "align_amounts=[4]", "--set", "n_wikipedia=1"]}[name]  # the path, not the numbers
     result = CliRunner().invoke(app, ["experiment", name, "--model", "smollm2-135m", "--quick", "--seeds", "0",
-                                      "--out", str(out), "--no-progress"])
+                                      *smaller, "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     res = json.loads((out / "results.json").read_text())
     key = "inverse_lower" if name == "resistance" else "by_align"
