@@ -39,7 +39,8 @@ def fake(tmp_path, monkeypatch):
         tiny_llama(tok, seed=sum(source.read_bytes()), hidden=16).save_pretrained(out)
         tok.save_pretrained(out)
 
-    entry = BuiltinModel(NAME, "llama", 1234, "MIT", "a fake built-in model", "nothing", "pip install nothing", lambda: src, convert)
+    entry = BuiltinModel(NAME, "llama", 1234, "MIT", "a fake built-in model", "nothing", "pip install nothing", lambda: src, convert,
+                         pretrain_tokens=1e9, pretrain_source="a fake model card")
     monkeypatch.setattr(builtin_models, "BUILTIN_MODELS", {NAME: entry})
     monkeypatch.setenv("ELASTIC_THEORY_CACHE", str(tmp_path / "cache"))
     return src, calls, tmp_path / "cache" / "models"
