@@ -93,6 +93,9 @@ def experiment_command(
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE config override (dotted keys, JSON values); repeatable."),
     threads: int = threads_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
+    shard: str | None = typer.Option(None, "--shard", metavar="I/N", help="Compute only shard I of N of the run's "
+                                     "units (capacity): start N processes on one run directory, then the same command "
+                                     "without --shard writes the results."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Make every check a run makes before its first unit of work "
                                  "(options, config, data, run directory, device), say what would run, and stop: "
                                  "nothing is trained or written."),
@@ -114,6 +117,7 @@ def experiment_command(
     from ..infra.rundir import RunDir
 
     exp, config = resolve_config(name, quick, config_file, seeds, overrides, model, algorithm, lora)
+    shard_of = _shard(shard, exp)
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
     from ..infra.config import config_to_dict
@@ -127,12 +131,13 @@ def experiment_command(
     exp.validate(config)
     if dry_run:
         cached = len(list((out / "units").glob("*.json"))) if (out / "units").is_dir() else 0
-        typer.echo(f"dry run: {exp.name} ({'quick' if quick else 'config'}), {threads} thread(s), device {device}; "
+        typer.echo(f"dry run: {exp.name} ({'quick' if quick else 'config'}), {threads} thread(s), device {device}"
+                   f"{'' if shard is None else ', shard ' + shard}; "
                    f"run directory {out} ({'resumes with ' + str(cached) + ' finished units' if cached else 'new'}); "
                    "every check passed, nothing was run")
         return
     with reproducible_torch(threads):
-        _run(exp, config, cfg, out, device, threads, progress)
+        _run(exp, config, cfg, out, device, threads, progress, shard_of)
 
 
 def _check_device(device: str) -> None:
@@ -143,7 +148,23 @@ def _check_device(device: str) -> None:
             raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
 
 
-def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress: bool) -> None:
+def _shard(text: str | None, exp) -> tuple[int, int]:
+    """``--shard I/N`` as ``(I, N)`` (``(0, 1)`` without it); refused for an experiment that does not split."""
+    from ..experiments import get, names
+    from ..infra.shards import parse_shard
+
+    if text is None:
+        return 0, 1
+    shard = parse_shard(text)
+    if shard[1] > 1 and not exp.shardable:
+        splits = [n for n in names() if get(n).shardable]
+        raise ValueError(f"--shard: {exp.name} computes its units in one process (experiments that split into "
+                         f"shards: {', '.join(splits)})")
+    return shard
+
+
+def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress: bool,
+         shard: tuple[int, int] = (0, 1)) -> None:
     """The experiment command after its checks, under :func:`~elastic_theory.cli.app.reproducible_torch`."""
     from ..experiments import Context
     from ..infra.rundir import RunDir
@@ -156,10 +177,15 @@ def _run(exp, config, cfg: dict, out: Path, device: str, threads: int, progress:
         return tqdm(total=total, desc=desc, disable=not progress, file=sys.stderr, leave=False)
 
     try:
-        results = exp.run(config, run, Context(device=device, progress=bar))
+        results = exp.run(config, run, Context(device=device, progress=bar, shard=shard))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: finished units are saved in {out}/units; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
+    if results is None:  # a shard's units only
+        typer.echo(f"shard {shard[0]}/{shard[1]}: its units are saved in {out}/units; once every shard has finished, "
+                   f"the same command without --shard writes results.json and the plots (computing any unit still "
+                   f"missing)")
+        return
     run.write_results(results)
     plots = exp.plot(results, out)
     console().print(exp.summarize(results))

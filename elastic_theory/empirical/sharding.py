@@ -21,12 +21,12 @@ instead of waiting for it; a rank that dies is ended by the launcher, which then
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from ..infra.shards import balanced_shards
 from ..stats.comparison import DatasetScores
 from .data import Document, check_documents
 from .distributed import group_ready, rank, world_size
@@ -39,24 +39,14 @@ class ShardFailed(ValueError):
 
 
 def shard_by_tokens(token_counts: Sequence[int], n_shards: int) -> list[list[int]]:
-    """Document indices of each of ``n_shards`` shards, balanced by token count; each shard in document order.
-
-    Longest processing time first: documents by decreasing count (ties: lower index first), each to the shard with
-    the fewest tokens so far (ties: the lower rank). The largest shard then exceeds the mean by less than the
-    largest document (Graham's bound), and every rank computes the same plan from the same counts.
+    """Document indices of each of ``n_shards`` shards, balanced by token count; each shard in document order
+    (:func:`~elastic_theory.infra.shards.balanced_shards`: longest first, each to the least loaded shard; the largest
+    shard exceeds the mean by less than the largest document, and every rank computes the same plan).
 
     >>> shard_by_tokens([5, 1, 4, 2, 3], 2)
     [[0, 1, 3], [2, 4]]
     """
-    if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
-        raise ValueError(f"n_shards must be an integer >= 1, got {n_shards!r}")
-    heap = [(0, r) for r in range(n_shards)]
-    shards: list[list[int]] = [[] for _ in range(n_shards)]
-    for i in sorted(range(len(token_counts)), key=lambda j: (-int(token_counts[j]), j)):
-        load, r = heapq.heappop(heap)
-        shards[r].append(i)
-        heapq.heappush(heap, (load + int(token_counts[i]), r))
-    return [sorted(s) for s in shards]
+    return balanced_shards([int(c) for c in token_counts], n_shards)
 
 
 def broadcast_from_main(value):

@@ -19,6 +19,9 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     ".config": (
         "OverrideRefused", "apply_overrides", "config_from_dict", "config_to_dict", "read_config_file",
     ),
+    ".shards": (
+        "balanced_shards", "parse_shard",
+    ),
     ".trainconfig": (
         "ALGORITHMS", "DTYPE_NAMES", "OPTIMIZERS", "SCHEDULES", "FinetuneConfig", "ModelConfig",
         "StageConfig",

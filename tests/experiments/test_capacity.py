@@ -82,3 +82,68 @@ def test_quick_run_end_to_end(tmp_path):
     assert max(max(c["kl_train_bits"]) for c in cells) > 0.1
     assert all(math.isfinite(r) for c in cells for r in c["R_predicted"])
     assert "Warning: cells with 2 seed(s)" in get("capacity").summarize(res)
+
+
+TINY = ["--quick", "--set", "ks=[4]", "--set", "seeds=[0,1]", "--set", 'models=[{"n_layer": 1, "n_embd": 2, "n_head": 1}, '
+        '{"n_layer": 1, "n_embd": 4, "n_head": 1}]', "--set", 'base=[{"optimizer": "adam", "lr": 0.02, "steps": 20}]',
+        "--set", 'perturb=[{"optimizer": "adam", "lr": 0.02, "steps": 5}]', "--no-progress"]
+
+
+def _units(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+
+
+def _rows_without_time(out):
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.slow  # four tiny capacity runs, each building the quick world (about 10 s)
+def test_shards_split_the_cells_and_the_run_without_shard_collects_them(tmp_path):
+    """--shard 0/2 and 1/2 on one run directory compute disjoint shares of the (model, k, seed) cells and write no
+    results; the same command without --shard then trains nothing (no unit file added or rewritten) and writes the
+    results a one-process run writes (but for the seconds). Killed: shards that each compute every cell (shard 0 alone
+    would leave no unit missing), shards that miss a cell (the collecting run would train it), a collected result
+    that differs from one process's."""
+    sharded, single = tmp_path / "sharded", tmp_path / "single"
+    first = CliRunner().invoke(app, ["experiment", "capacity", *TINY, "--shard", "0/2", "--out", str(sharded)])
+    assert first.exit_code == 0, first.output
+    assert "shard 0/2: its units are saved" in first.output and not (sharded / "results.json").exists()
+    after_first = _units(sharded)
+    second = CliRunner().invoke(app, ["experiment", "capacity", *TINY, "--shard", "1/2", "--out", str(sharded)])
+    assert second.exit_code == 0, second.output
+    after_second = _units(sharded)
+    assert {k: after_second[k] for k in after_first} == after_first  # shard 1 left shard 0's units alone
+    assert 0 < len(after_first) < len(after_second)
+    collect = CliRunner().invoke(app, ["experiment", "capacity", *TINY, "--out", str(sharded)])
+    assert collect.exit_code == 0, collect.output
+    assert _units(sharded) == after_second  # nothing trained: every unit came from a shard
+    alone = CliRunner().invoke(app, ["experiment", "capacity", *TINY, "--out", str(single)])
+    assert alone.exit_code == 0, alone.output
+    assert _rows_without_time(sharded) == _rows_without_time(single)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["capacity", "--quick", "--shard", "2/2"], "0 <= I < N"),
+    (["capacity", "--quick", "--shard", "one/2"], "expected I/N"),
+    (["joint-ratio", "--quick", "--shard", "0/2"], "joint-ratio computes its units in one process"),
+])
+def test_bad_shard_is_one_line_before_any_work(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["experiment", *args, "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_shard_plans_partition_the_cells_and_balance_their_cost():
+    """Every cell in exactly one shard, for 1 to 5 shards, and the largest shard's cost exceeds the mean by less
+    than the largest cell (Graham's bound for longest-first); one process owns every cell."""
+    from elastic_theory.experiments import Context
+
+    cells = [(m, k, s) for m in range(4) for k in (4.0, 16.0, 64.0) for s in range(3)]
+    costs = [(10 ** m) * (k + 1.5) for m, k, _ in cells]
+    assert Context().owned(cells, costs) == set(cells)
+    for n in range(1, 6):
+        shares = [Context(shard=(i, n)).owned(cells, costs) for i in range(n)]
+        assert sorted(c for share in shares for c in share) == sorted(cells)
+        loads = [sum(costs[cells.index(c)] for c in share) for share in shares]
+        assert max(loads) - sum(costs) / n < max(costs)

@@ -127,8 +127,10 @@ def _cell_data(world, cfg, k: float, seed: int, ls, k_wrong: float) -> dict:
             "floor": {l: _true_kl_bits(world, cfg, k, l, held[l].union) for l in ls}}
 
 
-def run(cfg: CapacityConfig, run_dir: RunDir, ctx: Context) -> dict:
-    """Train every (model, k, seed) base and its (l, seed) continuations (cached units); measure; summarize."""
+def run(cfg: CapacityConfig, run_dir: RunDir, ctx: Context) -> dict | None:
+    """Train every (model, k, seed) base and its (l, seed) continuations (cached units); measure; summarize.
+
+    Under ``ctx.shard`` only this shard's (model, k, seed) cells are computed and None is returned."""
     from ...empirical.training import kl_bits
     from ._fit import Fitter
 
@@ -137,11 +139,18 @@ def run(cfg: CapacityConfig, run_dir: RunDir, ctx: Context) -> dict:
     rows = []
     bar = ctx.bar(len(cfg.models) * len(ks) * len(cfg.seeds) * (len(ls) + 1), "capacity models")
     data = {(k, s): _cell_data(world, cfg, k, s, ls, _wrong_k(ks, k)) for k in ks for s in cfg.seeds}
+    fitters = [Fitter(run_dir, world, model, ctx.device) for model in cfg.models]
+    sizes = [sum(p.numel() for p in f.new_model(0).parameters()) for f in fitters]
+    cells = [(m, k, s) for m in range(len(cfg.models)) for k in ks for s in cfg.seeds]
+    # a cell's cost: parameters x training sequences (about k + 1 + l per alignment draw), the same for every shard
+    mine = ctx.owned(cells, [sizes[m] * (k + 1 + max(ls)) for m, k, _ in cells])
     for m, model in enumerate(cfg.models):
-        fitter = Fitter(run_dir, world, model, ctx.device)
-        n_params = sum(p.numel() for p in fitter.new_model(0).parameters())
+        fitter, n_params = fitters[m], sizes[m]
         for k in ks:
             for seed in cfg.seeds:
+                if (m, k, seed) not in mine:  # another shard's (--shard)
+                    bar.update(len(ls) + 1)
+                    continue
                 d = data[(k, seed)]
                 d0, h0 = d["train"][0.0], d["held"][0.0]
                 measure = {"pretrain": d0.pretrain, "align": d0.align, "pretrain_heldout": h0.pretrain, "align_heldout": h0.align}
@@ -166,6 +175,8 @@ def run(cfg: CapacityConfig, run_dir: RunDir, ctx: Context) -> dict:
                         "steps": unit["steps"], "seconds": unit["seconds"],
                     })
     bar.close()
+    if len(mine) < len(cells):
+        return None  # this shard's units are saved; the run without --shard collects every unit
     return {"experiment": "capacity", "w": list(cfg.w), "l_star": sign_threshold(cfg.w[2]), "n_align": cfg.n_align,
             "tolerance": cfg.tolerance, "world_sequences": len(world.components[0].sequences) + 2 * cfg.world.n_prompts,
             "rows": rows, "summary": summarize_rows(rows, cfg.tolerance)}
@@ -194,4 +205,5 @@ EXPERIMENT = register(Experiment(
     run=run,
     plot=plot,
     summarize=summarize,
+    shardable=True,
 ))
