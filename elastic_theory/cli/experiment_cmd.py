@@ -149,10 +149,17 @@ def _check_device(device: str) -> None:
 
 
 def _shard(text: str | None, exp) -> tuple[int, int]:
-    """``--shard I/N`` as ``(I, N)`` (``(0, 1)`` without it); refused for an experiment that does not split."""
+    """``--shard I/N`` as ``(I, N)`` (``(0, 1)`` without it); refused for an experiment that does not split, and the
+    command refused under a launcher (``WORLD_SIZE`` > 1)."""
     from ..experiments import get, names
     from ..infra.shards import parse_shard
 
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("experiment runs in one process: under torchrun or accelerate launch every process would run "
+                         "the whole experiment into the same run directory; split a capacity run with --shard I/N "
+                         "(one process per shard), and fine-tune on several processes with finetune")
     if text is None:
         return 0, 1
     shard = parse_shard(text)

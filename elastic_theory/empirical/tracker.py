@@ -2,11 +2,13 @@
 
 Works from a plain torch loop (:meth:`RateTracker.maybe_measure`) and inside
 ``transformers.Trainer`` (:meth:`RateTracker.as_trainer_callback`). Under ``torch.distributed``
-only rank 0 writes. With DDP every rank holds the whole model, so only rank 0 measures (the others
-return at once) on the model unwrapped from DDP's ``.module``, and measuring triggers no collective.
-With FSDP the parameters are sharded and every forward pass gathers them from all ranks: every
-rank then runs the same measurement (the same documents in the same order, so the collectives
-match) and rank 0 writes; nothing is gathered into one process's memory.
+only rank 0 writes. With DDP every rank holds the whole model (unwrapped from DDP's ``.module``), so the
+documents are split between the ranks as ``measure`` splits them
+(:func:`~elastic_theory.empirical.sharding.score_dataset_sharded`: balanced by tokens, each document's code
+length sent to rank 0 and put back in document order), and rank 0 pools them: the same numbers as one process
+up to the float32 forward pass, in about 1/N of the time. With FSDP the parameters are sharded and every
+forward pass gathers them from all ranks: every rank then runs the same measurement (the same documents in the
+same order, so the collectives match) and rank 0 writes; nothing is gathered into one process's memory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from ..data.io import to_jsonable
 from .data import Document, check_documents
-from .distributed import is_main_process, is_sharded
+from .distributed import group_ready, is_main_process, is_sharded, world_size
 from .scoring import DocumentScore, encode_documents, max_context, prefix_token_id, rate_estimate, score_token_ids
 
 __all__ = ["RateTracker"]
@@ -57,7 +59,7 @@ class RateTracker:
             raise ValueError("give at least one named dataset to track")
         self.every, self.context, self.stride, self.batch_size = every, context, stride, batch_size
         self.path = Path(path)
-        self.prefix = prefix_token_id(tokenizer)
+        self.prefix, self.tokenizer = prefix_token_id(tokenizer), tokenizer
         self._data = {}
         for name, docs in datasets.items():
             docs = check_documents(docs, source=name)
@@ -68,7 +70,8 @@ class RateTracker:
 
         A sharded (FSDP) model is measured by every rank together; see the module docstring."""
         sharded = is_sharded(model)
-        if not (sharded or is_main_process()):
+        split = not sharded and group_ready() and world_size() > 1  # DDP: every rank scores its share
+        if not (sharded or split or is_main_process()):
             return []
         if not sharded:
             model = getattr(model, "module", model)
@@ -76,24 +79,40 @@ class RateTracker:
         records = []
         for name, (docs, ids) in self._data.items():
             t0 = time.perf_counter()
-            log_probs = score_token_ids(
-                model, ids, self.prefix, context=context, stride=self.stride, batch_size=self.batch_size,
-                names=[d.name for d in docs],
-            )
-            est = rate_estimate(
-                [DocumentScore(d.name, lp, len(d.text.encode("utf-8"))) for d, lp in zip(docs, log_probs)], rng=None
-            )
-            records.append({
-                "step": int(step), "dataset": name, "bits_per_token": est.bits_per_token,
-                "bits_per_byte": est.bits_per_byte, "n_tokens": est.n_tokens, "n_bytes": est.n_bytes,
-                "seconds": time.perf_counter() - t0, "time": time.time(),
-            })
+            if split:
+                rates = self._split_rates(model, docs, context)
+                if rates is None:  # not rank 0: its documents' code lengths went to rank 0
+                    continue
+            else:
+                log_probs = score_token_ids(
+                    model, ids, self.prefix, context=context, stride=self.stride, batch_size=self.batch_size,
+                    names=[d.name for d in docs],
+                )
+                est = rate_estimate(
+                    [DocumentScore(d.name, lp, len(d.text.encode("utf-8"))) for d, lp in zip(docs, log_probs)], rng=None
+                )
+                rates = {"bits_per_token": est.bits_per_token, "bits_per_byte": est.bits_per_byte,
+                         "n_tokens": est.n_tokens, "n_bytes": est.n_bytes}
+            records.append({"step": int(step), "dataset": name, **rates,
+                            "seconds": time.perf_counter() - t0, "time": time.time()})
         if not is_main_process():
             return []
         with self.path.open("a", encoding="utf-8") as fh:
             # each line its own object, in the project's encoding of non-finite numbers (io.to_jsonable)
             fh.writelines(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in records)
         return records
+
+    def _split_rates(self, model, docs: list[Document], context: int) -> dict | None:
+        """Pooled rates of ``docs``, each rank scoring its share (rank 0's result; None on the other ranks)."""
+        from .sharding import score_dataset_sharded
+
+        scores = score_dataset_sharded(model, self.tokenizer, docs, context=context, stride=self.stride,
+                                       batch_size=self.batch_size)
+        if scores is None:
+            return None
+        est = rate_estimate(scores, rng=None)
+        return {"bits_per_token": est.bits_per_token, "bits_per_byte": est.bits_per_byte, "n_tokens": est.n_tokens,
+                "n_bytes": est.n_bytes}
 
     def maybe_measure(self, model, step: int) -> list[dict]:
         """:meth:`measure` when ``step`` (optimizer steps done so far) is a multiple of ``every``; else ``[]``."""

@@ -231,6 +231,22 @@ def test_accelerate_launch_runs_the_same_command_as_torchrun(runs, finetune_inpu
                                  for r, a in zip(runs["two"]["track"], launched["track"])]
 
 
+def _rates_within_float32(inputs, tok, got: dict, want: dict) -> None:
+    """Two float32 evaluations of the tracked documents' rates: within twice Float32Forward.rate_tolerance each."""
+    from elastic_theory.empirical import load_model_and_tokenizer, read_documents
+    from elastic_theory.empirical.data import check_documents
+    from elastic_theory.empirical.scoring import encode_documents
+    from elastic_theory.theory.tolerances import Float32Forward
+
+    docs = check_documents(read_documents(inputs / "track.jsonl"))
+    n = [len(ids) for ids in encode_documents(tok, docs)]
+    f32 = Float32Forward.of(load_model_and_tokenizer(inputs / "model", device="cpu", dtype=torch.float32)[0])
+    tol = {"bits_per_token": 2 * f32.rate_tolerance(n, n),
+           "bits_per_byte": 2 * f32.rate_tolerance(n, [len(d.text.encode("utf-8")) for d in docs])}
+    for key, bound in tol.items():
+        assert abs(got[key] - want[key]) <= bound, key
+
+
 _SHARDED_TRACKER = """
 import sys, torch, torch.distributed as dist
 from pathlib import Path
@@ -261,9 +277,6 @@ def test_tracker_measures_a_sharded_model_on_every_rank_and_writes_once(finetune
     rank 0's all-gather unmatched (tried: gloo fails it when rank 1 moves on to the next collective; otherwise the
     timeout ends the wait); one that wrote from both ranks writes two lines."""
     from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
-    from elastic_theory.empirical.data import check_documents
-    from elastic_theory.empirical.scoring import encode_documents
-    from elastic_theory.theory.tolerances import Float32Forward
 
     script = tmp_path / "sharded.py"
     script.write_text(_SHARDED_TRACKER)
@@ -279,15 +292,54 @@ def test_tracker_measures_a_sharded_model_on_every_rank_and_writes_once(finetune
     # Two float32 evaluations: within twice Float32Forward.rate_tolerance of the model's float32 forward, whose
     # Delta = gamma_R S exceeds the float64 logits' error plus their rounding to float32 (u S). Kills each rank
     # scoring its half of the documents and rank 0 writing its half's rates (63 bounds per token, 940 per byte).
-    docs = check_documents(read_documents(finetune_inputs / "track.jsonl"))
-    n = [len(ids) for ids in encode_documents(tok, docs)]
-    f32 = Float32Forward.of(load_model_and_tokenizer(finetune_inputs / "model", device="cpu", dtype=torch.float32)[0])
-    tol = {"bits_per_token": 2 * f32.rate_tolerance(n, n),
-           "bits_per_byte": 2 * f32.rate_tolerance(n, [len(d.text.encode("utf-8")) for d in docs])}
-    for key, bound in tol.items():
-        assert abs(sharded[0][key] - whole[0][key]) <= bound, key
+    _rates_within_float32(finetune_inputs, tok, sharded[0], whole[0])
     gathered = torch.load(tmp_path / "gathered.pt")
     assert _max_weight_difference(model.state_dict(), gathered) == 0.0
+
+
+_DDP_TRACKER = """
+import json, sys, torch, torch.distributed as dist
+from pathlib import Path
+from torch.nn.parallel import DistributedDataParallel
+from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
+
+inputs, out = Path(sys.argv[1]), Path(sys.argv[2])
+dist.init_process_group("gloo")
+model, tok = load_model_and_tokenizer(inputs / "model", device="cpu", dtype=torch.float64)
+fed = []
+model.register_forward_hook(lambda module, args, kwargs, output: fed.append(int(kwargs["input_ids"].numel())),
+                            with_kwargs=True)
+tracker = RateTracker({"t": read_documents(inputs / "track.jsonl")}, tok, out / "track.jsonl", every=1)
+records = tracker.measure(DistributedDataParallel(model), 0)
+assert len(records) == (1 if dist.get_rank() == 0 else 0)
+(out / f"fed-{dist.get_rank()}.json").write_text(json.dumps(sum(fed)))
+dist.destroy_process_group()
+"""
+
+
+def test_tracker_under_ddp_splits_the_documents_between_the_ranks(finetune_inputs, tmp_path):
+    """DDP (gloo, 2 processes; every rank holds the whole model): each rank feeds its model a share of the tracked
+    documents' tokens (both shares non-empty, together exactly what one process feeds), and rank 0 writes the one
+    record, the one-process rates within the same float32 bound as the FSDP test above. Killed: rank 0 scoring
+    every document (rank 1 feeds nothing), both ranks scoring everything (each feeds the whole), rank 0 writing its
+    own share's rates (far outside the bound, as above)."""
+    from elastic_theory.empirical import RateTracker, load_model_and_tokenizer, read_documents
+
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_TRACKER)
+    _run([*_torchrun(), str(script), str(finetune_inputs), str(tmp_path)], timeout=300)
+    model, tok = load_model_and_tokenizer(finetune_inputs / "model", device="cpu", dtype=torch.float64)
+    fed = []
+    model.register_forward_hook(lambda module, args, kwargs, output: fed.append(int(kwargs["input_ids"].numel())),
+                                with_kwargs=True)
+    (tmp_path / "whole").mkdir()
+    whole = RateTracker({"t": read_documents(finetune_inputs / "track.jsonl")}, tok, tmp_path / "whole" / "t.jsonl",
+                        every=1).measure(model, 0)
+    shares = [json.loads((tmp_path / f"fed-{r}.json").read_text()) for r in (0, 1)]
+    assert 0 < min(shares) and max(shares) < sum(fed) and sum(shares) == sum(fed), (shares, sum(fed))
+    split = [json.loads(line) for line in (tmp_path / "track.jsonl").read_text().splitlines()]
+    assert len(split) == 1 and (split[0]["n_tokens"], split[0]["n_bytes"]) == (whole[0]["n_tokens"], whole[0]["n_bytes"])
+    _rates_within_float32(finetune_inputs, tok, split[0], whole[0])
 
 
 @pytest.mark.gpu

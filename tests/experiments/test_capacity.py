@@ -134,6 +134,15 @@ def test_bad_shard_is_one_line_before_any_work(tmp_path, args, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_experiment_under_a_launcher_is_refused(tmp_path, monkeypatch):
+    """Under torchrun (WORLD_SIZE = 2) each process would run the whole experiment into one folder: refused in one
+    line, before a run folder exists, naming --shard."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["experiment", "capacity", "--quick", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--shard I/N" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_shard_plans_partition_the_cells_and_balance_their_cost():
     """Every cell in exactly one shard, for 1 to 5 shards, and the largest shard's cost exceeds the mean by less
     than the largest cell (Graham's bound for longest-first); one process owns every cell."""
