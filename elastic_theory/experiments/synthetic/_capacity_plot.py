@@ -27,19 +27,24 @@ def plot(results: dict, folder: Path) -> list[Path]:
         a1.plot(x, [_mean(c["heldout_R_over_R_pred"]) for c in cs], "s--", color=f"C{i}", mfc="none")
         for c in cs:
             a1.plot([c["n_parameters"]] * len(c["R_over_R_pred"]), c["R_over_R_pred"], ".", color=f"C{i}", alpha=0.4)
-    by_model = {}
-    for c in cells:
-        by_model.setdefault(c["n_parameters"], []).append(c)
-    x = sorted(by_model)
-    a2.plot(x, [max(max(c["kl_train_bits"]) for c in by_model[n]) for n in x], "o-", color="k", label="train KL (max)")
-    a2.plot(x, [_mean([_mean(c["kl_heldout_bits"]) for c in by_model[n]]) for n in x], "s--", color="C3", label="held-out KL (mean)")
-    a2.plot(x, [_mean([_mean(c["kl_heldout_floor_bits"]) for c in by_model[n]]) for n in x], ":", color="grey",
-            label="held-out floor (true world)")
+    # per k (a model can memorize the small training sets and not the large ones): the worst seed and l of each cell
+    for j, k in enumerate(dict.fromkeys(c["k"] for c in cells)):
+        by_model = {}
+        for c in cells:
+            if c["k"] == k:
+                by_model.setdefault(c["n_parameters"], []).append(c)
+        x = sorted(by_model)
+        a2.plot(x, [max(max(c["kl_train_bits"]) for c in by_model[n]) for n in x], "o-", color=f"C{j}",
+                label=f"train KL, k = {k:g} (max)")
+        a2.plot(x, [_mean([_mean(c["kl_heldout_bits"]) for c in by_model[n]]) for n in x], "s--", color=f"C{j}",
+                mfc="none", label=f"held-out KL, k = {k:g} (mean)")
+    floor = [_mean(c["kl_heldout_floor_bits"]) for c in cells]
+    a2.axhspan(min(floor), max(floor), color="grey", alpha=0.2, label="held-out floor (true world)")
     a1.axhline(1.0, color="grey", lw=0.8)
     a1.set_yscale("symlog", linthresh=1.0)
     a1.set_ylabel("R_meas / R_pred (dots: seeds; dashed: held-out)")
     a1.set_title("ratio to the tabular prediction of the same data", fontsize=8)
-    a2.axhline(0.1, color="grey", ls="--", lw=0.8)
+    a2.axhline(0.1, color="grey", ls="--", lw=0.8)  # the underfitting line: train KL above 0.1 bits
     a2.set_yscale("log")
     a2.set_ylabel("KL (bits per response)")
     a2.set_title("distance to the empirical optimum", fontsize=8)
