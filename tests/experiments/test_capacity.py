@@ -1,4 +1,5 @@
-"""The capacity experiment: its verdicts on hand-made numbers (a wrong-k prediction is flagged) and the quick run end to end."""
+"""The capacity experiment: its verdicts on hand-made numbers (a wrong-k prediction is flagged), a small run end to end,
+sharded and in one process."""
 
 import json
 import math
@@ -66,24 +67,6 @@ def test_summary_table_counts_seeds_and_warns_under_three():
     assert "Warning: cells with 2 seed(s)" in text
 
 
-@pytest.mark.slow  # trains the quick config at one k: 4 models x 2 seeds x 4 fits (about a CPU minute)
-def test_quick_run_end_to_end(tmp_path):
-    """The quick config at k = 4 only (the whole quick run, both k, is docs/experiments.md's command: a dry run in the
-    suite, as pasted with RUN_LONG_COMMANDS=1); the k-dependence of the analysis is tested on hand-made numbers."""
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["experiment", "capacity", "--quick", "--set", "ks=[4]", "--out", str(out),
-                                      "--no-progress"])
-    assert result.exit_code == 0, result.output
-    res = json.loads((out / "results.json").read_text())
-    assert (out / "capacity.png").is_file()
-    cells = res["summary"]
-    assert len(cells) == 4 * 1 * 2 and all(c["n_seeds"] == 2 for c in cells)
-    # the sweep spans an underfitting model (train KL above 0.1 bits) and the prediction is of each seed's own data
-    assert max(max(c["kl_train_bits"]) for c in cells) > 0.1
-    assert all(math.isfinite(r) for c in cells for r in c["R_predicted"])
-    assert "Warning: cells with 2 seed(s)" in get("capacity").summarize(res)
-
-
 TINY = ["--quick", "--set", "ks=[4]", "--set", "seeds=[0,1]", "--set", 'models=[{"n_layer": 1, "n_embd": 2, "n_head": 1}, '
         '{"n_layer": 1, "n_embd": 4, "n_head": 1}]', "--set", 'base=[{"optimizer": "adam", "lr": 0.02, "steps": 20}]',
         "--set", 'perturb=[{"optimizer": "adam", "lr": 0.02, "steps": 5}]', "--no-progress"]
@@ -98,7 +81,7 @@ def _rows_without_time(out):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-@pytest.mark.slow  # four tiny capacity runs, each building the quick world (about 10 s)
+@pytest.mark.slow  # four tiny capacity runs, each building the quick world (about 15 s)
 def test_shards_split_the_cells_and_the_run_without_shard_collects_them(tmp_path):
     """--shard 0/2 and 1/2 on one run directory compute disjoint shares of the (model, k, seed) cells and write no
     results; the same command without --shard then trains nothing (no unit file added or rewritten) and writes the
@@ -121,6 +104,16 @@ def test_shards_split_the_cells_and_the_run_without_shard_collects_them(tmp_path
     alone = CliRunner().invoke(app, ["experiment", "capacity", *TINY, "--out", str(single)])
     assert alone.exit_code == 0, alone.output
     assert _rows_without_time(sharded) == _rows_without_time(single)
+    # the run end to end (the quick config with fewer models and steps; the whole quick run is docs/experiments.md's
+    # command, a dry run in the suite): a cell per (model, k, l > 0) over both seeds, the plot, an underfitting model
+    # (train KL above 0.1 bits), each seed's own finite prediction, and the warning for fewer than 3 seeds
+    res = json.loads((single / "results.json").read_text())
+    assert (single / "capacity.png").is_file() and (sharded / "capacity.png").is_file()
+    cells = res["summary"]
+    assert len(cells) == 2 * 1 * 2 and all(c["n_seeds"] == 2 for c in cells)
+    assert max(max(c["kl_train_bits"]) for c in cells) > 0.1
+    assert all(math.isfinite(r) for c in cells for r in c["R_predicted"])
+    assert "Warning: cells with 2 seed(s)" in get("capacity").summarize(res)
 
 
 @pytest.mark.parametrize(("args", "message"), [
